@@ -1,0 +1,350 @@
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { EVENT_TYPES, type Event, type EventOf, type EventType, type RunnerInbox } from '../events.js';
+import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { BoundedQueue } from './inbox.js';
+
+export interface EventBrokerOptions {
+  /** Default inbox capacity per runner (events). */
+  inboxSize: number;
+  /** Producers that may wait for room in one runner's inbox before `publish` rejects. */
+  maxWaiters: number;
+  /** Events handled back to back before the broker yields to I/O. */
+  batchSize?: number;
+  logger: Logger;
+  metrics: Registry;
+}
+
+export interface RunnerStats {
+  name: string;
+  accepts: EventType[];
+  capacity: number;
+  depth: number;
+  waiting: number;
+  delivered: number;
+  dropped: number;
+  errors: number;
+}
+
+interface Waiter {
+  event: Event;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+class RunnerSlot {
+  readonly queue: BoundedQueue;
+  readonly waiters: Waiter[] = [];
+  running = false;
+  delivered = 0;
+  dropped = 0;
+  errors = 0;
+  idle: (() => void)[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly accepts: ReadonlySet<EventType>,
+    readonly inbox: RunnerInbox,
+    capacity: number,
+    readonly latency: Histogram.Internal<'runner'>,
+    readonly deliveredCounter: Counter.Internal,
+  ) {
+    this.queue = new BoundedQueue(capacity);
+  }
+
+  get busy(): boolean {
+    return this.running || this.queue.length > 0 || this.waiters.length > 0;
+  }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * Fans each event out to every registered runner that accepts its type.
+ *
+ * Inbox policy (README "Event broker"):
+ * - Every runner has a bounded inbox, handled strictly in order, one event at a time.
+ * - `publish()` is the back-pressure path (device data): when an inbox is full the
+ *   returned promise waits for room, so the MQTT runner holds its PUBACK and the
+ *   device slows down. At most `maxWaiters` producers wait per runner; beyond that
+ *   `publish()` rejects with BrokerOverloadedError and the producer must refuse the data.
+ * - `emit()` never waits (for producers that cannot, such as timers): when an inbox
+ *   is full the event is dropped for that runner, counted and logged.
+ * - A handler that throws is logged with runner and event type, counted, and the
+ *   runner goes on with the next event.
+ * - Events no runner accepts are counted per type and logged once per type.
+ */
+export class EventBroker {
+  private readonly slots = new Map<string, RunnerSlot>();
+  private readonly routes = new Map<EventType, RunnerSlot[]>();
+  private readonly unroutedSeen = new Set<EventType>();
+  private readonly batchSize: number;
+  private stopped = false;
+
+  private readonly deliveredTotal: Counter<'runner'>;
+  private readonly droppedTotal: Counter<'runner' | 'reason'>;
+  private readonly errorsTotal: Counter<'runner' | 'event'>;
+  private readonly unroutedTotal: Counter<'event'>;
+  private readonly latency: Histogram<'runner'>;
+
+  constructor(private readonly options: EventBrokerOptions) {
+    this.batchSize = options.batchSize ?? 256;
+    const registers = [options.metrics];
+    this.deliveredTotal = new Counter({ name: 'nucleon_broker_delivered_total', help: 'Events handled, per runner', labelNames: ['runner'], registers });
+    this.droppedTotal = new Counter({ name: 'nucleon_broker_dropped_total', help: 'Events dropped, per runner and reason', labelNames: ['runner', 'reason'], registers });
+    this.errorsTotal = new Counter({ name: 'nucleon_broker_handler_errors_total', help: 'Handler failures, per runner and event type', labelNames: ['runner', 'event'], registers });
+    this.unroutedTotal = new Counter({ name: 'nucleon_broker_unrouted_total', help: 'Events no runner accepts, per type', labelNames: ['event'], registers });
+    this.latency = new Histogram({
+      name: 'nucleon_broker_handle_seconds',
+      help: 'Time spent handling one event, per runner',
+      labelNames: ['runner'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    const slots = this.slots;
+    new Gauge({
+      name: 'nucleon_broker_inbox_depth',
+      help: 'Events waiting in each runner inbox',
+      labelNames: ['runner'],
+      registers,
+      collect() {
+        for (const slot of slots.values()) this.set({ runner: slot.name }, slot.queue.length);
+      },
+    });
+  }
+
+  /** Registers a runner; throws DuplicateRunnerError for a name already taken. */
+  register(event: EventOf<'NewRunner'>): void {
+    if (this.stopped) throw new BrokerStoppedError();
+    if (this.slots.has(event.name)) throw new DuplicateRunnerError(event.name);
+    const known = new Set<string>(EVENT_TYPES);
+    const unknown = event.accepts.filter((type) => !known.has(type) || type === 'NewRunner');
+    if (unknown.length > 0) throw new TypeError(`runner "${event.name}" accepts unknown event types: ${unknown.join(', ')}`);
+    const capacity = event.inbox.capacity ?? this.options.inboxSize;
+    const slot = new RunnerSlot(event.name, new Set(event.accepts), event.inbox, capacity, this.latency.labels(event.name), this.deliveredTotal.labels(event.name));
+    this.slots.set(event.name, slot);
+    for (const type of slot.accepts) {
+      const list = this.routes.get(type) ?? [];
+      list.push(slot);
+      this.routes.set(type, list);
+      this.unroutedSeen.delete(type);
+    }
+    this.options.logger.info({ runner: event.name, accepts: event.accepts, inbox: capacity }, 'runner registered');
+  }
+
+  /** Removes a runner. Events still queued for it are dropped and counted. */
+  unregister(name: string): void {
+    const slot = this.slots.get(name);
+    if (!slot) return;
+    this.slots.delete(name);
+    for (const [type, list] of this.routes) {
+      const rest = list.filter((s) => s !== slot);
+      if (rest.length === 0) this.routes.delete(type);
+      else this.routes.set(type, rest);
+    }
+    const lost = slot.queue.clear() + slot.waiters.length;
+    for (const waiter of slot.waiters.splice(0)) waiter.reject(new BrokerStoppedError());
+    if (lost > 0) {
+      slot.dropped += lost;
+      this.droppedTotal.inc({ runner: name, reason: 'runner_stopped' }, lost);
+      this.options.logger.warn({ runner: name, lost }, 'runner left with events still queued; they were dropped');
+    }
+    for (const resolve of slot.idle.splice(0)) resolve();
+    this.options.logger.info({ runner: name }, 'runner unregistered');
+  }
+
+  /**
+   * Delivers an event to every runner that accepts it, waiting for inbox room
+   * (back-pressure). `NewRunner` registers instead.
+   */
+  publish(event: Event): Promise<void> {
+    if (event.type === 'NewRunner') {
+      try {
+        this.register(event);
+        return RESOLVED;
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    if (this.stopped) return Promise.reject(new BrokerStoppedError());
+    const targets = this.targetsOf(event);
+    if (!targets) return RESOLVED;
+    let pending: Promise<void>[] | undefined;
+    for (const slot of targets) {
+      if (slot.waiters.length === 0 && slot.queue.push(event)) {
+        this.schedule(slot);
+        continue;
+      }
+      if (slot.waiters.length >= this.options.maxWaiters) {
+        this.countDrop(slot, event, 'overloaded');
+        (pending ??= []).push(Promise.reject(new BrokerOverloadedError(slot.name)));
+        continue;
+      }
+      (pending ??= []).push(new Promise<void>((resolve, reject) => slot.waiters.push({ event, resolve, reject })));
+    }
+    if (!pending) return RESOLVED;
+    return Promise.all(pending).then(() => undefined);
+  }
+
+  /**
+   * Delivers without waiting. Returns false when some runner's inbox was full;
+   * the event was then dropped for that runner, counted and logged.
+   */
+  emit(event: Event): boolean {
+    if (event.type === 'NewRunner') {
+      this.register(event);
+      return true;
+    }
+    if (this.stopped) {
+      this.options.logger.warn({ event: event.type }, 'event emitted after the broker stopped; dropped');
+      this.droppedTotal.inc({ runner: '*', reason: 'broker_stopped' });
+      return false;
+    }
+    const targets = this.targetsOf(event);
+    if (!targets) return true;
+    let all = true;
+    for (const slot of targets) {
+      if (slot.waiters.length === 0 && slot.queue.push(event)) {
+        this.schedule(slot);
+      } else {
+        this.countDrop(slot, event, 'inbox_full');
+        all = false;
+      }
+    }
+    return all;
+  }
+
+  /**
+   * True when every runner that accepts this type has room now, so a
+   * `publish()` would not wait. Lets hot paths skip a promise.
+   */
+  hasRoomFor(type: EventType): boolean {
+    const targets = this.routes.get(type);
+    if (!targets) return true;
+    for (const slot of targets) if (slot.waiters.length > 0 || slot.queue.full) return false;
+    return true;
+  }
+
+  accepts(type: EventType): boolean {
+    return this.routes.has(type);
+  }
+
+  /** Resolves once every inbox is empty and idle (new events may keep it busy), or false on timeout. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const busy = [...this.slots.values()].filter((slot) => slot.busy);
+      if (busy.length === 0) return true;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        this.options.logger.warn({ runners: busy.map((s) => ({ name: s.name, depth: s.queue.length })) }, 'drain timed out');
+        return false;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      // Not unref'd: whoever awaits the drain needs the timeout to fire even when
+      // a hung handler holds nothing else open.
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, remaining);
+      });
+      await Promise.race([Promise.all(busy.map((slot) => new Promise<void>((resolve) => slot.idle.push(resolve)))), timeout]);
+      clearTimeout(timer);
+    }
+  }
+
+  start(): void {
+    this.stopped = false;
+  }
+
+  /** Drains in-flight events (bounded by `timeoutMs`), then refuses new ones. */
+  async stop(timeoutMs: number): Promise<boolean> {
+    const drained = await this.drain(timeoutMs);
+    this.stopped = true;
+    for (const slot of this.slots.values()) {
+      for (const waiter of slot.waiters.splice(0)) waiter.reject(new BrokerStoppedError());
+    }
+    return drained;
+  }
+
+  stats(): RunnerStats[] {
+    return [...this.slots.values()].map((slot) => ({
+      name: slot.name,
+      accepts: [...slot.accepts],
+      capacity: slot.queue.capacity,
+      depth: slot.queue.length,
+      waiting: slot.waiters.length,
+      delivered: slot.delivered,
+      dropped: slot.dropped,
+      errors: slot.errors,
+    }));
+  }
+
+  runnerNames(): string[] {
+    return [...this.slots.keys()];
+  }
+
+  private targetsOf(event: Event): RunnerSlot[] | undefined {
+    const targets = this.routes.get(event.type);
+    if (targets) return targets;
+    this.unroutedTotal.inc({ event: event.type });
+    if (!this.unroutedSeen.has(event.type)) {
+      this.unroutedSeen.add(event.type);
+      this.options.logger.warn({ event: event.type }, 'no runner accepts this event type; counting further ones silently');
+    }
+    return undefined;
+  }
+
+  private countDrop(slot: RunnerSlot, event: Event, reason: string): void {
+    slot.dropped++;
+    this.droppedTotal.inc({ runner: slot.name, reason });
+    // Log the first drop and then every 1000th, so a flood cannot flood the log too.
+    if (slot.dropped === 1 || slot.dropped % 1000 === 0) {
+      this.options.logger.warn({ runner: slot.name, event: event.type, reason, droppedSoFar: slot.dropped }, 'event dropped');
+    }
+  }
+
+  private schedule(slot: RunnerSlot): void {
+    if (slot.running) return;
+    slot.running = true;
+    // Never run a handler on the producer's stack: a runner that emits back to
+    // the producer would otherwise recurse without bound.
+    setImmediate(() => void this.run(slot));
+  }
+
+  private async run(slot: RunnerSlot): Promise<void> {
+    let handled = 0;
+    for (;;) {
+      const event = slot.queue.shift();
+      if (event === undefined) break;
+      this.admitWaiter(slot);
+      const started = performance.now();
+      try {
+        const result = slot.inbox.handle(event);
+        if (result !== undefined) await result;
+      } catch (error) {
+        slot.errors++;
+        this.errorsTotal.inc({ runner: slot.name, event: event.type });
+        this.options.logger.error({ err: error, runner: slot.name, event: event.type }, 'runner failed to handle an event; it keeps running');
+      }
+      slot.latency.observe((performance.now() - started) / 1000);
+      slot.delivered++;
+      slot.deliveredCounter.inc();
+      if (!this.slots.has(slot.name)) return;
+      if (++handled >= this.batchSize) {
+        // Let sockets and timers run between batches; continue on the next turn.
+        setImmediate(() => void this.run(slot));
+        return;
+      }
+    }
+    slot.running = false;
+    if (!slot.busy) for (const resolve of slot.idle.splice(0)) resolve();
+  }
+
+  private admitWaiter(slot: RunnerSlot): void {
+    const waiter = slot.waiters[0];
+    if (waiter && slot.queue.push(waiter.event)) {
+      slot.waiters.shift();
+      waiter.resolve();
+    }
+  }
+}

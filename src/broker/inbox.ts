@@ -1,0 +1,48 @@
+import type { Event } from '../events.js';
+
+/**
+ * A fixed-capacity FIFO of events (a ring buffer), so a runner's backlog can
+ * never grow past what was configured.
+ */
+export class BoundedQueue {
+  private readonly items: (Event | undefined)[];
+  private head = 0;
+  private count = 0;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`inbox capacity must be a positive integer, got ${capacity}`);
+    this.items = new Array<Event | undefined>(capacity);
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  get full(): boolean {
+    return this.count === this.capacity;
+  }
+
+  /** Returns false (and stores nothing) when full. */
+  push(event: Event): boolean {
+    if (this.count === this.capacity) return false;
+    this.items[(this.head + this.count) % this.capacity] = event;
+    this.count++;
+    return true;
+  }
+
+  shift(): Event | undefined {
+    if (this.count === 0) return undefined;
+    const event = this.items[this.head];
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) % this.capacity;
+    this.count--;
+    return event;
+  }
+
+  /** Empties the queue and returns how many events it held. */
+  clear(): number {
+    const dropped = this.count;
+    while (this.count > 0) this.shift();
+    return dropped;
+  }
+}

@@ -1,0 +1,179 @@
+import { z } from 'zod';
+
+/**
+ * The one schema for config.toml. Every key has a default, so an empty file is a
+ * working development setup; config.toml in the repository documents each key.
+ * Keys are spelled as in the file (snake_case) so the docs and the code agree.
+ */
+
+/** Port 0 lets the OS choose (tests, embedding). */
+const listenPort = () =>
+  z
+    .number({ error: (iss) => `expected an integer 0..65535, got ${show(iss.input)}` })
+    .int({ error: (iss) => `expected an integer 0..65535, got ${show(iss.input)}` })
+    .min(0, { error: (iss) => `expected an integer 0..65535, got ${show(iss.input)}` })
+    .max(65535, { error: (iss) => `expected an integer 0..65535, got ${show(iss.input)}` });
+
+const int = (min: number, max: number) => {
+  const error = (iss: { input?: unknown }) => `expected an integer ${min}..${max}, got ${show(iss.input)}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
+
+const text = () => z.string({ error: (iss) => `expected a string, got ${show(iss.input)}` });
+const flag = () => z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` });
+const host = () => text().min(1, { error: 'expected a host name or address, got an empty string' });
+
+export function show(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return 'a date';
+  if (typeof value === 'object' && value !== null) return 'a table';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return typeof value;
+}
+
+const listener = (defaults: { enabled: boolean; host: string; port: number }) =>
+  z
+    .strictObject({
+      enabled: flag().default(defaults.enabled),
+      host: host().default(defaults.host),
+      port: listenPort().default(defaults.port),
+    })
+    .prefault({});
+
+export const configSchema = z.strictObject({
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+    })
+    .prefault({}),
+
+  broker: z
+    .strictObject({
+      inbox_size: int(1, 1_000_000).default(4096),
+      max_waiters: int(1, 1_000_000).default(4096),
+      stop_timeout_ms: int(100, 600_000).default(5000),
+    })
+    .prefault({}),
+
+  store: z
+    .strictObject({
+      path: text().min(1).default('data'),
+    })
+    .prefault({}),
+
+  certs: z
+    .strictObject({
+      dir: text().min(1).default('certs'),
+      auto_generate: flag().default(true),
+      server_names: z.array(host()).default([]),
+      ca_days: int(1, 36500).default(3650),
+      server_days: int(1, 36500).default(825),
+      device_days: int(1, 36500).default(3650),
+    })
+    .prefault({}),
+
+  mqtt: z
+    .strictObject({
+      tls: z
+        .strictObject({
+          enabled: flag().default(true),
+          host: host().default('0.0.0.0'),
+          port: listenPort().default(8883),
+        })
+        .prefault({}),
+      tcp: listener({ enabled: false, host: '127.0.0.1', port: 1883 }),
+      ws: z
+        .strictObject({
+          enabled: flag().default(false),
+          host: host().default('0.0.0.0'),
+          port: listenPort().default(8884),
+          tls: flag().default(true),
+        })
+        .prefault({}),
+      auth: z
+        .strictObject({
+          client_certificates: flag().default(true),
+          passwords: flag().default(true),
+          anonymous: flag().default(false),
+        })
+        .prefault({}),
+      limits: z
+        .strictObject({
+          max_packet_size: int(1024, 268_435_455).default(256 * 1024),
+          max_client_id_length: int(1, 65535).default(128),
+          keepalive_max_s: int(0, 65535).default(1200),
+          connect_timeout_ms: int(100, 600_000).default(10_000),
+          connections_per_second: int(1, 1_000_000).default(500),
+          max_acl_violations: int(1, 1_000_000).default(10),
+          offline_queue_size: int(1, 10_000_000).default(1000),
+          drain_timeout_ms: int(100, 600_000).default(30_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+
+  ota: z
+    .strictObject({
+      max_chunk_size: int(16, 16 * 1024 * 1024).default(64 * 1024),
+      http: z
+        .strictObject({
+          enabled: flag().default(true),
+          host: host().default('0.0.0.0'),
+          port: listenPort().default(3030),
+          tls: flag().default(true),
+          public_url: text().default(''),
+          require_auth: flag().default(false),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+
+  telemetry: z
+    .strictObject({
+      recent_per_device: int(0, 100_000).default(100),
+    })
+    .prefault({}),
+
+  admin: z
+    .strictObject({
+      enabled: flag().default(true),
+      host: host().default('127.0.0.1'),
+      port: listenPort().default(3032),
+      api_key: text().min(16, { error: 'expected at least 16 characters' }).optional(),
+      max_message_bytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+      max_clients: int(1, 100_000).default(100),
+    })
+    .prefault({}),
+
+  influx: z
+    .strictObject({
+      url: text().url({ error: 'expected a URL such as http://127.0.0.1:8086' }),
+      org: text().default(''),
+      bucket: text().min(1),
+      token: text().default(''),
+      precision: z.enum(['ns', 'us', 'ms', 's']).default('ms'),
+      batch_size: int(1, 1_000_000).default(5000),
+      flush_interval_ms: int(10, 600_000).default(1000),
+      max_buffer_points: int(1, 10_000_000).default(100_000),
+      max_retries: int(0, 1000).default(5),
+      retry_initial_ms: int(1, 600_000).default(500),
+      retry_max_ms: int(1, 3_600_000).default(30_000),
+      spool_dir: text().default(''),
+      spool_max_bytes: int(1024, Number.MAX_SAFE_INTEGER).default(512 * 1024 * 1024),
+    })
+    .optional(),
+
+  cluster: z
+    .strictObject({
+      redis_url: text().min(1),
+      presence_ttl_s: int(1, 3600).default(30),
+    })
+    .optional(),
+});
+
+export type Config = z.infer<typeof configSchema>;
+/** What a caller of `createNucleon` may pass: any subset, defaults fill the rest. */
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,175 @@
+/**
+ * The one Event union that flows through the EventBroker.
+ *
+ * Adding an event is one edit here plus the runners that accept it; the
+ * exhaustive switches elsewhere (see `assertNever`) make the compiler list them.
+ */
+
+/** Telemetry as a device reports it on `<uid>/tel/p` (Pyrinas field names). */
+export interface Telemetry {
+  version?: string;
+  rsrp?: number;
+  rssi_hub?: number;
+  rssi_client?: number;
+}
+
+export interface InfluxPoint {
+  measurement: string;
+  tags: Record<string, string>;
+  fields: Record<string, number | string | boolean>;
+  /** Milliseconds since the epoch; the writer's clock when absent. */
+  timestampMs?: number;
+}
+
+export type OtaCommand = 'Check' | 'Done' | 'DownloadBytes';
+
+export interface OtaVersion {
+  major: number;
+  minor: number;
+  patch: number;
+  commit: number;
+  /** The short git hash, e.g. `g965b9df` (8 ASCII characters on the wire). */
+  hash: string;
+}
+
+/** The package a device is told about on `<uid>/ota/s` (never carries the bytes). */
+export interface OtaPackage {
+  id: string;
+  version: OtaVersion;
+  size: number;
+  /** RFC 3339, e.g. `2026-11-01T12:00:00Z`. */
+  dateAdded: string;
+  /** Where firmware that pulls over HTTP(S) can fetch the bytes; not sent to Pyrinas firmware. */
+  url?: string;
+}
+
+export interface OtaChunk {
+  startPos: number;
+  endPos: number;
+  data: Uint8Array;
+  len: number;
+}
+
+export type ImageType = 'primary' | 'secondary';
+
+export interface ImageInfo {
+  id: string;
+  version: OtaVersion;
+  size: number;
+  sha256: string;
+  imageType: ImageType;
+  dateAdded: string;
+  description?: string;
+}
+
+export interface GroupInfo {
+  name: string;
+  imageId?: string;
+  devices: string[];
+}
+
+export type AuthMethod = 'certificate' | 'password' | 'anonymous' | 'service';
+
+export interface ErrorInfo {
+  /** Stable, documented code such as `NOT_FOUND` or `INVALID_ARGUMENT`. */
+  code: string;
+  message: string;
+}
+
+/** Where the bytes of a new image come from. */
+export type ImageSource = { kind: 'bytes'; data: Uint8Array } | { kind: 'file'; path: string };
+
+/** How far a device has come with its firmware. */
+export interface DeviceFirmwareState {
+  uid: string;
+  reportedVersion?: string;
+  lastCheckAt?: string;
+  assignedImageId?: string;
+  bytesServed: number;
+  doneAt?: string;
+  doneImageId?: string;
+}
+
+/** What a runner gives the broker when it registers. */
+export interface RunnerInbox {
+  /** Called once per event, in order; the next event waits for a returned promise. */
+  handle(event: Event): void | Promise<void>;
+  /** Overrides the configured inbox size for this runner. */
+  capacity?: number;
+}
+
+export type Event =
+  | { type: 'NewRunner'; name: string; accepts: readonly EventType[]; inbox: RunnerInbox }
+  // Application data, device <-> the user's app runner.
+  | { type: 'ApplicationRequest'; uid: string; target: string; payload: Uint8Array; receivedAt: number }
+  | { type: 'ApplicationResponse'; uid: string; target: string; payload: Uint8Array }
+  | { type: 'ApplicationManagementRequest'; correlationId: string; target: string; payload: unknown }
+  | { type: 'ApplicationManagementResponse'; correlationId: string; payload?: unknown; error?: ErrorInfo }
+  // Telemetry.
+  | { type: 'TelemetryReceived'; uid: string; telemetry: Telemetry; receivedAt: number }
+  | { type: 'InfluxDataSave'; points: InfluxPoint[] }
+  // OTA, device side.
+  | { type: 'OtaRequest'; uid: string; cmd: OtaCommand; id?: string; startPos?: number; endPos?: number; receivedAt: number }
+  | { type: 'OtaResponse'; uid: string; package: OtaPackage | null }
+  | { type: 'OtaDownloadResponse'; uid: string; chunk: OtaChunk }
+  | { type: 'DeviceFirmwareUpdated'; state: DeviceFirmwareState }
+  // OTA, management side. Every request carries a correlation id; its answer is an
+  // OtaCommandResult or the matching *Response with the same id.
+  | { type: 'OtaNewPackage'; correlationId: string; id: string; imageType: ImageType; description?: string; source: ImageSource }
+  | { type: 'OtaDeletePackage'; correlationId: string; id: string }
+  | { type: 'OtaLink'; correlationId: string; deviceUid?: string; group?: string; imageId?: string; force?: boolean }
+  | { type: 'OtaUnlink'; correlationId: string; deviceUid?: string; group?: string }
+  | { type: 'OtaCommandResult'; correlationId: string; result?: unknown; error?: ErrorInfo }
+  | { type: 'OtaImageListRequest'; correlationId: string }
+  | { type: 'OtaImageListResponse'; correlationId: string; images: ImageInfo[] }
+  | { type: 'OtaGroupListRequest'; correlationId: string }
+  | { type: 'OtaGroupListResponse'; correlationId: string; groups: GroupInfo[] }
+  // Device presence.
+  | {
+      type: 'DeviceConnected';
+      uid: string;
+      clientId: string;
+      remoteAddress: string;
+      authMethod: AuthMethod;
+      cleanSession: boolean;
+      at: number;
+    }
+  | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number };
+
+export type EventType = Event['type'];
+export type EventOf<K extends EventType> = Extract<Event, { type: K }>;
+
+/** Every event type, for validation of `accepts` lists and for metrics labels. */
+export const EVENT_TYPES = [
+  'NewRunner',
+  'ApplicationRequest',
+  'ApplicationResponse',
+  'ApplicationManagementRequest',
+  'ApplicationManagementResponse',
+  'TelemetryReceived',
+  'InfluxDataSave',
+  'OtaRequest',
+  'OtaResponse',
+  'OtaDownloadResponse',
+  'DeviceFirmwareUpdated',
+  'OtaNewPackage',
+  'OtaDeletePackage',
+  'OtaLink',
+  'OtaUnlink',
+  'OtaCommandResult',
+  'OtaImageListRequest',
+  'OtaImageListResponse',
+  'OtaGroupListRequest',
+  'OtaGroupListResponse',
+  'DeviceConnected',
+  'DeviceDisconnected',
+] as const satisfies readonly EventType[];
+
+// Fails to compile when EVENT_TYPES misses a member of the union.
+type MissingEventTypes = Exclude<EventType, (typeof EVENT_TYPES)[number]>;
+const _allEventTypesListed: MissingEventTypes extends never ? true : MissingEventTypes = true;
+void _allEventTypesListed;
+
+export function assertNever(value: never): never {
+  throw new Error(`unhandled variant: ${JSON.stringify(value)}`);
+}

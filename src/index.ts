@@ -1,0 +1,10 @@
+// The library API: `createNucleon(config)` and what an application runner needs.
+export { createNucleon, Nucleon, type NucleonOptions } from './nucleon.js';
+export { EventRunner, type Runner, type RunnerContext } from './runner.js';
+export { EventBroker, type RunnerStats } from './broker/index.js';
+export * from './events.js';
+export { loadConfigFile, validateConfig, defaultConfig, type Config, type ConfigInput } from './config/index.js';
+export * from './errors.js';
+export { createLogger, silentLogger, type Logger } from './logger.js';
+export * as protocol from './protocol/index.js';
+export type { KvStore } from './store/index.js';

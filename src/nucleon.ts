@@ -1,0 +1,146 @@
+import { EventBroker } from './broker/index.js';
+import { validateConfig, type Config, type ConfigInput } from './config/index.js';
+import type { Logger } from './logger.js';
+import { createLogger } from './logger.js';
+import { createMetricsRegistry } from './metrics.js';
+import type { Runner, RunnerContext } from './runner.js';
+import { LevelStore, type KvStore } from './store/index.js';
+import path from 'node:path';
+import type { Registry } from 'prom-client';
+
+export interface NucleonOptions {
+  logger?: Logger;
+  /** Replaces the embedded store (tests, or a custom backend). */
+  store?: KvStore;
+  /** Collect Node.js process metrics (off for several instances in one process). */
+  processMetrics?: boolean;
+  /** Where relative paths in a config object passed in code are resolved; cwd by default. */
+  baseDir?: string;
+}
+
+/** The runners Nucleon brings, in start order. Each issue's runner is added here. */
+function builtinRunners(_config: Readonly<Config>): Runner[] {
+  return [];
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/**
+ * One Nucleon instance: store, broker and runners. Start order is store, broker,
+ * the runners that do not listen (built-in, then added ones), then the listeners;
+ * stop runs the other way round, draining the broker after the listeners close.
+ */
+export class Nucleon implements AsyncDisposable {
+  readonly config: Readonly<Config>;
+  readonly logger: Logger;
+  readonly metrics: Registry;
+  readonly broker: EventBroker;
+  readonly store: KvStore;
+  private readonly runners: Runner[];
+  private readonly started: Runner[] = [];
+  private state: State = 'new';
+  private stopping: Promise<void> | undefined;
+
+  constructor(config: Readonly<Config>, options: NucleonOptions = {}) {
+    this.config = config;
+    this.logger = options.logger ?? createLogger({ level: config.log.level, format: config.log.format });
+    this.metrics = createMetricsRegistry({ defaultMetrics: options.processMetrics ?? false });
+    this.broker = new EventBroker({
+      inboxSize: config.broker.inbox_size,
+      maxWaiters: config.broker.max_waiters,
+      logger: this.logger.child({ component: 'broker' }),
+      metrics: this.metrics,
+    });
+    this.store = options.store ?? new LevelStore(path.join(config.store.path, 'kv'));
+    this.runners = builtinRunners(config);
+  }
+
+  /** Adds a runner (such as the application's). After `start()` it starts at once. */
+  async addRunner(runner: Runner): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') throw new Error('cannot add a runner to a stopped Nucleon');
+    if (this.runners.some((r) => r.name === runner.name)) throw new Error(`a runner named "${runner.name}" was already added`);
+    this.runners.push(runner);
+    if (this.state === 'running') await this.startRunner(runner);
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`Nucleon cannot start from state "${this.state}"`);
+    this.state = 'starting';
+    try {
+      await this.store.open();
+      this.broker.start();
+      const ordered = [...this.runners.filter((r) => !r.listens), ...this.runners.filter((r) => r.listens)];
+      for (const runner of ordered) await this.startRunner(runner);
+      this.state = 'running';
+      this.logger.info({ runners: this.started.map((r) => r.name) }, 'nucleon started');
+    } catch (error) {
+      // Undo what did start so a failed start leaves no socket or file open.
+      await this.stop();
+      throw error;
+    }
+  }
+
+  /** Stops everything in reverse start order. Safe to call more than once. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  private async startRunner(runner: Runner): Promise<void> {
+    const context: RunnerContext = {
+      config: this.config,
+      broker: this.broker,
+      logger: this.logger.child({ runner: runner.name }),
+      metrics: this.metrics,
+      store: this.store,
+    };
+    await runner.start(context);
+    this.started.push(runner);
+  }
+
+  private async doStop(): Promise<void> {
+    this.state = 'stopping';
+    const timeoutMs = this.config.broker.stop_timeout_ms;
+    const reversed = [...this.started].reverse();
+    const listeners = reversed.filter((r) => r.listens);
+    const workers = reversed.filter((r) => !r.listens);
+    // Answers already on their way to devices and admin clients go out first.
+    await this.broker.drain(timeoutMs);
+    for (const runner of listeners) await this.stopRunner(runner);
+    // Events already accepted from devices are handled before the workers go.
+    await this.broker.drain(timeoutMs);
+    for (const runner of workers) await this.stopRunner(runner);
+    await this.broker.stop(timeoutMs);
+    try {
+      await this.store.close();
+    } catch (error) {
+      this.logger.error({ err: error }, 'closing the store failed');
+    }
+    this.started.length = 0;
+    this.state = 'stopped';
+    this.logger.info('nucleon stopped');
+  }
+
+  private async stopRunner(runner: Runner): Promise<void> {
+    try {
+      await runner.stop();
+      this.logger.info({ runner: runner.name }, 'runner stopped');
+    } catch (error) {
+      this.logger.error({ err: error, runner: runner.name }, 'runner failed to stop cleanly');
+    }
+  }
+}
+
+/** The library entry point: validate the config (defaults fill gaps) and build an instance. */
+export function createNucleon(config: ConfigInput | Readonly<Config> = {}, options: NucleonOptions = {}): Nucleon {
+  const validated = validateConfig(config, { baseDir: options.baseDir ?? process.cwd() });
+  return new Nucleon(validated, options);
+}

@@ -1,0 +1,179 @@
+import { Decoder, Encoder } from 'cbor-x';
+import type { OtaChunk, OtaCommand, OtaPackage, OtaVersion, Telemetry } from '../events.js';
+
+/**
+ * The Pyrinas device payloads (../shared/DESIGN.md section 1). Devices send maps
+ * keyed by field index (QCBOR / serde_cbor "packed"); the field names are
+ * accepted too. We send integer keys only.
+ */
+
+export class PayloadError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'PayloadError';
+  }
+}
+
+// Maps as Map objects keep integer and text keys apart and never touch prototypes.
+const decoder = new Decoder({ mapsAsObjects: false, useRecords: false });
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, tagUint8Array: false, variableMapSize: true });
+
+type Fields = Map<unknown, unknown>;
+
+function decodeMap(bytes: Uint8Array, what: string): Fields {
+  if (bytes.length === 0) throw new PayloadError('empty', `${what}: empty payload`);
+  let value: unknown;
+  try {
+    value = decoder.decode(bytes);
+  } catch (error) {
+    throw new PayloadError('bad_cbor', `${what}: not valid CBOR (${(error as Error).message})`, { cause: error });
+  }
+  if (!(value instanceof Map)) throw new PayloadError('not_a_map', `${what}: expected a CBOR map, got ${typeName(value)}`);
+  return value;
+}
+
+/** The field by index or by name; `null` (serde's None) reads as absent. */
+function field(map: Fields, index: number, name: string): unknown {
+  const value = map.has(index) ? map.get(index) : map.get(name);
+  return value === null ? undefined : value;
+}
+
+function optionalText(map: Fields, index: number, name: string, what: string): string | undefined {
+  const value = field(map, index, name);
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw new PayloadError('bad_field', `${what}: field ${name} must be text, got ${typeName(value)}`);
+  return value;
+}
+
+function optionalInt(map: Fields, index: number, name: string, what: string, min: number, max: number): number | undefined {
+  const raw = field(map, index, name);
+  if (raw === undefined) return undefined;
+  const value = typeof raw === 'bigint' ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new PayloadError('bad_field', `${what}: field ${name} must be an integer ${min}..${max}, got ${typeName(raw)}`);
+  }
+  return value;
+}
+
+const I32 = 2 ** 31;
+const U32 = 2 ** 32 - 1;
+
+export function decodeTelemetry(bytes: Uint8Array): Telemetry {
+  const what = 'telemetry';
+  const map = decodeMap(bytes, what);
+  const telemetry: Telemetry = {};
+  const version = optionalText(map, 0, 'version', what);
+  const rsrp = optionalInt(map, 1, 'rsrp', what, 0, U32);
+  const rssiHub = optionalInt(map, 2, 'rssi_hub', what, -I32, I32 - 1);
+  const rssiClient = optionalInt(map, 3, 'rssi_client', what, -I32, I32 - 1);
+  if (version !== undefined) telemetry.version = version;
+  if (rsrp !== undefined) telemetry.rsrp = rsrp;
+  if (rssiHub !== undefined) telemetry.rssi_hub = rssiHub;
+  if (rssiClient !== undefined) telemetry.rssi_client = rssiClient;
+  return telemetry;
+}
+
+export interface DecodedOtaRequest {
+  cmd: OtaCommand;
+  id?: string;
+  startPos?: number;
+  endPos?: number;
+}
+
+const OTA_COMMANDS: readonly OtaCommand[] = ['Check', 'Done', 'DownloadBytes'];
+
+export function decodeOtaRequest(bytes: Uint8Array): DecodedOtaRequest {
+  const what = 'ota request';
+  const map = decodeMap(bytes, what);
+  const cmdIndex = optionalInt(map, 0, 'cmd', what, 0, OTA_COMMANDS.length - 1);
+  if (cmdIndex === undefined) throw new PayloadError('bad_field', `${what}: field cmd is missing`);
+  const request: DecodedOtaRequest = { cmd: OTA_COMMANDS[cmdIndex] as OtaCommand };
+  const id = optionalText(map, 1, 'id', what);
+  const startPos = optionalInt(map, 2, 'start_pos', what, 0, U32);
+  const endPos = optionalInt(map, 3, 'end_pos', what, 0, U32);
+  if (id !== undefined) request.id = id;
+  if (startPos !== undefined) request.startPos = startPos;
+  if (endPos !== undefined) request.endPos = endPos;
+  return request;
+}
+
+/** Pyrinas carries the short git hash as an array of 8 byte values. */
+function hashBytes(hash: string): number[] {
+  const bytes = [...Buffer.from(hash, 'ascii')].slice(0, 8);
+  while (bytes.length < 8) bytes.push(0);
+  return bytes;
+}
+
+function versionMap(version: OtaVersion): Map<number, unknown> {
+  return new Map<number, unknown>([
+    [0, version.major],
+    [1, version.minor],
+    [2, version.patch],
+    [3, version.commit],
+    [4, hashBytes(version.hash)],
+  ]);
+}
+
+/**
+ * Encodes the package exactly as serde_cbor packed encodes Pyrinas's OtaUpdate
+ * (vector `ota_response_packed`). The optional URL goes under key 5, which
+ * Pyrinas firmware ignores.
+ */
+export function encodeOtaPackage(pkg: OtaPackage): Buffer {
+  const map = new Map<number, unknown>([
+    [0, pkg.id],
+    [1, versionMap(pkg.version)],
+    [2, null],
+    [3, pkg.size],
+    [4, pkg.dateAdded],
+  ]);
+  if (pkg.url !== undefined && pkg.url !== '') map.set(5, pkg.url);
+  return encoder.encode(map);
+}
+
+export function encodeOtaChunk(chunk: OtaChunk): Buffer {
+  const data = Buffer.isBuffer(chunk.data) ? chunk.data : Buffer.from(chunk.data.buffer, chunk.data.byteOffset, chunk.data.byteLength);
+  return encoder.encode(
+    new Map<number, unknown>([
+      [0, chunk.startPos],
+      [1, chunk.endPos],
+      [2, data],
+      [3, chunk.len],
+    ]),
+  );
+}
+
+/** For tests and tools: decodes what we send, with the same Map shape. */
+export function decodeCbor(bytes: Uint8Array): unknown {
+  return decoder.decode(bytes);
+}
+
+export function encodeCbor(value: unknown): Buffer {
+  return encoder.encode(value);
+}
+
+/** Parses `major.minor.patch-commit-hash`, e.g. `1.2.3-4-g965b9df`. */
+export function parseVersionId(id: string): OtaVersion | undefined {
+  const match = /^(\d{1,9})\.(\d{1,9})\.(\d{1,9})-(\d{1,9})-([0-9A-Za-z]{1,8})$/.exec(id);
+  if (!match) return undefined;
+  const [, major, minor, patch, commit, hash] = match;
+  return { major: Number(major), minor: Number(minor), patch: Number(patch), commit: Number(commit), hash: hash ?? '' };
+}
+
+/** Orders versions by major, minor, patch, then commit count. */
+export function compareVersions(a: OtaVersion, b: OtaVersion): number {
+  return a.major - b.major || a.minor - b.minor || a.patch - b.patch || a.commit - b.commit;
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof Map) return 'a map';
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Uint8Array) return 'a byte string';
+  if (typeof value === 'string') return 'text';
+  return typeof value;
+}

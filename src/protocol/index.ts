@@ -1,0 +1,2 @@
+export * from './cbor.js';
+export * from './topics.js';

@@ -1,0 +1,2 @@
+export type { KvStore, KvOperation } from './kv.js';
+export { LevelStore } from './level-store.js';
