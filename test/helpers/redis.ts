@@ -1,0 +1,42 @@
+import type { TestContext } from 'node:test';
+import { freePort, requireBinary, startProcess, tempDir, waitFor } from './index.js';
+import { createConnection } from 'node:net';
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port }, () => socket.write('PING\r\n'));
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith('+PONG'));
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Starts a real redis-server on a free loopback port with a temp dir; stopped after the test. */
+export async function startRedis(t: TestContext, port?: number): Promise<RedisServer | undefined> {
+  const binary = requireBinary(t, 'redis-server', 'redis-server');
+  if (!binary) return undefined;
+  const dir = await tempDir(t, 'nucleon-redis-');
+  const chosen = port ?? (await freePort());
+  const proc = startProcess(t, binary, ['--port', String(chosen), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--protected-mode', 'yes']);
+  await waitFor(() => ping(chosen), `redis-server on port ${chosen}`, 10_000);
+  return {
+    url: `redis://127.0.0.1:${chosen}`,
+    port: chosen,
+    pid: proc.child.pid ?? -1,
+    stop: async () => {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        proc.child.kill('SIGTERM');
+        await proc.exited;
+      }
+    },
+  };
+}
