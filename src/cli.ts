@@ -2,12 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, NucleonError } from './errors.js';
 import { serve, serveUsage } from './cli/serve.js';
+import { certs, certsUsage } from './cli/certs.js';
 
 type Command = { summary: string; usage: string; run: (argv: string[]) => Promise<number> };
 
 /** Subcommands; each lives in src/cli/<name>.ts. */
 const commands: Record<string, Command> = {
   serve: { summary: 'run the broker', usage: serveUsage, run: serve },
+  certs: { summary: 'make the CA, server and device certificates', usage: certsUsage, run: certs },
 };
 
 function version(): string {
