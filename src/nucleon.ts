@@ -94,6 +94,11 @@ export class Nucleon implements AsyncDisposable {
     return this.state === 'running';
   }
 
+  /** A built-in or added runner by name, so library code can call its typed API (e.g. the OTA runner's). */
+  runner(name: string): Runner | undefined {
+    return this.runners.find((r) => r.name === name);
+  }
+
   private async startRunner(runner: Runner): Promise<void> {
     const context: RunnerContext = {
       config: this.config,
