@@ -1,3 +1,4 @@
+import { AdminRunner } from './admin/index.js';
 import { EventBroker } from './broker/index.js';
 import { validateConfig, type Config, type ConfigInput } from './config/index.js';
 import type { Logger } from './logger.js';
@@ -19,8 +20,8 @@ export interface NucleonOptions {
 }
 
 /** The runners Nucleon brings, in start order. Each issue's runner is added here. */
-function builtinRunners(_config: Readonly<Config>): Runner[] {
-  return [];
+function builtinRunners(config: Readonly<Config>): Runner[] {
+  return [...(config.admin.enabled ? [new AdminRunner()] : [])];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';

@@ -1,0 +1,310 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { ListenError } from '../errors.js';
+import { assertNever, type EventOf } from '../events.js';
+import type { Runner, RunnerContext } from '../runner.js';
+import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
+import { runCommand, type CommandServices } from './commands.js';
+import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
+import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore } from './fleet.js';
+import { createRequestHandler, loadStaticFiles, rejectUpgrade, staticDir, type Health } from './http-routes.js';
+import { AdminMetrics } from './metrics.js';
+import { PendingRequests } from './pending.js';
+import { AdminError, encodeMessage, eventMessage, type Encoding } from './protocol.js';
+import { UploadManager } from './uploads.js';
+
+/** The event types the admin runner takes: answers to its requests, and what feeds the fleet view and the live stream. */
+const ACCEPTS = [
+  'OtaCommandResult',
+  'OtaImageListResponse',
+  'OtaGroupListResponse',
+  'ApplicationManagementResponse',
+  'DeviceConnected',
+  'DeviceDisconnected',
+  'TelemetryReceived',
+  'DeviceFirmwareUpdated',
+] as const;
+type Accepted = EventOf<(typeof ACCEPTS)[number]>;
+
+/** The subprotocol a browser may offer; the API key itself never travels in the URL. */
+export const ADMIN_SUBPROTOCOL = 'nucleon.admin.v1';
+const FLEET_FLUSH_MS = 1000;
+/** Room in a frame for the envelope around an upload chunk. */
+const FRAME_OVERHEAD = 4096;
+
+export interface AdminRunnerOptions {
+  /** Replaces the embedded presence store (cluster mode: Redis with expiry). */
+  presence?: (context: RunnerContext) => PresenceStore;
+}
+
+interface Started {
+  context: RunnerContext;
+  server: Server;
+  wss: WebSocketServer;
+  connections: Map<string, AdminConnection>;
+  services: CommandServices;
+  flushTimer: NodeJS.Timeout;
+  stopping: boolean;
+}
+
+/**
+ * The admin endpoint: a WebSocket API (JSON and CBOR), the dashboard, `/metrics`
+ * and `/healthz` on one HTTP server bound to loopback by default (README "Admin").
+ */
+export class AdminRunner implements Runner {
+  readonly name = 'admin';
+  readonly listens = true;
+  private started: Started | undefined;
+  private stopped: Promise<void> | undefined;
+
+  constructor(private readonly options: AdminRunnerOptions = {}) {}
+
+  async start(context: RunnerContext): Promise<void> {
+    const { config, logger, store } = context;
+    const admin = config.admin;
+    const apiKey = await resolveApiKey(admin.api_key, config.store.path);
+    // The path, never the key: logs are read by more people than the key is meant for.
+    if (apiKey.generated) logger.info({ file: apiKey.file }, 'generated an admin API key');
+    else if (apiKey.file) logger.info({ file: apiKey.file }, 'admin API key read from file');
+    const verifier = new ApiKeyVerifier(apiKey.key);
+    const limiter = new AuthLimiter({ failuresPerWindow: admin.auth_failures_per_minute, windowMs: 60_000 });
+
+    const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store));
+    await fleet.load();
+    const uploads = new UploadManager(path.join(config.store.path, 'uploads'), admin.max_upload_bytes);
+    await uploads.start();
+    const pending = new PendingRequests(admin.request_timeout_ms);
+    const connections = new Map<string, AdminConnection>();
+    const metrics = new AdminMetrics(context.metrics, {
+      clients: () => [...connections.values()].filter((c) => c.authenticated).length,
+      pending: () => pending.size,
+      devicesOnline: () => fleet.onlineCount,
+      devicesKnown: () => fleet.size,
+    });
+    // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
+    const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
+    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, chunkBytes };
+
+    const files = await loadStaticFiles(staticDir());
+    const server = createServer(createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
+    const wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      perMessageDeflate: false,
+      // Twice the limit, so a frame just over it is read and refused with a reason that names
+      // the limit; past twice the limit ws itself closes with 1009 (no reason text).
+      maxPayload: admin.max_message_bytes * 2,
+      handleProtocols: (offered) => (offered.has(ADMIN_SUBPROTOCOL) ? ADMIN_SUBPROTOCOL : false),
+    });
+    const flushTimer = setInterval(() => this.flushFleet(), FLEET_FLUSH_MS);
+    flushTimer.unref();
+    const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false };
+    this.started = started;
+
+    const hooks: ConnectionHooks = {
+      login: (connection, key) => {
+        if (!limiter.allows(connection.address)) {
+          metrics.authFailures.inc({ reason: 'rate_limited' });
+          return { error: new AdminError('RATE_LIMITED', 'too many failed logins from this address; try again later'), closeCode: CloseCode.rateLimited };
+        }
+        if (typeof key !== 'string' || !verifier.matches(key)) {
+          limiter.recordFailure(connection.address);
+          metrics.authFailures.inc({ reason: 'invalid' });
+          logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
+          return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
+        }
+        return undefined;
+      },
+      dispatch: (connection, request) => runCommand(request.cmd, request.args, connection, services, request.encoding),
+      closed: (connection) => {
+        connections.delete(connection.id);
+        pending.cancelOwner(connection.id);
+        uploads.abortOwner(connection.id).catch((error: unknown) => logger.error({ err: error, client: connection.id }, 'removing unfinished uploads failed'));
+        logger.debug({ client: connection.id }, 'admin client left');
+      },
+    };
+
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const address = request.socket.remoteAddress ?? 'unknown';
+      const url = new URL(request.url ?? '/', 'http://admin');
+      if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'the admin WebSocket is at /ws');
+      if (url.search !== '') {
+        // Keys in URLs end up in proxy logs and browser history: refuse rather than ignore.
+        metrics.connections.inc({ result: 'bad_request' });
+        return rejectUpgrade(socket, 400, 'no query string: send the API key in an Authorization header or log in with the first message');
+      }
+      if (!limiter.allows(address)) {
+        metrics.connections.inc({ result: 'rate_limited' });
+        metrics.authFailures.inc({ reason: 'rate_limited' });
+        return rejectUpgrade(socket, 429, 'too many failed logins from this address', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
+      }
+      const key = keyFromHeaders(request);
+      if (key !== undefined && !verifier.matches(key)) {
+        limiter.recordFailure(address);
+        metrics.connections.inc({ result: 'unauthorized' });
+        metrics.authFailures.inc({ reason: 'invalid' });
+        logger.warn({ address, via: 'header' }, 'admin connection with a wrong API key');
+        return rejectUpgrade(socket, 401, 'invalid API key');
+      }
+      if (connections.size >= admin.max_clients || started.stopping) {
+        metrics.connections.inc({ result: 'too_many_clients' });
+        return rejectUpgrade(socket, 503, started.stopping ? 'shutting down' : `the admin endpoint has its maximum of ${admin.max_clients} clients`);
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        metrics.connections.inc({ result: 'accepted' });
+        const limits = {
+          maxMessageBytes: admin.max_message_bytes,
+          sendBufferBytes: admin.send_buffer_bytes,
+          messagesPerSecond: admin.messages_per_second,
+          maxInFlight: admin.max_pending_per_client,
+          loginTimeoutMs: admin.login_timeout_ms,
+        };
+        const connection = new AdminConnection(randomUUID(), address, ws, key !== undefined, limits, hooks, metrics, logger);
+        connections.set(connection.id, connection);
+        logger.debug({ client: connection.id, address, authenticated: connection.authenticated }, 'admin client connected');
+      });
+    });
+
+    try {
+      await context.broker.publish({
+        type: 'NewRunner',
+        name: this.name,
+        accepts: ACCEPTS,
+        inbox: { handle: (event) => this.handle(event as Accepted) },
+      });
+      await listen(server, admin.host, admin.port);
+    } catch (error) {
+      // Nucleon only stops runners that started; undo our half-start here.
+      await this.doStop();
+      throw error;
+    }
+    const bound = server.address() as AddressInfo;
+    logger.info({ host: bound.address, port: bound.port, url: `http://${formatHost(bound.address)}:${bound.port}/` }, 'admin endpoint listening');
+  }
+
+  /** The bound address (port 0 in the config picks a free one). */
+  address(): AddressInfo | undefined {
+    const address = this.started?.server.address();
+    return typeof address === 'object' && address !== null ? address : undefined;
+  }
+
+  stop(): Promise<void> {
+    this.stopped ??= this.doStop();
+    return this.stopped;
+  }
+
+  private async doStop(): Promise<void> {
+    const started = this.started;
+    if (!started) return;
+    started.stopping = true;
+    const { context, server, wss, connections, services, flushTimer } = started;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const connection of [...connections.values()]) connection.close(CloseCode.shuttingDown, 'server shutting down');
+    server.closeAllConnections();
+    wss.close();
+    await closed;
+    clearInterval(flushTimer);
+    services.pending.cancelAll('the admin endpoint stopped');
+    await services.uploads.stop();
+    context.broker.unregister(this.name);
+    try {
+      await services.fleet.flush();
+    } catch (error) {
+      context.logger.error({ err: error }, 'saving the fleet view failed');
+    }
+    this.started = undefined;
+  }
+
+  private handle(event: Accepted): void {
+    const started = this.started;
+    if (!started) return;
+    switch (event.type) {
+      case 'OtaCommandResult':
+      case 'OtaImageListResponse':
+      case 'OtaGroupListResponse':
+      case 'ApplicationManagementResponse':
+        if (!started.services.pending.settle(event.correlationId, event)) {
+          started.context.logger.debug({ event: event.type, correlationId: event.correlationId }, 'answer nobody waits for (timed out or client gone)');
+        }
+        return;
+      case 'DeviceConnected': {
+        const device = started.services.fleet.apply(event);
+        this.broadcast('device', 'device.connected', device, { at: event.at, remoteAddress: event.remoteAddress, authMethod: event.authMethod });
+        return;
+      }
+      case 'DeviceDisconnected': {
+        const device = started.services.fleet.apply(event);
+        this.broadcast('device', 'device.disconnected', device, { at: event.at, reason: event.reason });
+        return;
+      }
+      case 'TelemetryReceived': {
+        const device = started.services.fleet.apply(event);
+        this.broadcast('telemetry', 'telemetry', device, { at: event.receivedAt, telemetry: event.telemetry });
+        return;
+      }
+      case 'DeviceFirmwareUpdated': {
+        const device = started.services.fleet.apply(event);
+        this.broadcast('ota', 'ota.progress', device, { at: Date.now(), state: event.state });
+        return;
+      }
+      default:
+        assertNever(event);
+    }
+  }
+
+  /** Sends a live event to every subscriber; each encoding is encoded once. */
+  private broadcast(kind: string, name: string, device: DeviceRecord, extra: Record<string, unknown>): void {
+    const started = this.started;
+    if (!started) return;
+    const message = eventMessage(name, { uid: device.uid, ...extra, device });
+    const frames: Partial<Record<Encoding, string | Buffer>> = {};
+    for (const connection of started.connections.values()) {
+      const subscription = connection.subscription;
+      if (!subscription || !subscription.kinds.has(kind)) continue;
+      if (subscription.uid !== undefined && subscription.uid !== device.uid) continue;
+      const frame = (frames[subscription.encoding] ??= encodeMessage(message, subscription.encoding));
+      connection.sendFrame(frame, name);
+    }
+  }
+
+  private health(): Health {
+    const started = this.started;
+    const runners = started?.context.broker.stats() ?? [];
+    // Degraded when stopping or when some runner cannot keep up (full inbox, producers waiting).
+    const congested = runners.filter((r) => r.depth >= r.capacity || r.waiting > 0).map((r) => r.name);
+    const status = started && !started.stopping && congested.length === 0 ? 'ok' : 'degraded';
+    return {
+      status,
+      ...(congested.length > 0 ? { congested } : {}),
+      uptimeS: Math.round(process.uptime()),
+      runners,
+      adminClients: started?.connections.size ?? 0,
+      devices: { online: started?.services.fleet.onlineCount ?? 0, known: started?.services.fleet.size ?? 0 },
+    };
+  }
+
+  private flushFleet(): void {
+    const started = this.started;
+    started?.services.fleet.flush().catch((error: unknown) => started.context.logger.error({ err: error }, 'saving the fleet view failed; will retry'));
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(new ListenError('the admin endpoint', `${host}:${port}`, error));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function formatHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+

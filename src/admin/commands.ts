@@ -1,0 +1,270 @@
+import { z } from 'zod';
+import type { EventBroker } from '../broker/index.js';
+import { NucleonError } from '../errors.js';
+import type { ErrorInfo, Event, EventOf, EventType } from '../events.js';
+import { isValidUid, parseVersionId } from '../protocol/index.js';
+import type { AdminConnection } from './connection.js';
+import type { FleetView } from './fleet.js';
+import type { AdminMetrics } from './metrics.js';
+import type { PendingRequests } from './pending.js';
+import { AdminError } from './protocol.js';
+import type { UploadManager } from './uploads.js';
+
+/** What commands may use; one instance per admin runner. */
+export interface CommandServices {
+  broker: EventBroker;
+  fleet: FleetView;
+  pending: PendingRequests;
+  uploads: UploadManager;
+  metrics: AdminMetrics;
+  /** Largest chunk a client should send in `uploads.chunk` (leaves room for base64 and framing). */
+  chunkBytes: number;
+}
+
+export interface CommandCall<A> {
+  args: A;
+  connection: AdminConnection;
+  services: CommandServices;
+  encoding: 'json' | 'cbor';
+}
+
+interface Command<S extends z.ZodType> {
+  summary: string;
+  args: S;
+  run(call: CommandCall<z.output<S>>): Promise<unknown>;
+}
+
+function command<S extends z.ZodType>(args: S, summary: string, run: (call: CommandCall<z.output<S>>) => Promise<unknown>): Command<S> {
+  return { summary, args, run };
+}
+
+// --- argument types -------------------------------------------------------
+
+const uid = z.string().refine(isValidUid, { message: 'expected a device uid ([A-Za-z0-9_-], 1..64 characters)' });
+const groupName = z.string().min(1).max(128);
+const imageId = z.string().refine((id) => parseVersionId(id) !== undefined, { message: 'expected an image id such as 1.2.3-4-g965b9df' });
+const sha256 = z.string().regex(/^[0-9a-fA-F]{64}$/, { message: 'expected 64 hex digits' });
+/** Bytes: a CBOR byte string, or base64 text in JSON. */
+const bytes = z.union([
+  z.instanceof(Uint8Array),
+  z
+    .string()
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, { message: 'expected base64' })
+    .refine((text) => text.length % 4 === 0, { message: 'expected base64 (length a multiple of 4)' })
+    .transform((text) => new Uint8Array(Buffer.from(text, 'base64'))),
+]);
+const imageType = z.enum(['primary', 'secondary']).default('primary');
+const none = z.strictObject({});
+
+const EVENT_KINDS = ['device', 'telemetry', 'ota'] as const;
+
+// --- the commands ---------------------------------------------------------
+
+/** Every command with its argument schema; README "Admin protocol" documents them. */
+export const COMMANDS = {
+  ping: command(none, 'liveness check', async () => ({ pong: true, time: new Date().toISOString() })),
+
+  'images.list': command(none, 'firmware images', async (call) => {
+    const answer = await ask(call, 'OtaImageListResponse', (correlationId) => ({ type: 'OtaImageListRequest', correlationId }));
+    return { images: answer.images };
+  }),
+
+  'uploads.begin': command(
+    z.strictObject({ size: z.number().int().min(1), sha256: sha256.optional() }),
+    'start a chunked firmware upload; answers {uploadId, chunkBytes}',
+    async ({ args, connection, services }) => {
+      const { uploadId } = await services.uploads.begin(connection.id, args.size, args.sha256);
+      return { uploadId, chunkBytes: services.chunkBytes };
+    },
+  ),
+
+  'uploads.chunk': command(
+    z.strictObject({ uploadId: z.string().min(1), offset: z.number().int().min(0), data: bytes }),
+    'append the bytes at offset (in order)',
+    async ({ args, connection, services }) => {
+      const result = await services.uploads.chunk(connection.id, args.uploadId, args.offset, args.data);
+      services.metrics.uploadBytes.inc(args.data.byteLength);
+      return result;
+    },
+  ),
+
+  'uploads.abort': command(z.strictObject({ uploadId: z.string().min(1) }), 'drop an unfinished upload', async ({ args, connection, services }) => {
+    await services.uploads.abort(connection.id, args.uploadId);
+    return { aborted: args.uploadId };
+  }),
+
+  'images.add': command(
+    z
+      .strictObject({
+        id: imageId,
+        imageType,
+        description: z.string().max(1000).optional(),
+        data: bytes.optional(),
+        uploadId: z.string().min(1).optional(),
+      })
+      .refine((a) => (a.data === undefined) !== (a.uploadId === undefined), { message: 'give exactly one of data (small images) or uploadId (from uploads.begin)' }),
+    'add a firmware image from inline data or a finished upload',
+    async (call) => {
+      const { args, connection, services } = call;
+      if (args.data !== undefined) {
+        services.metrics.uploadBytes.inc(args.data.byteLength);
+        return otaResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'bytes', data: args.data ?? new Uint8Array() })));
+      }
+      const upload = await services.uploads.finish(connection.id, args.uploadId ?? '');
+      try {
+        return otaResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'file', path: upload.file })));
+      } finally {
+        // The OTA runner has stored (or refused) the image by now; the upload copy is ours to remove.
+        await services.uploads.discard(upload.file);
+      }
+    },
+  ),
+
+  'images.remove': command(z.strictObject({ id: imageId }), 'delete an image', async (call) =>
+    otaResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaDeletePackage', correlationId, id: call.args.id }))),
+  ),
+
+  'ota.link': command(
+    z
+      .strictObject({ device: uid.optional(), group: groupName.optional(), image: imageId.optional(), force: z.boolean().optional() })
+      .refine((a) => a.device !== undefined || a.group !== undefined, { message: 'give a device, a group, or both' }),
+    'link a device to a group and/or an image, or a group to an image',
+    async (call) => {
+      const { device, group, image, force } = call.args;
+      return otaResult(
+        await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaLink', correlationId, deviceUid: device, group, imageId: image, force })),
+      );
+    },
+  ),
+
+  'ota.unlink': command(
+    z.strictObject({ device: uid.optional(), group: groupName.optional() }).refine((a) => a.device !== undefined || a.group !== undefined, {
+      message: 'give a device, a group, or both',
+    }),
+    'remove a device or group link',
+    async (call) => otaResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaUnlink', correlationId, deviceUid: call.args.device, group: call.args.group }))),
+  ),
+
+  'groups.list': command(none, 'groups with their image and devices', async (call) => {
+    const answer = await ask(call, 'OtaGroupListResponse', (correlationId) => ({ type: 'OtaGroupListRequest', correlationId }));
+    return { groups: answer.groups };
+  }),
+
+  'devices.list': command(z.strictObject({ online: z.boolean().optional() }), 'the fleet view', async ({ args, services }) => {
+    const devices = services.fleet.list();
+    return { devices: args.online === undefined ? devices : devices.filter((d) => d.online === args.online) };
+  }),
+
+  'devices.get': command(z.strictObject({ uid }), 'one device', async ({ args, services }) => {
+    const device = services.fleet.get(args.uid);
+    if (!device) throw new AdminError('NOT_FOUND', `device ${args.uid} has never been seen`);
+    return device;
+  }),
+
+  'app.request': command(z.strictObject({ target: z.string().min(1).max(256), payload: z.unknown() }), 'ask the application runner', async (call) => {
+    const answer = await ask(call, 'ApplicationManagementResponse', (correlationId) => ({
+      type: 'ApplicationManagementRequest',
+      correlationId,
+      target: call.args.target,
+      payload: call.args.payload,
+    }));
+    if (answer.error) throw remoteError(answer.error);
+    return { payload: answer.payload ?? null };
+  }),
+
+  'events.subscribe': command(
+    z.strictObject({ kinds: z.array(z.enum(EVENT_KINDS)).min(1).optional(), uid: uid.optional() }),
+    'live stream: device, telemetry and ota events',
+    async ({ args, connection, encoding }) => {
+      const kinds = new Set<string>(args.kinds ?? EVENT_KINDS);
+      connection.subscription = { kinds, encoding, ...(args.uid !== undefined ? { uid: args.uid } : {}) };
+      return { kinds: [...kinds], uid: args.uid ?? null };
+    },
+  ),
+
+  'events.unsubscribe': command(none, 'stop the live stream', async ({ connection }) => {
+    connection.subscription = undefined;
+    return { subscribed: false };
+  }),
+} as const;
+
+export type CommandName = keyof typeof COMMANDS;
+
+/** Validates the arguments and runs the command; every failure is an error with a stable code. */
+export async function runCommand(
+  name: string,
+  rawArgs: Record<string, unknown>,
+  connection: AdminConnection,
+  services: CommandServices,
+  encoding: 'json' | 'cbor',
+): Promise<unknown> {
+  if (!Object.hasOwn(COMMANDS, name)) throw new AdminError('UNKNOWN_COMMAND', `unknown command "${name}"; known: ${Object.keys(COMMANDS).join(', ')}`);
+  const definition = COMMANDS[name as CommandName] as Command<z.ZodType>;
+  const parsed = definition.args.safeParse(rawArgs);
+  if (!parsed.success) throw new AdminError('INVALID_ARGUMENT', describeIssues(parsed.error));
+  return definition.run({ args: parsed.data, connection, services, encoding });
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const at = issue.path.map(String).join('.');
+      if (issue.code === 'unrecognized_keys') return `unknown argument ${issue.keys.join(', ')}`;
+      return at === '' ? issue.message : `${at}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+// --- asking other runners -------------------------------------------------
+
+type Answer = EventOf<'OtaCommandResult' | 'OtaImageListResponse' | 'OtaGroupListResponse' | 'ApplicationManagementResponse'>;
+
+/** The request type each answer type belongs to, to tell "nobody handles this" up front. */
+const REQUEST_FOR: Record<Answer['type'], (event: Event) => EventType> = {
+  OtaCommandResult: (event) => event.type,
+  OtaImageListResponse: () => 'OtaImageListRequest',
+  OtaGroupListResponse: () => 'OtaGroupListRequest',
+  ApplicationManagementResponse: () => 'ApplicationManagementRequest',
+};
+
+/**
+ * Sends a request event with a fresh correlation id and waits for the answering
+ * event (or a TIMEOUT). Fails fast with UNAVAILABLE when no runner takes the request.
+ */
+async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
+  const { broker, pending } = call.services;
+  const { correlationId, answer } = pending.create(call.connection.id, answerType);
+  const request = build(correlationId);
+  const requestType = REQUEST_FOR[answerType](request);
+  if (!broker.accepts(requestType)) {
+    pending.fail(correlationId, new AdminError('UNAVAILABLE', `no runner handles ${requestType} (is the ${requestType.startsWith('Ota') ? 'OTA' : 'application'} runner running?)`));
+  } else {
+    broker.publish(request).catch((error: unknown) => {
+      pending.fail(correlationId, new AdminError('OVERLOADED', `could not hand ${requestType} to the broker: ${(error as Error).message}`, { cause: error }));
+    });
+  }
+  const event = (await answer) as Answer;
+  if (event.type !== answerType) throw new AdminError('INTERNAL', `expected ${answerType}, got ${event.type}`);
+  return event as EventOf<K>;
+}
+
+function otaResult(answer: EventOf<'OtaCommandResult'>): unknown {
+  if (answer.error) throw remoteError(answer.error);
+  return answer.result ?? null;
+}
+
+/** Another runner's error, passed to the client with its own code. */
+function remoteError(error: ErrorInfo): NucleonError {
+  const code = typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(error.code) ? error.code : 'INTERNAL';
+  return new NucleonError(code, typeof error.message === 'string' ? error.message : 'failed');
+}
+
+function newPackage(
+  correlationId: string,
+  args: { id: string; imageType: 'primary' | 'secondary'; description?: string | undefined },
+  source: EventOf<'OtaNewPackage'>['source'],
+): Event {
+  const event: EventOf<'OtaNewPackage'> = { type: 'OtaNewPackage', correlationId, id: args.id, imageType: args.imageType, source };
+  if (args.description !== undefined) event.description = args.description;
+  return event;
+}

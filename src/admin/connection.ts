@@ -1,0 +1,225 @@
+import type { WebSocket, RawData } from 'ws';
+import { NucleonError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { AdminMetrics } from './metrics.js';
+import {
+  AdminError,
+  decodeRequest,
+  encodeMessage,
+  errorResponse,
+  okResponse,
+  type AdminEventMessage,
+  type AdminRequest,
+  type AdminResponse,
+  type Encoding,
+  type ErrorBody,
+} from './protocol.js';
+
+/** WebSocket close codes we send (4000-4999 are for applications, RFC 6455 section 7.4.2). */
+export const CloseCode = {
+  /** The client stopped reading: its send buffer filled up. */
+  slowConsumer: 1013,
+  messageTooBig: 1009,
+  shuttingDown: 1001,
+  unauthorized: 4401,
+  rateLimited: 4429,
+  loginTimeout: 4408,
+} as const;
+
+export interface ConnectionLimits {
+  /** Larger frames close the connection with 1009 and a reason naming the limit. */
+  maxMessageBytes: number;
+  sendBufferBytes: number;
+  messagesPerSecond: number;
+  maxInFlight: number;
+  loginTimeoutMs: number;
+}
+
+export interface ConnectionHooks {
+  /** Checks a first-message login; returns an error to send (and close with) or undefined when accepted. */
+  login(connection: AdminConnection, apiKey: unknown): { error: AdminError; closeCode: number } | undefined;
+  /** Runs an authenticated command; the resolved value is the result. */
+  dispatch(connection: AdminConnection, request: AdminRequest): Promise<unknown>;
+  closed(connection: AdminConnection): void;
+}
+
+/** What a connection subscribed to with `events.subscribe`. */
+export interface Subscription {
+  kinds: ReadonlySet<string>;
+  uid?: string;
+  encoding: Encoding;
+}
+
+/**
+ * One admin client. It owns its socket: decodes frames, enforces login, rate and
+ * in-flight limits, answers each request in its own encoding, and drops itself
+ * when it stops reading (bounded send buffer) instead of slowing anyone else.
+ */
+export class AdminConnection {
+  authenticated: boolean;
+  subscription: Subscription | undefined;
+  private inFlight = 0;
+  private tokens: number;
+  private lastRefill: number;
+  private closed = false;
+  private loginTimer: NodeJS.Timeout | undefined;
+  private killTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly address: string,
+    private readonly socket: WebSocket,
+    authenticated: boolean,
+    private readonly limits: ConnectionLimits,
+    private readonly hooks: ConnectionHooks,
+    private readonly metrics: AdminMetrics,
+    private readonly logger: Logger,
+  ) {
+    this.authenticated = authenticated;
+    this.tokens = limits.messagesPerSecond * 2;
+    this.lastRefill = Date.now();
+    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('close', () => this.onClose());
+    socket.on('error', (error) => {
+      // Oversized frames and protocol violations land here; ws closes the socket itself (1009, 1002).
+      this.logger.info({ client: this.id, address: this.address, err: error }, 'admin connection error');
+    });
+    if (!authenticated) {
+      this.loginTimer = setTimeout(() => {
+        this.metrics.authFailures.inc({ reason: 'login_timeout' });
+        this.close(CloseCode.loginTimeout, 'login timeout: send auth.login first');
+      }, limits.loginTimeoutMs);
+      this.loginTimer.unref();
+    }
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Sends a pre-encoded frame (events are encoded once per encoding for all clients). */
+  sendFrame(frame: string | Buffer, kind: string): void {
+    if (this.closed) return;
+    const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength;
+    if (this.socket.bufferedAmount + size > this.limits.sendBufferBytes) {
+      this.metrics.slowClients.inc();
+      this.logger.warn({ client: this.id, address: this.address, buffered: this.socket.bufferedAmount }, 'admin client stopped reading; disconnecting it');
+      this.close(CloseCode.slowConsumer, 'send buffer full: the client is not reading');
+      return;
+    }
+    this.metrics.messages.inc({ direction: 'out', kind });
+    this.socket.send(frame);
+  }
+
+  sendEvent(message: AdminEventMessage, encoding: Encoding): void {
+    this.sendFrame(encodeMessage(message, encoding), message.event);
+  }
+
+  /** Closes with a code and reason; a socket that does not finish the close handshake is cut after 2 s. */
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.markClosed();
+    this.socket.close(code, reason);
+    this.killTimer = setTimeout(() => this.socket.terminate(), 2000);
+    this.killTimer.unref();
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (this.closed) return;
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (buffer.byteLength > this.limits.maxMessageBytes) {
+      this.metrics.messages.inc({ direction: 'in', kind: 'oversized' });
+      this.close(CloseCode.messageTooBig, `message of ${buffer.byteLength} bytes exceeds the limit of ${this.limits.maxMessageBytes}`);
+      return;
+    }
+    const decoded = decodeRequest(buffer, isBinary);
+    const encoding: Encoding = isBinary ? 'cbor' : 'json';
+    if (!decoded.ok) {
+      this.metrics.messages.inc({ direction: 'in', kind: 'invalid' });
+      this.reply(errorResponse(decoded.id, decoded.error), encoding);
+      return;
+    }
+    const request = decoded.request;
+    this.metrics.messages.inc({ direction: 'in', kind: this.authenticated ? request.cmd : 'unauthenticated' });
+    if (!this.takeToken()) {
+      this.replyError(request, new AdminError('RATE_LIMITED', `more than ${this.limits.messagesPerSecond} messages per second; slow down`));
+      return;
+    }
+    if (!this.authenticated) {
+      this.handleLogin(request);
+      return;
+    }
+    if (this.inFlight >= this.limits.maxInFlight) {
+      this.replyError(request, new AdminError('TOO_MANY_PENDING', `at most ${this.limits.maxInFlight} requests in flight per connection`));
+      return;
+    }
+    this.inFlight++;
+    this.hooks.dispatch(this, request).then(
+      (result) => {
+        this.inFlight--;
+        this.reply(okResponse(request.id, result), request.encoding, request.cmd);
+      },
+      (error: unknown) => {
+        this.inFlight--;
+        this.replyError(request, error);
+      },
+    );
+  }
+
+  private handleLogin(request: AdminRequest): void {
+    if (request.cmd !== 'auth.login') {
+      this.metrics.authFailures.inc({ reason: 'missing' });
+      this.replyError(request, new AdminError('UNAUTHENTICATED', 'log in first: {"cmd":"auth.login","args":{"apiKey":"..."}} or send an Authorization header'));
+      this.close(CloseCode.unauthorized, 'not authenticated');
+      return;
+    }
+    const refused = this.hooks.login(this, request.args.apiKey);
+    if (refused) {
+      this.replyError(request, refused.error);
+      this.close(refused.closeCode, refused.error.message);
+      return;
+    }
+    this.authenticated = true;
+    clearTimeout(this.loginTimer);
+    this.reply(okResponse(request.id, { authenticated: true }), request.encoding, request.cmd);
+  }
+
+  private replyError(request: Pick<AdminRequest, 'id' | 'encoding'>, error: unknown): void {
+    const body = errorBody(error);
+    if (body.code === 'INTERNAL') this.logger.error({ client: this.id, err: error }, 'admin command failed');
+    this.reply(errorResponse(request.id, body), request.encoding);
+  }
+
+  private reply(response: AdminResponse, encoding: Encoding, kind?: string): void {
+    if (!response.ok) this.metrics.errors.inc({ code: response.error.code });
+    this.sendFrame(encodeMessage(response, encoding), response.ok ? (kind ?? 'result') : 'error');
+  }
+
+  private takeToken(): boolean {
+    const now = Date.now();
+    const capacity = this.limits.messagesPerSecond * 2;
+    this.tokens = Math.min(capacity, this.tokens + ((now - this.lastRefill) / 1000) * this.limits.messagesPerSecond);
+    this.lastRefill = now;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+
+  private onClose(): void {
+    clearTimeout(this.killTimer);
+    this.markClosed();
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.loginTimer);
+    this.hooks.closed(this);
+  }
+}
+
+/** The code and message a client sees; unexpected errors are INTERNAL without internals. */
+export function errorBody(error: unknown): ErrorBody {
+  if (error instanceof NucleonError) return { code: error.code, message: error.message };
+  return { code: 'INTERNAL', message: 'internal error; see the server log' };
+}

@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Registry } from 'prom-client';
+
+export interface StaticFile {
+  body: Buffer;
+  contentType: string;
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+
+/**
+ * The dashboard files. They live in `src/admin/static/` (plain HTML/JS/CSS, no
+ * build, no CDN); a build that copies them next to the compiled module wins.
+ */
+export function staticDir(): string {
+  const candidates = [fileURLToPath(new URL('./static/', import.meta.url)), fileURLToPath(new URL('../../src/admin/static/', import.meta.url))];
+  return candidates.find((dir) => existsSync(path.join(dir, 'index.html'))) ?? (candidates[0] as string);
+}
+
+/** Reads the dashboard into memory once: a handful of small files, served without touching the disk again. */
+export async function loadStaticFiles(dir: string): Promise<Map<string, StaticFile>> {
+  const files = new Map<string, StaticFile>();
+  for (const name of await readdir(dir)) {
+    const contentType = CONTENT_TYPES[path.extname(name)];
+    if (contentType === undefined) continue;
+    files.set(`/${name}`, { body: await readFile(path.join(dir, name)), contentType });
+  }
+  const index = files.get('/index.html');
+  if (index) files.set('/', index);
+  return files;
+}
+
+export interface Health {
+  status: 'ok' | 'degraded';
+  [key: string]: unknown;
+}
+
+export interface RouteOptions {
+  files: ReadonlyMap<string, StaticFile>;
+  metrics: Registry;
+  health: () => Health;
+}
+
+// The dashboard talks only to its own origin; nothing is loaded from elsewhere.
+const SECURITY_HEADERS = {
+  'content-security-policy': "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+/** GET `/` and the dashboard files, `/metrics` (Prometheus text), `/healthz` (200 ok / 503 degraded). */
+export function createRequestHandler(options: RouteOptions): (request: IncomingMessage, response: ServerResponse) => void {
+  return (request, response) => {
+    const pathname = new URL(request.url ?? '/', 'http://admin').pathname;
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      send(response, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
+      return;
+    }
+    if (pathname === '/metrics') {
+      options.metrics.metrics().then(
+        (text) => send(response, 200, options.metrics.contentType, text),
+        (error: unknown) => send(response, 500, 'text/plain; charset=utf-8', `metrics failed: ${(error as Error).message}\n`),
+      );
+      return;
+    }
+    if (pathname === '/healthz') {
+      const health = options.health();
+      send(response, health.status === 'ok' ? 200 : 503, 'application/json', `${JSON.stringify(health)}\n`);
+      return;
+    }
+    const file = options.files.get(pathname);
+    if (file) {
+      send(response, 200, file.contentType, file.body, SECURITY_HEADERS);
+      return;
+    }
+    send(response, 404, 'text/plain; charset=utf-8', 'not found\n');
+  };
+}
+
+function send(response: ServerResponse, status: number, contentType: string, body: string | Buffer, headers: Record<string, string> = {}): void {
+  response.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), ...headers });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
+  const extra = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  const body = `${message}\n`;
+  socket.on('error', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
+  );
+}
