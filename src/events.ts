@@ -85,7 +85,11 @@ export interface DeviceFirmwareState {
   reportedVersion?: string;
   lastCheckAt?: string;
   assignedImageId?: string;
+  /** Bytes served of `downloadImageId` (MQTT chunks and HTTP ranges together; retries count again). */
   bytesServed: number;
+  /** The image the device last downloaded from; `bytesServed` restarts at 0 when it changes. */
+  downloadImageId?: string;
+  lastDownloadAt?: string;
   doneAt?: string;
   doneImageId?: string;
 }

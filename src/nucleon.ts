@@ -1,4 +1,3 @@
-import { AdminRunner } from './admin/index.js';
 import { EventBroker } from './broker/index.js';
 import { validateConfig, type Config, type ConfigInput } from './config/index.js';
 import type { Logger } from './logger.js';
@@ -6,6 +5,7 @@ import { createLogger } from './logger.js';
 import { createMetricsRegistry } from './metrics.js';
 import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
+import { otaRunners } from './ota/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -21,7 +21,7 @@ export interface NucleonOptions {
 
 /** The runners Nucleon brings, in start order. Each issue's runner is added here. */
 function builtinRunners(config: Readonly<Config>): Runner[] {
-  return [...(config.admin.enabled ? [new AdminRunner()] : [])];
+  return [...otaRunners(config)];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';

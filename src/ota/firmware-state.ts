@@ -1,0 +1,159 @@
+import type { DeviceFirmwareState } from '../events.js';
+import type { KvStore } from '../store/index.js';
+import { rfc3339 } from './catalog.js';
+import { SerialQueue } from './serial-queue.js';
+
+const STATE = 'ota/state/';
+
+export interface FirmwareStatesOptions {
+  store: KvStore;
+  clock: () => Date;
+  /** Told about every saved change (the runner turns it into DeviceFirmwareUpdated). */
+  onChange: (state: DeviceFirmwareState) => void;
+  /** Download progress is saved and announced each time it crosses another step of this many percent. */
+  progressStepPercent?: number;
+  /** Devices whose unsaved download progress is held in memory; beyond this the oldest is saved and dropped. */
+  maxTracked?: number;
+}
+
+interface Download {
+  state: DeviceFirmwareState;
+  /** The progress step last saved. */
+  savedStep: number;
+  dirty: boolean;
+}
+
+export interface ServedImage {
+  id: string;
+  size: number;
+}
+
+/**
+ * Each device's firmware state (`ota/state/<uid>`): the version it reports,
+ * its last Check, bytes served of the image it downloads (by either path) and
+ * its last Done.
+ *
+ * A chunk every few milliseconds must not cost a synced store write and an
+ * admin event each, so download progress is counted in memory and saved when
+ * it crosses another `progressStepPercent` of the image, when the whole image
+ * has been served, with any other change of the device, and on `flush()`.
+ */
+export class FirmwareStates {
+  private readonly queue = new SerialQueue();
+  private readonly downloads = new Map<string, Download>();
+  private readonly step: number;
+  private readonly maxTracked: number;
+
+  constructor(private readonly options: FirmwareStatesOptions) {
+    this.step = options.progressStepPercent ?? 10;
+    this.maxTracked = options.maxTracked ?? 10_000;
+  }
+
+  get(uid: string): Promise<DeviceFirmwareState | undefined> {
+    const tracked = this.downloads.get(uid);
+    if (tracked) return Promise.resolve({ ...tracked.state });
+    return this.options.store.get<DeviceFirmwareState>(STATE + uid);
+  }
+
+  /** The version from telemetry key 0; saved only when it changed. */
+  reported(uid: string, version: string): Promise<DeviceFirmwareState> {
+    return this.change(uid, (state) => {
+      if (state.reportedVersion === version) return false;
+      state.reportedVersion = version;
+      return true;
+    });
+  }
+
+  checked(uid: string, assignedImageId: string | undefined): Promise<DeviceFirmwareState> {
+    return this.change(uid, (state) => {
+      state.lastCheckAt = this.now();
+      if (assignedImageId === undefined) delete state.assignedImageId;
+      else state.assignedImageId = assignedImageId;
+      return true;
+    });
+  }
+
+  done(uid: string, imageId: string | undefined): Promise<DeviceFirmwareState> {
+    return this.change(uid, (state) => {
+      state.doneAt = this.now();
+      if (imageId === undefined) delete state.doneImageId;
+      else state.doneImageId = imageId;
+      return true;
+    });
+  }
+
+  /** Counts `bytes` more served of `image` to this device. */
+  served(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
+    return this.queue.run(async () => {
+      const download = this.downloads.get(uid) ?? (await this.track(uid));
+      const state = download.state;
+      if (state.downloadImageId !== image.id) {
+        state.downloadImageId = image.id;
+        state.bytesServed = 0;
+        download.savedStep = -1;
+      }
+      state.bytesServed += bytes;
+      state.lastDownloadAt = this.now();
+      download.dirty = true;
+      const step = Math.floor(Math.min(100, (state.bytesServed * 100) / Math.max(1, image.size)) / this.step);
+      if (step !== download.savedStep) {
+        download.savedStep = step;
+        await this.save(download);
+      }
+      return { ...state };
+    });
+  }
+
+  /** Saves all progress held in memory. */
+  flush(): Promise<void> {
+    return this.queue.run(async () => {
+      for (const download of this.downloads.values()) if (download.dirty) await this.save(download);
+      this.downloads.clear();
+    });
+  }
+
+  private change(uid: string, mutate: (state: DeviceFirmwareState) => boolean): Promise<DeviceFirmwareState> {
+    return this.queue.run(async () => {
+      const download = this.downloads.get(uid);
+      const state = download?.state ?? (await this.load(uid));
+      const changed = mutate(state);
+      if (download) {
+        if (changed || download.dirty) await this.save(download);
+      } else if (changed) {
+        await this.persist(state);
+      }
+      return { ...state };
+    });
+  }
+
+  private async track(uid: string): Promise<Download> {
+    const state = await this.load(uid);
+    const download: Download = { state, savedStep: -1, dirty: false };
+    this.downloads.set(uid, download);
+    // Map order is insertion order: the first entries are the longest tracked.
+    for (const [key, old] of this.downloads) {
+      if (this.downloads.size <= this.maxTracked) break;
+      this.downloads.delete(key);
+      if (old.dirty) await this.save(old);
+    }
+    return download;
+  }
+
+  private async load(uid: string): Promise<DeviceFirmwareState> {
+    return (await this.options.store.get<DeviceFirmwareState>(STATE + uid)) ?? { uid, bytesServed: 0 };
+  }
+
+  private async save(download: Download): Promise<void> {
+    await this.persist(download.state);
+    download.dirty = false;
+  }
+
+  private async persist(state: DeviceFirmwareState): Promise<void> {
+    await this.options.store.put(STATE + state.uid, state);
+    this.options.onChange({ ...state });
+  }
+
+  private now(): string {
+    return rfc3339(this.options.clock());
+  }
+}

@@ -1,0 +1,224 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import type { TLSSocket } from 'node:tls';
+import { ensureServerTls } from '../certs/index.js';
+import { ListenError } from '../errors.js';
+import type { ImageInfo } from '../events.js';
+import type { Logger } from '../logger.js';
+import { isValidUid, parseVersionId } from '../protocol/index.js';
+import type { Runner, RunnerContext } from '../runner.js';
+import { decideRange, ifRangeMatches, noneMatch } from './http-range.js';
+import { otaMetrics, type OtaMetrics } from './metrics.js';
+import type { OtaRunner } from './runner.js';
+
+/** A device that holds a socket open without reading is dropped after this long. */
+const SOCKET_IDLE_MS = 120_000;
+/** Concurrent connections; devices beyond this are refused until one closes. */
+const MAX_CONNECTIONS = 2048;
+
+interface Listening {
+  server: http.Server | https.Server;
+  logger: Logger;
+  metrics: OtaMetrics;
+  tls: boolean;
+  requireAuth: boolean;
+}
+
+/**
+ * Firmware download over HTTP(S) for devices that pull (nRF9160 FOTA asks for
+ * small `Range`s): `GET` / `HEAD /images/<id>`. Bytes are streamed from the blob
+ * store, only the requested range; progress is reported to the OTA runner.
+ *
+ * Device authentication (`ota.http.require_auth`): a TLS client certificate
+ * from the Nucleon CA whose CN is the device uid. The uid that downloads is the
+ * certificate's CN, or else the `uid` query parameter of the URL the device was
+ * sent (used only to attribute progress, never to grant access).
+ */
+export class OtaHttpRunner implements Runner {
+  readonly name = 'ota-http';
+  readonly listens = true;
+  private listening: Listening | undefined;
+
+  constructor(private readonly ota: OtaRunner) {}
+
+  async start(context: RunnerContext): Promise<void> {
+    const { config, logger } = context;
+    const settings = config.ota.http;
+    const requireAuth = settings.require_auth;
+    let server: http.Server | https.Server;
+    if (settings.tls) {
+      const tls = await ensureServerTls(config.certs, logger);
+      server = https.createServer({
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        minVersion: 'TLSv1.2',
+        // Devices without a certificate may still download when auth is off;
+        // when it is on, the handler refuses them with 401 instead of a TLS alert.
+        requestCert: requireAuth,
+        rejectUnauthorized: false,
+      });
+    } else {
+      server = http.createServer();
+      if (requireAuth) logger.warn('ota.http.require_auth needs TLS client certificates, but ota.http.tls is false: every download will be refused');
+    }
+    server.maxConnections = MAX_CONNECTIONS;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 30_000;
+    server.setTimeout(SOCKET_IDLE_MS);
+    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth };
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      this.serve(listening, request, response).catch((error: unknown) => {
+        logger.error({ err: error, url: request.url }, 'OTA HTTP request failed');
+        if (!response.headersSent) send(response, 500);
+        else response.destroy();
+      });
+    });
+    server.on('clientError', (error, socket) => {
+      logger.debug({ err: error }, 'OTA HTTP client error');
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(new ListenError('OTA HTTP downloads', `${settings.host}:${settings.port}`, error));
+      server.once('error', onError);
+      server.listen(settings.port, settings.host, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    server.on('error', (error) => logger.error({ err: error }, 'OTA HTTP server error'));
+    this.listening = listening;
+    logger.info({ url: this.url(), requireAuth }, 'OTA downloads listening');
+  }
+
+  async stop(): Promise<void> {
+    const listening = this.listening;
+    if (!listening) return;
+    this.listening = undefined;
+    const closed = new Promise<void>((resolve) => listening.server.close(() => resolve()));
+    // Downloads in progress end now; devices resume with a Range request.
+    listening.server.closeAllConnections();
+    await closed;
+  }
+
+  address(): AddressInfo | undefined {
+    const address = this.listening?.server.address();
+    return typeof address === 'object' && address !== null ? address : undefined;
+  }
+
+  /** The base URL this server answers on (loopback when bound to all addresses). */
+  url(): string | undefined {
+    const address = this.address();
+    if (!address || !this.listening) return undefined;
+    const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
+    return `${this.listening.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  }
+
+  private async serve(listening: Listening, request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const method = request.method ?? 'GET';
+    response.on('finish', () => listening.metrics.httpRequests.inc({ method: metricMethod(method), status: String(response.statusCode) }));
+    const url = new URL(request.url ?? '/', 'http://ota.invalid');
+    const id = imageIdOf(url.pathname);
+    if (id === undefined) return send(response, 404, 'not found: use /images/<id>');
+    if (method !== 'GET' && method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      return send(response, 405, 'method not allowed');
+    }
+    const device = this.identify(listening, request, url);
+    if (device.kind === 'refused') {
+      if (device.status === 401) response.setHeader('WWW-Authenticate', 'Certificate');
+      return send(response, device.status, device.reason);
+    }
+    const image = await this.ota.image(id);
+    if (!image) return send(response, 404, `no image ${id}`);
+    return this.sendImage(listening, request, response, image, device.uid);
+  }
+
+  private async sendImage(listening: Listening, request: IncomingMessage, response: ServerResponse, image: ImageInfo, uid: string | undefined): Promise<void> {
+    const etag = `"${image.sha256}"`;
+    const lastModified = new Date(image.dateAdded).toUTCString();
+    response.setHeader('Accept-Ranges', 'bytes');
+    response.setHeader('ETag', etag);
+    response.setHeader('Last-Modified', lastModified);
+    // Ids can be deleted and added again with other bytes: caches must revalidate.
+    response.setHeader('Cache-Control', 'no-cache');
+    if (noneMatch(request.headers['if-none-match'], etag)) {
+      response.writeHead(304).end();
+      return;
+    }
+    const rangeHeader = ifRangeMatches(header(request, 'if-range'), etag, lastModified) ? request.headers.range : undefined;
+    const decision = decideRange(rangeHeader, image.size);
+    if (decision.kind === 'unsatisfiable') {
+      response.setHeader('Content-Range', `bytes */${image.size}`);
+      return send(response, 416, 'range not satisfiable');
+    }
+    const start = decision.kind === 'partial' ? decision.start : 0;
+    const end = decision.kind === 'partial' ? decision.end : image.size;
+    response.setHeader('Content-Type', 'application/octet-stream');
+    response.setHeader('Content-Length', end - start);
+    if (decision.kind === 'partial') response.setHeader('Content-Range', `bytes ${start}-${end - 1}/${image.size}`);
+    response.writeHead(decision.kind === 'partial' ? 206 : 200);
+    if (request.method === 'HEAD') {
+      response.end();
+      return;
+    }
+    const stream = this.ota.blobStore().createReadStream(image.sha256, { start, end });
+    let sent = 0;
+    stream.on('data', (chunk: Buffer) => (sent += chunk.length));
+    try {
+      await pipeline(stream, response);
+    } finally {
+      // Count what left, also when the device hung up part-way.
+      if (sent > 0) {
+        this.ota.recordServed(uid, image, sent, 'http').catch((error: unknown) => listening.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
+      }
+    }
+  }
+
+  private identify(listening: Listening, request: IncomingMessage, url: URL): { kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403; reason: string } {
+    const claimed = url.searchParams.get('uid') ?? undefined;
+    const hinted = claimed !== undefined && isValidUid(claimed) ? claimed : undefined;
+    if (!listening.requireAuth) return { kind: 'device', uid: hinted };
+    const socket = request.socket as Partial<TLSSocket>;
+    if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') {
+      return { kind: 'refused', status: 401, reason: 'a device certificate from the Nucleon CA is required' };
+    }
+    const commonName = socket.getPeerCertificate().subject?.CN;
+    const uid = Array.isArray(commonName) ? undefined : commonName;
+    if (uid === undefined || !isValidUid(uid)) return { kind: 'refused', status: 403, reason: 'the certificate does not name a device' };
+    if (claimed !== undefined && claimed !== uid) return { kind: 'refused', status: 403, reason: 'the uid parameter does not match the certificate' };
+    return { kind: 'device', uid };
+  }
+}
+
+/** `/images/<id>`; the id must parse as a version, which also rules out path tricks. */
+function imageIdOf(pathname: string): string | undefined {
+  const match = /^\/images\/([^/]+)$/.exec(pathname);
+  if (!match?.[1]) return undefined;
+  let id: string;
+  try {
+    id = decodeURIComponent(match[1]);
+  } catch (error) {
+    if (error instanceof URIError) return undefined;
+    throw error;
+  }
+  return parseVersionId(id) ? id : undefined;
+}
+
+function header(request: IncomingMessage, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function send(response: ServerResponse, status: number, message = ''): void {
+  const body = message === '' ? '' : `${message}\n`;
+  response.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+  response.end(body);
+}
+
+/** Bounded label values: anything unusual is "other". */
+function metricMethod(method: string): string {
+  return method === 'GET' || method === 'HEAD' ? method : 'other';
+}

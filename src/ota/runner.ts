@@ -1,0 +1,354 @@
+import path from 'node:path';
+import type { DeviceFirmwareState, EventOf, GroupInfo, ImageInfo, OtaPackage, OtaVersion } from '../events.js';
+import { assertNever } from '../events.js';
+import type { Logger } from '../logger.js';
+import { parseVersionId } from '../protocol/index.js';
+import { EventRunner, type RunnerContext } from '../runner.js';
+import { FileBlobStore } from '../store/blob-file.js';
+import type { BlobStore } from '../store/blob.js';
+import { OtaCatalog, type AddImageResult, type DeleteResult, type LinkRequest, type LinkResult, type NewImage, type UnlinkRequest, type UnlinkResult } from './catalog.js';
+import { OtaError, toErrorInfo } from './errors.js';
+import { FirmwareStates } from './firmware-state.js';
+import { otaMetrics, type OtaMetrics } from './metrics.js';
+
+const ACCEPTS = [
+  'OtaRequest',
+  'OtaNewPackage',
+  'OtaDeletePackage',
+  'OtaLink',
+  'OtaUnlink',
+  'OtaImageListRequest',
+  'OtaGroupListRequest',
+  'TelemetryReceived',
+  'DeviceConnected',
+  'DeviceDisconnected',
+] as const;
+
+type OtaEvent = EventOf<(typeof ACCEPTS)[number]>;
+
+export type DownloadPath = 'mqtt' | 'http';
+
+export interface OtaRunnerOptions {
+  /** Injectable for tests: dates written into images and device state. */
+  clock?: () => Date;
+  /** Replaces the embedded `<store.path>/firmware` file store. */
+  blobs?: BlobStore;
+}
+
+/** Everything that exists only while the runner runs. */
+interface Running {
+  catalog: OtaCatalog;
+  states: FirmwareStates;
+  blobs: BlobStore;
+  metrics: OtaMetrics;
+  logger: Logger;
+  maxChunk: number;
+  publicUrl: string;
+}
+
+/** Why a DownloadBytes request got no reply; the README lists them. */
+type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_range' | 'beyond_image' | 'chunk_too_large' | 'read_failed';
+
+/**
+ * The OTA worker: images, groups and links, the device side of the Pyrinas OTA
+ * protocol (Check, DownloadBytes, Done), and device firmware state.
+ *
+ * Management events are answered with `OtaCommandResult` or a list response
+ * carrying the request's correlation id. The same operations are public methods
+ * for library users (`addImage`, `link`, ...), which throw `OtaError`.
+ */
+export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
+  private running: Running | undefined;
+  /** Device uid → client id of its live MQTT connection on this instance. */
+  private readonly online = new Map<string, string>();
+  private readonly rejectCounts = new Map<RejectReason, number>();
+
+  constructor(private readonly options: OtaRunnerOptions = {}) {
+    super('ota', ACCEPTS);
+  }
+
+  protected override async onStart(context: RunnerContext): Promise<void> {
+    const { config, logger } = context;
+    const clock = this.options.clock ?? (() => new Date());
+    const blobs =
+      this.options.blobs ??
+      new FileBlobStore(path.join(config.store.path, 'firmware'), {
+        onCleanup: (removed) => {
+          if (removed > 0) logger.warn({ removed }, 'removed temporary files of interrupted image uploads');
+        },
+        onError: (error, what) => logger.error({ err: error }, what),
+      });
+    await blobs.open();
+    const states = new FirmwareStates({
+      store: context.store,
+      clock,
+      onChange: (state) => this.announce(state),
+    });
+    const catalog = new OtaCatalog({
+      store: context.store,
+      blobs,
+      clock,
+      runningVersion: (uid) => this.runningVersion(states, uid),
+    });
+    const swept = await catalog.sweepUnreferencedBlobs();
+    if (swept > 0) logger.warn({ swept }, 'removed firmware bytes no image refers to (an upload was interrupted)');
+    this.running = {
+      catalog,
+      states,
+      blobs,
+      metrics: otaMetrics(context.metrics),
+      logger,
+      maxChunk: config.ota.max_chunk_size,
+      publicUrl: config.ota.http.public_url.replace(/\/+$/, ''),
+    };
+  }
+
+  protected override async onStop(): Promise<void> {
+    const running = this.running;
+    if (!running) return;
+    this.running = undefined;
+    this.online.clear();
+    try {
+      await running.states.flush();
+    } finally {
+      await running.blobs.close();
+    }
+  }
+
+  // ---- library API -------------------------------------------------------
+
+  /** Stores an image (bytes are copied into the content-addressed store). */
+  async addImage(request: NewImage): Promise<AddImageResult> {
+    return this.require().catalog.addImage(request);
+  }
+
+  /** Deletes an image by id, or every image with `*`; groups pointing at it then point at none. */
+  async deleteImage(id: string): Promise<DeleteResult> {
+    const { catalog } = this.require();
+    if (id !== '*' && !parseVersionId(id)) throw new OtaError('INVALID_ARGUMENT', `image id ${JSON.stringify(id)} is not major.minor.patch-commit-hash`);
+    return catalog.deleteImages(id);
+  }
+
+  /** Links and pushes the package to the linked device and to online members of a relinked group. */
+  async link(request: LinkRequest): Promise<LinkResult> {
+    const running = this.require();
+    const result = await running.catalog.link(request);
+    const image = result.imageId === undefined ? undefined : await running.catalog.image(result.imageId);
+    if (image) {
+      for (const uid of result.affected) {
+        // Offline members ask with Check when they connect; the linked device is told in any case.
+        if (uid === result.deviceUid || this.online.has(uid)) await this.publish({ type: 'OtaResponse', uid, package: this.packageFor(image, uid) });
+      }
+    }
+    return result;
+  }
+
+  async unlink(request: UnlinkRequest): Promise<UnlinkResult> {
+    return this.require().catalog.unlink(request);
+  }
+
+  async images(): Promise<ImageInfo[]> {
+    return this.require().catalog.images();
+  }
+
+  async image(id: string): Promise<ImageInfo | undefined> {
+    return this.require().catalog.image(id);
+  }
+
+  async groups(): Promise<GroupInfo[]> {
+    return this.require().catalog.groups();
+  }
+
+  async deviceState(uid: string): Promise<DeviceFirmwareState | undefined> {
+    return this.require().states.get(uid);
+  }
+
+  /** For the HTTP download runner: the blob store the bytes live in. */
+  blobStore(): BlobStore {
+    return this.require().blobs;
+  }
+
+  /** Counts bytes served to a device (HTTP downloads report here; MQTT chunks internally). */
+  async recordServed(uid: string | undefined, image: ImageInfo, bytes: number, via: DownloadPath): Promise<void> {
+    const running = this.require();
+    running.metrics.bytesServed.inc({ path: via }, bytes);
+    if (uid !== undefined) await running.states.served(uid, image, bytes);
+  }
+
+  // ---- events ------------------------------------------------------------
+
+  protected async handle(event: OtaEvent): Promise<void> {
+    switch (event.type) {
+      case 'OtaRequest':
+        return this.onDeviceRequest(event);
+      case 'TelemetryReceived':
+        if (event.telemetry.version !== undefined) await this.require().states.reported(event.uid, event.telemetry.version);
+        return;
+      case 'DeviceConnected':
+        this.online.set(event.uid, event.clientId);
+        return;
+      case 'DeviceDisconnected':
+        // A reconnect may arrive before the old connection's goodbye.
+        if (this.online.get(event.uid) === event.clientId) this.online.delete(event.uid);
+        return;
+      case 'OtaNewPackage':
+        return this.answer(event.type, event.correlationId, async () => {
+          const request: NewImage = { id: event.id, imageType: event.imageType, source: event.source };
+          if (event.description !== undefined) request.description = event.description;
+          return this.addImage(request);
+        });
+      case 'OtaDeletePackage':
+        return this.answer(event.type, event.correlationId, () => this.deleteImage(event.id));
+      case 'OtaLink':
+        return this.answer(event.type, event.correlationId, () => this.link(pickDefined(event, ['deviceUid', 'group', 'imageId', 'force'])));
+      case 'OtaUnlink':
+        return this.answer(event.type, event.correlationId, () => this.unlink(pickDefined(event, ['deviceUid', 'group'])));
+      case 'OtaImageListRequest':
+        return this.answerList(event.type, event.correlationId, async () => ({ type: 'OtaImageListResponse', correlationId: event.correlationId, images: await this.images() }));
+      case 'OtaGroupListRequest':
+        return this.answerList(event.type, event.correlationId, async () => ({ type: 'OtaGroupListResponse', correlationId: event.correlationId, groups: await this.groups() }));
+      default:
+        return assertNever(event);
+    }
+  }
+
+  private async onDeviceRequest(event: EventOf<'OtaRequest'>): Promise<void> {
+    const running = this.require();
+    running.metrics.requests.inc({ cmd: event.cmd });
+    switch (event.cmd) {
+      case 'Check': {
+        const image = await running.catalog.assignedImage(event.uid);
+        await running.states.checked(event.uid, image?.id);
+        // An empty payload on <uid>/ota/s (package null) means "no update".
+        await this.publish({ type: 'OtaResponse', uid: event.uid, package: image ? this.packageFor(image, event.uid) : null });
+        return;
+      }
+      case 'Done': {
+        const assigned = await running.catalog.assignedImage(event.uid);
+        const previous = await running.states.get(event.uid);
+        await running.states.done(event.uid, assigned?.id ?? previous?.downloadImageId);
+        return;
+      }
+      case 'DownloadBytes':
+        return this.serveChunk(running, event);
+      default:
+        return assertNever(event.cmd);
+    }
+  }
+
+  /** One `DownloadBytes`: reads only the requested range and answers on `<uid>/ota/s/d`. */
+  private async serveChunk(running: Running, event: EventOf<'OtaRequest'>): Promise<void> {
+    const { uid, id, startPos: start, endPos: end } = event;
+    const details = { uid, id, start, end };
+    if (id === undefined) return this.reject(running, 'missing_id', details);
+    const image = await running.catalog.image(id);
+    if (!image) return this.reject(running, 'unknown_image', details);
+    if (start === undefined || end === undefined) return this.reject(running, 'missing_range', details);
+    if (end <= start) return this.reject(running, 'empty_range', details);
+    if (end > image.size) return this.reject(running, 'beyond_image', { ...details, size: image.size });
+    if (end - start > running.maxChunk) return this.reject(running, 'chunk_too_large', { ...details, maxChunk: running.maxChunk });
+    let data: Buffer;
+    try {
+      data = await running.blobs.readRange(image.sha256, start, end);
+    } catch (error) {
+      running.logger.error({ err: error, ...details, sha256: image.sha256 }, 'reading firmware bytes failed');
+      return this.reject(running, 'read_failed', details);
+    }
+    await this.publish({ type: 'OtaDownloadResponse', uid, chunk: { startPos: start, endPos: end, data, len: data.length } });
+    await this.recordServed(uid, image, data.length, 'mqtt');
+  }
+
+  /**
+   * Pyrinas firmware cannot read an error on `<uid>/ota/s/d` (it would take it
+   * for a chunk), so a refused range gets no reply: it is logged with its
+   * reason and counted. After 20 per reason, only every 1000th is logged.
+   */
+  private reject(running: Running, reason: RejectReason, details: Record<string, unknown>): void {
+    running.metrics.rejected.inc({ reason });
+    const count = (this.rejectCounts.get(reason) ?? 0) + 1;
+    this.rejectCounts.set(reason, count);
+    if (count <= 20 || count % 1000 === 0) running.logger.warn({ ...details, reason, count }, `OTA download request refused: ${describeReject(reason)}`);
+  }
+
+  private async answer(command: string, correlationId: string, work: () => Promise<unknown>): Promise<void> {
+    const metrics = this.require().metrics;
+    try {
+      const result = await work();
+      metrics.commands.inc({ command, result: 'ok' });
+      await this.publish({ type: 'OtaCommandResult', correlationId, result });
+    } catch (error) {
+      const info = toErrorInfo(error);
+      metrics.commands.inc({ command, result: info.code });
+      if (info.code === 'STORAGE_FAILED') this.require().logger.error({ err: error, command, correlationId }, 'OTA command failed');
+      await this.publish({ type: 'OtaCommandResult', correlationId, error: info });
+    }
+  }
+
+  private async answerList(
+    command: string,
+    correlationId: string,
+    list: () => Promise<EventOf<'OtaImageListResponse'> | EventOf<'OtaGroupListResponse'>>,
+  ): Promise<void> {
+    let response: EventOf<'OtaImageListResponse'> | EventOf<'OtaGroupListResponse'>;
+    try {
+      response = await list();
+    } catch (error) {
+      // A list that cannot be read still gets an answer, so the caller does not wait for nothing.
+      return this.answer(command, correlationId, () => Promise.reject(error instanceof Error ? error : new Error(String(error))));
+    }
+    this.require().metrics.commands.inc({ command, result: 'ok' });
+    await this.publish(response);
+  }
+
+  private packageFor(image: ImageInfo, uid: string): OtaPackage {
+    const pkg: OtaPackage = { id: image.id, version: image.version, size: image.size, dateAdded: image.dateAdded };
+    const base = this.require().publicUrl;
+    if (base !== '') pkg.url = `${base}/images/${encodeURIComponent(image.id)}?uid=${encodeURIComponent(uid)}`;
+    return pkg;
+  }
+
+  /** State changes are notices: never wait for the admin runner (it may be waiting on us). */
+  private announce(state: DeviceFirmwareState): void {
+    const context = this.context;
+    if (context) context.broker.emit({ type: 'DeviceFirmwareUpdated', state });
+  }
+
+  private async runningVersion(states: FirmwareStates, uid: string): Promise<OtaVersion | undefined> {
+    const state = await states.get(uid);
+    if (!state) return undefined;
+    return (state.reportedVersion !== undefined ? parseVersionId(state.reportedVersion) : undefined) ?? (state.doneImageId !== undefined ? parseVersionId(state.doneImageId) : undefined);
+  }
+
+  private require(): Running {
+    if (!this.running) throw new Error('the ota runner is not started');
+    return this.running;
+  }
+}
+
+function describeReject(reason: RejectReason): string {
+  switch (reason) {
+    case 'missing_id':
+      return 'no image id';
+    case 'unknown_image':
+      return 'no such image';
+    case 'missing_range':
+      return 'start_pos or end_pos missing';
+    case 'empty_range':
+      return 'end_pos is not after start_pos';
+    case 'beyond_image':
+      return 'range reaches beyond the end of the image';
+    case 'chunk_too_large':
+      return 'range is larger than ota.max_chunk_size';
+    case 'read_failed':
+      return 'the bytes could not be read';
+    default:
+      return assertNever(reason);
+  }
+}
+
+/** Copies the named fields that are present (events may carry explicit undefined). */
+function pickDefined<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Pick<T, K> {
+  const out = {} as Pick<T, K>;
+  for (const key of keys) if (source[key] !== undefined) out[key] = source[key];
+  return out;
+}
