@@ -1,0 +1,80 @@
+import { LatencyRecorder, latencyUs, monotonicNs, type LatencySummary } from './latency.js';
+
+/**
+ * What every bench "application" keeps: deliveries per topic target and
+ * device → app latency. The same class runs inside the Nucleon app runner,
+ * the aedes in-process subscriber and the Mosquitto subscriber process, so the
+ * three are counted the same way.
+ */
+export interface AppStats {
+  total: number;
+  byTarget: Record<string, number>;
+  /** CLOCK_MONOTONIC milliseconds of the first and last delivery (0 when none). */
+  firstMs: number;
+  lastMs: number;
+  latency: LatencySummary;
+}
+
+export class AppCounter {
+  private readonly byTarget = new Map<string, number>();
+  private readonly latency = new LatencyRecorder();
+  private total = 0;
+  private firstNs = 0n;
+  private lastNs = 0n;
+
+  /** `target` is the topic part after `<uid>/app/p/`. */
+  delivered(target: string, payload: Uint8Array): void {
+    const now = monotonicNs();
+    if (this.total === 0) this.firstNs = now;
+    this.lastNs = now;
+    this.total++;
+    this.byTarget.set(target, (this.byTarget.get(target) ?? 0) + 1);
+    const us = latencyUs(payload, now);
+    if (!Number.isNaN(us)) this.latency.record(us);
+  }
+
+  reset(): void {
+    this.byTarget.clear();
+    this.latency.reset();
+    this.total = 0;
+    this.firstNs = 0n;
+    this.lastNs = 0n;
+  }
+
+  stats(): AppStats {
+    return {
+      total: this.total,
+      byTarget: Object.fromEntries(this.byTarget),
+      firstMs: Number(this.firstNs) / 1e6,
+      lastMs: Number(this.lastNs) / 1e6,
+      latency: this.latency.summary(),
+    };
+  }
+}
+
+/** The target of an `<uid>/app/p/<target>` topic (what the MQTT subscribers see). */
+export function appTarget(topic: string): string {
+  const marker = topic.indexOf('/app/p/');
+  return marker < 0 ? '' : topic.slice(marker + 7);
+}
+
+/** The arguments of the `respond` call: server → device messages the app sends. */
+export interface RespondArgs {
+  uids: string[];
+  perDevice: number;
+  payloadSize: number;
+  /** Messages the app may have outstanding (unacknowledged) at once. */
+  window: number;
+}
+
+export interface RespondResult {
+  published: number;
+  elapsedMs: number;
+}
+
+/** A response payload: a send timestamp followed by filler, `size` bytes. */
+export function responsePayload(size: number): Buffer {
+  const payload = Buffer.alloc(Math.max(size, 8), 0x5a);
+  payload.writeBigUInt64BE(monotonicNs(), 0);
+  return payload;
+}

@@ -1,0 +1,60 @@
+/**
+ * Bounded latency recording: a fixed reservoir (uniform sample once full), so a
+ * long run cannot grow memory, and exact percentiles while it is not full.
+ */
+export interface LatencySummary {
+  count: number;
+  /** Microseconds. */
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export class LatencyRecorder {
+  private readonly samples: Float64Array;
+  private seen = 0;
+  private maxUs = 0;
+
+  constructor(capacity = 1 << 20) {
+    this.samples = new Float64Array(capacity);
+  }
+
+  record(us: number): void {
+    if (us > this.maxUs) this.maxUs = us;
+    if (this.seen < this.samples.length) {
+      this.samples[this.seen] = us;
+    } else {
+      const slot = Math.floor(Math.random() * (this.seen + 1));
+      if (slot < this.samples.length) this.samples[slot] = us;
+    }
+    this.seen++;
+  }
+
+  reset(): void {
+    this.seen = 0;
+    this.maxUs = 0;
+  }
+
+  summary(): LatencySummary {
+    const n = Math.min(this.seen, this.samples.length);
+    if (n === 0) return { count: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
+    const sorted = this.samples.slice(0, n).sort();
+    const at = (q: number) => sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? Number.NaN;
+    return { count: this.seen, p50: at(0.5), p99: at(0.99), max: this.maxUs };
+  }
+}
+
+/** Nanoseconds on CLOCK_MONOTONIC, which every process on the machine shares. */
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+/** Offset of the send timestamp (BigUint64, big-endian, CLOCK_MONOTONIC ns) in every bench payload. */
+export const TIMESTAMP_OFFSET = 0;
+
+/** Microseconds since the timestamp a device wrote into `payload`, or NaN when it has none. */
+export function latencyUs(payload: Uint8Array, nowNs: bigint): number {
+  if (payload.length < TIMESTAMP_OFFSET + 8) return Number.NaN;
+  const view = new DataView(payload.buffer, payload.byteOffset + TIMESTAMP_OFFSET, 8);
+  return Number(nowNs - view.getBigUint64(0)) / 1000;
+}

@@ -1,0 +1,112 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/**
+ * CPU and memory of other processes, read from /proc so the figures do not
+ * depend on the process cooperating (Mosquitto cannot report its own CPU).
+ */
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second (`getconf CLK_TCK`), the unit of utime/stime in /proc/<pid>/stat. */
+export function clockTicksPerSecond(): number {
+  if (clockTicks === undefined) {
+    const text = execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim();
+    const value = Number.parseInt(text, 10);
+    if (!Number.isInteger(value) || value <= 0) throw new Error(`getconf CLK_TCK printed ${JSON.stringify(text)}`);
+    clockTicks = value;
+  }
+  return clockTicks;
+}
+
+/** User + system CPU seconds a process (all its threads) has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may contain spaces; count fields after the last ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state), so utime (field 14) is rest[11] and stime (field 15) rest[12].
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot parse /proc/${pid}/stat`);
+  return (utime + stime) / clockTicksPerSecond();
+}
+
+export interface MemoryUsage {
+  /** Resident set size now, bytes. */
+  rss: number;
+  /** Peak resident set size (VmHWM), bytes. */
+  peakRss: number;
+}
+
+export function memoryUsage(pid: number): MemoryUsage {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { rss: statusKb(status, 'VmRSS') * 1024, peakRss: statusKb(status, 'VmHWM') * 1024 };
+}
+
+function statusKb(status: string, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  if (!match?.[1]) throw new Error(`no ${field} in /proc/<pid>/status`);
+  return Number(match[1]);
+}
+
+/** CPU seconds summed over several processes (the load generator's workers). */
+export function totalCpuSeconds(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) total += cpuSeconds(pid);
+  return total;
+}
+
+/** A CPU reading at one moment, to subtract from a later one. */
+export class CpuMeter {
+  private readonly start: number;
+
+  constructor(private readonly pids: readonly number[]) {
+    this.start = totalCpuSeconds(pids);
+  }
+
+  /** CPU seconds used since the meter was made. */
+  elapsed(): number {
+    return totalCpuSeconds(this.pids) - this.start;
+  }
+}
+
+/**
+ * Samples a process's RSS on a timer (bounded: one number kept, the maximum),
+ * for scenarios that must show memory stays bounded under load.
+ */
+export class RssWatcher {
+  private timer: NodeJS.Timeout | undefined;
+  max = 0;
+  samples = 0;
+  /** Why sampling stopped early (the process went away), if it did. */
+  failure: string | undefined;
+
+  constructor(
+    private readonly pid: number,
+    private readonly intervalMs = 250,
+  ) {}
+
+  start(): void {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+  }
+
+  stop(): number {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.sample();
+    return this.max;
+  }
+
+  private sample(): void {
+    try {
+      this.max = Math.max(this.max, memoryUsage(this.pid).rss);
+      this.samples++;
+    } catch (error) {
+      // The process is gone; the scenario also notices that through its exit event.
+      this.failure ??= error instanceof Error ? error.message : String(error);
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}

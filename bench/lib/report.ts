@@ -1,0 +1,163 @@
+import type { MachineDescription } from './machine.js';
+
+/** The brokers a scenario runs against, in table column order. */
+export const TARGET_NAMES = ['nucleon', 'aedes', 'mosquitto'] as const;
+export type TargetName = (typeof TARGET_NAMES)[number];
+
+export const TARGET_LABELS: Record<TargetName, string> = { nucleon: 'Nucleon', aedes: 'aedes (bare)', mosquitto: 'Mosquitto' };
+
+/** What the issue asks of Nucleon for one metric. */
+export type Goal =
+  | { kind: 'ratio-max'; against: TargetName; limit: number }
+  | { kind: 'ratio-min'; against: TargetName; limit: number }
+  | { kind: 'max'; limit: number }
+  | { kind: 'min'; limit: number };
+
+export interface Metric {
+  label: string;
+  unit: string;
+  /** Figures per broker; a string says why there is no figure ("not run: ..."). */
+  values: Partial<Record<TargetName, number | string>>;
+  goal?: Goal;
+  /** Decimal places when printing. */
+  digits?: number;
+}
+
+export interface ScenarioResult {
+  id: number;
+  title: string;
+  /** Set when the whole scenario could not run; the reason is printed instead of figures. */
+  notRun?: string;
+  metrics: Metric[];
+  notes: string[];
+}
+
+export function metric(label: string, unit: string, digits = 1, goal?: Goal): Metric {
+  return { label, unit, values: {}, digits, goal };
+}
+
+function formatValue(value: number | string | undefined, digits: number): string {
+  if (value === undefined) return '–';
+  if (typeof value === 'string') return value;
+  if (!Number.isFinite(value)) return 'n/a';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function ratio(m: Metric, against: TargetName): number | undefined {
+  const ours = m.values.nucleon;
+  const theirs = m.values[against];
+  if (typeof ours !== 'number' || typeof theirs !== 'number' || !Number.isFinite(ours) || !Number.isFinite(theirs) || theirs === 0) return undefined;
+  return ours / theirs;
+}
+
+export function goalText(goal: Goal | undefined): string {
+  if (!goal) return '';
+  switch (goal.kind) {
+    case 'ratio-max':
+      return `≤ ${goal.limit}× ${TARGET_LABELS[goal.against]}`;
+    case 'ratio-min':
+      return `≥ ${goal.limit}× ${TARGET_LABELS[goal.against]}`;
+    case 'max':
+      return `≤ ${goal.limit.toLocaleString('en-US')}`;
+    case 'min':
+      return `≥ ${goal.limit.toLocaleString('en-US')}`;
+  }
+}
+
+/** "met", "missed by x%" or "" when there is nothing to judge. */
+export function goalVerdict(m: Metric): string {
+  const goal = m.goal;
+  if (!goal) return '';
+  const value = goal.kind === 'ratio-max' || goal.kind === 'ratio-min' ? ratio(m, goal.against) : m.values.nucleon;
+  if (typeof value !== 'number' || !Number.isFinite(value)) return 'not measured';
+  const over = (limit: number) => (limit === 0 ? `missed (${formatValue(value, 2)})` : `missed by ${formatValue(((value - limit) / limit) * 100, 0)}%`);
+  switch (goal.kind) {
+    case 'ratio-max':
+    case 'max':
+      return value <= goal.limit ? 'met' : over(goal.limit);
+    case 'ratio-min':
+    case 'min':
+      return value >= goal.limit ? 'met' : `missed by ${formatValue(((goal.limit - value) / goal.limit) * 100, 0)}%`;
+  }
+}
+
+function rows(result: ScenarioResult): string[][] {
+  return result.metrics.map((m) => {
+    const digits = m.digits ?? 1;
+    const ratios = (['aedes', 'mosquitto'] as const).map((other) => {
+      const r = ratio(m, other);
+      return r === undefined ? '–' : `${formatValue(r, 2)}×`;
+    });
+    return [
+      m.unit ? `${m.label} (${m.unit})` : m.label,
+      ...TARGET_NAMES.map((t) => formatValue(m.values[t], digits)),
+      ...ratios,
+      goalText(m.goal),
+      goalVerdict(m),
+    ];
+  });
+}
+
+const HEADER = ['metric', ...TARGET_NAMES.map((t) => TARGET_LABELS[t]), 'Nucleon/aedes', 'Nucleon/Mosquitto', 'target', 'verdict'];
+
+export function machineLines(machine: MachineDescription): string[] {
+  return [
+    `CPU: ${machine.cores} × ${machine.cpuModel}; memory ${machine.memoryGiB} GiB; ${machine.kernel}; open files limit ${machine.fdLimit}`,
+    `Node ${machine.node}; aedes ${machine.aedes}; Mosquitto ${machine.mosquitto ?? 'not installed'}`,
+  ];
+}
+
+/** Plain-text table for the terminal. */
+export function renderText(result: ScenarioResult): string {
+  const title = `Scenario ${result.id}: ${result.title}`;
+  if (result.notRun) return `${title}\n  not run: ${result.notRun}\n`;
+  const table = [HEADER, ...rows(result)];
+  const widths = HEADER.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length)));
+  const line = (row: string[]) => row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col] ?? 0) : cell.padStart(widths[col] ?? 0))).join('  ');
+  const body = table.map((row, i) => (i === 0 ? `  ${line(row)}\n  ${widths.map((w) => '-'.repeat(w)).join('  ')}` : `  ${line(row)}`));
+  const notes = result.notes.map((n) => `  * ${n}`);
+  return [title, ...body, ...notes, ''].join('\n');
+}
+
+function escapeCell(text: string): string {
+  return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+}
+
+export function renderMarkdown(result: ScenarioResult): string {
+  const title = `### Scenario ${result.id}: ${result.title}`;
+  if (result.notRun) return `${title}\n\nNot run: ${escapeCell(result.notRun)}\n`;
+  const table = [HEADER, HEADER.map((_, i) => (i === 0 ? '---' : '---:')), ...rows(result)].map((row) => `| ${row.map(escapeCell).join(' | ')} |`);
+  const notes = result.notes.map((n) => `- ${n}`);
+  return [title, '', ...table, '', ...notes, ''].join('\n');
+}
+
+export interface ReportHeader {
+  machine: MachineDescription;
+  startedAt: Date;
+  durationS: number;
+  command: string;
+  quick: boolean;
+  setup: string[];
+}
+
+export function renderDocument(header: ReportHeader, results: ScenarioResult[]): string {
+  return [
+    '# Nucleon benchmarks',
+    '',
+    `Generated by \`${header.command}\` on ${header.startedAt.toISOString()} (${Math.round(header.durationS)} s${header.quick ? ', quick mode: shorter runs, fewer devices' : ''}). Do not edit by hand; README "Benchmarks" explains the scenarios.`,
+    '',
+    '## Machine',
+    '',
+    ...machineLines(header.machine).map((l) => `- ${l}`),
+    '',
+    '## Setup',
+    '',
+    ...header.setup.map((l) => `- ${l}`),
+    '',
+    '## Results',
+    '',
+    'Ratios are Nucleon / baseline from this one run. CPU figures are user + system time from `/proc/<pid>/stat` of the broker process (for Nucleon and aedes the in-process application is included; for Mosquitto the subscriber application is a separate process, reported on its own row).',
+    '',
+    ...results.map(renderMarkdown),
+  ].join('\n');
+}

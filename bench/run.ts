@@ -1,0 +1,129 @@
+// `npm run bench`: runs the scenarios against Nucleon and the same-run
+// baselines, prints tables and (on a full run) writes BENCHMARKS.md.
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { makeBenchCerts } from './lib/certs.js';
+import { describeMachine, packageVersion } from './lib/machine.js';
+import { machineLines, renderDocument, renderText, TARGET_NAMES, type ScenarioResult, type TargetName } from './lib/report.js';
+import { LoadGenerator } from './loadgen/pool.js';
+import type { Scenario, ScenarioContext } from './scenarios/context.js';
+import { scenario5 } from './scenarios/idle.js';
+import { scenario1, scenario2, scenario4, scenario6 } from './scenarios/ingest.js';
+import { scenario3 } from './scenarios/responses.js';
+import { scenario7 } from './scenarios/ota.js';
+import { scenario8 } from './scenarios/influx.js';
+import { MOSQUITTO, mosquittoConfig, mosquittoUnavailable, nucleonUnavailable, STARTERS } from './targets/index.js';
+
+const SCENARIOS: Scenario[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6, scenario7, scenario8];
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const USAGE = `npm run bench -- [options]
+  --quick             shorter runs and fewer devices (development; does not write BENCHMARKS.md)
+  --only 1,2          run only these scenarios
+  --targets a,b       brokers to measure: ${TARGET_NAMES.join(',')} (default: all)
+  --workers N         load generator processes (default: number of cores)
+  --profile           run Nucleon with --cpu-prof (profiles land in bench-profiles/)
+  --out FILE          write the Markdown report here (default: BENCHMARKS.md on a full run only)`;
+
+function parseList(text: string | undefined): string[] | undefined {
+  return text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      targets: { type: 'string' },
+      workers: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const only = parseList(values.only)?.map(Number);
+  const scenarios = only ? SCENARIOS.filter((s) => only.includes(s.id)) : SCENARIOS;
+  if (scenarios.length === 0) throw new Error(`no scenario matches --only ${values.only ?? ''}`);
+  const targetNames = (parseList(values.targets) ?? [...TARGET_NAMES]) as TargetName[];
+  for (const name of targetNames) if (!TARGET_NAMES.includes(name)) throw new Error(`unknown target "${name}" (known: ${TARGET_NAMES.join(', ')})`);
+  const workers = values.workers === undefined ? os.cpus().length : Number.parseInt(values.workers, 10);
+  const fullRun = !values.quick && !only && !values.targets;
+  const outFile = values.out ?? (fullRun ? path.join(repoRoot, 'BENCHMARKS.md') : undefined);
+
+  const machine = describeMachine(packageVersion('aedes'), mosquittoVersion());
+  const startedAt = new Date();
+  process.stdout.write(`${machineLines(machine).join('\n')}\n\n`);
+
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-bench-'));
+  const profileDir = path.join(repoRoot, 'bench-profiles');
+  let gen: LoadGenerator | undefined;
+  const results: ScenarioResult[] = [];
+  try {
+    const certs = await makeBenchCerts(workDir);
+    gen = await LoadGenerator.start(workers);
+    const unavailable: Record<TargetName, string | undefined> = { nucleon: nucleonUnavailable(), aedes: undefined, mosquitto: mosquittoUnavailable() };
+    const previous = new Map<number, ScenarioResult>();
+    const context: ScenarioContext = {
+      quick: values.quick,
+      gen,
+      targets: targetNames.map((name) => ({ name, unavailable: unavailable[name] })),
+      start: (name, extra = {}) =>
+        STARTERS[name]({
+          workDir,
+          certs,
+          nodeFlags: values.profile && name === 'nucleon' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+          ...extra,
+        }),
+      previous,
+      log: (message) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`),
+    };
+    for (const scenario of scenarios) {
+      const result = await scenario.run(context);
+      previous.set(scenario.id, result);
+      results.push(result);
+      process.stdout.write(`${renderText(result)}\n`);
+    }
+    if (outFile) {
+      const setup = [
+        `Load generator: ${workers} worker processes, raw TLS sockets with pre-encoded mqtt-packet PUBLISHes (only packet id and timestamp patched), MQTT 3.1.1, clean sessions, TCP_NODELAY.`,
+        `TLS: one ECDSA P-256 server certificate for all brokers (made by ${certs.madeBy}); loopback only.`,
+        'Nucleon: built `dist/`, its own process, anonymous device auth, admin and OTA HTTP off unless a scenario needs them, an in-process counting app runner.',
+        'aedes: the same version Nucleon uses, in-memory, TLS, its own process; the application is an in-process `aedes.subscribe("+/app/p/#")` handler.',
+        `Mosquitto: \`${MOSQUITTO}\` with a generated config (below); the application is a separate MQTT subscriber process on \`+/app/p/#\` at QoS 1 (raw TLS + mqtt-packet).`,
+        `Mosquitto config: \`${mosquittoConfig(0, certs).trim().split('\n').filter((l) => !l.startsWith('#') && !l.startsWith('certfile') && !l.startsWith('keyfile') && !l.startsWith('listener')).join('; ')}\`.`,
+      ];
+      const document = renderDocument({ machine, startedAt, durationS: (Date.now() - startedAt.getTime()) / 1000, command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`, quick: values.quick, setup }, results);
+      await writeFile(outFile, document);
+      process.stdout.write(`wrote ${path.relative(process.cwd(), outFile)}\n`);
+    }
+    process.stdout.write(`done in ${Math.round((Date.now() - startedAt.getTime()) / 1000)} s\n`);
+    return 0;
+  } finally {
+    await gen?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function mosquittoVersion(): string | undefined {
+  if (mosquittoUnavailable()) return undefined;
+  // `mosquitto -h` prints its version and exits with status 3, so read the output whatever the status.
+  const run = spawnSync(MOSQUITTO, ['-h'], { encoding: 'utf8' });
+  const text = `${run.stdout}`.split('\n')[0] ?? '';
+  return /version (\S+)/.exec(text)?.[1] ?? text;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

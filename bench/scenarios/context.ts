@@ -1,0 +1,96 @@
+import type { AppStats } from '../lib/app-counter.js';
+import { sleep } from '../lib/net.js';
+import type { LoadGenerator } from '../loadgen/pool.js';
+import type { Metric, ScenarioResult, TargetName } from '../lib/report.js';
+import type { Target, TargetOptions } from '../targets/index.js';
+
+/** What every scenario gets from the harness. */
+export interface ScenarioContext {
+  quick: boolean;
+  gen: LoadGenerator;
+  /** Brokers to measure, in order; unavailable ones carry their reason. */
+  targets: { name: TargetName; unavailable?: string }[];
+  start(name: TargetName, extra?: Partial<TargetOptions>): Promise<Target>;
+  /** Results of scenarios already run in this run (scenario 6 compares with 2). */
+  previous: ReadonlyMap<number, ScenarioResult>;
+  log(message: string): void;
+}
+
+export interface Scenario {
+  id: number;
+  title: string;
+  run(context: ScenarioContext): Promise<ScenarioResult>;
+}
+
+/** One row's figure per broker, in metric order. */
+export type Figures = (number | string | undefined)[];
+
+/**
+ * Runs `measure` once per broker, each on a freshly started broker that is
+ * stopped afterwards. A failure becomes "failed: ..." in that broker's column
+ * and a note, never a number.
+ */
+export async function acrossTargets(
+  context: ScenarioContext,
+  result: ScenarioResult,
+  measure: (target: Target) => Promise<Figures>,
+  options: { only?: TargetName[]; extra?: Partial<TargetOptions> } = {},
+): Promise<void> {
+  for (const { name, unavailable } of context.targets) {
+    if (options.only && !options.only.includes(name)) continue;
+    if (unavailable) {
+      setAll(result.metrics, name, 'not run');
+      result.notes.push(`${name} not run: ${unavailable}`);
+      continue;
+    }
+    context.log(`scenario ${result.id}: ${name}`);
+    let target: Target | undefined;
+    try {
+      target = await context.start(name, options.extra);
+      const figures = await measure(target);
+      result.metrics.forEach((m, i) => {
+        const value = figures[i];
+        if (value !== undefined) m.values[name] = value;
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      setAll(result.metrics, name, 'failed');
+      result.notes.push(`${name} failed: ${message.split('\n')[0] ?? message}`);
+      context.log(`scenario ${result.id}: ${name} failed: ${message}`);
+    } finally {
+      if (target) {
+        const exited = target.exitReason();
+        if (exited) result.notes.push(`${name} broker ${exited.split('\n')[0] ?? exited}`);
+        await target.stop();
+      }
+    }
+  }
+}
+
+function setAll(metrics: Metric[], name: TargetName, text: string): void {
+  for (const m of metrics) m.values[name] = text;
+}
+
+/**
+ * Waits until the application has counted `want` deliveries in total, or the
+ * count stops moving for `quietMs`, or `maxMs` passes; returns the last stats.
+ */
+export async function settle(target: Target, want: number, maxMs: number, quietMs = 2000): Promise<AppStats> {
+  const deadline = Date.now() + maxMs;
+  let stats = await target.stats();
+  let lastChange = Date.now();
+  while (stats.total < want && Date.now() < deadline && Date.now() - lastChange < quietMs) {
+    await sleep(100);
+    const next = await target.stats();
+    if (next.total !== stats.total) lastChange = Date.now();
+    stats = next;
+  }
+  return stats;
+}
+
+export function deviceIds(prefix: string, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(5, '0')}`);
+}
+
+export const MS_PER_S = 1000;
+export const US_PER_S = 1_000_000;

@@ -1,0 +1,213 @@
+import type { AppStats } from '../lib/app-counter.js';
+import { CpuMeter, RssWatcher } from '../lib/proc.js';
+import { metric, type ScenarioResult } from '../lib/report.js';
+import type { PublishArgs, PublishPlan, PublishResult } from '../loadgen/protocol.js';
+import type { Target } from '../targets/index.js';
+import { acrossTargets, deviceIds, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
+
+/** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
+const DEVICES = 64;
+const PAYLOAD = 64;
+const WINDOW = 32;
+
+interface IngestRun {
+  publish: PublishResult;
+  stats: AppStats;
+  /** Deliveries counted for the measured target(s). */
+  delivered: number;
+  /** Messages the broker took responsibility for (QoS 1: acknowledged; QoS 0: written). */
+  accepted: number;
+  brokerCpuS: number;
+  appCpuS: number | undefined;
+  genCpuS: number;
+  /** From the first publish to the last delivery. */
+  seconds: number;
+  peakRss: number;
+}
+
+/**
+ * Connects 64 devices, warms the broker up (JIT, buffers), then runs `plans`
+ * and meters broker, application and generator CPU over the measured part.
+ */
+async function runIngest(
+  context: ScenarioContext,
+  target: Target,
+  plans: PublishPlan[],
+  timing: { mode: PublishArgs['mode']; ratePerSec?: number; durationMs: number; warmupMs: number },
+): Promise<IngestRun> {
+  const group = 'ingest';
+  const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('dev', DEVICES), keepalive: 600, concurrency: 16, timeoutMs: 20_000 });
+  if (connected.connected !== DEVICES) throw new Error(`only ${connected.connected} of ${DEVICES} devices connected: ${connected.errors.join('; ')}`);
+  try {
+    const base = { group, plans, mode: timing.mode, ratePerSec: timing.ratePerSec, maxPerDevice: 1_000_000, payloadSize: PAYLOAD, ackTimeoutMs: 30_000 };
+    if (timing.warmupMs > 0) {
+      const warm = await context.gen.publish({ ...base, durationMs: timing.warmupMs });
+      await settle(target, sumValues(warm.acked) + sumOf(warm.sent, plans, 0), 30_000);
+      await target.reset();
+    }
+    const watcher = new RssWatcher(target.brokerPid);
+    watcher.start();
+    const brokerCpu = new CpuMeter([target.brokerPid]);
+    const appCpu = target.appPid === undefined ? undefined : new CpuMeter([target.appPid]);
+    const genCpu = new CpuMeter(context.gen.pids);
+    const publish = await context.gen.publish({ ...base, durationMs: timing.durationMs });
+    const accepted = sumValues(publish.acked) + sumOf(publish.sent, plans, 0);
+    const stats = await settle(target, accepted, 60_000);
+    const run: IngestRun = {
+      publish,
+      stats,
+      delivered: stats.total,
+      accepted,
+      brokerCpuS: brokerCpu.elapsed(),
+      appCpuS: appCpu?.elapsed(),
+      genCpuS: genCpu.elapsed(),
+      seconds: (Math.max(stats.lastMs, publish.stopMs) - publish.startMs) / 1000,
+      peakRss: watcher.stop(),
+    };
+    if (!target.alive()) throw new Error(`broker died: ${target.exitReason() ?? 'unknown'}`);
+    return run;
+  } finally {
+    await context.gen.close(group);
+  }
+}
+
+function sumValues(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
+/** Messages sent on the targets of plans with the given QoS. */
+function sumOf(counts: Record<string, number>, plans: PublishPlan[], qos: 0 | 1): number {
+  const targets = new Set(plans.filter((p) => p.qos === qos).map((p) => p.target));
+  return Object.entries(counts).reduce((total, [t, n]) => (targets.has(t) ? total + n : total), 0);
+}
+
+const perMessage = (cpuS: number | undefined, messages: number) => (cpuS === undefined ? 'in broker' : messages > 0 ? (cpuS * US_PER_S) / messages : Number.NaN);
+
+function throughputScenario(id: number, qos: 0 | 1): Scenario {
+  return {
+    id,
+    title: `ingest, QoS ${qos} over TLS, ${DEVICES} devices → app, ${PAYLOAD}-byte payloads, unthrottled (window ${WINDOW}/device for QoS 1)`,
+    async run(context) {
+      const goals = id === 1;
+      const result: ScenarioResult = {
+        id,
+        title: this.title,
+        metrics: [
+          metric('delivered to the app', 'msg/s', 0, goals ? { kind: 'ratio-min', against: 'mosquitto', limit: 1.0 } : undefined),
+          metric('broker CPU per delivered message', 'µs', 2, goals ? { kind: 'ratio-max', against: 'mosquitto', limit: 1.0 } : undefined),
+          metric('app process CPU per message', 'µs', 2),
+          metric('broker + app CPU per message', 'µs', 2),
+          metric('load generator CPU per message', 'µs', 2),
+          metric('messages delivered', '', 0),
+          metric('lost (accepted by broker, not delivered)', '', 0, qos === 1 ? { kind: 'max', limit: 0 } : undefined),
+          metric('latency p50 under full load', 'ms', 2),
+          metric('latency p99 under full load', 'ms', 2),
+        ],
+        notes: [],
+      };
+      const durationMs = context.quick ? 3000 : 10_000;
+      await acrossTargets(context, result, async (target) => {
+        const run = await runIngest(context, target, [{ qos, target: `q${qos}`, window: WINDOW }], { mode: 'unthrottled', durationMs, warmupMs: context.quick ? 500 : 2000 });
+        if (run.publish.disconnects > 0) result.notes.push(`${target.name}: ${run.publish.disconnects} devices disconnected (${run.publish.reasons.join('; ')})`);
+        const appPer = perMessage(run.appCpuS, run.delivered);
+        return [
+          run.delivered / run.seconds,
+          perMessage(run.brokerCpuS, run.delivered),
+          appPer,
+          perMessage(run.brokerCpuS + (run.appCpuS ?? 0), run.delivered),
+          perMessage(run.genCpuS, run.delivered),
+          run.delivered,
+          run.accepted - run.delivered,
+          run.stats.latency.p50 / 1000,
+          run.stats.latency.p99 / 1000,
+        ];
+      });
+      result.notes.push(`Each broker runs ${durationMs / 1000} s after a warm-up; "lost" counts messages the broker acknowledged (QoS 1) or that were written to it (QoS 0) but never reached the application.`);
+      return result;
+    },
+  };
+}
+
+export const scenario1 = throughputScenario(1, 1);
+export const scenario2 = throughputScenario(2, 0);
+
+const PACED_RATE = 5000;
+
+export const scenario4: Scenario = {
+  id: 4,
+  title: `latency device → app at a paced ${PACED_RATE.toLocaleString('en-US')} msg/s, QoS 1 over TLS, ${DEVICES} devices`,
+  async run(context) {
+    const result: ScenarioResult = {
+      id: 4,
+      title: this.title,
+      metrics: [
+        metric('latency p50', 'ms', 3),
+        metric('latency p99', 'ms', 3, { kind: 'ratio-max', against: 'mosquitto', limit: 1.5 }),
+        metric('latency max', 'ms', 2),
+        metric('achieved rate', 'msg/s', 0),
+        metric('broker CPU per message', 'µs', 2),
+        metric('lost', '', 0, { kind: 'max', limit: 0 }),
+      ],
+      notes: [],
+    };
+    const durationMs = context.quick ? 3000 : 10_000;
+    await acrossTargets(context, result, async (target) => {
+      const run = await runIngest(context, target, [{ qos: 1, target: 'lat', window: 100 }], { mode: 'paced', ratePerSec: PACED_RATE, durationMs, warmupMs: 1000 });
+      if (run.publish.skipped > 0) result.notes.push(`${target.name}: ${run.publish.skipped} messages skipped by the generator (a device's window was full)`);
+      const latency = run.stats.latency;
+      return [latency.p50 / 1000, latency.p99 / 1000, latency.max / 1000, run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered];
+    });
+    result.notes.push('Latency: the device writes CLOCK_MONOTONIC time into each payload; the application subtracts it on delivery (same clock across processes).');
+    return result;
+  },
+};
+
+export const scenario6: Scenario = {
+  id: 6,
+  title: `overload: ${DEVICES} unthrottled publishers (half QoS 0, half QoS 1 with 1000 in flight each)`,
+  async run(context) {
+    const durationMs = context.quick ? 5000 : 30_000;
+    const result: ScenarioResult = {
+      id: 6,
+      title: `${this.title} for ${durationMs / 1000} s`,
+      metrics: [
+        metric('broker crashed', '', 0),
+        metric('peak RSS', 'MB', 1),
+        metric('delivered to the app', 'msg/s', 0),
+        metric("delivered as a fraction of scenario 2's rate", '', 2, { kind: 'min', limit: 0.7 }),
+        metric('QoS 1 lost (acknowledged, not delivered)', '', 0, { kind: 'max', limit: 0 }),
+        metric('QoS 0 not delivered', '', 0),
+        metric('devices disconnected by the broker', '', 0),
+      ],
+      notes: [],
+    };
+    const scenario2Rate = context.previous.get(2)?.metrics[0]?.values;
+    const plans: PublishPlan[] = [
+      { qos: 0, target: 'o0', window: 1 },
+      { qos: 1, target: 'o1', window: 1000 },
+    ];
+    await acrossTargets(context, result, async (target) => {
+      let run: IngestRun;
+      try {
+        run = await runIngest(context, target, plans, { mode: 'unthrottled', durationMs, warmupMs: 0 });
+      } catch (error) {
+        if (!target.alive()) return ['YES', undefined, undefined, undefined, undefined, undefined, undefined];
+        throw error;
+      }
+      const rate = run.delivered / run.seconds;
+      const base = scenario2Rate?.[target.name];
+      const q1 = run.stats.byTarget.o1 ?? 0;
+      const q0 = run.stats.byTarget.o0 ?? 0;
+      return [
+        target.alive() ? 'no' : 'YES',
+        run.peakRss / 2 ** 20,
+        rate,
+        typeof base === 'number' ? rate / base : 'scenario 2 not run',
+        (run.publish.acked.o1 ?? 0) - q1,
+        (run.publish.sent.o0 ?? 0) - q0,
+        run.publish.disconnects,
+      ];
+    });
+    return result;
+  },
+};

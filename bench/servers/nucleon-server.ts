@@ -1,0 +1,64 @@
+// Nucleon under test: the built code (dist/) in its own process, with a bench
+// config and an in-process counting app runner (what a user's app runner is).
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { EventOf, EventRunner as EventRunnerType } from '../../src/index.js';
+import { AppCounter, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
+import { notify, serveRpc } from '../lib/ipc.js';
+
+type NucleonModule = typeof import('../../src/index.js');
+
+const [configJson] = process.argv.slice(2);
+if (!configJson) throw new Error('usage: nucleon-server.ts <config as JSON>');
+
+const entry = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+if (!existsSync(entry)) throw new Error(`${entry} not found: run "npm run build" first`);
+const nucleonModule = (await import(pathToFileURL(entry).href)) as NucleonModule;
+const { createNucleon, EventRunner, createLogger } = nucleonModule;
+
+const counter = new AppCounter();
+
+/** Counts every ApplicationRequest and, on command, sends ApplicationResponses. */
+class BenchApp extends (EventRunner as unknown as typeof EventRunnerType<'ApplicationRequest'>) {
+  constructor() {
+    super('bench-app', ['ApplicationRequest']);
+  }
+
+  protected handle(event: EventOf<'ApplicationRequest'>): void {
+    counter.delivered(event.target, event.payload);
+  }
+
+  /** Server → device through the event pipeline, with its back-pressure. */
+  async respond(args: RespondArgs): Promise<RespondResult> {
+    const started = performance.now();
+    let published = 0;
+    for (let i = 0; i < args.perDevice; i++) {
+      for (const uid of args.uids) {
+        await this.publish({ type: 'ApplicationResponse', uid, target: 'resp', payload: responsePayload(args.payloadSize) });
+        published++;
+      }
+    }
+    return { published, elapsedMs: performance.now() - started };
+  }
+}
+
+const config = JSON.parse(configJson) as Parameters<typeof createNucleon>[0];
+const logger = createLogger({ level: 'warn', format: 'json' });
+const nucleon = createNucleon(config, { logger });
+const app = new BenchApp();
+await nucleon.addRunner(app);
+await nucleon.start();
+
+serveRpc(
+  {
+    stats: () => ({ ...counter.stats(), runners: nucleon.broker.stats() }),
+    reset: () => counter.reset(),
+    respond: (args: RespondArgs) => app.respond(args),
+    gc: () => {
+      if (typeof global.gc === 'function') global.gc();
+      return typeof global.gc === 'function';
+    },
+  },
+  () => nucleon.stop(),
+);
+notify('ready');

@@ -1,0 +1,195 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AppStats, RespondArgs, RespondResult } from '../lib/app-counter.js';
+import type { BenchCerts } from '../lib/certs.js';
+import { RpcChild } from '../lib/ipc.js';
+import { freePort, waitForPort } from '../lib/net.js';
+import type { TargetName } from '../lib/report.js';
+
+/**
+ * A broker under test as the scenarios see it: where to connect, which PIDs to
+ * meter, and its application (counting deliveries, sending responses).
+ */
+export interface Target {
+  name: TargetName;
+  port: number;
+  brokerPid: number;
+  /** The application's own process when it is not inside the broker (Mosquitto). */
+  appPid: number | undefined;
+  stats(): Promise<AppStats>;
+  reset(): Promise<void>;
+  respond(args: RespondArgs): Promise<RespondResult>;
+  /** Full GC in the broker when it has one (before memory readings). */
+  gc(): Promise<void>;
+  alive(): boolean;
+  /** Why the broker exited, when it did. */
+  exitReason(): string | undefined;
+  stop(): Promise<void>;
+}
+
+export interface TargetOptions {
+  workDir: string;
+  certs: BenchCerts;
+  /** Extra Node flags for the broker process (e.g. --cpu-prof). */
+  nodeFlags?: string[];
+  /** Nucleon only: enable the OTA HTTPS listener on this port. */
+  otaHttpPort?: number;
+  /** Nucleon only: the [influx] section. */
+  influx?: Record<string, unknown>;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const servers = path.join(here, '..', 'servers');
+const distDir = path.join(here, '..', '..', 'dist');
+
+/** Why Nucleon cannot run yet (its MQTT runner is not built), or undefined. */
+export function nucleonUnavailable(): string | undefined {
+  if (!existsSync(path.join(distDir, 'index.js'))) return 'dist/ missing (npm run build)';
+  if (!existsSync(path.join(distDir, 'mqtt'))) return 'the MQTT runner (src/mqtt) is not built into dist/ yet';
+  return undefined;
+}
+
+export function mosquittoUnavailable(): string | undefined {
+  return existsSync(MOSQUITTO) ? undefined : `${MOSQUITTO} not installed (apt-get install -y mosquitto)`;
+}
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+
+function childExitReason(child: RpcChild): string | undefined {
+  if (child.alive) return undefined;
+  return `exited with code ${child.child.exitCode} signal ${child.child.signalCode}; output tail: ${child.output().slice(-2000)}`;
+}
+
+/** A Node broker process whose application answers over IPC (Nucleon, aedes). */
+function inProcessTarget(name: TargetName, server: RpcChild, port: number): Target {
+  return {
+    name,
+    port,
+    brokerPid: server.pid,
+    appPid: undefined,
+    stats: () => server.call<AppStats>('stats'),
+    reset: () => server.call<void>('reset'),
+    respond: (args) => server.call<RespondResult>('respond', args, 600_000),
+    gc: () => server.call<void>('gc'),
+    alive: () => server.alive,
+    exitReason: () => childExitReason(server),
+    stop: () => server.stop(15_000),
+  };
+}
+
+export async function startNucleon(options: TargetOptions): Promise<Target> {
+  const port = await freePort();
+  const dir = path.join(options.workDir, `nucleon-${port}`);
+  await mkdir(dir, { recursive: true });
+  const config = {
+    log: { level: 'warn', format: 'json' },
+    store: { path: path.join(dir, 'store') },
+    certs: { dir: options.certs.dir, auto_generate: false },
+    mqtt: {
+      tls: { enabled: true, host: '127.0.0.1', port },
+      // Anonymous devices: the client id is the uid. The baselines run without auth too.
+      auth: { anonymous: true, client_certificates: false, passwords: false },
+      // The default of 500/s protects a production host; scenario 5 measures the raw connect rate.
+      limits: { connections_per_second: 1_000_000 },
+    },
+    ota: { http: { enabled: options.otaHttpPort !== undefined, host: '127.0.0.1', port: options.otaHttpPort ?? 0, tls: true } },
+    admin: { enabled: false },
+    ...(options.influx ? { influx: options.influx } : {}),
+  };
+  const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])], cwd: dir });
+  await server.waitFor('ready', 60_000);
+  return inProcessTarget('nucleon', server, port);
+}
+
+export async function startAedes(options: TargetOptions): Promise<Target> {
+  const port = await freePort();
+  const server = new RpcChild('aedes', path.join(servers, 'aedes-server.ts'), [String(port), options.certs.serverCert, options.certs.serverKey], {
+    nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])],
+  });
+  await server.waitFor('ready', 60_000);
+  return inProcessTarget('aedes', server, port);
+}
+
+/** The generated Mosquitto config: TLS listener, anonymous, no persistence, queues large enough not to drop. */
+export function mosquittoConfig(port: number, certs: BenchCerts): string {
+  return [
+    'per_listener_settings false',
+    'allow_anonymous true',
+    'persistence false',
+    // A slow subscriber must not lose QoS 1 messages: queue (nearly) without bound.
+    'max_queued_messages 10000000',
+    'max_queued_bytes 0',
+    // Messages in flight per client before queueing (the default is 20).
+    'max_inflight_messages 100',
+    // set_tcp_nodelay stays at Mosquitto's default (off): on, every PUBACK goes out in its
+    // own TLS record and Mosquitto spent ~40% more CPU per message in our trials.
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    'connection_messages false',
+    // Runs as the invoking user rather than dropping to "mosquitto", so it can read the temp certs.
+    'user root',
+    `listener ${port} 127.0.0.1`,
+    `certfile ${certs.serverCert}`,
+    `keyfile ${certs.serverKey}`,
+    '',
+  ].join('\n');
+}
+
+export async function startMosquitto(options: TargetOptions): Promise<Target> {
+  const port = await freePort();
+  const confPath = path.join(options.workDir, `mosquitto-${port}.conf`);
+  await writeFile(confPath, mosquittoConfig(port, options.certs));
+  const broker: ChildProcess = spawn(MOSQUITTO, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let tail = '';
+  broker.stderr?.on('data', (chunk: Buffer) => {
+    tail = (tail + chunk.toString()).slice(-8192);
+  });
+  const exited = new Promise<void>((resolve) => broker.once('exit', () => resolve()));
+  const brokerAlive = () => broker.exitCode === null && broker.signalCode === null;
+  const kill = async () => {
+    if (!brokerAlive()) return;
+    broker.kill('SIGTERM');
+    const timer = setTimeout(() => broker.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  let app: RpcChild | undefined;
+  try {
+    await waitForPort(port, 10_000, brokerAlive);
+    if (broker.pid === undefined) throw new Error('mosquitto has no pid');
+    app = new RpcChild('mosquitto-app', path.join(servers, 'subscriber-app.ts'), ['127.0.0.1', String(port)]);
+    await app.waitFor('ready', 30_000);
+  } catch (error) {
+    await app?.stop();
+    await kill();
+    throw new Error(`mosquitto did not start: ${error instanceof Error ? error.message : String(error)}; stderr: ${tail}`, { cause: error });
+  }
+  const subscriber = app;
+  const brokerPid = broker.pid;
+  return {
+    name: 'mosquitto',
+    port,
+    brokerPid,
+    appPid: subscriber.pid,
+    stats: () => subscriber.call<AppStats>('stats'),
+    reset: () => subscriber.call<void>('reset'),
+    respond: (args) => subscriber.call<RespondResult>('respond', args, 600_000),
+    gc: async () => undefined,
+    alive: () => brokerAlive() && subscriber.alive,
+    exitReason: () => (brokerAlive() ? childExitReason(subscriber) : `mosquitto exited (code ${broker.exitCode}, signal ${broker.signalCode}): ${tail}`),
+    stop: async () => {
+      await subscriber.stop();
+      await kill();
+    },
+  };
+}
+
+export const STARTERS: Record<TargetName, (options: TargetOptions) => Promise<Target>> = {
+  nucleon: startNucleon,
+  aedes: startAedes,
+  mosquitto: startMosquitto,
+};
