@@ -1,3 +1,4 @@
+import { AdminRunner } from './admin/index.js';
 import { EventBroker } from './broker/index.js';
 import { validateConfig, type Config, type ConfigInput } from './config/index.js';
 import type { Logger } from './logger.js';
@@ -21,7 +22,7 @@ export interface NucleonOptions {
 
 /** The runners Nucleon brings, in start order. Each issue's runner is added here. */
 function builtinRunners(config: Readonly<Config>): Runner[] {
-  return [...otaRunners(config)];
+  return [...otaRunners(config), ...(config.admin.enabled ? [new AdminRunner()] : [])];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';

@@ -146,6 +146,13 @@ export const configSchema = z.strictObject({
       api_key: text().min(16, { error: 'expected at least 16 characters' }).optional(),
       max_message_bytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
       max_clients: int(1, 100_000).default(100),
+      send_buffer_bytes: int(1024, 1024 * 1024 * 1024).default(8 * 1024 * 1024),
+      messages_per_second: int(1, 1_000_000).default(200),
+      max_pending_per_client: int(1, 100_000).default(64),
+      request_timeout_ms: int(100, 600_000).default(30_000),
+      login_timeout_ms: int(100, 600_000).default(10_000),
+      auth_failures_per_minute: int(1, 1_000_000).default(10),
+      max_upload_bytes: int(1024, 4 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
     })
     .prefault({}),
 
