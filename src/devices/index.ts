@@ -1,0 +1,1 @@
+export { CredentialStore, deviceCredentials, serviceCredentials, generatePassword, type CredentialInfo, type CredentialKind } from './credentials.js';

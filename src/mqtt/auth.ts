@@ -1,0 +1,108 @@
+import { TLSSocket } from 'node:tls';
+import type { Client } from 'aedes';
+import type { Config } from '../config/index.js';
+import type { CredentialStore } from '../devices/index.js';
+import type { AuthMethod } from '../events.js';
+import { isValidUid } from '../protocol/index.js';
+import type { Principal } from './acl.js';
+
+/**
+ * Who is connecting (README "Device identity"). In order:
+ * 1. username `svc:<name>` → a service account, password required, client id
+ *    `svc:<name>` or `svc:<name>:<anything>`;
+ * 2. a client certificate from our CA (when `auth.client_certificates`) → uid = CN;
+ * 3. username + password (when `auth.passwords`) → uid = username;
+ * 4. neither, with `auth.anonymous` (development) → uid = client id.
+ * A device's client id must equal its uid: sessions and queued messages are
+ * keyed by client id, so a free choice would let one device take another's.
+ */
+
+export const SERVICE_PREFIX = 'svc:';
+/** Not a valid uid, so it cannot collide with one. */
+const UNTRUSTED = '<untrusted>';
+
+export interface Identity {
+  principal: Principal;
+  method: AuthMethod;
+}
+
+/** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
+export const ReturnCode = { IDENTIFIER_REJECTED: 2, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
+
+export interface AuthFailure {
+  returnCode: (typeof ReturnCode)[keyof typeof ReturnCode];
+  /** Metric label and log field. */
+  reason: string;
+}
+
+export type AuthResult = { ok: true; identity: Identity } | { ok: false; failure: AuthFailure };
+
+export interface ConnectAttempt {
+  clientId: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+  tls: TLSSocket | undefined;
+}
+
+function fail(returnCode: AuthFailure['returnCode'], reason: string): AuthResult {
+  return { ok: false, failure: { returnCode, reason } };
+}
+
+export class Authenticator {
+  constructor(
+    private readonly settings: Config['mqtt']['auth'],
+    private readonly maxClientIdLength: number,
+    private readonly devices: CredentialStore,
+    private readonly services: CredentialStore,
+  ) {}
+
+  async authenticate(attempt: ConnectAttempt): Promise<AuthResult> {
+    const { clientId, username, password } = attempt;
+    if (clientId.length === 0 || clientId.length > this.maxClientIdLength) return fail(ReturnCode.IDENTIFIER_REJECTED, 'bad_client_id');
+
+    if (username?.startsWith(SERVICE_PREFIX)) {
+      const name = username.slice(SERVICE_PREFIX.length);
+      if (clientId !== username && !clientId.startsWith(`${username}:`)) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_service_name');
+      if (!password || !(await this.services.verify(name, password))) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_service_password');
+      return { ok: true, identity: { principal: { kind: 'service', name }, method: 'service' } };
+    }
+
+    const certificate = this.settings.client_certificates ? certificateUid(attempt.tls) : undefined;
+    if (certificate === UNTRUSTED) return fail(ReturnCode.NOT_AUTHORIZED, 'untrusted_certificate');
+    if (certificate !== undefined) {
+      if (username !== undefined && username !== certificate) return fail(ReturnCode.NOT_AUTHORIZED, 'username_not_certificate_uid');
+      if (clientId !== certificate) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
+      return { ok: true, identity: { principal: { kind: 'device', uid: certificate }, method: 'certificate' } };
+    }
+
+    if (username !== undefined) {
+      if (!this.settings.passwords) return fail(ReturnCode.NOT_AUTHORIZED, 'passwords_disabled');
+      if (clientId !== username) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
+      if (!password || !(await this.devices.verify(username, password))) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password');
+      return { ok: true, identity: { principal: { kind: 'device', uid: username }, method: 'password' } };
+    }
+
+    if (this.settings.anonymous) {
+      if (!isValidUid(clientId)) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
+      return { ok: true, identity: { principal: { kind: 'device', uid: clientId }, method: 'anonymous' } };
+    }
+    return fail(ReturnCode.NOT_AUTHORIZED, 'no_credentials');
+  }
+}
+
+/** The TLS socket under a client: the connection itself, or the one under a WebSocket. */
+export function tlsSocketOf(client: Client): TLSSocket | undefined {
+  if (client.conn instanceof TLSSocket) return client.conn;
+  const socket = client.req?.socket;
+  return socket instanceof TLSSocket ? socket : undefined;
+}
+
+/** The uid in a verified client certificate; `UNTRUSTED` for one not from our CA (or without a valid uid); undefined for none. */
+function certificateUid(socket: TLSSocket | undefined): string | undefined {
+  if (!socket) return undefined;
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  if (!socket.authorized) return UNTRUSTED;
+  const cn = peer.subject?.CN;
+  return typeof cn === 'string' && isValidUid(cn) ? cn : UNTRUSTED;
+}

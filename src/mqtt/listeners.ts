@@ -1,0 +1,146 @@
+import { once } from 'node:events';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import net, { type Server, type Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { ServerTls } from '../certs/index.js';
+import type { Config } from '../config/index.js';
+import { ListenError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { MqttMetrics } from './metrics.js';
+import type { RateLimiter } from './rate-limit.js';
+
+export type ListenerName = 'tls' | 'tcp' | 'ws';
+
+/** Hands an accepted stream to aedes. */
+export type Handle = (stream: Duplex, request?: IncomingMessage) => void;
+
+export interface ListenerContext {
+  mqtt: Config['mqtt'];
+  tls: ServerTls | undefined;
+  handle: Handle;
+  limiter: RateLimiter;
+  metrics: MqttMetrics;
+  logger: Logger;
+}
+
+/** One bound server and the raw sockets it has open, so stop() can end them. */
+export class Listener {
+  private readonly sockets = new Set<Socket>();
+  private webSockets: WebSocketServer | undefined;
+
+  constructor(
+    readonly name: ListenerName,
+    private readonly server: Server,
+    private readonly context: ListenerContext,
+  ) {
+    // Refused before the TLS handshake, the expensive part of a connection flood.
+    server.on('connection', (socket: Socket) => {
+      if (!context.limiter.tryTake()) {
+        context.metrics.refused.inc({ reason: 'rate_limited' });
+        socket.destroy();
+        return;
+      }
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  attachWebSockets(webSockets: WebSocketServer): void {
+    this.webSockets = webSockets;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    return typeof address === 'object' && address !== null ? address.port : 0;
+  }
+
+  async listen(host: string, port: number): Promise<string> {
+    const what = { tls: 'MQTT over TLS', tcp: 'MQTT over TCP', ws: 'MQTT over WebSocket' }[this.name];
+    try {
+      this.server.listen(port, host);
+      await once(this.server, 'listening');
+    } catch (error) {
+      throw new ListenError(what, `${host}:${port}`, error);
+    }
+    const address = this.server.address();
+    const text = typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+    this.context.logger.info({ listener: this.name, address: text }, 'mqtt listening');
+    return text;
+  }
+
+  /** Stops accepting; `destroyRemaining` ends connections aedes did not take over (handshakes). */
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (this.webSockets) {
+      const webSockets = this.webSockets;
+      await new Promise<void>((resolve) => webSockets.close(() => resolve()));
+    }
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+}
+
+export function createListener(name: ListenerName, context: ListenerContext): Listener {
+  const { mqtt, handle, metrics } = context;
+  const timeoutMs = mqtt.limits.connect_timeout_ms;
+  const tlsOptions = (): tls.TlsOptions => {
+    if (!context.tls) throw new Error(`listener ${name} needs TLS certificates`);
+    return {
+      key: context.tls.key,
+      cert: context.tls.cert,
+      ca: context.tls.ca,
+      minVersion: 'TLSv1.2',
+      // Ask for a certificate, but let password devices without one in; the
+      // authenticator checks `authorized` (README "Device identity").
+      requestCert: mqtt.auth.client_certificates,
+      rejectUnauthorized: false,
+      handshakeTimeout: timeoutMs,
+    };
+  };
+
+  if (name === 'tls') {
+    const server = tls.createServer(tlsOptions(), (socket) => {
+      metrics.connections.inc({ listener: name });
+      socket.setNoDelay(true);
+      handle(socket);
+    });
+    server.on('tlsClientError', () => metrics.refused.inc({ reason: 'tls_handshake_failed' }));
+    return new Listener(name, server, context);
+  }
+
+  if (name === 'tcp') {
+    const server = net.createServer((socket) => {
+      metrics.connections.inc({ listener: name });
+      socket.setNoDelay(true);
+      // A plain socket has no handshake timeout; aedes' connect timeout covers the wait for CONNECT.
+      handle(socket);
+    });
+    return new Listener(name, server, context);
+  }
+
+  const httpServer = mqtt.ws.tls ? https.createServer(tlsOptions()) : http.createServer();
+  httpServer.headersTimeout = timeoutMs;
+  httpServer.requestTimeout = timeoutMs;
+  httpServer.on('request', (_request, response) => {
+    response.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n');
+  });
+  const listener = new Listener(name, httpServer, context);
+  const webSockets = new WebSocketServer({
+    server: httpServer,
+    // An MQTT packet plus its fixed header (at most 5 bytes) fits in one frame.
+    maxPayload: mqtt.limits.max_packet_size + 5,
+    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+  });
+  webSockets.on('connection', (socket, request) => {
+    metrics.connections.inc({ listener: name });
+    const stream = createWebSocketStream(socket);
+    // The stream reports a closed socket as an error; aedes handles it as a disconnect.
+    handle(stream, request);
+  });
+  listener.attachWebSockets(webSockets);
+  return listener;
+}

@@ -1,0 +1,43 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+/** The MQTT runner's metrics; children for hot-path labels are bound once. */
+export class MqttMetrics {
+  readonly received: Record<'app' | 'tel' | 'ota', Counter.Internal>;
+  readonly sent: Counter<'kind'>;
+  readonly malformedTopics: Counter<'reason'>;
+  readonly badPayloads: Counter<'kind' | 'reason'>;
+  readonly aclDenied: Counter<'action' | 'reason'>;
+  readonly connections: Counter<'listener'>;
+  readonly refused: Counter<'reason'>;
+  readonly disconnects: Counter<'reason'>;
+  readonly offlineDropped: Counter;
+  readonly overloaded: Counter<'where'>;
+  readonly sendFailures: Counter<'kind'>;
+
+  constructor(registry: Registry, connected: () => { devices: number; services: number }) {
+    const registers = [registry];
+    const received = new Counter({ name: 'nucleon_mqtt_messages_received_total', help: 'Device messages ingested, per kind', labelNames: ['kind'], registers });
+    this.received = { app: received.labels('app'), tel: received.labels('tel'), ota: received.labels('ota') };
+    this.sent = new Counter({ name: 'nucleon_mqtt_messages_sent_total', help: 'Server messages published to devices, per kind', labelNames: ['kind'], registers });
+    this.malformedTopics = new Counter({ name: 'nucleon_mqtt_malformed_topics_total', help: 'Device publishes to topics that do not parse, per reason', labelNames: ['reason'], registers });
+    this.badPayloads = new Counter({ name: 'nucleon_mqtt_bad_payloads_total', help: 'Device payloads that do not decode, per kind and reason', labelNames: ['kind', 'reason'], registers });
+    this.aclDenied = new Counter({ name: 'nucleon_mqtt_acl_denied_total', help: 'Publishes and subscriptions the ACL refused', labelNames: ['action', 'reason'], registers });
+    this.connections = new Counter({ name: 'nucleon_mqtt_connections_total', help: 'Connections accepted, per listener', labelNames: ['listener'], registers });
+    this.refused = new Counter({ name: 'nucleon_mqtt_refused_total', help: 'Connections refused, per reason', labelNames: ['reason'], registers });
+    this.disconnects = new Counter({ name: 'nucleon_mqtt_disconnects_total', help: 'Client disconnections, per reason', labelNames: ['reason'], registers });
+    this.offlineDropped = new Counter({ name: 'nucleon_mqtt_offline_dropped_total', help: 'Messages not queued for an offline client whose queue was full', registers });
+    this.overloaded = new Counter({ name: 'nucleon_mqtt_overloaded_total', help: 'Messages refused because the event broker or the router was full', labelNames: ['where'], registers });
+    this.sendFailures = new Counter({ name: 'nucleon_mqtt_send_failures_total', help: 'Server messages that could not be published, per kind', labelNames: ['kind'], registers });
+    new Gauge({
+      name: 'nucleon_mqtt_connected_clients',
+      help: 'Clients connected now, per kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        const now = connected();
+        this.set({ kind: 'device' }, now.devices);
+        this.set({ kind: 'service' }, now.services);
+      },
+    });
+  }
+}

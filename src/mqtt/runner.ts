@@ -1,0 +1,209 @@
+import type { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Client } from 'aedes';
+import { ClassicLevel } from 'classic-level';
+import { ensureServerTls, type ServerTls } from '../certs/index.js';
+import type { Config } from '../config/index.js';
+import { deviceCredentials, serviceCredentials } from '../devices/index.js';
+import type { EventOf } from '../events.js';
+import type { Runner, RunnerContext } from '../runner.js';
+import { Authenticator } from './auth.js';
+import { Gateway } from './gateway.js';
+import { Gate } from './gate.js';
+import { createListener, type Listener, type ListenerName } from './listeners.js';
+import { MqttMetrics } from './metrics.js';
+import { NucleonAedes } from './nucleon-aedes.js';
+import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
+import { SessionStore } from './persistence.js';
+import { RateLimiter } from './rate-limit.js';
+
+const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse'] as const;
+type Outgoing = EventOf<(typeof ACCEPTS)[number]>;
+
+/** mqemitter's concurrency; our router gate stays below it so mqemitter never queues. */
+const MQ_CONCURRENCY = 128;
+const MAX_ROUTING = 100;
+const MAX_ROUTING_WAITING = 10_000;
+/** Server → device publishes in flight at once; the runner's inbox waits beyond that. */
+const MAX_SENDS = 64;
+
+interface Started {
+  context: RunnerContext;
+  db: ClassicLevel<string, Buffer>;
+  aedes: NucleonAedes | undefined;
+  gateway: Gateway | undefined;
+  metrics: MqttMetrics | undefined;
+  sends: Gate;
+  listeners: Listener[];
+  registered: boolean;
+}
+
+/**
+ * The MQTT front end (README "MQTT and the device protocol"): aedes over TLS
+ * (and optionally TCP and WebSocket), device identity and ACL, device
+ * publishes → events, server events → device publishes, durable sessions.
+ */
+export class MqttRunner implements Runner {
+  readonly name = 'mqtt';
+  readonly listens = true;
+  private started: Started | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly boundPorts = new Map<ListenerName, number>();
+
+  /** The port a listener is bound to (useful with port 0); undefined when it is off. */
+  port(listener: ListenerName): number | undefined {
+    return this.boundPorts.get(listener);
+  }
+
+  async start(context: RunnerContext): Promise<void> {
+    const { config, logger } = context;
+    const mqtt = config.mqtt;
+    const needsTls = mqtt.tls.enabled || (mqtt.ws.enabled && mqtt.ws.tls);
+    const tls = needsTls ? await ensureServerTls(config.certs, logger) : undefined;
+
+    const dbPath = path.join(config.store.path, 'mqtt');
+    await mkdir(dbPath, { recursive: true });
+    const db = new ClassicLevel<string, Buffer>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await db.open();
+    const state: Started = { context, db, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
+    this.started = state;
+    this.stopping = undefined;
+    try {
+      await this.startBroker(state, config, tls);
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  private async startBroker(state: Started, config: Readonly<Config>, tls: ServerTls | undefined): Promise<void> {
+    const { context } = state;
+    const { logger } = context;
+    const mqtt = config.mqtt;
+    const limits = mqtt.limits;
+    const metrics: MqttMetrics = new MqttMetrics(context.metrics, () => gateway.counts());
+    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store));
+    const gateway: Gateway = new Gateway({ broker: context.broker, authenticator, metrics, logger, maxAclViolations: limits.max_acl_violations });
+    state.gateway = gateway;
+    state.metrics = metrics;
+
+    const persistence: SessionStore = new SessionStore(state.db, {
+      offlineQueueSize: limits.offline_queue_size,
+      maySubscribe: gateway.maySubscribe,
+      isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
+      onOfflineDrop: (clientId) => {
+        metrics.offlineDropped.inc();
+        logger.debug({ clientId }, 'offline queue full; message dropped');
+      },
+    });
+    const aedes: NucleonAedes = new NucleonAedes({
+      persistence,
+      concurrency: MQ_CONCURRENCY,
+      connectTimeout: limits.connect_timeout_ms,
+      drainTimeout: limits.drain_timeout_ms,
+      keepaliveLimit: limits.keepalive_max_s,
+      maxClientsIdLength: limits.max_client_id_length,
+      // Before CONNACK a client may pipeline a few packets; more is abuse.
+      queueLimit: 42,
+      shouldRoute: gateway.shouldRoute,
+      maxRouting: MAX_ROUTING,
+      maxRoutingWaiting: MAX_ROUTING_WAITING,
+      onRoutingRefused: () => metrics.overloaded.inc({ where: 'router' }),
+    });
+    state.aedes = aedes;
+    gateway.attach(aedes);
+    aedes.on('client', (client: Client) => {
+      if (client.clean) persistence.forget(client.id);
+    });
+    // aedes reports persistence failures here; without a listener they would crash the process.
+    // (aedes' typings omit the plain EventEmitter 'error' event.)
+    (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'mqtt broker error'));
+    await aedes.listen();
+
+    await context.broker.publish({
+      type: 'NewRunner',
+      name: this.name,
+      accepts: ACCEPTS,
+      inbox: { handle: (event) => this.send(state, gateway, event as Outgoing) },
+    });
+    state.registered = true;
+
+    let checked = false;
+    const handle = (stream: Duplex, request?: IncomingMessage) => {
+      const client = aedes.handle(stream, request);
+      if (!checked) {
+        assertPacketLimitSupported(client);
+        checked = true;
+      }
+      limitPacketSize(client, limits.max_packet_size);
+    };
+    const limiter = new RateLimiter(limits.connections_per_second);
+    const listenerContext = { mqtt, tls, handle, limiter, metrics, logger };
+    const wanted: [ListenerName, { enabled: boolean; host: string; port: number }][] = [
+      ['tls', mqtt.tls],
+      ['tcp', mqtt.tcp],
+      ['ws', mqtt.ws],
+    ];
+    for (const [name, settings] of wanted) {
+      if (!settings.enabled) continue;
+      const listener = createListener(name, listenerContext);
+      state.listeners.push(listener);
+      await listener.listen(settings.host, settings.port);
+      this.boundPorts.set(name, listener.port);
+    }
+  }
+
+  /** Publishes a server event to its device (QoS 1, queued for an offline persistent session). */
+  private async send(state: Started, gateway: Gateway, event: Outgoing): Promise<void> {
+    const aedes = state.aedes;
+    const message = gateway.outgoing(event);
+    if (!aedes || !message) return;
+    // Up to MAX_SENDS publishes run at once; beyond that this handler waits, so
+    // the runner's bounded inbox (not an unbounded list here) holds the rest.
+    await new Promise<void>((admitted) => {
+      const start = () => {
+        admitted();
+        aedes.publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 1, retain: false, dup: false }, (error?: Error) => {
+          state.sends.leave();
+          if (error) {
+            state.context.logger.warn({ err: error, topic: message.topic }, 'publish to device failed');
+            state.metrics?.sendFailures.inc({ kind: event.type });
+          } else {
+            state.metrics?.sent.inc({ kind: message.kind });
+          }
+        });
+      };
+      if (!state.sends.enter(start)) throw new Error('unreachable: one event is handled at a time');
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const state = this.started;
+    if (!state) return;
+    this.started = undefined;
+    const { context } = state;
+    if (state.registered) context.broker.unregister(this.name);
+    state.gateway?.markStopping();
+    // Stop accepting, then end every session (aedes publishes wills), then
+    // wait for messages still being stored before the store closes.
+    const closing = state.listeners.map((listener) => listener.close());
+    if (state.aedes) {
+      const aedes = state.aedes;
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    }
+    await Promise.all(closing);
+    const settleMs = Math.min(context.config.broker.stop_timeout_ms, 5000);
+    await state.sends.idle(settleMs);
+    if (state.aedes && !(await state.aedes.routingIdle(settleMs))) context.logger.warn('mqtt messages still being routed at stop; they may be lost');
+    await state.db.close();
+    this.boundPorts.clear();
+  }
+}
