@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, NucleonError } from './errors.js';
 import { serve, serveUsage } from './cli/serve.js';
 import { certs, certsUsage } from './cli/certs.js';
+import { ota, otaUsage } from './cli/ota.js';
+import { groups, groupsUsage } from './cli/groups.js';
 
 type Command = { summary: string; usage: string; run: (argv: string[]) => Promise<number> };
 
@@ -10,6 +12,8 @@ type Command = { summary: string; usage: string; run: (argv: string[]) => Promis
 const commands: Record<string, Command> = {
   serve: { summary: 'run the broker', usage: serveUsage, run: serve },
   certs: { summary: 'make the CA, server and device certificates', usage: certsUsage, run: certs },
+  ota: { summary: 'firmware images and links (add, list, link, unlink, remove)', usage: otaUsage, run: ota },
+  groups: { summary: 'list OTA groups', usage: groupsUsage, run: groups },
 };
 
 function version(): string {
