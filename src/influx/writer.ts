@@ -1,0 +1,347 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../logger.js';
+import type { WriteOutcome } from './http-sink.js';
+import type { DropReason, InfluxMetrics } from './metrics.js';
+import type { Precision } from './points.js';
+import type { Spool, SpoolRecord } from './spool.js';
+import { SerialQueue } from './serial-queue.js';
+
+/** Where batches go; InfluxHttpSink in production. */
+export interface LineSink {
+  write(lines: readonly string[], precision: Precision, signal?: AbortSignal): Promise<WriteOutcome>;
+}
+
+export interface InfluxWriterOptions {
+  sink: LineSink;
+  spool: Spool;
+  precision: Precision;
+  batchSize: number;
+  flushIntervalMs: number;
+  /** Points held in memory; beyond that the buffer moves to the spool. */
+  maxBufferPoints: number;
+  /** Attempts for a batch held in memory before it moves to the spool. */
+  maxRetries: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+  logger: Logger;
+  metrics: InfluxMetrics;
+  /** For the retry jitter; Math.random by default. */
+  random?: () => number;
+}
+
+const MESSAGES: Record<DropReason, string> = {
+  invalid: 'point cannot be written to InfluxDB; dropped it',
+  rejected: 'InfluxDB rejected a point; dropped it',
+  spool_full: 'the Influx spool is full; dropped points',
+};
+
+/** The batch being written: from the buffer, or the spool's oldest record. */
+interface HeadBatch {
+  /** Lines not yet confirmed; shrinks when part of a rejected batch was written. */
+  lines: string[];
+  precision: Precision;
+  /** Set when the batch came from the spool: acknowledged once every line is done. */
+  record?: SpoolRecord;
+  attempts: number;
+}
+
+/**
+ * Batches points for InfluxDB and makes sure none is lost on the way.
+ *
+ * Order and durability: the spool (oldest) comes before the memory buffer
+ * (newest). While the spool holds anything, new points join it at each flush
+ * and are written from there, so they reach InfluxDB in the order they came.
+ *
+ * - Healthy: a batch is written when `batchSize` points are buffered or
+ *   `flushIntervalMs` has passed.
+ * - Server down, 5xx, 429 (and 401/403/404): the same batch is retried with
+ *   exponential back-off and jitter (Retry-After is honoured). After
+ *   `maxRetries` attempts the batch and the buffer move to the spool, which is
+ *   retried at most every `retryMaxMs` until the server is back.
+ * - Buffer full: the buffer moves to the spool at once (the producer waits
+ *   for the disk, which is the broker's back-pressure).
+ * - Spool full: points are dropped, counted as `spool_full` and logged.
+ * - 400/413/422: the batch is split in halves until the bad points are found;
+ *   those are dropped, counted as `rejected` and logged with the server's
+ *   reason; the good ones are written.
+ * - Stop: one last attempt for what is in memory while the time allows (only
+ *   when the server looked healthy), then the rest goes to the spool.
+ */
+export class InfluxWriter {
+  private buffer: string[] = [];
+  private head: HeadBatch | undefined;
+  private failures = 0;
+  private retryAt = 0;
+  private lastFlushAt = Date.now();
+  private outageStartedAt = 0;
+  private readonly lock = new SerialQueue();
+  private readonly abort = new AbortController();
+  private wakeUp: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private closing = false;
+  private readonly dropsLogged = new Map<DropReason, number>();
+  private readonly random: () => number;
+
+  constructor(private readonly options: InfluxWriterOptions) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Points in memory, the batch being written included. */
+  get bufferedPoints(): number {
+    return this.buffer.length + (this.head && !this.head.record ? this.head.lines.length : 0);
+  }
+
+  async start(): Promise<void> {
+    if (this.loop) return;
+    await this.options.spool.open();
+    if (!this.options.spool.isEmpty) {
+      this.options.logger.info({ spoolBytes: this.options.spool.pendingBytes }, 'replaying points spooled by an earlier run');
+    }
+    this.loop = this.run();
+  }
+
+  /** Takes serialized points; resolves once they are buffered (or spooled, when the buffer is full). */
+  async accept(lines: readonly string[]): Promise<void> {
+    if (this.closing || !this.loop) throw new Error('the Influx writer is not running');
+    if (lines.length === 0) return;
+    this.options.metrics.accepted.inc(lines.length);
+    const wasEmpty = this.buffer.length === 0;
+    for (const line of lines) this.buffer.push(line);
+    if (this.buffer.length >= this.options.maxBufferPoints) {
+      await this.lock.run(() => this.spill('memory buffer full'));
+    } else if (wasEmpty || this.buffer.length >= this.options.batchSize) {
+      // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
+      this.wake();
+    }
+  }
+
+  /** Stops within about `timeoutMs`: flushes what it can, spools the rest, closes the spool. Safe twice. */
+  async stop(timeoutMs: number): Promise<void> {
+    const loop = this.loop;
+    if (!loop || this.closing) return;
+    this.closing = true;
+    const deadline = Date.now() + timeoutMs;
+    // A write still running at the deadline is cut off; its batch goes to the spool.
+    const cutOff = setTimeout(() => this.abort.abort(), timeoutMs);
+    try {
+      this.wake();
+      await loop;
+      await this.lock.run(() => this.finalFlush(deadline));
+    } finally {
+      clearTimeout(cutOff);
+      await this.options.spool.close();
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closing) {
+      const waitMs = this.dueInMs();
+      if (waitMs > 0) {
+        await this.sleep(waitMs);
+        continue;
+      }
+      try {
+        await this.lock.run(() => this.step());
+      } catch (error) {
+        // Disk trouble in the spool, most likely. Keep the points in memory and try again later.
+        this.failures++;
+        this.retryAt = Date.now() + this.backoffMs(0);
+        this.options.logger.error({ err: error }, 'Influx writer step failed; trying again after a back-off');
+      }
+    }
+  }
+
+  private dueInMs(): number {
+    const now = Date.now();
+    if (this.retryAt > now) return this.retryAt - now;
+    if (this.head || !this.options.spool.isEmpty) return 0;
+    if (this.buffer.length >= this.options.batchSize) return 0;
+    if (this.buffer.length > 0) return Math.max(0, this.lastFlushAt + this.options.flushIntervalMs - now);
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** One unit of work: pick the oldest batch and try to write it. Runs under the lock. */
+  private async step(): Promise<void> {
+    const spool = this.options.spool;
+    const now = Date.now();
+    const flushDue = this.buffer.length >= this.options.batchSize || (this.buffer.length > 0 && now - this.lastFlushAt >= this.options.flushIntervalMs);
+    if (!this.head) {
+      if (!spool.isEmpty) {
+        const record = await spool.peek();
+        if (!record) {
+          if (!spool.isEmpty) {
+            this.options.logger.error({ spoolBytes: spool.pendingBytes }, 'the spool reports data but has no readable record; pausing');
+            this.retryAt = Date.now() + this.options.retryMaxMs;
+          }
+          return;
+        }
+        this.head = { lines: [...record.lines], precision: record.precision, record, attempts: 0 };
+      } else if (flushDue) {
+        this.lastFlushAt = now;
+        this.head = { lines: this.buffer.splice(0, this.options.batchSize), precision: this.options.precision, attempts: 0 };
+      } else {
+        return;
+      }
+    }
+    const outcome = await this.deliver(this.head);
+    if (outcome) await this.onRetryable(this.head, outcome);
+    if (!spool.isEmpty && flushDue) {
+      // Older points wait in the spool: queue up behind them, on disk. After the
+      // write above, so a batch it took out of a full spool makes room first.
+      this.lastFlushAt = now;
+      await this.spill();
+    }
+  }
+
+  /**
+   * Writes a batch. Rejected data is split until the bad points are isolated.
+   * Returns undefined when every line is done (written or dropped), else the
+   * failure that calls for a retry (`batch.lines` then holds what is left).
+   */
+  private async deliver(batch: HeadBatch): Promise<Extract<WriteOutcome, { kind: 'retry' }> | undefined> {
+    const parts: string[][] = [batch.lines];
+    batch.attempts++;
+    for (;;) {
+      const part = parts[0];
+      if (part === undefined) break;
+      const started = performance.now();
+      const outcome = await this.writeOnce(part, batch.precision);
+      this.options.metrics.writeSeconds.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
+      if (outcome.kind === 'retry') {
+        batch.lines = parts.flat();
+        return outcome;
+      }
+      parts.shift();
+      if (outcome.kind === 'written') {
+        this.options.metrics.written.inc(part.length);
+      } else if (part.length === 1) {
+        this.drop('rejected', 1, { status: outcome.status, reason: outcome.reason, line: part[0]?.slice(0, 300) });
+      } else {
+        const middle = Math.ceil(part.length / 2);
+        parts.unshift(part.slice(0, middle), part.slice(middle));
+      }
+    }
+    if (batch.record) await this.options.spool.ack(batch.record);
+    this.head = undefined;
+    if (this.failures > 0) {
+      this.options.logger.info({ failedAttempts: this.failures, downMs: Date.now() - this.outageStartedAt }, 'InfluxDB writes succeed again');
+    }
+    this.failures = 0;
+    this.retryAt = 0;
+    return undefined;
+  }
+
+  /**
+   * One request with its own abort signal, tied to the writer's: the HTTP
+   * client adds a listener per request to the signal it gets, so sharing the
+   * writer's signal would pile those up.
+   */
+  private async writeOnce(lines: readonly string[], precision: Precision): Promise<WriteOutcome> {
+    const request = new AbortController();
+    const cancel = () => request.abort();
+    if (this.abort.signal.aborted) request.abort();
+    else this.abort.signal.addEventListener('abort', cancel, { once: true });
+    try {
+      return await this.options.sink.write(lines, precision, request.signal);
+    } finally {
+      this.abort.signal.removeEventListener('abort', cancel);
+    }
+  }
+
+  private async onRetryable(batch: HeadBatch, outcome: Extract<WriteOutcome, { kind: 'retry' }>): Promise<void> {
+    this.failures++;
+    if (this.failures === 1) this.outageStartedAt = Date.now();
+    this.options.metrics.retried.inc(batch.lines.length);
+    const delayMs = this.backoffMs(outcome.retryAfterMs);
+    this.retryAt = Date.now() + delayMs;
+    const details = { status: outcome.status, reason: outcome.reason, points: batch.lines.length, failedAttempts: this.failures, retryInMs: delayMs };
+    // Refusals such as 401 need an operator; say so each time. Outages: the first failure, then every 10th.
+    const refused = outcome.status === 401 || outcome.status === 403 || outcome.status === 404;
+    if (refused) this.options.logger.error(details, 'InfluxDB refuses the writes (check url, org, bucket and token); points are kept and retried');
+    else if (this.failures === 1 || this.failures % 10 === 0) this.options.logger.warn(details, 'InfluxDB write failed; retrying');
+    if (!batch.record && batch.attempts > this.options.maxRetries) {
+      this.options.logger.warn({ points: this.bufferedPoints }, 'InfluxDB still unavailable after the configured retries; moving points to the spool');
+      await this.spill();
+    }
+  }
+
+  /** Moves the in-memory points (the batch being retried first) to the spool, in order. Runs under the lock. */
+  private async spill(why?: string): Promise<void> {
+    const lines: string[] = [];
+    if (this.head && !this.head.record) {
+      for (const line of this.head.lines) lines.push(line);
+      this.head = undefined;
+    }
+    for (const line of this.buffer) lines.push(line);
+    this.buffer = [];
+    if (lines.length === 0) return;
+    if (why) this.options.logger.warn({ points: lines.length }, `${why}; moving points to the spool`);
+    let start = 0;
+    try {
+      for (; start < lines.length; start += this.options.batchSize) {
+        const chunk = lines.slice(start, start + this.options.batchSize);
+        if (await this.options.spool.append(chunk, this.options.precision)) this.options.metrics.spooled.inc(chunk.length);
+        else this.drop('spool_full', chunk.length, { spoolBytes: this.options.spool.pendingBytes });
+      }
+    } catch (error) {
+      // The disk failed us: what was not spooled goes back to memory, ahead of newer points.
+      const rest = lines.slice(start);
+      for (const line of this.buffer) rest.push(line);
+      this.buffer = rest;
+      throw error;
+    }
+  }
+
+  /** At stop: one attempt per batch while the server looked healthy and time remains, then spool the rest. */
+  private async finalFlush(deadline: number): Promise<void> {
+    const healthy = this.options.spool.isEmpty && this.failures === 0;
+    while (healthy && !this.abort.signal.aborted && Date.now() < deadline) {
+      if (!this.head) {
+        if (this.buffer.length === 0) break;
+        this.head = { lines: this.buffer.splice(0, this.options.batchSize), precision: this.options.precision, attempts: 0 };
+      }
+      const outcome = await this.deliver(this.head);
+      if (outcome) {
+        this.options.logger.warn({ reason: outcome.reason }, 'InfluxDB write failed during shutdown; spooling the rest');
+        break;
+      }
+    }
+    await this.spill();
+  }
+
+  /** Counts points given up and logs the first of each reason, then every 100th. */
+  drop(reason: DropReason, points: number, details: Record<string, unknown>): void {
+    this.options.metrics.dropped.inc({ reason }, points);
+    const count = (this.dropsLogged.get(reason) ?? 0) + 1;
+    this.dropsLogged.set(reason, count);
+    if (count === 1 || count % 100 === 0) {
+      const message = MESSAGES[reason];
+      this.options.logger.warn({ ...details, dropReason: reason, points, occurrences: count }, message);
+    }
+  }
+
+  /** Exponential with "equal jitter": half fixed, half random, so instances do not retry in step. */
+  private backoffMs(retryAfterMs: number): number {
+    const { retryInitialMs, retryMaxMs } = this.options;
+    const exponential = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(30, Math.max(0, this.failures - 1)));
+    const jittered = exponential / 2 + (exponential / 2) * this.random();
+    return Math.round(Math.min(retryMaxMs, Math.max(jittered, retryAfterMs)));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        resolve();
+      };
+      if (Number.isFinite(ms)) timer = setTimeout(done, ms);
+      this.wakeUp = done;
+    });
+  }
+
+  private wake(): void {
+    this.wakeUp?.();
+  }
+}
