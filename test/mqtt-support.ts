@@ -129,3 +129,15 @@ export async function connectError(broker: { port: number; ca: Buffer }, options
 export function waitForEvents<T>(read: () => T[], count: number, what: string, timeoutMs = 10_000): Promise<T[]> {
   return waitFor(() => (read().length >= count ? read() : undefined), what, timeoutMs);
 }
+
+/** The SUBACK return codes; mqtt.js rejects a SUBACK with 0x80, so read them from its error. */
+export async function subscribeCodes(client: MqttClient, filters: string | string[], qos: 0 | 1 | 2 = 1): Promise<number[]> {
+  try {
+    const granted = await client.subscribeAsync(filters, { qos });
+    return granted.map((g) => g.qos);
+  } catch (error) {
+    const packet = (error as { packet?: { granted?: number[] } }).packet;
+    if (!packet?.granted) throw error;
+    return packet.granted;
+  }
+}
