@@ -27,6 +27,7 @@ export interface OtaHarness {
   ota: OtaRunner;
   http: OtaHttpRunner | undefined;
   broker: EventBroker;
+  store: LevelStore;
   metrics: Registry;
   seen: Event[];
   logs: LogLine[];
@@ -95,6 +96,7 @@ export async function startOta(t: TestContext, options: HarnessOptions = {}): Pr
     ota,
     http,
     broker,
+    store,
     metrics,
     seen,
     logs,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { issueDeviceCertificate } from '../src/certs/index.js';
 import { validateConfig } from '../src/config/index.js';
+import { deviceCredentials } from '../src/devices/index.js';
 import type { ImageInfo } from '../src/events.js';
 import { waitFor } from './helpers/index.js';
 import { firmware, startOta, type OtaHarness } from './ota-harness.js';
@@ -168,6 +169,23 @@ test('over TLS with require_auth: no certificate is 401, a device certificate do
   const impostor = await get(base, `/images/${ID}?uid=someone-else`, { tls: device });
   assert.equal(impostor.status, 403);
   await waitFor(async () => (await h.ota.deviceState('dev-cert'))?.bytesServed === 4000, 'the HTTPS progress of dev-cert');
+});
+
+test('require_auth also takes the device password as HTTP Basic (for devices behind a TLS proxy)', async (t) => {
+  const h = await startOta(t, { http: true, config: { ota: { http: { require_auth: true } } } });
+  const { bytes, base } = await withImage(h, 1500);
+  const password = await deviceCredentials(h.store).add('dev-pw');
+  const basic = (user: string, secret: string) => ({ Authorization: `Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}` });
+  const none = await get(base, `/images/${ID}`);
+  assert.equal(none.status, 401);
+  assert.match(String(none.headers['www-authenticate']), /^Basic realm="nucleon-ota"/);
+  assert.equal((await get(base, `/images/${ID}`, { headers: basic('dev-pw', `${password}x`) })).status, 401);
+  assert.equal((await get(base, `/images/${ID}`, { headers: basic('nobody', password) })).status, 401);
+  const ok = await get(base, `/images/${ID}`, { headers: basic('dev-pw', password) });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, bytes);
+  assert.equal((await get(base, `/images/${ID}?uid=other`, { headers: basic('dev-pw', password) })).status, 403);
+  await waitFor(async () => (await h.ota.deviceState('dev-pw'))?.bytesServed === 1500, 'the progress of dev-pw');
 });
 
 test('stop closes the listener and open connections, and is safe twice', async (t) => {

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
+import { deviceCredentials, type CredentialStore } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
@@ -24,6 +25,7 @@ interface Listening {
   metrics: OtaMetrics;
   tls: boolean;
   requireAuth: boolean;
+  passwords: CredentialStore;
 }
 
 /**
@@ -32,9 +34,10 @@ interface Listening {
  * store, only the requested range; progress is reported to the OTA runner.
  *
  * Device authentication (`ota.http.require_auth`): a TLS client certificate
- * from the Nucleon CA whose CN is the device uid. The uid that downloads is the
- * certificate's CN, or else the `uid` query parameter of the URL the device was
- * sent (used only to attribute progress, never to grant access).
+ * from the Nucleon CA whose CN is the device uid, or HTTP Basic with the
+ * device's MQTT password (`nucleon devices add`). The uid that downloads is the
+ * authenticated one, or else the `uid` query parameter of the URL the device
+ * was sent (used only to attribute progress, never to grant access).
  */
 export class OtaHttpRunner implements Runner {
   readonly name = 'ota-http';
@@ -62,13 +65,13 @@ export class OtaHttpRunner implements Runner {
       });
     } else {
       server = http.createServer();
-      if (requireAuth) logger.warn('ota.http.require_auth needs TLS client certificates, but ota.http.tls is false: every download will be refused');
+      if (requireAuth) logger.warn('ota.http.tls is false: downloads authenticate with Basic passwords only, which cross the network in the clear unless a TLS proxy is in front');
     }
     server.maxConnections = MAX_CONNECTIONS;
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     server.setTimeout(SOCKET_IDLE_MS);
-    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth };
+    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       this.serve(listening, request, response).catch((error: unknown) => {
         logger.error({ err: error, url: request.url }, 'OTA HTTP request failed');
@@ -126,9 +129,9 @@ export class OtaHttpRunner implements Runner {
       response.setHeader('Allow', 'GET, HEAD');
       return send(response, 405, 'method not allowed');
     }
-    const device = this.identify(listening, request, url);
+    const device = await this.identify(listening, request, url);
     if (device.kind === 'refused') {
-      if (device.status === 401) response.setHeader('WWW-Authenticate', 'Certificate');
+      if (device.status === 401) response.setHeader('WWW-Authenticate', 'Basic realm="nucleon-ota", charset="UTF-8"');
       return send(response, device.status, device.reason);
     }
     const image = await this.ota.image(id);
@@ -177,20 +180,35 @@ export class OtaHttpRunner implements Runner {
     }
   }
 
-  private identify(listening: Listening, request: IncomingMessage, url: URL): { kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403; reason: string } {
+  private async identify(listening: Listening, request: IncomingMessage, url: URL): Promise<{ kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403; reason: string }> {
     const claimed = url.searchParams.get('uid') ?? undefined;
     const hinted = claimed !== undefined && isValidUid(claimed) ? claimed : undefined;
     if (!listening.requireAuth) return { kind: 'device', uid: hinted };
-    const socket = request.socket as Partial<TLSSocket>;
-    if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') {
-      return { kind: 'refused', status: 401, reason: 'a device certificate from the Nucleon CA is required' };
-    }
-    const commonName = socket.getPeerCertificate().subject?.CN;
-    const uid = Array.isArray(commonName) ? undefined : commonName;
-    if (uid === undefined || !isValidUid(uid)) return { kind: 'refused', status: 403, reason: 'the certificate does not name a device' };
-    if (claimed !== undefined && claimed !== uid) return { kind: 'refused', status: 403, reason: 'the uid parameter does not match the certificate' };
+    const uid = certificateUid(request) ?? (await this.passwordUid(listening, request));
+    if (uid === undefined) return { kind: 'refused', status: 401, reason: 'a device certificate from the Nucleon CA or the device password (HTTP Basic) is required' };
+    if (claimed !== undefined && claimed !== uid) return { kind: 'refused', status: 403, reason: 'the uid parameter does not name the authenticated device' };
     return { kind: 'device', uid };
   }
+
+  /** HTTP Basic `uid:password`, checked by the credentials store (hashed, constant-time). */
+  private async passwordUid(listening: Listening, request: IncomingMessage): Promise<string | undefined> {
+    const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header(request, 'authorization') ?? '');
+    if (!match?.[1]) return undefined;
+    const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon <= 0) return undefined;
+    const uid = decoded.slice(0, colon);
+    if (!isValidUid(uid)) return undefined;
+    return (await listening.passwords.verify(uid, decoded.slice(colon + 1))) ? uid : undefined;
+  }
+}
+
+/** The CN of a client certificate the TLS layer verified against our CA. */
+function certificateUid(request: IncomingMessage): string | undefined {
+  const socket = request.socket as Partial<TLSSocket>;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const commonName = socket.getPeerCertificate().subject?.CN;
+  return typeof commonName === 'string' && isValidUid(commonName) ? commonName : undefined;
 }
 
 /** `/images/<id>`; the id must parse as a version, which also rules out path tricks. */
