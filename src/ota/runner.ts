@@ -26,6 +26,9 @@ const ACCEPTS = [
 
 type OtaEvent = EventOf<(typeof ACCEPTS)[number]>;
 
+/** `major.minor.patch-commit-hash` with 9-digit numbers and an 8-character hash is at most 48 characters. */
+const MAX_VERSION_LENGTH = 64;
+
 export type DownloadPath = 'mqtt' | 'http';
 
 export interface OtaRunnerOptions {
@@ -181,9 +184,12 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     switch (event.type) {
       case 'OtaRequest':
         return this.onDeviceRequest(event);
-      case 'TelemetryReceived':
-        if (event.telemetry.version !== undefined) await this.require().states.reported(event.uid, event.telemetry.version);
+      case 'TelemetryReceived': {
+        const version = event.telemetry.version;
+        // Version ids are short; anything longer is not one and is not worth a store write per device.
+        if (version !== undefined && version.length <= MAX_VERSION_LENGTH) await this.require().states.reported(event.uid, version);
         return;
+      }
       case 'DeviceConnected':
         this.online.set(event.uid, event.clientId);
         return;
