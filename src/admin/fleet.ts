@@ -157,6 +157,7 @@ export class FleetView {
 export function otaStatusOf(state: DeviceFirmwareState | undefined): OtaStatus {
   if (!state?.assignedImageId) return state?.doneImageId ? 'updated' : 'none';
   if (state.doneImageId === state.assignedImageId) return 'updated';
-  if (state.bytesServed > 0) return 'downloading';
+  // bytesServed counts the download of downloadImageId (older states lack it).
+  if (state.bytesServed > 0 && (state.downloadImageId === undefined || state.downloadImageId === state.assignedImageId)) return 'downloading';
   return 'assigned';
 }
