@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, NucleonError } from './errors.js';
 import { serve, serveUsage } from './cli/serve.js';
 import { certs, certsUsage } from './cli/certs.js';
+import { devices, devicesUsage, serviceAccounts, serviceAccountsUsage } from './cli/devices.js';
 import { ota, otaUsage } from './cli/ota.js';
 import { groups, groupsUsage } from './cli/groups.js';
 
@@ -12,6 +13,8 @@ type Command = { summary: string; usage: string; run: (argv: string[]) => Promis
 const commands: Record<string, Command> = {
   serve: { summary: 'run the broker', usage: serveUsage, run: serve },
   certs: { summary: 'make the CA, server and device certificates', usage: certsUsage, run: certs },
+  devices: { summary: 'device passwords for MQTT logins', usage: devicesUsage(), run: devices },
+  'service-accounts': { summary: 'service accounts (backend MQTT clients)', usage: serviceAccountsUsage(), run: serviceAccounts },
   ota: { summary: 'firmware images and links (add, list, link, unlink, remove)', usage: otaUsage, run: ota },
   groups: { summary: 'list OTA groups', usage: groupsUsage, run: groups },
 };

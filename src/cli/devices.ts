@@ -1,0 +1,116 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfigFile, type Config } from '../config/index.js';
+import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
+import { NucleonError } from '../errors.js';
+import { LevelStore } from '../store/index.js';
+
+/**
+ * `nucleon devices <action>` and `nucleon service-accounts <action>`. The
+ * credential actions open the embedded store directly, so they run while the
+ * server is stopped (LevelDB allows one process); other actions (such as
+ * listing through the admin endpoint) are added to the `deviceActions` table.
+ */
+
+export type Action = { usage: string; run: (argv: string[]) => Promise<number> };
+
+const CREDENTIAL_OPTIONS = { config: { type: 'string', short: 'c', default: 'config.toml' }, password: { type: 'string', short: 'p' } } as const;
+
+function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>) => Promise<{ credentials: CredentialStore; close: () => Promise<void> }>) {
+  const noun = what === 'device' ? '<uid>' : '<name>';
+  const add: Action = {
+    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given)`,
+    run: async (argv) => {
+      const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
+      const name = exactlyOne(positionals, `add ${noun}`);
+      if (name === undefined) return 2;
+      const { config } = await loadConfigFile(values.config ?? 'config.toml');
+      const { credentials, close } = await open(config);
+      try {
+        const password = await credentials.add(name, values.password);
+        if (values.password === undefined) process.stdout.write(`${password}\n`);
+        process.stderr.write(`${what} ${name}: password set${values.password === undefined ? ' (printed above; it is not shown again)' : ''}\n`);
+      } finally {
+        await close();
+      }
+      return 0;
+    },
+  };
+  const remove: Action = {
+    usage: `remove ${noun} [--config <file>]                  delete the password (certificates stay valid until they expire)`,
+    run: async (argv) => {
+      const { values, positionals } = parseArgs({ args: argv, options: { config: CREDENTIAL_OPTIONS.config }, strict: true, allowPositionals: true });
+      const name = exactlyOne(positionals, `remove ${noun}`);
+      if (name === undefined) return 2;
+      const { config } = await loadConfigFile(values.config ?? 'config.toml');
+      const { credentials, close } = await open(config);
+      try {
+        if (!(await credentials.remove(name))) throw new NucleonError('NOT_FOUND', `${what} ${name} has no password`);
+        process.stderr.write(`${what} ${name}: password removed\n`);
+      } finally {
+        await close();
+      }
+      return 0;
+    },
+  };
+  return { add, remove };
+}
+
+function exactlyOne(positionals: string[], what: string): string | undefined {
+  if (positionals.length === 1) return positionals[0];
+  process.stderr.write(`nucleon: ${what} takes exactly one argument\n`);
+  return undefined;
+}
+
+/** Opens the embedded store, or says in one line why not (usually: the server holds it). */
+async function openStore(config: Readonly<Config>): Promise<LevelStore> {
+  if (config.cluster) throw new NucleonError('UNSUPPORTED', 'with [cluster] the credentials live in Redis: manage them through the admin endpoint');
+  const dir = path.join(config.store.path, 'kv');
+  const store = new LevelStore(dir);
+  try {
+    await store.open();
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new NucleonError('STORE_LOCKED', `the store ${dir} is in use by a running server: stop it first, or use the admin endpoint`, { cause: error });
+    }
+    throw error;
+  }
+  return store;
+}
+
+function opener(make: (store: LevelStore) => CredentialStore) {
+  return async (config: Readonly<Config>) => {
+    const store = await openStore(config);
+    return { credentials: make(store), close: () => store.close() };
+  };
+}
+
+export const deviceActions: Record<string, Action> = credentialActions('device', opener(deviceCredentials));
+export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials));
+
+function usageOf(command: string, actions: Record<string, Action>, summary: string): string {
+  return `${summary}\n\n${Object.values(actions)
+    .map((action) => `nucleon ${command} ${action.usage}`)
+    .join('\n')}`;
+}
+
+export const devicesUsage = (): string =>
+  usageOf('devices', deviceActions, 'Device credentials for MQTT password logins (certificates: nucleon certs device <uid>).');
+export const serviceAccountsUsage = (): string =>
+  usageOf('service-accounts', serviceAccountActions, 'Service accounts: backend MQTT clients that log in as "svc:<name>" (README "Service accounts").');
+
+function dispatch(command: string, actions: Record<string, Action>) {
+  return async (argv: string[]): Promise<number> => {
+    const [name, ...rest] = argv;
+    const action = name === undefined ? undefined : actions[name];
+    if (!action) {
+      process.stderr.write(`nucleon: ${command}: expected one of ${Object.keys(actions).join(', ')} (see nucleon ${command} --help)\n`);
+      return 2;
+    }
+    return action.run(rest);
+  };
+}
+
+export const devices = dispatch('devices', deviceActions);
+export const serviceAccounts = dispatch('service-accounts', serviceAccountActions);
