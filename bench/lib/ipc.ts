@@ -64,7 +64,8 @@ export class RpcChild {
     options: ChildOptions = {},
   ) {
     this.child = fork(script, args, {
-      execArgv: ['--import', 'tsx', ...(options.nodeFlags ?? [])],
+      // tsx by absolute URL: a child may run with its cwd outside the repository.
+      execArgv: ['--import', import.meta.resolve('tsx'), ...(options.nodeFlags ?? [])],
       env: { ...process.env, ...options.env },
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -63,6 +63,7 @@ export class LoadGenerator {
       startMs: Math.min(...results.map((r) => r.startMs)),
       stopMs: Math.max(...results.map((r) => r.stopMs)),
       disconnects: sum(results.map((r) => r.disconnects)),
+      closedAtStart: sum(results.map((r) => r.closedAtStart)),
       reasons: [...new Set(results.flatMap((r) => r.reasons))].slice(0, 5),
     };
   }

@@ -57,6 +57,8 @@ export interface PublishResult {
   stopMs: number;
   /** Devices whose connection dropped during the run, with a few reasons. */
   disconnects: number;
+  /** Devices already disconnected when the run started (they send nothing). */
+  closedAtStart: number;
   reasons: string[];
 }
 

@@ -175,6 +175,7 @@ async function publish(args: PublishArgs): Promise<PublishResult> {
     startMs,
     stopMs,
     disconnects: closed.length - disconnectedBefore,
+    closedAtStart: disconnectedBefore,
     reasons: [...new Set(closed.map((d) => d.closeReason ?? 'unknown'))].slice(0, MAX_REASONS),
   };
 }

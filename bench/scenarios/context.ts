@@ -59,6 +59,7 @@ export async function acrossTargets(
       context.log(`scenario ${result.id}: ${name} failed: ${message}`);
     } finally {
       if (target) {
+        if (process.env.BENCH_VERBOSE) context.log(`${name} output tail:\n${target.output().slice(-4000)}`);
         const exited = target.exitReason();
         if (exited) result.notes.push(`${name} broker ${exited.split('\n')[0] ?? exited}`);
         await target.stop();
@@ -72,14 +73,17 @@ function setAll(metrics: Metric[], name: TargetName, text: string): void {
 }
 
 /**
- * Waits until the application has counted `want` deliveries in total, or the
- * count stops moving for `quietMs`, or `maxMs` passes; returns the last stats.
+ * Waits until the application has counted `want` deliveries (in total, or on
+ * the given topic targets), or the count stops moving for `quietMs`, or
+ * `maxMs` passes; returns the last stats.
  */
-export async function settle(target: Target, want: number, maxMs: number, quietMs = 2000): Promise<AppStats> {
+export async function settle(target: Target, want: number, maxMs: number, options: { quietMs?: number; targets?: string[] } = {}): Promise<AppStats> {
   const deadline = Date.now() + maxMs;
+  const quietMs = options.quietMs ?? 2000;
+  const counted = (s: AppStats) => (options.targets ? options.targets.reduce((n, t) => n + (s.byTarget[t] ?? 0), 0) : s.total);
   let stats = await target.stats();
   let lastChange = Date.now();
-  while (stats.total < want && Date.now() < deadline && Date.now() - lastChange < quietMs) {
+  while (counted(stats) < want && Date.now() < deadline && Date.now() - lastChange < quietMs) {
     await sleep(100);
     const next = await target.stats();
     if (next.total !== stats.total) lastChange = Date.now();

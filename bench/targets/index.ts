@@ -27,6 +27,8 @@ export interface Target {
   alive(): boolean;
   /** Why the broker exited, when it did. */
   exitReason(): string | undefined;
+  /** The last output (logs) of the broker and its app, for diagnosis. */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ function inProcessTarget(name: TargetName, server: RpcChild, port: number): Targ
     gc: () => server.call<void>('gc'),
     alive: () => server.alive,
     exitReason: () => childExitReason(server),
+    output: () => server.output(),
     stop: () => server.stop(15_000),
   };
 }
@@ -181,6 +184,7 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
     gc: async () => undefined,
     alive: () => brokerAlive() && subscriber.alive,
     exitReason: () => (brokerAlive() ? childExitReason(subscriber) : `mosquitto exited (code ${broker.exitCode}, signal ${broker.signalCode}): ${tail}`),
+    output: () => `${tail}\n${subscriber.output()}`,
     stop: async () => {
       await subscriber.stop();
       await kill();
