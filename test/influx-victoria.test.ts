@@ -28,10 +28,12 @@ test('telemetry and application points reach victoria-metrics with their exact v
 
   const series = await waitFor(
     async () => {
+      // Freshly written samples become visible per series, not all at once.
       const all = await vm.export('telemetry_.*|env_.*');
-      return samples(findSeries(all, 'telemetry_rsrp', { id: '352656100000001' })).length === 2 ? all : undefined;
+      const visible = samples(findSeries(all, 'telemetry_rsrp', { id: '352656100000001' })).length === 2 && findSeries(all, 'env_temp', { room: 'lab' }) && findSeries(all, 'telemetry_rssi_hub', { id: '352656100000002' });
+      return visible ? all : undefined;
     },
-    'the points to show in the export',
+    'every series to show in the export',
   );
   assert.deepEqual(samples(findSeries(series, 'telemetry_rsrp', { id: '352656100000001' })), [
     [now - 2000, 85],
