@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import type { Duplex } from 'node:stream';
+import mqtt, { type MqttClient } from 'mqtt';
+import { initCertificates } from '../src/certs/index.js';
+import { validateConfig } from '../src/config/index.js';
+import { serviceCredentials } from '../src/devices/index.js';
+import { LevelStore } from '../src/store/index.js';
+import { cliPath, delay, freePort, startProcess, tempDir, waitFor } from './helpers/index.js';
+import { connect, RecordingRunner, startBroker } from './mqtt-support.js';
+
+/** Publishes QoS `qos` messages until `deadline`, never more than `window` unacknowledged; returns how many were acknowledged. */
+async function flood(client: MqttClient, topic: string, qos: 0 | 1, deadline: number, window = 100, maxMessages = 1_000_000): Promise<number> {
+  const payload = Buffer.alloc(64, 0x61);
+  let acked = 0;
+  let sent = 0;
+  while (Date.now() < deadline && sent < maxMessages && client.connected) {
+    const batch: Promise<unknown>[] = [];
+    for (let i = 0; i < window && sent < maxMessages; i++, sent++) batch.push(client.publishAsync(topic, payload, { qos }).then(() => acked++));
+    await Promise.allSettled(batch);
+  }
+  return acked;
+}
+
+test('back-pressure: a slow app runner never loses an acknowledged QoS 1 message', async (t) => {
+  // Inbox of 16 and 1 ms per event: the device is much faster than the consumer.
+  const recorder = new RecordingRunner(1, 100_000, 16);
+  const broker = await startBroker(t, { config: { mqtt: { auth: { anonymous: true } } }, recorder });
+  const device = await connect(t, broker, { clientId: 'fast' });
+  const acked = await flood(device, 'fast/app/p/x', 1, Date.now() + 60_000, 200, 1500);
+  assert.equal(acked, 1500);
+  // Acknowledged ⇒ accepted: every one is (or will be, in order) handled.
+  await waitFor(() => recorder.of('ApplicationRequest').length >= 1500, 'all 1500 handled', 30_000);
+  assert.equal(recorder.of('ApplicationRequest').length, 1500);
+});
+
+test('flood: publishers out-run a subscriber that stopped reading; the broker stays up and its RSS stays under 350 MB', async (t) => {
+  const dir = await tempDir(t);
+  const port = await freePort();
+  const file = path.join(dir, 'config.toml');
+  await writeFile(
+    file,
+    [
+      '[log]', 'format = "json"', '[store]', 'path = "data"', '[certs]', 'dir = "certs"',
+      '[mqtt.tls]', 'host = "127.0.0.1"', `port = ${port}`, '[mqtt.auth]', 'anonymous = true',
+      '[mqtt.limits]', 'drain_timeout_ms = 3000', '[ota]', 'enabled = false', '[ota.http]', 'enabled = false', '[admin]', 'enabled = false',
+    ].join('\n'),
+  );
+  const config = validateConfig({ store: { path: path.join(dir, 'data') }, certs: { dir: path.join(dir, 'certs') } });
+  const ca = (await initCertificates(config.certs)).ca;
+  const store = new LevelStore(path.join(dir, 'data', 'kv'));
+  await store.open();
+  await serviceCredentials(store).add('sink', 'sink-secret');
+  await store.close();
+
+  const server = startProcess(t, process.execPath, [cliPath, 'serve', '--config', file]);
+  await waitFor(() => server.output().includes('"msg":"nucleon started"'), 'nucleon started', 20_000);
+  const pid = server.child.pid ?? 0;
+  const rssMb = async () => Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  const url = `mqtts://localhost:${port}`;
+
+  // The slow consumer: subscribes to every device message, then stops reading its socket.
+  const sink = await mqtt.connectAsync(url, { ca, clientId: 'svc:sink', username: 'svc:sink', password: 'sink-secret', reconnectPeriod: 0 });
+  t.after(() => sink.endAsync(true));
+  await sink.subscribeAsync('+/app/p/#', { qos: 1 });
+  (sink.stream as Duplex).pause();
+
+  const publishers = await Promise.all(
+    Array.from({ length: 4 }, (_, i) => mqtt.connectAsync(url, { ca, clientId: `flood${i}`, reconnectPeriod: 0, protocolVersion: 4 })),
+  );
+  t.after(() => Promise.all(publishers.map((p) => p.endAsync(true))));
+  let peak = await rssMb();
+  const start = peak;
+  let sampling = true;
+  const sampler = (async () => {
+    for (let i = 0; sampling && i < 400; i++) {
+      peak = Math.max(peak, await rssMb());
+      await delay(100);
+    }
+  })();
+  const deadline = Date.now() + 8000;
+  const counts = await Promise.all(publishers.map((p, i) => flood(p, `flood${i}/app/p/data`, i % 2 === 0 ? 0 : 1, deadline)));
+  sampling = false;
+  await sampler;
+
+  assert.equal(server.child.exitCode, null, `the broker exited:\n${server.output().slice(-2000)}`);
+  // Still serving: a new device connects and gets a PUBACK.
+  const probe = await mqtt.connectAsync(url, { ca, clientId: 'probe', reconnectPeriod: 0 });
+  await probe.publishAsync('probe/app/p/alive', 'yes', { qos: 1 });
+  await probe.endAsync();
+  t.diagnostic(`acknowledged per publisher: ${counts.join(', ')}; RSS start ${start.toFixed(0)} MB, peak ${peak.toFixed(0)} MB`);
+  assert.ok(counts.reduce((a, b) => a + b, 0) > 1000, `too few messages got through: ${counts.join(', ')}`);
+  assert.ok(peak < 350, `RSS peaked at ${peak.toFixed(0)} MB`);
+  assert.doesNotMatch(server.output(), /Maximum call stack size exceeded/);
+});
