@@ -28,6 +28,8 @@ export class BenchDevice {
   closeReason: string | undefined;
   /** Called after each incoming chunk with the PUBACKs it carried. */
   onAcks: ((count: number) => void) | undefined;
+  /** Called for every PUBLISH the broker delivers to this device. */
+  onPublish: ((topic: string, payload: Buffer) => void) | undefined;
 
   private socket: TLSSocket | undefined;
   private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -166,6 +168,7 @@ export class BenchDevice {
         this.lastReceivedNs = now;
         this.received++;
         if (packet.qos === 1 && packet.messageId !== undefined) this.acksToSend.push(packet.messageId);
+        this.onPublish?.(packet.topic, packet.payload as Buffer);
         return;
       }
       default: {

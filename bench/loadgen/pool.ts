@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { RpcChild } from '../lib/ipc.js';
-import type { ConnectArgs, ConnectResult, PublishArgs, PublishResult, ReceiveResult } from './protocol.js';
+import type { ConnectArgs, ConnectResult, DownloadResult, OtaHttpArgs, OtaMqttArgs, PublishArgs, PublishResult, ReceiveResult } from './protocol.js';
 
 const WORKER_SCRIPT = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
@@ -79,6 +79,18 @@ export class LoadGenerator {
     };
   }
 
+  /** Scenario 7, MQTT: every connected device of `group` downloads the image. */
+  async otaMqtt(args: OtaMqttArgs, timeoutMs: number): Promise<DownloadResult> {
+    return mergeDownloads(await Promise.all(this.workers.map((w) => w.call<DownloadResult>('otaMqtt', args, timeoutMs))));
+  }
+
+  /** Scenario 7, HTTPS: the uids are split over the workers. */
+  async otaHttp(args: OtaHttpArgs, timeoutMs: number): Promise<DownloadResult> {
+    return mergeDownloads(
+      await Promise.all(this.workers.map((w, i) => w.call<DownloadResult>('otaHttp', { ...args, uids: args.uids.filter((_, j) => j % this.workers.length === i) }, timeoutMs))),
+    );
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.stop()));
   }
@@ -92,4 +104,16 @@ export function mergeCounts(list: Record<string, number>[]): Record<string, numb
   const out: Record<string, number> = {};
   for (const counts of list) for (const [key, value] of Object.entries(counts)) out[key] = (out[key] ?? 0) + value;
   return out;
+}
+
+function mergeDownloads(results: DownloadResult[]): DownloadResult {
+  return {
+    devices: sum(results.map((r) => r.devices)),
+    completed: sum(results.map((r) => r.completed)),
+    bytes: sum(results.map((r) => r.bytes)),
+    requests: sum(results.map((r) => r.requests)),
+    errors: results.flatMap((r) => r.errors).slice(0, 5),
+    startMs: Math.min(...results.map((r) => r.startMs)),
+    endMs: Math.max(...results.map((r) => r.endMs)),
+  };
 }

@@ -68,3 +68,34 @@ export interface ReceiveResult {
   lastMs: number;
   disconnects: number;
 }
+
+/** Scenario 7 over MQTT: each device fetches the whole image in `chunkSize` DownloadBytes requests, one at a time. */
+export interface OtaMqttArgs {
+  group: string;
+  imageId: string;
+  size: number;
+  chunkSize: number;
+  /** A chunk not answered within this time fails the device. */
+  chunkTimeoutMs: number;
+}
+
+/** Scenario 7 over HTTPS: each device fetches the whole image in `rangeSize` Range requests on one keep-alive connection. */
+export interface OtaHttpArgs {
+  uids: string[];
+  /** `https://127.0.0.1:<port>/images/<id>` */
+  url: string;
+  size: number;
+  rangeSize: number;
+  requestTimeoutMs: number;
+}
+
+export interface DownloadResult {
+  devices: number;
+  /** Devices that got every byte, checked against the expected length per chunk. */
+  completed: number;
+  bytes: number;
+  requests: number;
+  errors: string[];
+  startMs: number;
+  endMs: number;
+}

@@ -3,7 +3,9 @@ import { notify, serveRpc } from '../lib/ipc.js';
 import { monotonicNs } from '../lib/latency.js';
 import { BenchDevice } from './device.js';
 import { advanceId, PublishTemplate } from './packets.js';
-import type { ConnectArgs, ConnectResult, PublishArgs, PublishPlan, PublishResult, ReceiveResult } from './protocol.js';
+import mqttPacket from 'mqtt-packet';
+import { otaOverHttp, otaOverMqtt } from './ota-download.js';
+import type { ConnectArgs, ConnectResult, DownloadResult, OtaHttpArgs, OtaMqttArgs, PublishArgs, PublishPlan, PublishResult, ReceiveResult } from './protocol.js';
 
 const groups = new Map<string, BenchDevice[]>();
 const MAX_REASONS = 5;
@@ -202,6 +204,14 @@ function receiveStats(args: { group: string }): ReceiveResult {
   return { received, firstMs: Number(first) / 1e6, lastMs: Number(last) / 1e6, disconnects: devices.filter((d) => d.closed).length };
 }
 
+/** A single QoS 1 request (OTA), id per device cycling; its PUBACK is only counted. */
+function publishOnce(device: BenchDevice, topic: string, payload: Buffer): void {
+  const id = (device.sent % 65535) + 1;
+  device.sent++;
+  device.inflight++;
+  device.write(mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 1, messageId: id, retain: false, dup: false }));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -212,6 +222,8 @@ serveRpc(
     close: (args: { group: string }) => close(args),
     publish: (args: PublishArgs) => publish(args),
     receiveStats: (args: { group: string }) => receiveStats(args),
+    otaMqtt: (args: OtaMqttArgs): Promise<DownloadResult> => otaOverMqtt(devicesOf(args.group), args, publishOnce),
+    otaHttp: (args: OtaHttpArgs): Promise<DownloadResult> => otaOverHttp(args),
   },
   async () => {
     for (const group of [...groups.keys()]) await close({ group });

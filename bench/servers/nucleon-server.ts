@@ -1,5 +1,6 @@
 // Nucleon under test: the built code (dist/) in its own process, with a bench
 // config and an in-process counting app runner (what a user's app runner is).
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EventOf, EventRunner as EventRunnerType } from '../../src/index.js';
@@ -14,7 +15,7 @@ if (!configJson) throw new Error('usage: nucleon-server.ts <config as JSON>');
 const entry = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 if (!existsSync(entry)) throw new Error(`${entry} not found: run "npm run build" first`);
 const nucleonModule = (await import(pathToFileURL(entry).href)) as NucleonModule;
-const { createNucleon, EventRunner, createLogger } = nucleonModule;
+const { createNucleon, EventRunner, createLogger, otaRunnerOf } = nucleonModule;
 
 const counter = new AppCounter();
 
@@ -54,6 +55,12 @@ serveRpc(
     stats: () => ({ ...counter.stats(), runners: nucleon.broker.stats() }),
     reset: () => counter.reset(),
     respond: (args: RespondArgs) => app.respond(args),
+    // Scenario 7: a firmware image of `size` pseudo-random bytes, through the OTA runner's API.
+    otaAddImage: async (args: { id: string; size: number }) => {
+      const data = randomBytes(args.size);
+      const added = await otaRunnerOf(nucleon).addImage({ id: args.id, imageType: 'primary', description: 'bench image', source: { kind: 'bytes', data } });
+      return { id: added.image.id, size: added.image.size };
+    },
     gc: () => {
       if (typeof global.gc === 'function') global.gc();
       return typeof global.gc === 'function';

@@ -29,6 +29,10 @@ export interface Target {
   exitReason(): string | undefined;
   /** The last output (logs) of the broker and its app, for diagnosis. */
   output(): string;
+  /** A broker-specific command (Nucleon: `otaAddImage`); rejects where the broker has none. */
+  command<T>(cmd: string, args: unknown, timeoutMs?: number): Promise<T>;
+  /** Nucleon with OTA over HTTPS: the download listener's port. */
+  otaHttpPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -66,10 +70,12 @@ function childExitReason(child: RpcChild): string | undefined {
 }
 
 /** A Node broker process whose application answers over IPC (Nucleon, aedes). */
-function inProcessTarget(name: TargetName, server: RpcChild, port: number): Target {
+function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHttpPort?: number): Target {
   return {
     name,
     port,
+    otaHttpPort,
+    command: (cmd, args, timeoutMs) => server.call(cmd, args, timeoutMs),
     brokerPid: server.pid,
     appPid: undefined,
     stats: () => server.call<AppStats>('stats'),
@@ -104,7 +110,7 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
   };
   const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])], cwd: dir });
   await server.waitFor('ready', 60_000);
-  return inProcessTarget('nucleon', server, port);
+  return inProcessTarget('nucleon', server, port, options.otaHttpPort);
 }
 
 export async function startAedes(options: TargetOptions): Promise<Target> {
@@ -182,6 +188,8 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
     reset: () => subscriber.call<void>('reset'),
     respond: (args) => subscriber.call<RespondResult>('respond', args, 600_000),
     gc: async () => undefined,
+    otaHttpPort: undefined,
+    command: (cmd) => Promise.reject(new Error(`mosquitto has no "${cmd}"`)),
     alive: () => brokerAlive() && subscriber.alive,
     exitReason: () => (brokerAlive() ? childExitReason(subscriber) : `mosquitto exited (code ${broker.exitCode}, signal ${broker.signalCode}): ${tail}`),
     output: () => `${tail}\n${subscriber.output()}`,
