@@ -23,6 +23,7 @@ export interface AdminHarness {
   runner: AdminRunner;
   broker: EventBroker;
   metrics: Registry;
+  store: LevelStore;
   dir: string;
   port: number;
   wsUrl: string;
@@ -44,6 +45,7 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
     runner: new AdminRunner(),
     broker,
     metrics,
+    store,
     dir,
     port: 0,
     wsUrl: '',

@@ -6,6 +6,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
+import { deviceCredentials } from '../src/devices/index.js';
 import { waitFor } from './helpers/index.js';
 import { AdminTestClient, API_KEY, FakeApp, FakeOta, startAdmin } from './admin-harness.js';
 
@@ -344,6 +345,24 @@ test('devices.list and devices.get: presence, telemetry, firmware state; persist
   );
 });
 
+test('devices.add sets an MQTT password (generated or given), devices.remove takes it away', async (t) => {
+  const admin = await startAdmin(t);
+  const client = await AdminTestClient.authorized(t, admin.wsUrl);
+  const credentials = deviceCredentials(admin.store);
+  const generated = await client.request('devices.add', { uid: '352656100000009' });
+  assert.equal(generated.ok, true, JSON.stringify(generated.error));
+  assert.equal(generated.result.uid, '352656100000009');
+  assert.match(generated.result.password, /^[A-Za-z0-9_-]{32}$/);
+  assert.equal(await credentials.verify('352656100000009', generated.result.password as string), true);
+  const given = await client.request('devices.add', { uid: 'bench-7', password: 'correct horse battery' }, 'cbor');
+  assert.deepEqual(given.result, { uid: 'bench-7', password: 'correct horse battery' });
+  assert.equal(await credentials.verify('bench-7', 'correct horse battery'), true);
+  assert.equal((await client.request('devices.add', { uid: 'a/b' })).error?.code, 'INVALID_ARGUMENT');
+  assert.deepEqual((await client.request('devices.remove', { uid: 'bench-7' })).result, { uid: 'bench-7', removed: true });
+  assert.equal(await credentials.verify('bench-7', 'correct horse battery'), false);
+  assert.deepEqual((await client.request('devices.remove', { uid: 'bench-7' })).error, { code: 'NOT_FOUND', message: 'device bench-7 has no password' });
+});
+
 test('a client that stops reading is disconnected (1013) without slowing the broker or the other clients', async (t) => {
   const admin = await startAdmin(t, { send_buffer_bytes: 256 * 1024 });
   const reader = await AdminTestClient.authorized(t, admin.wsUrl);
@@ -419,6 +438,23 @@ test('/metrics serves the shared registry with admin metrics; /healthz reports t
   assert.equal(body.status, 'ok');
   assert.deepEqual(body.runners.map((r) => r.name).sort(), ['admin', 'fake-ota']);
   assert.equal(body.adminClients, 1);
+
+  // A runner that cannot keep up (inbox full) makes the instance degraded for load balancers.
+  let release: () => void = () => undefined;
+  const stuck = new Promise<void>((resolve) => (release = resolve));
+  await admin.broker.publish({ type: 'NewRunner', name: 'stuck', accepts: ['InfluxDataSave'], inbox: { capacity: 1, handle: () => stuck } });
+  admin.broker.emit({ type: 'InfluxDataSave', points: [] });
+  // The first event is taken out of the inbox and hangs; the second then fills the inbox.
+  await waitFor(() => admin.broker.stats().find((r) => r.name === 'stuck')?.depth === 0, 'the stuck handler to start');
+  admin.broker.emit({ type: 'InfluxDataSave', points: [] });
+  const degraded = await waitFor(async () => {
+    const r = await fetch(`${admin.httpUrl}/healthz`);
+    return r.status === 503 ? ((await r.json()) as { status: string; congested: string[] }) : undefined;
+  }, 'a 503 from /healthz');
+  assert.deepEqual({ status: degraded.status, congested: degraded.congested }, { status: 'degraded', congested: ['stuck'] });
+  release();
+  await waitFor(async () => (await fetch(`${admin.httpUrl}/healthz`)).status === 200, 'healthy again');
+
   const index = await fetch(`${admin.httpUrl}/`);
   assert.equal(index.status, 200);
   assert.match(index.headers.get('content-security-policy') ?? '', /default-src 'self'/);

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
@@ -87,7 +88,7 @@ export class AdminRunner implements Runner {
     });
     // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
-    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, chunkBytes };
+    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes };
 
     const files = await loadStaticFiles(staticDir());
     const server = createServer(createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));

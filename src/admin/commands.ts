@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { EventBroker } from '../broker/index.js';
+import type { CredentialStore } from '../devices/index.js';
 import { NucleonError } from '../errors.js';
 import type { ErrorInfo, Event, EventOf, EventType } from '../events.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
@@ -17,6 +18,8 @@ export interface CommandServices {
   pending: PendingRequests;
   uploads: UploadManager;
   metrics: AdminMetrics;
+  /** Device passwords for MQTT logins. */
+  credentials: CredentialStore;
   /** Largest chunk a client should send in `uploads.chunk` (leaves room for base64 and framing). */
   chunkBytes: number;
 }
@@ -159,6 +162,20 @@ export const COMMANDS = {
     const device = services.fleet.get(args.uid);
     if (!device) throw new AdminError('NOT_FOUND', `device ${args.uid} has never been seen`);
     return device;
+  }),
+
+  'devices.add': command(
+    z.strictObject({ uid, password: z.string().min(1).max(1024).optional() }),
+    'set a device password for MQTT logins (generated when not given; answered once)',
+    async ({ args, services }) => {
+      const password = await services.credentials.add(args.uid, args.password);
+      return { uid: args.uid, password };
+    },
+  ),
+
+  'devices.remove': command(z.strictObject({ uid }), "remove a device's password", async ({ args, services }) => {
+    if (!(await services.credentials.remove(args.uid))) throw new AdminError('NOT_FOUND', `device ${args.uid} has no password`);
+    return { uid: args.uid, removed: true };
   }),
 
   'app.request': command(z.strictObject({ target: z.string().min(1).max(256), payload: z.unknown() }), 'ask the application runner', async (call) => {
