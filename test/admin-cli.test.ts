@@ -6,18 +6,22 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import mqtt from 'mqtt';
+import { AdminClient } from '../src/cli/admin-client.js';
 import { cliPath, freePort, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
 
 interface Server {
   dir: string;
   config: string;
   adminPort: number;
+  mqttPort: number;
 }
 
 /** Starts `nucleon serve` with its own store and certs; the admin API key is generated on first start. */
 async function startServer(t: TestContext): Promise<Server> {
   const dir = await tempDir(t, 'nucleon-admin-cli-');
   const adminPort = await freePort();
+  const mqttPort = await freePort();
   const config = path.join(dir, 'config.toml');
   await writeFile(
     config,
@@ -30,7 +34,7 @@ async function startServer(t: TestContext): Promise<Server> {
       `dir = "${path.join(dir, 'certs')}"`,
       '[mqtt.tls]',
       'host = "127.0.0.1"',
-      'port = 0',
+      `port = ${mqttPort}`,
       '[ota.http]',
       'host = "127.0.0.1"',
       'port = 0',
@@ -43,7 +47,7 @@ async function startServer(t: TestContext): Promise<Server> {
   const server = startProcess(t, process.execPath, [cliPath, 'serve', '--config', config], { env });
   await waitFor(() => server.output().includes('"msg":"nucleon started"'), 'nucleon started', 30_000);
   assert.match(server.output(), /"msg":"generated an admin API key"/);
-  return { dir, config, adminPort };
+  return { dir, config, adminPort, mqttPort };
 }
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -91,6 +95,31 @@ test('nucleon ota add -> link -> list, groups, remove: tables by default, --json
   assert.deepEqual(JSON.parse(groups.stdout), [{ name: 'field', imageId: '1.2.3-4-g965b9df', devices: ['352656100000001'] }]);
   const groupTable = cli(['groups', '--url', `ws://127.0.0.1:${server.adminPort}/ws`, '--api-key', key]);
   assert.equal(groupTable.stdout, 'GROUP  IMAGE             DEVICES  MEMBERS\nfield  1.2.3-4-g965b9df  1        352656100000001\n');
+
+  // A device with a password (set through the admin endpoint while the server runs) connects over TLS.
+  const admin = await AdminClient.connect(`ws://127.0.0.1:${server.adminPort}/ws`, key);
+  await admin.request('devices.add', { uid: '352656100000001', password: 'cli-test-password' });
+  admin.close();
+  const device = await mqtt.connectAsync(`mqtts://localhost:${server.mqttPort}`, {
+    ca: await readFile(path.join(server.dir, 'certs', 'ca.crt')),
+    clientId: '352656100000001',
+    username: '352656100000001',
+    password: 'cli-test-password',
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  });
+  t.after(() => device.endAsync(true));
+  const fleet = await waitFor(() => {
+    const result = cli(['devices', '--json', ...withConfig]);
+    const list = result.code === 0 ? (JSON.parse(result.stdout) as { uid: string; online: boolean; authMethod?: string }[]) : [];
+    return list.find((d) => d.uid === '352656100000001' && d.online);
+  }, 'the device online in nucleon devices');
+  assert.equal(fleet.authMethod, 'password');
+  const fleetTable = cli(['devices', 'list', '--online', ...withConfig]);
+  assert.equal(fleetTable.code, 0, fleetTable.stderr);
+  assert.match(fleetTable.stdout, /^UID\s+STATE\s+LAST SEEN\s+ADDRESS\s+FIRMWARE\s+OTA\n352656100000001\s+online\s/);
+  await device.endAsync();
+  await waitFor(() => cli(['devices', 'list', '--offline', ...withConfig]).stdout.includes('352656100000001'), 'the device offline');
 
   const unlink = cli(['ota', 'unlink', '--device', '352656100000001', ...withConfig]);
   assert.equal(unlink.code, 0, unlink.stderr);

@@ -85,10 +85,14 @@ test('missing and wrong API keys are refused, counted and rate-limited; the serv
   assert.equal((await browserLike.request('ping')).ok, true);
 });
 
-test('a connection that never logs in is closed with a reason', async (t) => {
-  const admin = await startAdmin(t, { login_timeout_ms: 200 });
+test('connections that never log in are capped apart and closed with a reason', async (t) => {
+  const admin = await startAdmin(t, { login_timeout_ms: 500, max_clients: 4 });
   const idle = await AdminTestClient.connect(t, admin.wsUrl);
+  // A quarter of max_clients may wait to log in; more are refused, clients with a key are not.
+  assert.equal(await refusedStatus(admin.wsUrl), 503);
+  assert.equal((await (await AdminTestClient.authorized(t, admin.wsUrl)).request('ping')).ok, true);
   assert.deepEqual(await idle.closed, { code: 4408, reason: 'login timeout: send auth.login first' });
+  assert.equal(await metric(admin.httpUrl, /^nucleon_admin_auth_failures_total\{reason="login_timeout"\}/), 1);
 });
 
 test('bad JSON, bad CBOR, bad envelopes, unknown commands and bad arguments get error replies; the connection stays usable', async (t) => {

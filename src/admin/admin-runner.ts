@@ -101,6 +101,7 @@ export class AdminRunner implements Runner {
       maxPayload: admin.max_message_bytes * 2,
       handleProtocols: (offered) => (offered.has(ADMIN_SUBPROTOCOL) ? ADMIN_SUBPROTOCOL : false),
     });
+    const unauthenticatedLimit = Math.max(1, Math.floor(admin.max_clients / 4));
     const flushTimer = setInterval(() => this.flushFleet(), FLEET_FLUSH_MS);
     flushTimer.unref();
     const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false };
@@ -150,6 +151,11 @@ export class AdminRunner implements Runner {
         metrics.authFailures.inc({ reason: 'invalid' });
         logger.warn({ address, via: 'header' }, 'admin connection with a wrong API key');
         return rejectUpgrade(socket, 401, 'invalid API key');
+      }
+      if (key === undefined && countUnauthenticated(connections) >= unauthenticatedLimit) {
+        // Connections that still have to log in are capped apart, so idle sockets cannot lock out the real clients.
+        metrics.connections.inc({ result: 'too_many_clients' });
+        return rejectUpgrade(socket, 503, `too many connections waiting to log in (at most ${unauthenticatedLimit})`);
       }
       if (connections.size >= admin.max_clients || started.stopping) {
         metrics.connections.inc({ result: 'too_many_clients' });
@@ -292,6 +298,12 @@ export class AdminRunner implements Runner {
     const started = this.started;
     started?.services.fleet.flush().catch((error: unknown) => started.context.logger.error({ err: error }, 'saving the fleet view failed; will retry'));
   }
+}
+
+function countUnauthenticated(connections: ReadonlyMap<string, AdminConnection>): number {
+  let count = 0;
+  for (const connection of connections.values()) if (!connection.authenticated) count++;
+  return count;
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -4,6 +4,7 @@ import { loadConfigFile, type Config } from '../config/index.js';
 import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
 import { NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
+import { devicesList } from './devices-list.js';
 
 /**
  * `nucleon devices <action>` and `nucleon service-accounts <action>`. The
@@ -86,7 +87,10 @@ function opener(make: (store: LevelStore) => CredentialStore) {
   };
 }
 
-export const deviceActions: Record<string, Action> = credentialActions('device', opener(deviceCredentials));
+export const deviceActions: Record<string, Action> = {
+  ...credentialActions('device', opener(deviceCredentials)),
+  list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
+};
 export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials));
 
 function usageOf(command: string, actions: Record<string, Action>, summary: string): string {
@@ -103,7 +107,10 @@ export const serviceAccountsUsage = (): string =>
 function dispatch(command: string, actions: Record<string, Action>) {
   return async (argv: string[]): Promise<number> => {
     const [name, ...rest] = argv;
-    const action = name === undefined ? undefined : actions[name];
+    // No action, or options only: the `list` action where there is one (`nucleon devices --json`).
+    const defaulted = name === undefined || name.startsWith('-');
+    const action = defaulted ? actions.list : Object.hasOwn(actions, name) ? actions[name] : undefined;
+    if (defaulted && action) return action.run(argv);
     if (!action) {
       process.stderr.write(`nucleon: ${command}: expected one of ${Object.keys(actions).join(', ')} (see nucleon ${command} --help)\n`);
       return 2;
