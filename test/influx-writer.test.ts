@@ -192,3 +192,20 @@ test('stop flushes the memory buffer; stopping while the server is down spools, 
   );
   assert.ok(third.logs.some((entry) => entry.msg === 'replaying points spooled by an earlier run'));
 });
+
+test('during an outage, new points reach the spool at each flush, also while the writer waits out a long back-off', async (t) => {
+  const env = await testEnv(t);
+  const server = await startLineServer(env);
+  server.answer = () => ({ status: 503 });
+  const runner = await startInfluxRunner(
+    env,
+    fastInflux(server.url, path.join(env.dir, 'spool'), { max_retries: 0, retry_initial_ms: 60_000, retry_max_ms: 60_000, flush_interval_ms: 20 }),
+  );
+  await runner.telemetry('dev1', { rsrp: 1 }, T0);
+  await waitFor(async () => (await runner.metric('nucleon_influx_points_spooled_total')) === 1, 'the first point spooled after its failed write');
+  const requests = server.requests.length;
+  for (let i = 2; i <= 5; i++) await runner.telemetry('dev1', { rsrp: i }, T0 + i);
+  await waitFor(async () => (await runner.metric('nucleon_influx_points_spooled_total')) === 5, 'later points spooled within a flush interval');
+  assert.equal(await runner.metric('nucleon_influx_buffer_points'), 0, 'nothing left only in memory');
+  assert.equal(server.requests.length, requests, 'no write attempt before the back-off ends');
+});

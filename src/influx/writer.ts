@@ -153,11 +153,16 @@ export class InfluxWriter {
 
   private dueInMs(): number {
     const now = Date.now();
-    if (this.retryAt > now) return this.retryAt - now;
-    if (this.head || !this.options.spool.isEmpty) return 0;
-    if (this.buffer.length >= this.options.batchSize) return 0;
-    if (this.buffer.length > 0) return Math.max(0, this.lastFlushAt + this.options.flushIntervalMs - now);
-    return Number.POSITIVE_INFINITY;
+    const spoolEmpty = this.options.spool.isEmpty;
+    let flushIn = Number.POSITIVE_INFINITY;
+    if (this.buffer.length >= this.options.batchSize) flushIn = 0;
+    else if (this.buffer.length > 0) flushIn = Math.max(0, this.lastFlushAt + this.options.flushIntervalMs - now);
+    if (this.retryAt > now) {
+      // While backing off, new points still join the spool on time when it holds older ones.
+      return spoolEmpty ? this.retryAt - now : Math.min(this.retryAt - now, flushIn);
+    }
+    if (this.head || !spoolEmpty) return 0;
+    return flushIn;
   }
 
   /** One unit of work: pick the oldest batch and try to write it. Runs under the lock. */
@@ -165,6 +170,14 @@ export class InfluxWriter {
     const spool = this.options.spool;
     const now = Date.now();
     const flushDue = this.buffer.length >= this.options.batchSize || (this.buffer.length > 0 && now - this.lastFlushAt >= this.options.flushIntervalMs);
+    if (this.retryAt > now) {
+      // Backing off: no write now, only new points to the spool behind older ones.
+      if (!spool.isEmpty && flushDue) {
+        this.lastFlushAt = now;
+        await this.spill();
+      }
+      return;
+    }
     if (!this.head) {
       if (!spool.isEmpty) {
         const record = await spool.peek();
