@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import path from 'node:path';
@@ -9,17 +9,13 @@ import mqtt from 'mqtt';
 import { deviceCredentials, serviceCredentials } from '../src/devices/index.js';
 import { LevelStore } from '../src/store/index.js';
 import { cliPath, freePort, requireBinary, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
+import { writeServeConfig } from './mqtt-support.js';
 
 // Runs the built binary (dist/cli.js): `npm run build` first.
 
 async function configFile(t: TestContext, port: number): Promise<{ dir: string; file: string }> {
   const dir = await tempDir(t);
-  const file = path.join(dir, 'config.toml');
-  await writeFile(
-    file,
-    ['[log]', 'format = "json"', '[store]', 'path = "data"', '[certs]', 'dir = "certs"', '[mqtt.tls]', 'host = "127.0.0.1"', `port = ${port}`, '[ota]', 'enabled = false', '[ota.http]', 'enabled = false', '[admin]', 'enabled = false'].join('\n'),
-  );
-  return { dir, file };
+  return { dir, file: await writeServeConfig(dir, port) };
 }
 
 async function serve(t: TestContext, file: string) {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { Duplex } from 'node:stream';
@@ -9,7 +9,7 @@ import { validateConfig } from '../src/config/index.js';
 import { serviceCredentials } from '../src/devices/index.js';
 import { LevelStore } from '../src/store/index.js';
 import { cliPath, delay, freePort, startProcess, tempDir, waitFor } from './helpers/index.js';
-import { connect, RecordingRunner, startBroker } from './mqtt-support.js';
+import { connect, RecordingRunner, startBroker, writeServeConfig } from './mqtt-support.js';
 
 /** Publishes QoS `qos` messages until `deadline`, never more than `window` unacknowledged; returns how many were acknowledged. */
 async function flood(client: MqttClient, topic: string, qos: 0 | 1, deadline: number, window = 100, maxMessages = 1_000_000): Promise<number> {
@@ -39,15 +39,7 @@ test('back-pressure: a slow app runner never loses an acknowledged QoS 1 message
 test('flood: publishers out-run a subscriber that stopped reading; the broker stays up and its RSS stays under 350 MB', async (t) => {
   const dir = await tempDir(t);
   const port = await freePort();
-  const file = path.join(dir, 'config.toml');
-  await writeFile(
-    file,
-    [
-      '[log]', 'format = "json"', '[store]', 'path = "data"', '[certs]', 'dir = "certs"',
-      '[mqtt.tls]', 'host = "127.0.0.1"', `port = ${port}`, '[mqtt.auth]', 'anonymous = true',
-      '[mqtt.limits]', 'drain_timeout_ms = 3000', '[ota]', 'enabled = false', '[ota.http]', 'enabled = false', '[admin]', 'enabled = false',
-    ].join('\n'),
-  );
+  const file = await writeServeConfig(dir, port, ['[mqtt.auth]', 'anonymous = true', '[mqtt.limits]', 'drain_timeout_ms = 3000']);
   const config = validateConfig({ store: { path: path.join(dir, 'data') }, certs: { dir: path.join(dir, 'certs') } });
   const ca = (await initCertificates(config.certs)).ca;
   const store = new LevelStore(path.join(dir, 'data', 'kv'));

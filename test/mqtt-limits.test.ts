@@ -27,7 +27,7 @@ test('optional listeners: plain TCP (loopback) and WebSocket over TLS carry the 
 test('a packet over max_packet_size closes the connection at its header; the server goes on', async (t) => {
   const broker = await startBroker(t, { config: { mqtt: { auth: { anonymous: true }, limits: { max_packet_size: 1024 } } } });
   const device = await connect(t, broker, { clientId: 'big' });
-  const closed = once(device, 'close');
+  const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
   device.publish('big/app/p/x', Buffer.alloc(4096), { qos: 0 });
   await closed;
   const [gone] = await waitForEvents(() => broker.recorder.of('DeviceDisconnected'), 1, 'DeviceDisconnected');

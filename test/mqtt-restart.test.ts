@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import mqtt from 'mqtt';
@@ -8,6 +8,7 @@ import { validateConfig } from '../src/config/index.js';
 import { serviceCredentials } from '../src/devices/index.js';
 import { LevelStore } from '../src/store/index.js';
 import { cliPath, freePort, startProcess, tempDir, waitFor, type RunningProcess } from './helpers/index.js';
+import { writeServeConfig } from './mqtt-support.js';
 
 // Runs the built binary (dist/cli.js): `npm run build` first.
 
@@ -20,11 +21,7 @@ async function serve(t: Parameters<typeof startProcess>[0], file: string): Promi
 test('a QoS 1 message queued for an offline persistent session is delivered after SIGKILL and restart', async (t) => {
   const dir = await tempDir(t);
   const port = await freePort();
-  const file = path.join(dir, 'config.toml');
-  await writeFile(
-    file,
-    ['[log]', 'format = "json"', '[store]', 'path = "data"', '[certs]', 'dir = "certs"', '[mqtt.tls]', 'host = "127.0.0.1"', `port = ${port}`, '[ota]', 'enabled = false', '[ota.http]', 'enabled = false', '[admin]', 'enabled = false'].join('\n'),
-  );
+  const file = await writeServeConfig(dir, port);
   const config = validateConfig({ store: { path: path.join(dir, 'data') }, certs: { dir: path.join(dir, 'certs') } });
   await initCertificates(config.certs);
   const files = await issueDeviceCertificate(config.certs, 'sleepy');

@@ -1,6 +1,6 @@
 // Shared by the mqtt*.test.ts files: a Nucleon with only what MQTT needs, a
 // recording runner, and mqtt.js clients with certificates or passwords.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -140,4 +140,12 @@ export async function subscribeCodes(client: MqttClient, filters: string | strin
     if (!packet?.granted) throw error;
     return packet.granted;
   }
+}
+
+/** A config.toml for `nucleon serve` in `dir`: MQTT/TLS on 127.0.0.1:`port`, OTA and admin off, relative data/ and certs/. */
+export async function writeServeConfig(dir: string, port: number, extraLines: string[] = []): Promise<string> {
+  const file = path.join(dir, 'config.toml');
+  const lines = ['[log]', 'format = "json"', '[store]', 'path = "data"', '[certs]', 'dir = "certs"', '[mqtt.tls]', 'host = "127.0.0.1"', `port = ${port}`];
+  await writeFile(file, [...lines, '[ota]', 'enabled = false', '[ota.http]', 'enabled = false', '[admin]', 'enabled = false', ...extraLines].join('\n'));
+  return file;
 }
