@@ -12,14 +12,19 @@ export class PublishTemplate {
   /** Where the 2-byte packet id sits; -1 for QoS 0 (no id). */
   private readonly idOffset: number;
 
+  /** False for payloads that must stay as given (telemetry CBOR): no timestamp is written into them. */
+  private readonly stamped: boolean;
+
+  /** `payload`: a fixed payload, or a size for filler bytes carrying the send timestamp. */
   constructor(
     topic: string,
     readonly qos: 0 | 1,
-    payloadSize: number,
+    payload: number | Buffer,
   ) {
-    const payload = Buffer.alloc(Math.max(payloadSize, TIMESTAMP_OFFSET + 8), 0xa5);
-    this.packet = mqttPacket.generate({ cmd: 'publish', topic, payload, qos, messageId: qos === 1 ? 1 : undefined, retain: false, dup: false });
-    this.payloadOffset = this.packet.length - payload.length;
+    this.stamped = typeof payload === 'number';
+    const bytes = typeof payload === 'number' ? Buffer.alloc(Math.max(payload, TIMESTAMP_OFFSET + 8), 0xa5) : payload;
+    this.packet = mqttPacket.generate({ cmd: 'publish', topic, payload: bytes, qos, messageId: qos === 1 ? 1 : undefined, retain: false, dup: false });
+    this.payloadOffset = this.packet.length - bytes.length;
     this.idOffset = qos === 1 ? this.payloadOffset - 2 : -1;
   }
 
@@ -38,7 +43,7 @@ export class PublishTemplate {
     for (let i = 0; i < count; i++) {
       const base = i * size;
       this.packet.copy(out, base);
-      out.writeBigUInt64BE(timestampNs, base + this.payloadOffset + TIMESTAMP_OFFSET);
+      if (this.stamped) out.writeBigUInt64BE(timestampNs, base + this.payloadOffset + TIMESTAMP_OFFSET);
       if (this.idOffset >= 0) {
         out.writeUInt16BE(id, base + this.idOffset);
         id = id === 65535 ? 1 : id + 1;

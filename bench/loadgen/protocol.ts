@@ -24,8 +24,10 @@ export interface ConnectResult {
 /** Device `i` of the group publishes with `plans[i % plans.length]`. */
 export interface PublishPlan {
   qos: 0 | 1;
-  /** Topic is `<uid>/app/p/<target>`. */
+  /** Topic is `<uid>/app/p/<target>`; for `telemetry`, `<uid>/tel/p` (target only labels the counts). */
   target: string;
+  /** `telemetry`: a Pyrinas telemetry CBOR map instead of timestamped filler. */
+  kind?: 'app' | 'telemetry';
   /** QoS 1 messages a device may have unacknowledged. */
   window: number;
 }

@@ -3,11 +3,13 @@ import { notify, serveRpc } from '../lib/ipc.js';
 import { monotonicNs } from '../lib/latency.js';
 import { BenchDevice } from './device.js';
 import { advanceId, PublishTemplate } from './packets.js';
+import { Encoder } from 'cbor-x';
 import mqttPacket from 'mqtt-packet';
 import { otaOverHttp, otaOverMqtt } from './ota-download.js';
 import type { ConnectArgs, ConnectResult, DownloadResult, OtaHttpArgs, OtaMqttArgs, PublishArgs, PublishPlan, PublishResult, ReceiveResult } from './protocol.js';
 
 const groups = new Map<string, BenchDevice[]>();
+const cborMaps = new Encoder({ useRecords: false, mapsAsObjects: false });
 const MAX_REASONS = 5;
 
 function nowMs(): number {
@@ -67,7 +69,10 @@ class Sender {
     payloadSize: number,
     private readonly maxMessages: number,
   ) {
-    this.template = new PublishTemplate(`${device.uid}/app/p/${plan.target}`, plan.qos, payloadSize);
+    this.template =
+      plan.kind === 'telemetry'
+        ? new PublishTemplate(`${device.uid}/tel/p`, plan.qos, telemetryPayload())
+        : new PublishTemplate(`${device.uid}/app/p/${plan.target}`, plan.qos, payloadSize);
   }
 
   get remaining(): number {
@@ -93,6 +98,18 @@ class Sender {
 }
 
 const QOS0_BATCH = 64;
+
+/** Telemetry as Pyrinas firmware sends it: integer keys 0 version, 1 rsrp, 2 rssi_hub, 3 rssi_client. */
+function telemetryPayload(): Buffer {
+  return cborMaps.encode(
+    new Map<number, string | number>([
+      [0, '1.2.3-4-g965b9df'],
+      [1, 97],
+      [2, -61],
+      [3, -72],
+    ]),
+  );
+}
 
 async function publish(args: PublishArgs): Promise<PublishResult> {
   const devices = devicesOf(args.group);

@@ -29,6 +29,24 @@ class BenchApp extends (EventRunner as unknown as typeof EventRunnerType<'Applic
     counter.delivered(event.target, event.payload);
   }
 
+  async influxFlood(args: { points: number; batch: number; measurement: string }): Promise<{ published: number; elapsedMs: number }> {
+    const started = performance.now();
+    const base = Date.now() - args.points;
+    let published = 0;
+    while (published < args.points) {
+      const count = Math.min(args.batch, args.points - published);
+      const points = Array.from({ length: count }, (_, i) => ({
+        measurement: args.measurement,
+        tags: { source: 'bench' },
+        fields: { value: published + i },
+        timestampMs: base + published + i,
+      }));
+      await this.publish({ type: 'InfluxDataSave', points });
+      published += count;
+    }
+    return { published, elapsedMs: performance.now() - started };
+  }
+
   /** Server → device through the event pipeline, with its back-pressure. */
   async respond(args: RespondArgs): Promise<RespondResult> {
     const started = performance.now();
@@ -55,6 +73,9 @@ serveRpc(
     stats: () => ({ ...counter.stats(), runners: nucleon.broker.stats() }),
     reset: () => counter.reset(),
     respond: (args: RespondArgs) => app.respond(args),
+    // Scenario 8: the application writes `points` through the Influx runner in InfluxDataSave batches.
+    // Timestamps are distinct (1 ms apart per source) so the database keeps every point and they can be counted.
+    influxFlood: (args: { points: number; batch: number; measurement: string }) => app.influxFlood(args),
     // Scenario 7: a firmware image of `size` pseudo-random bytes, through the OTA runner's API.
     otaAddImage: async (args: { id: string; size: number }) => {
       const data = randomBytes(args.size);
