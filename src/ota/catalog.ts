@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { GroupInfo, ImageInfo, ImageSource, ImageType, OtaVersion } from '../events.js';
 import { compareVersions, isValidUid, parseVersionId } from '../protocol/index.js';
 import type { BlobStore } from '../store/blob.js';
@@ -222,7 +222,7 @@ export class OtaCatalog {
     } else {
       if (typeof source.path !== 'string' || source.path === '') throw new OtaError('INVALID_ARGUMENT', 'image source file path is empty');
       // The sender keeps its file: we copy it, hashing on the way.
-      bytes = createReadStream(source.path) as AsyncIterable<Buffer>;
+      bytes = readFileChunks(source.path);
     }
     try {
       return await this.options.blobs.put(bytes);
@@ -339,6 +339,20 @@ export class OtaCatalog {
   private async deleteBlobIfUnused(sha256: string): Promise<void> {
     for await (const [, image] of this.options.store.entries<ImageInfo>(IMAGE)) if (image.sha256 === sha256) return;
     await this.options.blobs.delete(sha256);
+  }
+}
+
+/**
+ * The file's bytes, opened only once iterated: a missing file then fails the
+ * iteration (reported to whoever reads), never as a stray stream 'error' event,
+ * and the handle is closed however the reader stops.
+ */
+async function* readFileChunks(file: string): AsyncGenerator<Buffer> {
+  const handle = await open(file, 'r');
+  try {
+    for await (const chunk of handle.createReadStream({ autoClose: false })) yield chunk as Buffer;
+  } finally {
+    await handle.close();
   }
 }
 
