@@ -17,6 +17,8 @@ import { NucleonError } from '../errors.js';
 export const DEFAULT_ADMIN_URL = 'ws://127.0.0.1:3032/ws';
 const REQUEST_TIMEOUT_MS = 60_000;
 const CONNECT_TIMEOUT_MS = 10_000;
+const RATE_LIMIT_RETRIES = 10;
+const RATE_LIMIT_BACKOFF_MS = 100;
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false, variableMapSize: true });
 const decoder = new Decoder({ mapsAsObjects: true, useRecords: false });
@@ -79,8 +81,22 @@ export class AdminClient {
     });
   }
 
-  /** Sends a command and resolves with its result; an error answer rejects with the server's code. */
+  /**
+   * Sends a command and resolves with its result; an error answer rejects with
+   * the server's code. RATE_LIMITED is waited out (long uploads send many chunks).
+   */
   async request<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.requestOnce<T>(cmd, args);
+      } catch (error) {
+        if (!(error instanceof AdminClientError) || error.code !== 'RATE_LIMITED' || attempt >= RATE_LIMIT_RETRIES) throw error;
+        await new Promise((resolve) => setTimeout(resolve, RATE_LIMIT_BACKOFF_MS * attempt));
+      }
+    }
+  }
+
+  private async requestOnce<T>(cmd: string, args: Record<string, unknown>): Promise<T> {
     if (this.closedError) throw this.closedError;
     const id = this.nextId++;
     const reply = await new Promise<Reply>((resolve, reject) => {

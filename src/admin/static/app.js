@@ -70,7 +70,19 @@ function connect(apiKey) {
   });
 }
 
-function request(cmd, args = {}) {
+/** Like send(), but waits out RATE_LIMITED answers (a long upload sends many chunks). */
+async function request(cmd, args = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send(cmd, args);
+    } catch (error) {
+      if (error.code !== 'RATE_LIMITED' || attempt >= 10) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+    }
+  }
+}
+
+function send(cmd, args) {
   return new Promise((resolve, reject) => {
     const socket = state.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) {
@@ -99,7 +111,7 @@ function onMessage(text) {
   if (!entry) return;
   state.waiting.delete(message.id);
   if (message.ok) entry.resolve(message.result);
-  else entry.reject(new Error(`${message.error.message} [${message.error.code}]`));
+  else entry.reject(Object.assign(new Error(`${message.error.message} [${message.error.code}]`), { code: message.error.code }));
 }
 
 function onEvent(name, data) {
