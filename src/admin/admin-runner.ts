@@ -90,7 +90,9 @@ export class AdminRunner implements Runner {
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
     const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes };
 
-    const files = await loadStaticFiles(staticDir());
+    const dashboardDir = staticDir();
+    const files = await loadStaticFiles(dashboardDir);
+    if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
     const server = createServer(createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
     const wss = new WebSocketServer({
       noServer: true,

@@ -32,7 +32,15 @@ export function staticDir(): string {
 /** Reads the dashboard into memory once: a handful of small files, served without touching the disk again. */
 export async function loadStaticFiles(dir: string): Promise<Map<string, StaticFile>> {
   const files = new Map<string, StaticFile>();
-  for (const name of await readdir(dir)) {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    // A package without the dashboard still serves the API, /metrics and /healthz.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return files;
+    throw error;
+  }
+  for (const name of names) {
     const contentType = CONTENT_TYPES[path.extname(name)];
     if (contentType === undefined) continue;
     files.set(`/${name}`, { body: await readFile(path.join(dir, name)), contentType });
