@@ -60,7 +60,8 @@ async function main(): Promise<number> {
 
   const machine = describeMachine(packageVersion('aedes'), mosquittoVersion());
   const startedAt = new Date();
-  process.stdout.write(`${machineLines(machine).join('\n')}\n\n`);
+  const loadAtStart = os.loadavg()[0] ?? Number.NaN;
+  process.stdout.write(`${machineLines(machine).join('\n')}\nload average (1 min): ${loadAtStart.toFixed(2)}\n\n`);
 
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-bench-'));
   const profileDir = path.join(repoRoot, 'bench-profiles');
@@ -100,7 +101,9 @@ async function main(): Promise<number> {
         `Mosquitto: \`${MOSQUITTO}\` with a generated config (below); the application is a separate MQTT subscriber process on \`+/app/p/#\` at QoS 1 (raw TLS + mqtt-packet).`,
         `Mosquitto config: \`${mosquittoConfig(0, certs).trim().split('\n').filter((l) => !l.startsWith('#') && !l.startsWith('certfile') && !l.startsWith('keyfile') && !l.startsWith('listener')).join('; ')}\`.`,
       ];
-      const document = renderDocument({ machine, startedAt, durationS: (Date.now() - startedAt.getTime()) / 1000, command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`, quick: values.quick, setup }, results);
+      const loadAverage = { start: loadAtStart, end: os.loadavg()[0] ?? Number.NaN };
+      process.stdout.write(`load average (1 min) at the end: ${loadAverage.end.toFixed(2)}\n`);
+      const document = renderDocument({ machine, loadAverage, startedAt, durationS: (Date.now() - startedAt.getTime()) / 1000, command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`, quick: values.quick, setup }, results);
       await writeFile(outFile, document);
       process.stdout.write(`wrote ${path.relative(process.cwd(), outFile)}\n`);
     }

@@ -1,4 +1,4 @@
-import { LatencyRecorder, latencyUs, monotonicNs, type LatencySummary } from './latency.js';
+import { LatencyRecorder, latencyUs, monotonicMs, type LatencySummary } from './latency.js';
 
 /**
  * What every bench "application" keeps: deliveries per topic target and
@@ -19,14 +19,14 @@ export class AppCounter {
   private readonly byTarget = new Map<string, number>();
   private readonly latency = new LatencyRecorder();
   private total = 0;
-  private firstNs = 0n;
-  private lastNs = 0n;
+  private firstMs = 0;
+  private lastMs = 0;
 
   /** `target` is the topic part after `<uid>/app/p/`. */
   delivered(target: string, payload: Uint8Array): void {
-    const now = monotonicNs();
-    if (this.total === 0) this.firstNs = now;
-    this.lastNs = now;
+    const now = monotonicMs();
+    if (this.total === 0) this.firstMs = now;
+    this.lastMs = now;
     this.total++;
     this.byTarget.set(target, (this.byTarget.get(target) ?? 0) + 1);
     const us = latencyUs(payload, now);
@@ -37,16 +37,16 @@ export class AppCounter {
     this.byTarget.clear();
     this.latency.reset();
     this.total = 0;
-    this.firstNs = 0n;
-    this.lastNs = 0n;
+    this.firstMs = 0;
+    this.lastMs = 0;
   }
 
   stats(): AppStats {
     return {
       total: this.total,
       byTarget: Object.fromEntries(this.byTarget),
-      firstMs: Number(this.firstNs) / 1e6,
-      lastMs: Number(this.lastNs) / 1e6,
+      firstMs: this.firstMs,
+      lastMs: this.lastMs,
       latency: this.latency.summary(),
     };
   }
@@ -75,6 +75,6 @@ export interface RespondResult {
 /** A response payload: a send timestamp followed by filler, `size` bytes. */
 export function responsePayload(size: number): Buffer {
   const payload = Buffer.alloc(Math.max(size, 8), 0x5a);
-  payload.writeBigUInt64BE(monotonicNs(), 0);
+  payload.writeDoubleBE(monotonicMs(), 0);
   return payload;
 }

@@ -44,17 +44,22 @@ export class LatencyRecorder {
   }
 }
 
-/** Nanoseconds on CLOCK_MONOTONIC, which every process on the machine shares. */
-export function monotonicNs(): bigint {
-  return process.hrtime.bigint();
+// performance.now() is CLOCK_MONOTONIC (libuv's hrtime) from this process's own origin;
+// anchoring it to hrtime once gives a clock every process on the machine shares, read
+// per message without allocating a BigInt (that cost would land on the broker under test).
+const ORIGIN_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+
+/** Milliseconds on CLOCK_MONOTONIC, comparable across the bench's processes. */
+export function monotonicMs(): number {
+  return ORIGIN_MS + performance.now();
 }
 
-/** Offset of the send timestamp (BigUint64, big-endian, CLOCK_MONOTONIC ns) in every bench payload. */
+/** Offset of the send timestamp (float64, big-endian, `monotonicMs()`) in every bench payload. */
 export const TIMESTAMP_OFFSET = 0;
 
 /** Microseconds since the timestamp a device wrote into `payload`, or NaN when it has none. */
-export function latencyUs(payload: Uint8Array, nowNs: bigint): number {
+export function latencyUs(payload: Uint8Array, nowMs: number): number {
   if (payload.length < TIMESTAMP_OFFSET + 8) return Number.NaN;
   const view = new DataView(payload.buffer, payload.byteOffset + TIMESTAMP_OFFSET, 8);
-  return Number(nowNs - view.getBigUint64(0)) / 1000;
+  return (nowMs - view.getFloat64(0)) * 1000;
 }

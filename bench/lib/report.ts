@@ -133,6 +133,8 @@ export function renderMarkdown(result: ScenarioResult): string {
 
 export interface ReportHeader {
   machine: MachineDescription;
+  /** 1-minute load averages at the start and end: other work on the machine skews latency most. */
+  loadAverage: { start: number; end: number };
   startedAt: Date;
   durationS: number;
   command: string;
@@ -149,6 +151,7 @@ export function renderDocument(header: ReportHeader, results: ScenarioResult[]):
     '## Machine',
     '',
     ...machineLines(header.machine).map((l) => `- ${l}`),
+    `- Load average (1 min) ${header.loadAverage.start.toFixed(2)} at the start, ${header.loadAverage.end.toFixed(2)} at the end (the machine is shared; anything above ~2 on 2 cores means other work competed with the run, which inflates latency tails far more than CPU per message).`,
     '',
     '## Setup',
     '',

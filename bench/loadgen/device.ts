@@ -1,6 +1,6 @@
 import tls, { type TLSSocket } from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { monotonicNs } from '../lib/latency.js';
+import { monotonicMs } from '../lib/latency.js';
 import { pubacks } from './packets.js';
 
 export interface ConnectOptions {
@@ -22,8 +22,8 @@ export class BenchDevice {
   acked = 0;
   inflight = 0;
   received = 0;
-  firstReceivedNs = 0n;
-  lastReceivedNs = 0n;
+  firstReceivedMs = 0;
+  lastReceivedMs = 0;
   closed = false;
   closeReason: string | undefined;
   /** Called after each incoming chunk with the PUBACKs it carried. */
@@ -163,9 +163,9 @@ export class BenchDevice {
         this.newAcks++;
         return;
       case 'publish': {
-        const now = monotonicNs();
-        if (this.received === 0) this.firstReceivedNs = now;
-        this.lastReceivedNs = now;
+        const now = monotonicMs();
+        if (this.received === 0) this.firstReceivedMs = now;
+        this.lastReceivedMs = now;
         this.received++;
         if (packet.qos === 1 && packet.messageId !== undefined) this.acksToSend.push(packet.messageId);
         this.onPublish?.(packet.topic, packet.payload as Buffer);

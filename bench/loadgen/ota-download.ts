@@ -1,6 +1,6 @@
 import https from 'node:https';
 import { decode, Encoder } from 'cbor-x';
-import { monotonicNs } from '../lib/latency.js';
+import { monotonicMs } from '../lib/latency.js';
 import type { BenchDevice } from './device.js';
 import type { DownloadResult, OtaHttpArgs, OtaMqttArgs } from './protocol.js';
 
@@ -15,7 +15,7 @@ const cbor = new Encoder({ useRecords: false, mapsAsObjects: false });
 const MAX_ERRORS = 5;
 
 function nowMs(): number {
-  return Number(monotonicNs()) / 1e6;
+  return monotonicMs();
 }
 
 function downloadRequest(id: string, start: number, end: number): Buffer {

@@ -36,14 +36,14 @@ export class PublishTemplate {
    * `count` packets back to back in one buffer (one socket write), ids
    * `firstId`, `firstId+1`, ... wrapping within 1..65535.
    */
-  batch(count: number, firstId: number, timestampNs: bigint): Buffer {
+  batch(count: number, firstId: number, timestampMs: number): Buffer {
     const size = this.packet.length;
     const out = Buffer.allocUnsafe(size * count);
     let id = firstId;
     for (let i = 0; i < count; i++) {
       const base = i * size;
       this.packet.copy(out, base);
-      if (this.stamped) out.writeBigUInt64BE(timestampNs, base + this.payloadOffset + TIMESTAMP_OFFSET);
+      if (this.stamped) out.writeDoubleBE(timestampMs, base + this.payloadOffset + TIMESTAMP_OFFSET);
       if (this.idOffset >= 0) {
         out.writeUInt16BE(id, base + this.idOffset);
         id = id === 65535 ? 1 : id + 1;

@@ -1,6 +1,6 @@
 // A load generator worker process: holds simulated devices and runs publish plans on command.
 import { notify, serveRpc } from '../lib/ipc.js';
-import { monotonicNs } from '../lib/latency.js';
+import { monotonicMs } from '../lib/latency.js';
 import { BenchDevice } from './device.js';
 import { advanceId, PublishTemplate } from './packets.js';
 import { Encoder } from 'cbor-x';
@@ -13,7 +13,7 @@ const cborMaps = new Encoder({ useRecords: false, mapsAsObjects: false });
 const MAX_REASONS = 5;
 
 function nowMs(): number {
-  return Number(monotonicNs()) / 1e6;
+  return monotonicMs();
 }
 
 async function connect(args: ConnectArgs): Promise<ConnectResult> {
@@ -87,7 +87,7 @@ class Sender {
 
   send(count: number): boolean {
     if (count <= 0 || this.device.closed) return true;
-    const batch = this.template.batch(count, this.nextId, monotonicNs());
+    const batch = this.template.batch(count, this.nextId, monotonicMs());
     if (this.plan.qos === 1) {
       this.nextId = advanceId(this.nextId, count);
       this.device.inflight += count;
@@ -211,14 +211,14 @@ async function pumpQos0(sender: Sender, keepGoing: () => boolean): Promise<void>
 function receiveStats(args: { group: string }): ReceiveResult {
   const devices = groups.get(args.group) ?? [];
   let received = 0;
-  let first = 0n;
-  let last = 0n;
+  let first = 0;
+  let last = 0;
   for (const d of devices) {
     received += d.received;
-    if (d.received > 0 && (first === 0n || d.firstReceivedNs < first)) first = d.firstReceivedNs;
-    if (d.lastReceivedNs > last) last = d.lastReceivedNs;
+    if (d.received > 0 && (first === 0 || d.firstReceivedMs < first)) first = d.firstReceivedMs;
+    if (d.lastReceivedMs > last) last = d.lastReceivedMs;
   }
-  return { received, firstMs: Number(first) / 1e6, lastMs: Number(last) / 1e6, disconnects: devices.filter((d) => d.closed).length };
+  return { received, firstMs: first, lastMs: last, disconnects: devices.filter((d) => d.closed).length };
 }
 
 /** A single QoS 1 request (OTA), id per device cycling; its PUBACK is only counted. */

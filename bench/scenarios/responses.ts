@@ -1,3 +1,4 @@
+import { monotonicMs } from '../lib/latency.js';
 import { sleep } from '../lib/net.js';
 import { CpuMeter } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
@@ -53,7 +54,7 @@ export const scenario3: Scenario = {
         const brokerCpu = new CpuMeter([target.brokerPid]);
         const appCpu = target.appPid === undefined ? undefined : new CpuMeter([target.appPid]);
         const genCpu = new CpuMeter(context.gen.pids);
-        const startedMs = Number(process.hrtime.bigint()) / 1e6;
+        const startedMs = monotonicMs();
         const sent = await target.respond({ uids, perDevice, payloadSize: PAYLOAD, window: APP_WINDOW });
         const after = await received(context, group, before.received + sent.published, 60_000);
         const got = after.received - before.received;
