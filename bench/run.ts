@@ -26,7 +26,8 @@ const USAGE = `npm run bench -- [options]
   --only 1,2          run only these scenarios
   --targets a,b       brokers to measure: ${TARGET_NAMES.join(',')} (default: all)
   --workers N         load generator processes (default: number of cores)
-  --profile           run Nucleon with --cpu-prof (profiles land in bench-profiles/)
+  --profile           run Nucleon with --cpu-prof (profiles land in $TMPDIR/nucleon-bench-profiles;
+                      summarise one with: node --import tsx bench/profile-top.ts <file>)
   --out FILE          write the Markdown report here (default: BENCHMARKS.md on a full run only)`;
 
 function parseList(text: string | undefined): string[] | undefined {
@@ -64,7 +65,8 @@ async function main(): Promise<number> {
   process.stdout.write(`${machineLines(machine).join('\n')}\nload average (1 min): ${loadAtStart.toFixed(2)}\n\n`);
 
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-bench-'));
-  const profileDir = path.join(repoRoot, 'bench-profiles');
+  // Outside the repository, so profiles never end up in a commit.
+  const profileDir = path.join(os.tmpdir(), 'nucleon-bench-profiles');
   let gen: LoadGenerator | undefined;
   const results: ScenarioResult[] = [];
   try {
@@ -107,6 +109,7 @@ async function main(): Promise<number> {
       await writeFile(outFile, document);
       process.stdout.write(`wrote ${path.relative(process.cwd(), outFile)}\n`);
     }
+    if (values.profile) process.stdout.write(`CPU profiles of the Nucleon process: ${profileDir}\n`);
     process.stdout.write(`done in ${Math.round((Date.now() - startedAt.getTime()) / 1000)} s\n`);
     return 0;
   } finally {

@@ -54,9 +54,9 @@ export function goalText(goal: Goal | undefined): string {
   if (!goal) return '';
   switch (goal.kind) {
     case 'ratio-max':
-      return `≤ ${goal.limit}× ${TARGET_LABELS[goal.against]}`;
+      return `≤ ${goal.limit.toFixed(1)}× ${TARGET_LABELS[goal.against]}`;
     case 'ratio-min':
-      return `≥ ${goal.limit}× ${TARGET_LABELS[goal.against]}`;
+      return `≥ ${goal.limit.toFixed(1)}× ${TARGET_LABELS[goal.against]}`;
     case 'max':
       return `≤ ${goal.limit.toLocaleString('en-US')}`;
     case 'min':
