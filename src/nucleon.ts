@@ -8,7 +8,7 @@ import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
 import { telemetryRunners } from './telemetry/index.js';
-import { MqttRunner } from './mqtt/index.js';
+import { MqttRunner, mqttListens } from './mqtt/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -24,7 +24,7 @@ export interface NucleonOptions {
 
 /** The runners Nucleon brings, in start order. Each issue's runner is added here. */
 function builtinRunners(config: Readonly<Config>): Runner[] {
-  return [new MqttRunner(), ...otaRunners(config), ...telemetryRunners(config), ...(config.admin.enabled ? [new AdminRunner()] : [])];
+  return [...(mqttListens(config) ? [new MqttRunner()] : []), ...otaRunners(config), ...telemetryRunners(config), ...(config.admin.enabled ? [new AdminRunner()] : [])];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';

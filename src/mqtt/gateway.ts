@@ -1,4 +1,4 @@
-import type { Aedes, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
+import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes';
 import type { EventBroker } from '../broker/index.js';
 import type { AuthMethod, EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
@@ -7,6 +7,7 @@ import { decideDevicePublish, decideServicePublish, maySubscribe, type Principal
 import { tlsSocketOf, type Authenticator } from './auth.js';
 import { deviceEvent } from './ingest.js';
 import type { MqttMetrics } from './metrics.js';
+import type { NucleonAedes } from './nucleon-aedes.js';
 
 /** What we know about one connected client; kept in a WeakMap so it goes with the client. */
 class Session {
@@ -43,6 +44,7 @@ export class Gateway {
   private readonly subscribedServices = new Set<Client>();
   /** Packets authorised as received but not to be routed (ACL-denied, undecodable). */
   private readonly dropped = new WeakSet<PublishPacket>();
+  private aedes: NucleonAedes | undefined;
   private connectedDevices = 0;
   private connectedServices = 0;
   private stopping = false;
@@ -59,12 +61,15 @@ export class Gateway {
   }
 
   /** Wires the hooks and events into an aedes instance. */
-  attach(aedes: Aedes): void {
+  attach(aedes: NucleonAedes): void {
+    this.aedes = aedes;
     aedes.preConnect = this.preConnect;
     aedes.authenticate = this.authenticate;
     aedes.authorizePublish = this.authorizePublish;
     aedes.authorizeSubscribe = this.authorizeSubscribe;
-    aedes.on('clientReady', this.onClientReady);
+    // 'client' comes before the CONNACK is written, so DeviceConnected always
+    // precedes the events of the device's first publishes.
+    aedes.on('client', this.onClientReady);
     aedes.on('clientDisconnect', this.onClientDisconnect);
     aedes.on('clientError', this.onClientError);
     aedes.on('keepaliveTimeout', (client: Client) => this.noteReason(client, 'keepalive_timeout'));
@@ -174,7 +179,7 @@ export class Gateway {
     }
     if (session.principal.kind === 'service') {
       const decision = decideServicePublish(packet.topic);
-      if (decision.ok) callback(null);
+      if (decision.ok) this.routeBeforeAck(client, packet, callback);
       else this.deny(client, session, packet, decision.reason, callback);
       return;
     }
@@ -219,6 +224,28 @@ export class Gateway {
       },
     );
   };
+
+  /**
+   * aedes acknowledges a QoS 1 publish before it stores it; a crash in between
+   * would lose a message its sender saw acknowledged. Service messages are
+   * therefore routed (queued for offline sessions, stored) here, before the
+   * PUBACK, and skipped when aedes' own publish step comes.
+   */
+  private routeBeforeAck(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {
+    const aedes = this.aedes;
+    if (!aedes) {
+      callback(new Error('not attached'));
+      return;
+    }
+    aedes.route(packet, client, (error?: Error) => {
+      if (error) {
+        callback(error);
+        return;
+      }
+      this.dropped.add(packet);
+      callback(null);
+    });
+  }
 
   private deny(client: Client, session: Session, packet: PublishPacket, reason: string, callback: (error?: Error | null) => void): void {
     session.violations++;

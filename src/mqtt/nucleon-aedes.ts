@@ -44,6 +44,11 @@ export class NucleonAedes extends Aedes {
       done();
       return;
     }
+    this.route(packet, client, done);
+  }
+
+  /** Retained store, offline queues and subscribers, through the gate. */
+  route(packet: PublishPacket, client: Client | null, done: Done): void {
     const entered = this.gate.enter(() => {
       basePublish.call(this, packet, client, (error?: Error) => {
         this.gate.leave();

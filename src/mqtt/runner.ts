@@ -30,6 +30,11 @@ const MAX_ROUTING_WAITING = 10_000;
 /** Server → device publishes in flight at once; the runner's inbox waits beyond that. */
 const MAX_SENDS = 64;
 
+/** Whether any MQTT listener is on; with none, Nucleon runs without the MQTT runner. */
+export function mqttListens(config: Readonly<Config>): boolean {
+  return config.mqtt.tls.enabled || config.mqtt.tcp.enabled || config.mqtt.ws.enabled;
+}
+
 interface Started {
   context: RunnerContext;
   db: ClassicLevel<string, Buffer>;
