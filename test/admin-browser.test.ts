@@ -9,15 +9,12 @@ import { test } from 'node:test';
 import { Encoder } from 'cbor-x';
 import mqtt from 'mqtt';
 import { chromium } from 'playwright-core';
-import type { AdminRunner } from '../src/admin/index.js';
 import { issueDeviceCertificate } from '../src/certs/index.js';
-import { silentLogger } from '../src/logger.js';
 import type { MqttRunner } from '../src/mqtt/index.js';
-import { createNucleon } from '../src/nucleon.js';
 import { otaRunnerOf } from '../src/ota/index.js';
 import { repoRoot, requireBinary, tempDir, waitFor } from './helpers/index.js';
+import { API_KEY, startFullInstance } from './admin-harness.js';
 
-const API_KEY = 'browser-test-key-0123456789abcdef';
 const UID = '352656100000001';
 const IMAGE_ID = '1.2.3-4-g965b9df';
 const SCREENSHOT = path.join(repoRoot, 'test-output', 'admin-dashboard.png');
@@ -27,21 +24,7 @@ const cbor = new Encoder({ useRecords: false, mapsAsObjects: false, variableMapS
 test('the dashboard logs in, sees a device connect live, uploads an image and links it', async (t) => {
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
-  const dir = await tempDir(t, 'nucleon-admin-browser-');
-  const nucleon = createNucleon(
-    {
-      log: { level: 'silent' },
-      store: { path: path.join(dir, 'data') },
-      certs: { dir: path.join(dir, 'certs') },
-      mqtt: { tls: { host: '127.0.0.1', port: 0 } },
-      ota: { http: { host: '127.0.0.1', port: 0 } },
-      admin: { host: '127.0.0.1', port: 0, api_key: API_KEY },
-    },
-    { logger: silentLogger() },
-  );
-  await nucleon.start();
-  t.after(() => nucleon.stop());
-  const adminPort = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
+  const { nucleon, adminPort, dir } = await startFullInstance(t);
   const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
 
   const userDataDir = await tempDir(t, 'nucleon-chromium-');

@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { Decoder, Encoder } from 'cbor-x';
 import WebSocket from 'ws';
 import { AdminRunner } from '../src/admin/index.js';
+import { createNucleon, type Nucleon } from '../src/nucleon.js';
 import { EventBroker } from '../src/broker/index.js';
 import { validateConfig, type ConfigInput } from '../src/config/index.js';
 import type { Event, EventOf, GroupInfo, ImageInfo } from '../src/events.js';
@@ -73,6 +74,30 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
     await store.close();
   });
   return harness;
+}
+
+/**
+ * A whole Nucleon (MQTT over TLS, OTA, admin and whatever else is built in) on
+ * free loopback ports in its own folder; stopped after the test.
+ */
+export async function startFullInstance(t: TestContext, extra: ConfigInput = {}): Promise<{ nucleon: Nucleon; adminPort: number; dir: string }> {
+  const dir = await tempDir(t, 'nucleon-admin-full-');
+  const nucleon = createNucleon(
+    {
+      log: { level: 'silent' },
+      store: { path: path.join(dir, 'data') },
+      certs: { dir: path.join(dir, 'certs') },
+      mqtt: { tls: { host: '127.0.0.1', port: 0 } },
+      ota: { http: { host: '127.0.0.1', port: 0 } },
+      ...extra,
+      admin: { host: '127.0.0.1', port: 0, api_key: API_KEY, ...extra.admin },
+    },
+    { logger: silentLogger() },
+  );
+  await nucleon.start();
+  t.after(() => nucleon.stop());
+  const adminPort = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
+  return { nucleon, adminPort, dir };
 }
 
 /** Stands in for the OTA runner: keeps images, groups and links in memory and answers by correlation id. */

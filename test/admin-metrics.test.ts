@@ -4,29 +4,14 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import type { AdminRunner } from '../src/admin/index.js';
-import { silentLogger } from '../src/logger.js';
-import { createNucleon } from '../src/nucleon.js';
-import { repoRoot, tempDir } from './helpers/index.js';
+import { repoRoot } from './helpers/index.js';
+import { startFullInstance } from './admin-harness.js';
 
 test('a full instance serves every metric the README lists, and no undocumented one; /healthz lists the runners', async (t) => {
-  const dir = await tempDir(t, 'nucleon-admin-metrics-');
-  const nucleon = createNucleon(
-    {
-      log: { level: 'silent' },
-      store: { path: path.join(dir, 'data') },
-      certs: { dir: path.join(dir, 'certs') },
-      mqtt: { tls: { host: '127.0.0.1', port: 0 } },
-      ota: { http: { host: '127.0.0.1', port: 0 } },
-      admin: { port: 0, api_key: 'metrics-test-key-0123456789' },
-      // Nothing listens there; the writer only has to exist for its metrics.
-      influx: { url: 'http://127.0.0.1:9', bucket: 'telemetry', flush_interval_ms: 600_000 },
-    },
-    { logger: silentLogger() },
-  );
-  await nucleon.start();
-  t.after(() => nucleon.stop());
-  const port = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
+  const { adminPort: port } = await startFullInstance(t, {
+    // Nothing listens there; the writer only has to exist for its metrics.
+    influx: { url: 'http://127.0.0.1:9', bucket: 'telemetry', flush_interval_ms: 600_000 },
+  });
 
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const served = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => `${m[1]} ${m[2]}`));
