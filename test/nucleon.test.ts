@@ -23,7 +23,7 @@ class Recorder extends EventRunner<'ApplicationRequest'> {
 }
 
 function isolated(dir: string) {
-  return { store: { path: `${dir}/data` }, certs: { dir: `${dir}/certs`, auto_generate: false }, mqtt: { tls: { enabled: false } }, ota: { enabled: false, http: { enabled: false } }, admin: { enabled: false } };
+  return { store: { path: `${dir}/data` }, certs: { dir: `${dir}/certs`, auto_generate: false }, mqtt: { tls: { enabled: false } }, ota: { enabled: false, http: { enabled: false } }, admin: { enabled: false }, telemetry: { recent_per_device: 0 } };
 }
 
 test('runners start listeners last, stop in reverse, and stop is safe to call twice', async (t) => {
