@@ -6,7 +6,7 @@ import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from 
 import type { Event, EventType, RunnerInbox } from '../src/events.js';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { delay } from './helpers/index.js';
+import { delay, waitFor } from './helpers/index.js';
 
 interface LogLine {
   level: number;
@@ -91,6 +91,7 @@ test('fans one event out to every runner that accepts it, and only those', async
 test('publish waits for inbox room (back-pressure) and loses nothing', async () => {
   const { broker } = makeBroker({ inboxSize: 4, maxWaiters: 100 });
   const seen: number[] = [];
+  let inHandler = 0;
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   await broker.publish({
@@ -99,6 +100,7 @@ test('publish waits for inbox room (back-pressure) and loses nothing', async () 
     accepts: ['ApplicationRequest'],
     inbox: {
       handle: async (event) => {
+        inHandler++;
         await gate;
         if (event.type === 'ApplicationRequest') seen.push(event.payload[0] ?? -1);
       },
@@ -107,7 +109,7 @@ test('publish waits for inbox room (back-pressure) and loses nothing', async () 
   const publishes: Promise<void>[] = [];
   let settled = 0;
   for (let i = 0; i < 20; i++) publishes.push(broker.publish(appRequest(i)).then(() => void settled++));
-  await delay(20);
+  await waitFor(() => inHandler === 1, 'the first event to reach the handler');
   const stats = broker.stats()[0];
   // One event is in the handler, four fill the inbox, the rest wait: none taken, none lost.
   assert.equal(stats?.depth, 4);
@@ -125,9 +127,10 @@ test('beyond maxWaiters publish rejects with BrokerOverloadedError, counted and 
   const { broker, lines, metrics } = makeBroker({ inboxSize: 2, maxWaiters: 3 });
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  await broker.publish({ type: 'NewRunner', name: 'stuck', accepts: ['ApplicationRequest'], inbox: { handle: () => gate } });
+  let inHandler = 0;
+  await broker.publish({ type: 'NewRunner', name: 'stuck', accepts: ['ApplicationRequest'], inbox: { handle: () => { inHandler++; return gate; } } });
   const accepted: Promise<void>[] = [broker.publish(appRequest(0))];
-  await delay(10); // event 0 is now in the handler
+  await waitFor(() => inHandler === 1, 'event 0 to reach the handler');
   // Two fill the inbox, three wait, the next one is refused.
   for (let i = 1; i < 6; i++) accepted.push(broker.publish(appRequest(i)));
   await assert.rejects(broker.publish(appRequest(6)), BrokerOverloadedError);
@@ -151,7 +154,7 @@ test('emit never waits: a full inbox drops the event, counts and logs it', async
   });
   const connected = (n: number): Event => ({ type: 'DeviceConnected', uid: `d${n}`, clientId: `d${n}`, remoteAddress: '', authMethod: 'anonymous', cleanSession: true, at: n });
   assert.equal(broker.emit(connected(0)), true);
-  await delay(10); // d0 is now in the handler
+  await waitFor(() => seen.length === 1, 'd0 to reach the handler');
   assert.equal(broker.emit(connected(1)), true);
   assert.equal(broker.emit(connected(2)), true);
   assert.equal(broker.emit(connected(3)), false);
@@ -264,9 +267,10 @@ test('stop gives up after its timeout and says so', async () => {
 
 test('unregister drops and counts what was still queued for the runner', async () => {
   const { broker, metrics } = makeBroker();
-  await broker.publish({ type: 'NewRunner', name: 'gone', accepts: ['ApplicationRequest'], inbox: { handle: () => new Promise(() => undefined) } });
+  let inHandler = 0;
+  await broker.publish({ type: 'NewRunner', name: 'gone', accepts: ['ApplicationRequest'], inbox: { handle: () => { inHandler++; return new Promise(() => undefined); } } });
   for (let i = 0; i < 4; i++) await broker.publish(appRequest(i));
-  await delay(10);
+  await waitFor(() => inHandler === 1, 'the first event to reach the handler');
   const before = broker.stats()[0];
   assert.equal(before?.depth, 3);
   broker.unregister('gone');
@@ -277,8 +281,9 @@ test('unregister drops and counts what was still queued for the runner', async (
 
 test('inbox depth is exported as a gauge', async () => {
   const { broker, metrics } = makeBroker({ inboxSize: 8 });
-  await broker.publish({ type: 'NewRunner', name: 'held', accepts: ['ApplicationRequest'], inbox: { handle: () => new Promise(() => undefined) } });
+  let inHandler = 0;
+  await broker.publish({ type: 'NewRunner', name: 'held', accepts: ['ApplicationRequest'], inbox: { handle: () => { inHandler++; return new Promise(() => undefined); } } });
   for (let i = 0; i < 6; i++) await broker.publish(appRequest(i));
-  await delay(10);
+  await waitFor(() => inHandler === 1, 'the first event to reach the handler');
   assert.match(await metrics.metrics(), /nucleon_broker_inbox_depth\{runner="held"\} 5/);
 });
