@@ -1,4 +1,5 @@
 import { LatencyRecorder, latencyUs, monotonicMs, type LatencySummary } from './latency.js';
+import type { LoopDelay } from './loop-delay.js';
 
 /**
  * What every bench "application" keeps: deliveries per topic target and
@@ -13,6 +14,8 @@ export interface AppStats {
   firstMs: number;
   lastMs: number;
   latency: LatencySummary;
+  /** Event-loop delay of the process the app runs in (Node brokers only). */
+  loopDelay?: LoopDelay;
 }
 
 export class AppCounter {

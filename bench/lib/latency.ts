@@ -8,12 +8,15 @@ export interface LatencySummary {
   p50: number;
   p99: number;
   max: number;
+  /** Samples below zero: a clock error between processes, which makes the figures untrustworthy. */
+  negative: number;
 }
 
 export class LatencyRecorder {
   private readonly samples: Float64Array;
   private seen = 0;
   private maxUs = 0;
+  private negative = 0;
 
   constructor(capacity = 1 << 20) {
     this.samples = new Float64Array(capacity);
@@ -21,6 +24,7 @@ export class LatencyRecorder {
 
   record(us: number): void {
     if (us > this.maxUs) this.maxUs = us;
+    if (us < 0) this.negative++;
     if (this.seen < this.samples.length) {
       this.samples[this.seen] = us;
     } else {
@@ -33,25 +37,28 @@ export class LatencyRecorder {
   reset(): void {
     this.seen = 0;
     this.maxUs = 0;
+    this.negative = 0;
   }
 
   summary(): LatencySummary {
     const n = Math.min(this.seen, this.samples.length);
-    if (n === 0) return { count: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
+    if (n === 0) return { count: 0, p50: Number.NaN, p99: Number.NaN, max: Number.NaN, negative: 0 };
     const sorted = this.samples.slice(0, n).sort();
     const at = (q: number) => sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? Number.NaN;
-    return { count: this.seen, p50: at(0.5), p99: at(0.99), max: this.maxUs };
+    return { count: this.seen, p50: at(0.5), p99: at(0.99), max: this.maxUs, negative: this.negative };
   }
 }
 
-// performance.now() is CLOCK_MONOTONIC (libuv's hrtime) from this process's own origin;
-// anchoring it to hrtime once gives a clock every process on the machine shares, read
-// per message without allocating a BigInt (that cost would land on the broker under test).
-const ORIGIN_MS = Number(process.hrtime.bigint()) / 1e6 - performance.now();
-
-/** Milliseconds on CLOCK_MONOTONIC, comparable across the bench's processes. */
+/**
+ * Milliseconds on CLOCK_MONOTONIC, which every process on the machine shares.
+ * `process.hrtime()` reads that clock exactly and costs one small array rather
+ * than a BigInt per message (that cost lands on the broker under test).
+ * (Anchoring `performance.now()` to hrtime once was tried and drifted by up to
+ * 1 ms between processes: the first `performance` access loads perf_hooks.)
+ */
 export function monotonicMs(): number {
-  return ORIGIN_MS + performance.now();
+  const [seconds, nanoseconds] = process.hrtime();
+  return seconds * 1000 + nanoseconds / 1e6;
 }
 
 /** Offset of the send timestamp (float64, big-endian, `monotonicMs()`) in every bench payload. */

@@ -6,11 +6,13 @@ import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket } from 'aedes';
 import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
+import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
 const [port, certPath, keyPath] = process.argv.slice(2);
 if (!port || !certPath || !keyPath) throw new Error('usage: aedes-server.ts <port> <cert> <key>');
 
 const counter = new AppCounter();
+const loopDelay = new LoopDelayMonitor();
 const broker = await Aedes.createBroker();
 broker.subscribe(
   '+/app/p/#',
@@ -59,8 +61,11 @@ async function respond(args: RespondArgs): Promise<RespondResult> {
 
 serveRpc(
   {
-    stats: () => ({ ...counter.stats(), tlsErrors, publishErrors }),
-    reset: () => counter.reset(),
+    stats: () => ({ ...counter.stats(), loopDelay: loopDelay.read(), tlsErrors, publishErrors }),
+    reset: () => {
+      counter.reset();
+      loopDelay.reset();
+    },
     respond: (args: RespondArgs) => respond(args),
     gc: () => {
       if (typeof global.gc === 'function') global.gc();

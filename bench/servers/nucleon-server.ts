@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EventOf, EventRunner as EventRunnerType } from '../../src/index.js';
 import { AppCounter, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
+import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
 type NucleonModule = typeof import('../../src/index.js');
 
@@ -18,6 +19,7 @@ const nucleonModule = (await import(pathToFileURL(entry).href)) as NucleonModule
 const { createNucleon, EventRunner, createLogger, otaRunnerOf } = nucleonModule;
 
 const counter = new AppCounter();
+const loopDelay = new LoopDelayMonitor();
 
 /** Counts every ApplicationRequest and, on command, sends ApplicationResponses. */
 class BenchApp extends (EventRunner as unknown as typeof EventRunnerType<'ApplicationRequest'>) {
@@ -70,8 +72,11 @@ await nucleon.start();
 
 serveRpc(
   {
-    stats: () => ({ ...counter.stats(), runners: nucleon.broker.stats() }),
-    reset: () => counter.reset(),
+    stats: () => ({ ...counter.stats(), loopDelay: loopDelay.read(), runners: nucleon.broker.stats() }),
+    reset: () => {
+      counter.reset();
+      loopDelay.reset();
+    },
     respond: (args: RespondArgs) => app.respond(args),
     // Scenario 8: the application writes `points` through the Influx runner in InfluxDataSave batches.
     // Timestamps are distinct (1 ms apart per source) so the database keeps every point and they can be counted.
