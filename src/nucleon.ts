@@ -9,6 +9,7 @@ import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
 import { telemetryRunners } from './telemetry/index.js';
 import { MqttRunner, mqttListens } from './mqtt/index.js';
+import { ClusterServices } from './cluster/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -22,9 +23,24 @@ export interface NucleonOptions {
   baseDir?: string;
 }
 
-/** The runners Nucleon brings, in start order. Each issue's runner is added here. */
-function builtinRunners(config: Readonly<Config>): Runner[] {
-  return [...(mqttListens(config) ? [new MqttRunner()] : []), ...otaRunners(config), ...telemetryRunners(config), ...(config.admin.enabled ? [new AdminRunner()] : [])];
+/**
+ * The runners Nucleon brings, in start order. Each issue's runner is added here.
+ * In cluster mode the same runners get Redis-backed parts (src/cluster) and the
+ * presence runner joins first.
+ */
+function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined): Runner[] {
+  const mqtt = cluster ? new MqttRunner({ backend: () => cluster.mqttBackend(config.mqtt.limits.offline_queue_size) }) : new MqttRunner();
+  const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore(), isOnline: (uid: string) => cluster.presence.get(uid) !== undefined } : {};
+  const admin = cluster
+    ? new AdminRunner({ sharedPresence: cluster.presence, healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] })
+    : new AdminRunner();
+  return [
+    ...(cluster ? [cluster.presence] : []),
+    ...(mqttListens(config) ? [mqtt] : []),
+    ...otaRunners(config, ota),
+    ...telemetryRunners(config),
+    ...(config.admin.enabled ? [admin] : []),
+  ];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -40,6 +56,8 @@ export class Nucleon implements AsyncDisposable {
   readonly metrics: Registry;
   readonly broker: EventBroker;
   readonly store: KvStore;
+  /** Cluster mode (`[cluster]`): the Redis-backed parts; undefined for a standalone instance. */
+  readonly cluster: ClusterServices | undefined;
   private readonly runners: Runner[];
   private readonly started: Runner[] = [];
   private state: State = 'new';
@@ -55,8 +73,9 @@ export class Nucleon implements AsyncDisposable {
       logger: this.logger.child({ component: 'broker' }),
       metrics: this.metrics,
     });
-    this.store = options.store ?? new LevelStore(path.join(config.store.path, 'kv'));
-    this.runners = builtinRunners(config);
+    this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics) : undefined;
+    this.store = options.store ?? this.cluster?.store ?? new LevelStore(path.join(config.store.path, 'kv'));
+    this.runners = builtinRunners(config, this.cluster);
   }
 
   /** Adds a runner (such as the application's). After `start()` it starts at once. */

@@ -11,7 +11,7 @@ import type { Runner, RunnerContext } from '../runner.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
-import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore } from './fleet.js';
+import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore, type SharedPresence } from './fleet.js';
 import { createRequestHandler, loadStaticFiles, rejectUpgrade, staticDir, type Health } from './http-routes.js';
 import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
@@ -40,6 +40,16 @@ const FRAME_OVERHEAD = 4096;
 export interface AdminRunnerOptions {
   /** Replaces the embedded presence store (cluster mode: Redis with expiry). */
   presence?: (context: RunnerContext) => PresenceStore;
+  /** Cluster mode: who is online on any instance; the fleet view lists those devices too. */
+  sharedPresence?: SharedPresence;
+  /** More reasons for `/healthz` to say degraded (cluster mode: Redis connections). */
+  healthChecks?: HealthCheck[];
+}
+
+/** One part of `/healthz`: `ok: false` makes the instance degraded; the rest is shown under `checks.<name>`. */
+export interface HealthCheck {
+  name: string;
+  check(): { readonly ok: boolean };
 }
 
 interface Started {
@@ -50,6 +60,7 @@ interface Started {
   services: CommandServices;
   flushTimer: NodeJS.Timeout;
   stopping: boolean;
+  unsubscribePresence: () => void;
 }
 
 /**
@@ -74,7 +85,8 @@ export class AdminRunner implements Runner {
     const verifier = new ApiKeyVerifier(apiKey.key);
     const limiter = new AuthLimiter({ failuresPerWindow: admin.auth_failures_per_minute, windowMs: 60_000 });
 
-    const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store));
+    const shared = this.options.sharedPresence;
+    const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store), Date.now, shared);
     await fleet.load();
     const uploads = new UploadManager(path.join(config.store.path, 'uploads'), admin.max_upload_bytes);
     await uploads.start();
@@ -106,7 +118,16 @@ export class AdminRunner implements Runner {
     const unauthenticatedLimit = Math.max(1, Math.floor(admin.max_clients / 4));
     const flushTimer = setInterval(() => this.flushFleet(), FLEET_FLUSH_MS);
     flushTimer.unref();
-    const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false };
+    // Devices on other instances come and go without a local event: stream those changes too.
+    const unsubscribePresence =
+      shared?.onChange((uid, entry, previous) => {
+        if ((entry ?? previous)?.instance === shared.instanceId) return;
+        const device = fleet.get(uid);
+        if (!device) return;
+        if (entry) this.broadcast('device', 'device.connected', device, { at: entry.connectedAt, remoteAddress: entry.remoteAddress, authMethod: entry.authMethod });
+        else this.broadcast('device', 'device.disconnected', device, { at: Date.now(), reason: 'elsewhere' });
+      }) ?? (() => undefined);
+    const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false, unsubscribePresence };
     this.started = started;
 
     const hooks: ConnectionHooks = {
@@ -211,6 +232,7 @@ export class AdminRunner implements Runner {
     if (!started) return;
     started.stopping = true;
     const { context, server, wss, connections, services, flushTimer } = started;
+    started.unsubscribePresence();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of [...connections.values()]) connection.close(CloseCode.shuttingDown, 'server shutting down');
     server.closeAllConnections();
@@ -285,10 +307,16 @@ export class AdminRunner implements Runner {
     const runners = started?.context.broker.stats() ?? [];
     // Degraded when stopping or when some runner cannot keep up (full inbox, producers waiting).
     const congested = runners.filter((r) => r.depth >= r.capacity || r.waiting > 0).map((r) => r.name);
-    const status = started && !started.stopping && congested.length === 0 ? 'ok' : 'degraded';
+    const checks = Object.fromEntries((this.options.healthChecks ?? []).map((c) => [c.name, c.check()]));
+    const failing = Object.entries(checks)
+      .filter(([, result]) => !result.ok)
+      .map(([name]) => name);
+    const status = started && !started.stopping && congested.length === 0 && failing.length === 0 ? 'ok' : 'degraded';
     return {
       status,
       ...(congested.length > 0 ? { congested } : {}),
+      ...(failing.length > 0 ? { failing } : {}),
+      ...(Object.keys(checks).length > 0 ? { checks } : {}),
       uptimeS: Math.round(process.uptime()),
       runners,
       adminClients: started?.connections.size ?? 0,

@@ -13,6 +13,8 @@ export interface DeviceRecord {
   remoteAddress?: string;
   clientId?: string;
   authMethod?: AuthMethod;
+  /** Cluster mode: the instance holding the connection. */
+  instance?: string;
   /** From telemetry (`version`) or the OTA runner's report. */
   firmwareVersion?: string;
   telemetry?: Telemetry;
@@ -54,6 +56,29 @@ export class KvPresenceStore implements PresenceStore {
   }
 }
 
+/** A connection somewhere in the cluster, as shared presence reports it. */
+export interface SharedPresenceEntry {
+  uid: string;
+  instance: string;
+  clientId: string;
+  connectedAt: number;
+  remoteAddress: string;
+  authMethod: AuthMethod;
+}
+
+/**
+ * Cluster mode: who is online on any instance (src/cluster/presence.ts, Redis
+ * with expiry). When given, it decides `online` and the connection fields, and
+ * devices connected elsewhere are listed too.
+ */
+export interface SharedPresence {
+  get(uid: string): SharedPresenceEntry | undefined;
+  entries(): IterableIterator<SharedPresenceEntry>;
+  readonly size: number;
+  readonly instanceId: string;
+  onChange(listener: (uid: string, entry: SharedPresenceEntry | undefined, previous: SharedPresenceEntry | undefined) => void): () => void;
+}
+
 export type FleetEvent = EventOf<'DeviceConnected' | 'DeviceDisconnected' | 'TelemetryReceived' | 'DeviceFirmwareUpdated'>;
 
 /**
@@ -70,6 +95,7 @@ export class FleetView {
   constructor(
     private readonly store: PresenceStore,
     private readonly now: () => number = Date.now,
+    private readonly shared?: SharedPresence,
   ) {}
 
   async load(): Promise<void> {
@@ -111,19 +137,47 @@ export class FleetView {
   }
 
   get(uid: string): DeviceRecord | undefined {
-    return this.devices.get(uid);
+    return this.withSharedPresence(uid, this.devices.get(uid));
   }
 
   list(): DeviceRecord[] {
-    return [...this.devices.values()].sort((a, b) => a.uid.localeCompare(b.uid));
+    const records = [...this.devices.values()].map((record) => this.withSharedPresence(record.uid, record) ?? record);
+    if (this.shared) {
+      for (const entry of this.shared.entries()) {
+        const record = this.devices.has(entry.uid) ? undefined : this.withSharedPresence(entry.uid, undefined);
+        if (record) records.push(record);
+      }
+    }
+    return records.sort((a, b) => a.uid.localeCompare(b.uid));
   }
 
   get size(): number {
-    return this.devices.size;
+    if (!this.shared) return this.devices.size;
+    let elsewhere = 0;
+    for (const entry of this.shared.entries()) if (!this.devices.has(entry.uid)) elsewhere++;
+    return this.devices.size + elsewhere;
   }
 
   get onlineCount(): number {
-    return this.connections.size;
+    return this.shared ? this.shared.size : this.connections.size;
+  }
+
+  /** Cluster mode: online state and connection fields from shared presence, wherever the device is connected. */
+  private withSharedPresence(uid: string, record: DeviceRecord | undefined): DeviceRecord | undefined {
+    if (!this.shared) return record;
+    const entry = this.shared.get(uid);
+    if (!entry) return record && { ...record, online: false };
+    const base = record ?? { uid, online: false, lastSeen: entry.connectedAt, otaStatus: 'none' as const };
+    return {
+      ...base,
+      online: true,
+      lastSeen: Math.max(base.lastSeen, entry.connectedAt),
+      connectedAt: entry.connectedAt,
+      clientId: entry.clientId,
+      remoteAddress: entry.remoteAddress,
+      authMethod: entry.authMethod,
+      instance: entry.instance,
+    };
   }
 
   /** Writes the records changed since the last flush. */

@@ -177,8 +177,11 @@ export const configSchema = z.strictObject({
 
   cluster: z
     .strictObject({
-      redis_url: text().min(1),
+      redis_url: text().regex(/^rediss?:\/\/./, { error: 'expected a Redis URL such as redis://127.0.0.1:6379' }),
       presence_ttl_s: int(1, 3600).default(30),
+      namespace: text()
+        .regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1..32 characters of A-Z a-z 0-9 _ -' })
+        .default('nucleon'),
     })
     .optional(),
 });

@@ -13,13 +13,14 @@ export interface SessionStoreOptions {
   onOfflineDrop: (clientId: string) => void;
 }
 
+/** What the MQTT runner needs of a session store besides the aedes persistence API. */
+export interface SessionPersistence {
+  /** Forgets the count for a client whose session was cleaned; it is recounted when needed. */
+  forget(clientId: string): void;
+}
+
 /**
- * aedes-persistence-level on the embedded LevelDB (`<store.path>/mqtt`): sessions,
- * subscriptions, queued QoS 1/2 messages, retained messages and wills survive a
- * restart, including SIGKILL (LevelDB's write-ahead log is written before each
- * call returns; only a power loss can take the last writes).
- *
- * Two additions:
+ * The two rules Nucleon adds to any aedes persistence (embedded or Redis):
  * - The offline queue per client is bounded. When a client that is not
  *   connected has `offlineQueueSize` messages waiting, further messages for it
  *   are dropped (newest dropped, like Mosquitto's max_queued_messages) and counted.
@@ -28,57 +29,90 @@ export interface SessionStoreOptions {
  *   filter of a SUBSCRIBE packet when one is allowed, which would let a device
  *   queue another device's messages by mixing a denied filter into the packet.
  */
-export class SessionStore extends AsyncLevelPersistence {
+export class SessionPolicy {
   /** Messages queued per client id, as far as this process knows; recounted at the limit. */
   private readonly queued = new Map<string, number>();
 
   constructor(
-    private readonly db: ClassicLevel<string, Buffer>,
     private readonly options: SessionStoreOptions,
-  ) {
-    super(db);
+    /** Counts the messages queued for a client in the store, stopping at `limit`. */
+    private readonly countQueued: (clientId: string, limit: number) => Promise<number>,
+  ) {}
+
+  allowedSubscriptions(client: Client, subs: Subscription[]): Subscription[] {
+    return subs.filter((sub) => this.options.maySubscribe(client, sub.topic));
   }
 
-  override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
-    const allowed = subs.filter((sub) => this.options.maySubscribe(client, sub.topic));
-    if (allowed.length > 0) await super.addSubscriptions(client, allowed);
-  }
-
-  override async outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
-    if (!(await this.admit(sub.clientId))) {
-      this.options.onOfflineDrop(sub.clientId);
-      return;
-    }
-    await super.outgoingEnqueue(sub, packet);
-    this.queued.set(sub.clientId, (this.queued.get(sub.clientId) ?? 0) + 1);
-  }
-
-  override async outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined> {
-    const cleared = await super.outgoingClearMessageId(client, packet);
-    const count = this.queued.get(client.id);
-    if (cleared && count !== undefined) {
-      if (count <= 1) this.queued.delete(client.id);
-      else this.queued.set(client.id, count - 1);
-    }
-    return cleared;
-  }
-
-  /** Forgets the count for a client whose session was cleaned; it is recounted when needed. */
-  forget(clientId: string): void {
-    this.queued.delete(clientId);
-  }
-
-  private async admit(clientId: string): Promise<boolean> {
+  /** Whether one more message may be queued for the client; a refusal is reported. */
+  async admit(clientId: string): Promise<boolean> {
     if (this.options.isConnected(clientId)) return true;
     const limit = this.options.offlineQueueSize;
     let count = this.queued.get(clientId);
     // Counted from the store the first time, and again at the limit, so a count
-    // that drifted (a session cleaned by aedes) cannot drop messages wrongly.
+    // that drifted (a session cleaned by aedes, a message delivered by another
+    // cluster instance) cannot drop messages wrongly.
     if (count === undefined || count >= limit) {
       count = await this.countQueued(clientId, limit);
       this.queued.set(clientId, count);
     }
-    return count < limit;
+    if (count < limit) return true;
+    this.options.onOfflineDrop(clientId);
+    return false;
+  }
+
+  enqueued(clientId: string): void {
+    this.queued.set(clientId, (this.queued.get(clientId) ?? 0) + 1);
+  }
+
+  cleared(clientId: string): void {
+    const count = this.queued.get(clientId);
+    if (count === undefined) return;
+    if (count <= 1) this.queued.delete(clientId);
+    else this.queued.set(clientId, count - 1);
+  }
+
+  forget(clientId: string): void {
+    this.queued.delete(clientId);
+  }
+}
+
+/**
+ * aedes-persistence-level on the embedded LevelDB (`<store.path>/mqtt`): sessions,
+ * subscriptions, queued QoS 1/2 messages, retained messages and wills survive a
+ * restart, including SIGKILL (LevelDB's write-ahead log is written before each
+ * call returns; only a power loss can take the last writes). `SessionPolicy`
+ * adds the queue bound and the ACL check.
+ */
+export class SessionStore extends AsyncLevelPersistence implements SessionPersistence {
+  private readonly policy: SessionPolicy;
+
+  constructor(
+    private readonly db: ClassicLevel<string, Buffer>,
+    options: SessionStoreOptions,
+  ) {
+    super(db);
+    this.policy = new SessionPolicy(options, (clientId, limit) => this.countQueued(clientId, limit));
+  }
+
+  override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
+    const allowed = this.policy.allowedSubscriptions(client, subs);
+    if (allowed.length > 0) await super.addSubscriptions(client, allowed);
+  }
+
+  override async outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
+    if (!(await this.policy.admit(sub.clientId))) return;
+    await super.outgoingEnqueue(sub, packet);
+    this.policy.enqueued(sub.clientId);
+  }
+
+  override async outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined> {
+    const cleared = await super.outgoingClearMessageId(client, packet);
+    if (cleared) this.policy.cleared(client.id);
+    return cleared;
+  }
+
+  forget(clientId: string): void {
+    this.policy.forget(clientId);
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {

@@ -17,7 +17,7 @@ import { createListener, type Listener, type ListenerName } from './listeners.js
 import { MqttMetrics } from './metrics.js';
 import { NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
-import { SessionStore } from './persistence.js';
+import { SessionStore, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
 import { RateLimiter } from './rate-limit.js';
 
 const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse'] as const;
@@ -35,9 +35,44 @@ export function mqttListens(config: Readonly<Config>): boolean {
   return config.mqtt.tls.enabled || config.mqtt.tcp.enabled || config.mqtt.ws.enabled;
 }
 
+/** An opened resource of the MQTT runner and how to close it. */
+export interface Opened<T> {
+  value: T;
+  close(): Promise<void>;
+}
+
+/**
+ * Where sessions live and how messages travel between instances. The default
+ * is the embedded one (LevelDB sessions, aedes' in-process emitter); cluster
+ * mode supplies Redis for both (src/cluster).
+ */
+export interface MqttBackend {
+  openSessions(options: SessionStoreOptions): Promise<Opened<SessionPersistence>>;
+  /** The mqemitter aedes routes through; undefined for aedes' own in-process one. */
+  openEmitter?(concurrency: number): Promise<Opened<unknown>>;
+}
+
+export interface MqttRunnerOptions {
+  backend?: (context: RunnerContext) => MqttBackend;
+}
+
+/** The embedded backend: aedes-persistence-level in `<store.path>/mqtt`. */
+export function levelBackend(context: RunnerContext): MqttBackend {
+  return {
+    openSessions: async (options) => {
+      const dbPath = path.join(context.config.store.path, 'mqtt');
+      await mkdir(dbPath, { recursive: true });
+      const db = new ClassicLevel<string, Buffer>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+      await db.open();
+      return { value: new SessionStore(db, options), close: () => db.close() };
+    },
+  };
+}
+
 interface Started {
   context: RunnerContext;
-  db: ClassicLevel<string, Buffer>;
+  sessions: Opened<SessionPersistence> | undefined;
+  emitter: Opened<unknown> | undefined;
   aedes: NucleonAedes | undefined;
   gateway: Gateway | undefined;
   metrics: MqttMetrics | undefined;
@@ -58,6 +93,8 @@ export class MqttRunner implements Runner {
   private stopping: Promise<void> | undefined;
   private readonly boundPorts = new Map<ListenerName, number>();
 
+  constructor(private readonly options: MqttRunnerOptions = {}) {}
+
   /** The port a listener is bound to (useful with port 0); undefined when it is off. */
   port(listener: ListenerName): number | undefined {
     return this.boundPorts.get(listener);
@@ -69,11 +106,7 @@ export class MqttRunner implements Runner {
     const needsTls = mqtt.tls.enabled || (mqtt.ws.enabled && mqtt.ws.tls);
     const tls = needsTls ? await ensureServerTls(config.certs, logger) : undefined;
 
-    const dbPath = path.join(config.store.path, 'mqtt');
-    await mkdir(dbPath, { recursive: true });
-    const db = new ClassicLevel<string, Buffer>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    await db.open();
-    const state: Started = { context, db, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
+    const state: Started = { context, sessions: undefined, emitter: undefined, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
     this.started = state;
     this.stopping = undefined;
     try {
@@ -95,7 +128,8 @@ export class MqttRunner implements Runner {
     state.gateway = gateway;
     state.metrics = metrics;
 
-    const persistence: SessionStore = new SessionStore(state.db, {
+    const backend = (this.options.backend ?? levelBackend)(context);
+    state.sessions = await backend.openSessions({
       offlineQueueSize: limits.offline_queue_size,
       maySubscribe: gateway.maySubscribe,
       isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
@@ -104,8 +138,11 @@ export class MqttRunner implements Runner {
         logger.debug({ clientId }, 'offline queue full; message dropped');
       },
     });
+    const persistence = state.sessions.value;
+    state.emitter = await backend.openEmitter?.(MQ_CONCURRENCY);
     const aedes: NucleonAedes = new NucleonAedes({
       persistence,
+      ...(state.emitter ? { mq: state.emitter.value } : {}),
       concurrency: MQ_CONCURRENCY,
       connectTimeout: limits.connect_timeout_ms,
       drainTimeout: limits.drain_timeout_ms,
@@ -200,15 +237,31 @@ export class MqttRunner implements Runner {
     // Stop accepting, then end every session (aedes publishes wills), then
     // wait for messages still being stored before the store closes.
     const closing = state.listeners.map((listener) => listener.close());
+    const settleMs = Math.min(context.config.broker.stop_timeout_ms, 5000);
     if (state.aedes) {
       const aedes = state.aedes;
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      // Bounded: a shared emitter whose Redis is away may never confirm its close.
+      const closed = await waitAtMost(new Promise<void>((resolve) => aedes.close(() => resolve())), settleMs);
+      if (!closed) context.logger.warn('mqtt broker did not close in time; closing its connections anyway');
     }
     await Promise.all(closing);
-    const settleMs = Math.min(context.config.broker.stop_timeout_ms, 5000);
     await state.sends.idle(settleMs);
     if (state.aedes && !(await state.aedes.routingIdle(settleMs))) context.logger.warn('mqtt messages still being routed at stop; they may be lost');
-    await state.db.close();
+    await state.emitter?.close();
+    await state.sessions?.close();
     this.boundPorts.clear();
+  }
+}
+
+/** Whether `work` finished within `ms`; it keeps running either way. */
+async function waitAtMost(work: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }

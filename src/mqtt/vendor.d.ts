@@ -16,6 +16,27 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
     outgoingEnqueueCombi(subs: QueuedSubscription[], packet: PublishPacket): Promise<unknown>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
+    createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
+    createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
+    outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
+    destroy(): Promise<void>;
+  }
+}
+
+// aedes-persistence-redis ships no types either; the same surface.
+declare module 'aedes-persistence-redis/asyncPersistence.js' {
+  import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
+
+  export default class AsyncRedisPersistence {
+    constructor(options: { conn: unknown; maxSessionDelivery?: number; packetTTL?: (packet: PublishPacket) => number });
+    setup(broker: Aedes): Promise<void>;
+    addSubscriptions(client: Client, subs: Subscription[]): Promise<void>;
+    outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
+    outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
+    outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
+    createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
+    createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
+    outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     destroy(): Promise<void>;
   }
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import type { Nucleon } from '../nucleon.js';
 import type { Runner } from '../runner.js';
 import { OtaHttpRunner } from './http-server.js';
-import { OtaRunner } from './runner.js';
+import { OtaRunner, type OtaRunnerOptions } from './runner.js';
 
 export { OtaRunner, type OtaRunnerOptions, type DownloadPath } from './runner.js';
 export { OtaHttpRunner } from './http-server.js';
@@ -14,9 +14,9 @@ export type { NewImage, AddImageResult, DeleteResult, LinkRequest, LinkResult, U
  * (`ota-http`) when `ota.http.enabled`. The HTTP runner reads through the
  * worker, which starts before it and stops after it.
  */
-export function otaRunners(config: Readonly<Config>): Runner[] {
+export function otaRunners(config: Readonly<Config>, options: OtaRunnerOptions = {}): Runner[] {
   if (!config.ota.enabled) return [];
-  const ota = new OtaRunner();
+  const ota = new OtaRunner(options);
   return config.ota.http.enabled ? [ota, new OtaHttpRunner(ota)] : [ota];
 }
 

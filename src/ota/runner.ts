@@ -34,8 +34,14 @@ export type DownloadPath = 'mqtt' | 'http';
 export interface OtaRunnerOptions {
   /** Injectable for tests: dates written into images and device state. */
   clock?: () => Date;
-  /** Replaces the embedded `<store.path>/firmware` file store. */
+  /** Replaces the embedded `<store.path>/firmware` file store (cluster mode: Redis). */
   blobs?: BlobStore;
+  /**
+   * Whether a device is connected anywhere (cluster mode: shared presence), for
+   * pushes to the online members of a group. Without it, devices connected to
+   * this instance count.
+   */
+  isOnline?: (uid: string) => boolean;
 }
 
 /** Everything that exists only while the runner runs. */
@@ -140,7 +146,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     if (image) {
       for (const uid of result.affected) {
         // Offline members ask with Check when they connect; the linked device is told in any case.
-        if (uid === result.deviceUid || this.online.has(uid)) await this.publish({ type: 'OtaResponse', uid, package: this.packageFor(image, uid) });
+        if (uid === result.deviceUid || this.online.has(uid) || this.options.isOnline?.(uid) === true) await this.publish({ type: 'OtaResponse', uid, package: this.packageFor(image, uid) });
       }
     }
     return result;
