@@ -34,6 +34,8 @@ export async function startCluster(t: TestContext): Promise<Cluster | undefined>
   if (!redis) return undefined;
   const dir = await tempDir(t, 'nucleon-cluster-');
   const store = new RedisStore(redis.url, 'nucleon:');
+  // Outage tests stop Redis on purpose; this connection's reconnect errors are expected then.
+  store.client.on('error', () => undefined);
   await store.open();
   t.after(() => store.close());
   return { redis, dir, store };

@@ -5,6 +5,7 @@ import { createConnection } from 'node:net';
 export interface RedisServer {
   url: string;
   port: number;
+  dir: string;
   pid: number;
   stop(): Promise<void>;
 }
@@ -20,17 +21,21 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-/** Starts a real redis-server on a free loopback port with a temp dir; stopped after the test. */
-export async function startRedis(t: TestContext, port?: number): Promise<RedisServer | undefined> {
+/**
+ * Starts a real redis-server on a free loopback port with a temp dir; stopped after the test.
+ * Pass the `port` and `dir` of a stopped one to start it again with its data (append-only file).
+ */
+export async function startRedis(t: TestContext, port?: number, dataDir?: string): Promise<RedisServer | undefined> {
   const binary = requireBinary(t, 'redis-server', 'redis-server');
   if (!binary) return undefined;
-  const dir = await tempDir(t, 'nucleon-redis-');
+  const dir = dataDir ?? (await tempDir(t, 'nucleon-redis-'));
   const chosen = port ?? (await freePort());
   const proc = startProcess(t, binary, ['--port', String(chosen), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--protected-mode', 'yes']);
   await waitFor(() => ping(chosen), `redis-server on port ${chosen}`, 10_000);
   return {
     url: `redis://127.0.0.1:${chosen}`,
     port: chosen,
+    dir,
     pid: proc.child.pid ?? -1,
     stop: async () => {
       if (proc.child.exitCode === null && proc.child.signalCode === null) {
