@@ -15,7 +15,7 @@ const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
 /** Leaf key paths of the schema, looking through optional/default/prefault wrappers. */
 function schemaKeys(schema: z.ZodType, prefix = ''): string[] {
   let inner = schema as z.ZodType & { def: { innerType?: z.ZodType; type: string }; shape?: Record<string, z.ZodType> };
-  while (inner.def.innerType) inner = inner.def.innerType as typeof inner;
+  while (inner.def.innerType) inner = inner.def.innerType;
   if (inner.def.type !== 'object' || !inner.shape) return [prefix];
   return Object.entries(inner.shape).flatMap(([key, value]) => schemaKeys(value, prefix ? `${prefix}.${key}` : key));
 }
