@@ -4,29 +4,58 @@ import { loadConfigFile, type Config } from '../config/index.js';
 import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
 import { NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
+import { withAdmin } from './admin-client.js';
 import { devicesList } from './devices-list.js';
 
 /**
  * `nucleon devices <action>` and `nucleon service-accounts <action>`. The
- * credential actions open the embedded store directly, so they run while the
- * server is stopped (LevelDB allows one process); other actions (such as
- * listing through the admin endpoint) are added to the `deviceActions` table.
+ * credential actions open the embedded store directly when they can; while a
+ * server holds it (LevelDB allows one process) or in cluster mode, device
+ * passwords go through the admin endpoint instead. Other actions (such as
+ * listing) are added to the `deviceActions` table.
  */
 
 export type Action = { usage: string; run: (argv: string[]) => Promise<number> };
 
-const CREDENTIAL_OPTIONS = { config: { type: 'string', short: 'c', default: 'config.toml' }, password: { type: 'string', short: 'p' } } as const;
+const CREDENTIAL_OPTIONS = {
+  config: { type: 'string', short: 'c', default: 'config.toml' },
+  password: { type: 'string', short: 'p' },
+  url: { type: 'string' },
+  'api-key': { type: 'string' },
+} as const;
 
-function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>) => Promise<{ credentials: CredentialStore; close: () => Promise<void> }>) {
+/** What the add/remove actions need, whether the store is local or behind the admin endpoint. */
+type Passwords = Pick<CredentialStore, 'add' | 'remove'>;
+type Opened = { credentials: Passwords; close: () => Promise<void> };
+type AdminValues = { config?: string | undefined; url?: string | undefined; 'api-key'?: string | undefined };
+
+/** The same two operations, run by a server through its admin endpoint. */
+function adminCredentials(values: AdminValues): Passwords {
+  const call = <T>(cmd: string, args: Record<string, unknown>) => withAdmin(values, (client) => client.request<T>(cmd, args));
+  return {
+    add: async (uid: string, password?: string) => (await call<{ password: string }>('devices.add', password === undefined ? { uid } : { uid, password })).password,
+    remove: async (uid: string) => {
+      try {
+        await call('devices.remove', { uid });
+        return true;
+      } catch (error) {
+        if ((error as { code?: string }).code === 'NOT_FOUND') return false;
+        throw error;
+      }
+    },
+  };
+}
+
+function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>) {
   const noun = what === 'device' ? '<uid>' : '<name>';
   const add: Action = {
-    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given)`,
+    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given)${what === 'device' ? '; through the admin endpoint (--url, --api-key) while a server runs' : ''}`,
     run: async (argv) => {
       const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
       const name = exactlyOne(positionals, `add ${noun}`);
       if (name === undefined) return 2;
       const { config } = await loadConfigFile(values.config ?? 'config.toml');
-      const { credentials, close } = await open(config);
+      const { credentials, close } = await open(config, values);
       try {
         const password = await credentials.add(name, values.password);
         if (values.password === undefined) process.stdout.write(`${password}\n`);
@@ -40,11 +69,12 @@ function credentialActions(what: 'device' | 'service account', open: (config: Re
   const remove: Action = {
     usage: `remove ${noun} [--config <file>]                  delete the password (certificates stay valid until they expire)`,
     run: async (argv) => {
-      const { values, positionals } = parseArgs({ args: argv, options: { config: CREDENTIAL_OPTIONS.config }, strict: true, allowPositionals: true });
+      const { config: configOption, url, 'api-key': apiKey } = CREDENTIAL_OPTIONS;
+      const { values, positionals } = parseArgs({ args: argv, options: { config: configOption, url, 'api-key': apiKey }, strict: true, allowPositionals: true });
       const name = exactlyOne(positionals, `remove ${noun}`);
       if (name === undefined) return 2;
       const { config } = await loadConfigFile(values.config ?? 'config.toml');
-      const { credentials, close } = await open(config);
+      const { credentials, close } = await open(config, values);
       try {
         if (!(await credentials.remove(name))) throw new NucleonError('NOT_FOUND', `${what} ${name} has no password`);
         process.stderr.write(`${what} ${name}: password removed\n`);
@@ -65,7 +95,7 @@ function exactlyOne(positionals: string[], what: string): string | undefined {
 
 /** Opens the embedded store, or says in one line why not (usually: the server holds it). */
 async function openStore(config: Readonly<Config>): Promise<LevelStore> {
-  if (config.cluster) throw new NucleonError('UNSUPPORTED', 'with [cluster] the credentials live in Redis: manage them through the admin endpoint');
+  if (config.cluster) throw new NucleonError('STORE_SHARED', 'with [cluster] the credentials live in Redis: manage them through the admin endpoint');
   const dir = path.join(config.store.path, 'kv');
   const store = new LevelStore(dir);
   try {
@@ -80,18 +110,28 @@ async function openStore(config: Readonly<Config>): Promise<LevelStore> {
   return store;
 }
 
-function opener(make: (store: LevelStore) => CredentialStore) {
-  return async (config: Readonly<Config>) => {
-    const store = await openStore(config);
-    return { credentials: make(store), close: () => store.close() };
+function opener(make: (store: LevelStore) => CredentialStore, viaAdmin: boolean) {
+  return async (config: Readonly<Config>, values: AdminValues): Promise<Opened> => {
+    try {
+      const store = await openStore(config);
+      return { credentials: make(store), close: () => store.close() };
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      // A running server (or the cluster) owns the credentials: ask it.
+      if (viaAdmin && config.admin.enabled && (code === 'STORE_LOCKED' || code === 'STORE_SHARED')) {
+        return { credentials: adminCredentials(values), close: async () => undefined };
+      }
+      throw error;
+    }
   };
 }
 
 export const deviceActions: Record<string, Action> = {
-  ...credentialActions('device', opener(deviceCredentials)),
+  ...credentialActions('device', opener(deviceCredentials, true)),
   list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
 };
-export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials));
+// Service accounts have no admin command yet: they are managed with the server stopped.
+export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials, false));
 
 function usageOf(command: string, actions: Record<string, Action>, summary: string): string {
   return `${summary}\n\n${Object.values(actions)
