@@ -4,10 +4,12 @@ import https from 'node:https';
 import net, { type Server, type Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
 import { ListenError } from '../errors.js';
+import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
 import type { Logger } from '../logger.js';
 import type { MqttMetrics } from './metrics.js';
 import type { RateLimiter } from './rate-limit.js';
@@ -23,6 +25,8 @@ export interface ListenerContext {
   handle: Handle;
   limiter: RateLimiter;
   metrics: MqttMetrics;
+  /** The instance registry, for the HTTP refusal counter of the WebSocket listener. */
+  registry: Registry;
   logger: Logger;
 }
 
@@ -122,9 +126,9 @@ export function createListener(name: ListenerName, context: ListenerContext): Li
     return new Listener(name, server, context);
   }
 
-  const httpServer = mqtt.ws.tls ? https.createServer(tlsOptions()) : http.createServer();
-  httpServer.headersTimeout = timeoutMs;
-  httpServer.requestTimeout = timeoutMs;
+  const checking = { connectionsCheckingInterval: Math.min(HTTP_DEADLINE_CHECK_MS, timeoutMs) };
+  const httpServer = mqtt.ws.tls ? https.createServer({ ...tlsOptions(), ...checking }) : http.createServer(checking);
+  guardHttpServer(httpServer, { name: 'mqtt_ws', headersTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, metrics: context.registry, logger: context.logger });
   httpServer.on('request', (_request, response) => {
     response.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n');
   });

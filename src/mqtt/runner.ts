@@ -183,7 +183,7 @@ export class MqttRunner implements Runner {
       limitPacketSize(client, limits.max_packet_size);
     };
     const limiter = new RateLimiter(limits.connections_per_second);
-    const listenerContext = { mqtt, tls, handle, limiter, metrics, logger };
+    const listenerContext = { mqtt, tls, handle, limiter, metrics, registry: context.metrics, logger };
     const wanted: [ListenerName, { enabled: boolean; host: string; port: number }][] = [
       ['tls', mqtt.tls],
       ['tcp', mqtt.tcp],

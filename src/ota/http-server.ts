@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, type CredentialStore } from '../devices/index.js';
 import { ListenError } from '../errors.js';
+import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
@@ -62,14 +63,15 @@ export class OtaHttpRunner implements Runner {
         // when it is on, the handler refuses them with 401 instead of a TLS alert.
         requestCert: requireAuth,
         rejectUnauthorized: false,
+        connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS,
       });
     } else {
-      server = http.createServer();
+      server = http.createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS });
       if (requireAuth) logger.warn('ota.http.tls is false: downloads authenticate with Basic passwords only, which cross the network in the clear unless a TLS proxy is in front');
     }
     server.maxConnections = MAX_CONNECTIONS;
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 30_000;
+    // Slowloris: headers within 10 s, the request within 30 s; refusals answered and counted.
+    guardHttpServer(server, { name: 'ota', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
     server.setTimeout(SOCKET_IDLE_MS);
     const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
@@ -78,10 +80,6 @@ export class OtaHttpRunner implements Runner {
         if (!response.headersSent) send(response, 500);
         else response.destroy();
       });
-    });
-    server.on('clientError', (error, socket) => {
-      logger.debug({ err: error }, 'OTA HTTP client error');
-      socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => reject(new ListenError('OTA HTTP downloads', `${settings.host}:${settings.port}`, error));
