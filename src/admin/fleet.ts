@@ -1,5 +1,6 @@
 import type { AuthMethod, DeviceFirmwareState, EventOf, Telemetry } from '../events.js';
 import type { KvStore } from '../store/index.js';
+import type { PresenceEntry, PresenceView } from '../cluster/presence.js';
 
 /** What the admin knows about one device: presence, last telemetry, firmware. */
 export interface DeviceRecord {
@@ -56,28 +57,13 @@ export class KvPresenceStore implements PresenceStore {
   }
 }
 
-/** A connection somewhere in the cluster, as shared presence reports it. */
-export interface SharedPresenceEntry {
-  uid: string;
-  instance: string;
-  clientId: string;
-  connectedAt: number;
-  remoteAddress: string;
-  authMethod: AuthMethod;
-}
-
 /**
  * Cluster mode: who is online on any instance (src/cluster/presence.ts, Redis
  * with expiry). When given, it decides `online` and the connection fields, and
  * devices connected elsewhere are listed too.
  */
-export interface SharedPresence {
-  get(uid: string): SharedPresenceEntry | undefined;
-  entries(): IterableIterator<SharedPresenceEntry>;
-  readonly size: number;
-  readonly instanceId: string;
-  onChange(listener: (uid: string, entry: SharedPresenceEntry | undefined, previous: SharedPresenceEntry | undefined) => void): () => void;
-}
+export type SharedPresence = PresenceView;
+export type SharedPresenceEntry = PresenceEntry;
 
 export type FleetEvent = EventOf<'DeviceConnected' | 'DeviceDisconnected' | 'TelemetryReceived' | 'DeviceFirmwareUpdated'>;
 
