@@ -14,6 +14,8 @@ export interface FirmwareStatesOptions {
   progressStepPercent?: number;
   /** Devices whose unsaved download progress is held in memory; beyond this the oldest is saved and dropped. */
   maxTracked?: number;
+  /** Devices whose last reported version is remembered, so a repeat costs no store read (least recently reported dropped first). */
+  maxRememberedVersions?: number;
 }
 
 interface Download {
@@ -43,10 +45,18 @@ export class FirmwareStates {
   private readonly downloads = new Map<string, Download>();
   private readonly step: number;
   private readonly maxTracked: number;
+  /**
+   * uid → the version of the newest `reported()` call, in least-recently-reported
+   * order. Set when the call is queued (not when it is saved), so a later
+   * report of an older version is never mistaken for a repeat of a saved one.
+   */
+  private readonly lastReported = new Map<string, string>();
+  private readonly maxRemembered: number;
 
   constructor(private readonly options: FirmwareStatesOptions) {
     this.step = options.progressStepPercent ?? 10;
     this.maxTracked = options.maxTracked ?? 10_000;
+    this.maxRemembered = options.maxRememberedVersions ?? 65_536;
   }
 
   get(uid: string): Promise<DeviceFirmwareState | undefined> {
@@ -55,13 +65,41 @@ export class FirmwareStates {
     return this.options.store.get<DeviceFirmwareState>(STATE + uid);
   }
 
-  /** The version from telemetry key 0; saved only when it changed. */
-  reported(uid: string, version: string): Promise<DeviceFirmwareState> {
-    return this.change(uid, (state) => {
-      if (state.reportedVersion === version) return false;
-      state.reportedVersion = version;
-      return true;
-    });
+  /**
+   * The version from telemetry key 0; saved only when it changed. Devices send
+   * it with every telemetry message, so a repeat of the version this device
+   * reported last is answered from memory: no queue, no store read.
+   * Resolves to true when the report was checked against the store.
+   */
+  async reported(uid: string, version: string): Promise<boolean> {
+    if (this.lastReported.get(uid) === version) {
+      // Refresh its place in the least-recently-reported order.
+      this.lastReported.delete(uid);
+      this.lastReported.set(uid, version);
+      return false;
+    }
+    this.rememberReported(uid, version);
+    try {
+      await this.change(uid, (state) => {
+        if (state.reportedVersion === version) return false;
+        state.reportedVersion = version;
+        return true;
+      });
+    } catch (error) {
+      // Not saved: the next report of this version must try again.
+      if (this.lastReported.get(uid) === version) this.lastReported.delete(uid);
+      throw error;
+    }
+    return true;
+  }
+
+  /**
+   * Forgets what this device reported last, so its next report is checked
+   * against the store. The runner calls it when a device connects: in a
+   * cluster the device may have reported another version to another instance.
+   */
+  forgetReported(uid: string): void {
+    this.lastReported.delete(uid);
   }
 
   checked(uid: string, assignedImageId: string | undefined): Promise<DeviceFirmwareState> {
@@ -124,6 +162,16 @@ export class FirmwareStates {
       }
       return { ...state };
     });
+  }
+
+  private rememberReported(uid: string, version: string): void {
+    this.lastReported.delete(uid);
+    this.lastReported.set(uid, version);
+    // Map order is insertion order: the first entry is the least recently reported.
+    if (this.lastReported.size > this.maxRemembered) {
+      const oldest = this.lastReported.keys().next();
+      if (oldest.done !== true) this.lastReported.delete(oldest.value);
+    }
   }
 
   private async track(uid: string): Promise<Download> {

@@ -198,6 +198,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       }
       case 'DeviceConnected':
         this.online.set(event.uid, event.clientId);
+        this.running?.states.forgetReported(event.uid);
         return;
       case 'DeviceDisconnected':
         // A reconnect may arrive before the old connection's goodbye.
