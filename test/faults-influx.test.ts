@@ -54,7 +54,7 @@ test(`InfluxDB down for ${OUTAGE_S} s with a Nucleon restart in between: every t
       const values = sent.get(uid) ?? [];
       while (sending) {
         const rsrp = values.length;
-        await client.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map([[0, '3.0.0-0-gabcdef0'], [1, rsrp]]))), { qos: 1 });
+        await client.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<number, string | number>([[0, '3.0.0-0-gabcdef0'], [1, rsrp]]))), { qos: 1 });
         values.push(rsrp);
         await delay(SEND_EVERY_MS);
       }
