@@ -287,3 +287,79 @@ test('inbox depth is exported as a gauge', async () => {
   await waitFor(() => inHandler === 1, 'the first event to reach the handler');
   assert.match(await metrics.metrics(), /nucleon_broker_inbox_depth\{runner="held"\} 5/);
 });
+
+test('whenRoom: one wait per producer, woken together once a quarter of the inbox is free, however many producers wait', async () => {
+  const { broker, lines } = makeBroker({ inboxSize: 8, maxWaiters: 1 });
+  const seen: number[] = [];
+  const gates: (() => void)[] = [];
+  await broker.publish({
+    type: 'NewRunner',
+    name: 'slow',
+    accepts: ['ApplicationRequest'],
+    inbox: {
+      handle: async (event) => {
+        await new Promise<void>((resolve) => gates.push(resolve));
+        if (event.type === 'ApplicationRequest') seen.push(event.payload[0] ?? -1);
+      },
+    },
+  });
+  assert.equal(await Promise.race([broker.whenRoom('ApplicationRequest').then(() => 'room'), delay(50).then(() => 'waiting')]), 'room');
+  for (let i = 0; i < 8; i++) assert.equal(broker.emit(appRequest(i)), true);
+  await waitFor(() => gates.length === 1, 'event 0 to reach the handler');
+  assert.equal(broker.emit(appRequest(8)), true);
+  assert.equal(broker.hasRoomFor('ApplicationRequest'), false);
+  // Far more producers than maxWaiters may wait: each holds its events itself.
+  let woken = 0;
+  const waits = Array.from({ length: 10 }, () => broker.whenRoom('ApplicationRequest').then(() => void woken++));
+  gates.shift()?.();
+  await waitFor(() => gates.length === 1, 'event 1 to reach the handler');
+  await delay(20);
+  assert.equal(woken, 0, 'one free place is less than a quarter of 8');
+  gates.shift()?.();
+  await Promise.all(waits);
+  assert.equal(woken, 10);
+  assert.equal(broker.hasRoomFor('ApplicationRequest'), true);
+  // A whenRoom for a type nobody accepts never waits.
+  await broker.whenRoom('OtaRequest');
+  for (let i = 0; i < 50 && seen.length < 9; i++) {
+    await waitFor(() => gates.length > 0 || seen.length === 9, 'next event');
+    gates.shift()?.();
+  }
+  await broker.drain(1000);
+  assert.deepEqual(seen, Array.from({ length: 9 }, (_, i) => i));
+  assert.ok(!lines.some((l) => l.msg === 'event dropped'));
+});
+
+test('whenRoom rejects when the broker stops and resolves when the runner leaves', async () => {
+  const { broker } = makeBroker({ inboxSize: 1 });
+  await broker.publish({ type: 'NewRunner', name: 'hung', accepts: ['ApplicationRequest'], inbox: { handle: () => new Promise(() => undefined) } });
+  let inHandler = false;
+  await broker.publish({ type: 'NewRunner', name: 'hung2', accepts: ['TelemetryReceived'], inbox: { capacity: 1, handle: () => { inHandler = true; return new Promise(() => undefined); } } });
+  broker.emit(appRequest(0));
+  broker.emit(appRequest(1));
+  const left = broker.whenRoom('ApplicationRequest');
+  broker.unregister('hung');
+  await left;
+  const telemetry: Event = { type: 'TelemetryReceived', uid: 'dev1', telemetry: {}, receivedAt: 0 };
+  broker.emit(telemetry);
+  await waitFor(() => inHandler, 'the telemetry event to reach the handler');
+  broker.emit(telemetry);
+  const stopped = broker.whenRoom('TelemetryReceived');
+  await broker.stop(10);
+  await assert.rejects(stopped, BrokerStoppedError);
+  await assert.rejects(broker.whenRoom('TelemetryReceived'), BrokerStoppedError);
+});
+
+test('handling time is sampled (one event in 16) and the delivered counter is exact', async () => {
+  const { broker, metrics } = makeBroker({ inboxSize: 64 });
+  const app = recorder(['ApplicationRequest']);
+  await broker.publish(app.event);
+  for (let i = 0; i < 40; i++) await broker.publish(appRequest(i));
+  await broker.drain(1000);
+  const text = await metrics.metrics();
+  assert.match(text, /nucleon_broker_delivered_total\{runner="rec"\} 40/);
+  assert.match(text, /nucleon_broker_handle_seconds_count\{runner="rec"\} 3/);
+  broker.unregister('rec');
+  // A runner that left keeps its count: the counter never goes down.
+  assert.match(await metrics.metrics(), /nucleon_broker_delivered_total\{runner="rec"\} 40/);
+});
