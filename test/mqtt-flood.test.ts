@@ -36,6 +36,53 @@ test('back-pressure: a slow app runner never loses an acknowledged QoS 1 message
   assert.equal(recorder.of('ApplicationRequest').length, 1500);
 });
 
+test('overload: 16 devices out-run a slow runner with a tiny wait list; none is disconnected, every message arrives once and in order', async (t) => {
+  // Inbox of 8, 1 ms per event, and only 2 producers allowed to wait with
+  // publish(): the old per-packet wait disconnected devices here. Now each
+  // device is paused (its socket not read) with one wait for all it holds.
+  const recorder = new RecordingRunner(1, 100_000, 8);
+  const broker = await startBroker(t, { config: { broker: { max_waiters: 2 }, mqtt: { auth: { anonymous: true } } }, recorder });
+  const perDevice = 150;
+  const devices = await Promise.all(Array.from({ length: 16 }, (_, i) => connect(t, broker, { clientId: `od${i}` })));
+  let pausedSeen = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    for (let i = 0; sampling && i < 600; i++) {
+      const paused = /nucleon_mqtt_paused_clients (\d+)/.exec(await broker.nucleon.metrics.metrics())?.[1];
+      pausedSeen = Math.max(pausedSeen, Number(paused ?? 0));
+      await delay(50);
+    }
+  })();
+  const payload = (n: number) => Buffer.from(String(n));
+  const acked = await Promise.all(
+    devices.map(async (device, i) => {
+      const qos = i % 2 === 0 ? 1 : 0;
+      // All at once: each device writes far more than one inbox holds.
+      const sends = Array.from({ length: perDevice }, (_, n) => device.publishAsync(`od${i}/app/p/seq`, payload(n), { qos }));
+      await Promise.all(sends);
+      return sends.length;
+    }),
+  );
+  assert.deepEqual(acked, Array.from({ length: 16 }, () => perDevice));
+  await waitFor(() => recorder.of('ApplicationRequest').length >= 16 * perDevice, 'every message handled', 60_000);
+  sampling = false;
+  await sampler;
+  assert.equal(recorder.of('ApplicationRequest').length, 16 * perDevice);
+  for (let i = 0; i < 16; i++) {
+    const seq = recorder
+      .of('ApplicationRequest')
+      .filter((e) => e.uid === `od${i}`)
+      .map((e) => Number(Buffer.from(e.payload).toString()));
+    assert.deepEqual(seq, Array.from({ length: perDevice }, (_, n) => n), `device od${i} in order, once each`);
+  }
+  assert.ok(devices.every((d) => d.connected), 'every device still connected');
+  const text = await broker.nucleon.metrics.metrics();
+  assert.doesNotMatch(text, /nucleon_mqtt_disconnects_total\{reason="overloaded"\}/);
+  assert.doesNotMatch(text, /nucleon_broker_dropped_total\{runner="recorder"/);
+  assert.ok(pausedSeen > 0, 'some device was paused for room');
+  t.diagnostic(`most devices paused at once: ${pausedSeen}`);
+});
+
 test('flood: publishers out-run a subscriber that stopped reading; the broker stays up and its RSS stays under 350 MB', async (t) => {
   const dir = await tempDir(t);
   const port = await freePort();

@@ -14,7 +14,7 @@ export class MqttMetrics {
   readonly overloaded: Counter<'where'>;
   readonly sendFailures: Counter<'kind'>;
 
-  constructor(registry: Registry, connected: () => { devices: number; services: number }) {
+  constructor(registry: Registry, connected: () => { devices: number; services: number; paused: number }) {
     const registers = [registry];
     const received = new Counter({ name: 'nucleon_mqtt_messages_received_total', help: 'Device messages ingested, per kind', labelNames: ['kind'], registers });
     this.received = { app: received.labels('app'), tel: received.labels('tel'), ota: received.labels('ota') };
@@ -37,6 +37,14 @@ export class MqttMetrics {
         const now = connected();
         this.set({ kind: 'device' }, now.devices);
         this.set({ kind: 'service' }, now.services);
+      },
+    });
+    new Gauge({
+      name: 'nucleon_mqtt_paused_clients',
+      help: 'Clients whose socket is not read now because a runner inbox is full (back-pressure)',
+      registers,
+      collect() {
+        this.set(connected().paused);
       },
     });
   }
