@@ -10,7 +10,8 @@ import { issueDeviceCertificate } from '../src/certs/index.js';
 import { validateConfig } from '../src/config/index.js';
 import { deviceCredentials } from '../src/devices/index.js';
 import type { ImageInfo } from '../src/events.js';
-import { waitFor } from './helpers/index.js';
+import { FileBlobStore } from '../src/store/blob-file.js';
+import { tempDir, waitFor } from './helpers/index.js';
 import { firmware, startOta, type OtaHarness } from './ota-harness.js';
 
 const ID = '1.2.3-4-g965b9df';
@@ -86,6 +87,48 @@ test('many 2 KB ranges (as nRF9160 FOTA asks) reassemble to the image, and progr
     return current?.bytesServed === size ? current : undefined;
   }, 'the HTTP progress of dev-http');
   assert.equal(state?.downloadImageId, ID);
+});
+
+test('ranges up to 64 KiB are one read of exactly the range through the blob store; larger ranges are streamed; a failed read is 500', async (t) => {
+  const dir = await tempDir(t, 'nucleon-ota-http-spy-');
+  const real = new FileBlobStore(dir);
+  const reads: [number, number][] = [];
+  const streams: [number, number][] = [];
+  let failReads = false;
+  const spy = Object.assign(Object.create(real) as FileBlobStore, {
+    readRange: (sha: string, start: number, end: number) => {
+      reads.push([start, end]);
+      return failReads ? Promise.reject(new Error('disk gone (test)')) : real.readRange(sha, start, end);
+    },
+    createReadStream: (sha: string, range?: { start: number; end: number }) => {
+      streams.push([range?.start ?? 0, range?.end ?? -1]);
+      return real.createReadStream(sha, range);
+    },
+  });
+  const h = await startOta(t, { http: true, blobs: spy });
+  const { bytes, base } = await withImage(h, 300_000);
+  const small = await get(base, `/images/${ID}`, { headers: { Range: 'bytes=2048-4095' } });
+  assert.equal(small.status, 206);
+  assert.deepEqual(small.body, bytes.subarray(2048, 4096));
+  const edge = await get(base, `/images/${ID}`, { headers: { Range: `bytes=0-${64 * 1024 - 1}` } });
+  assert.deepEqual(edge.body, bytes.subarray(0, 64 * 1024));
+  assert.deepEqual(reads, [
+    [2048, 4096],
+    [0, 64 * 1024],
+  ]);
+  assert.deepEqual(streams, []);
+  const large = await get(base, `/images/${ID}`, { headers: { Range: `bytes=0-${64 * 1024}` } });
+  assert.deepEqual(large.body, bytes.subarray(0, 64 * 1024 + 1));
+  const whole = await get(base, `/images/${ID}`);
+  assert.equal(sha256(whole.body), sha256(bytes));
+  assert.deepEqual(streams, [
+    [0, 64 * 1024 + 1],
+    [0, 300_000],
+  ]);
+  // The small-range read happens before the status line, so a failure is an answer, not a cut-off body.
+  failReads = true;
+  const failed = await get(base, `/images/${ID}`, { headers: { Range: 'bytes=0-2047' } });
+  assert.equal(failed.status, 500);
 });
 
 test('open and suffix ranges; a range past the end is 416 with Content-Range bytes */size', async (t) => {
