@@ -21,6 +21,13 @@ export class Gate {
     return this.waiting.length;
   }
 
+  /** Takes a slot if one is free now (the caller then runs its operation and calls `leave`). */
+  tryEnter(): boolean {
+    if (this.running >= this.limit) return false;
+    this.running++;
+    return true;
+  }
+
   /** Runs `start` now or when a slot frees; false when the wait list is full (nothing queued). */
   enter(start: () => void): boolean {
     if (this.running < this.limit) {

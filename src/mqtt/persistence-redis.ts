@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import AsyncRedisPersistence from 'aedes-persistence-redis/asyncPersistence.js';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import type { Redis } from 'ioredis';
-import { SessionPolicy, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
+import { isUnstoredPuback, SessionPolicy, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
 
 /**
  * aedes-persistence-redis for cluster mode: sessions, subscriptions, queued
@@ -46,6 +46,7 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
   }
 
   override async outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined> {
+    if (isUnstoredPuback(client, packet)) return undefined;
     const cleared = await super.outgoingClearMessageId(client, packet);
     if (cleared) this.policy.cleared(client.id);
     return cleared;

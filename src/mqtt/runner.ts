@@ -198,27 +198,40 @@ export class MqttRunner implements Runner {
     }
   }
 
-  /** Publishes a server event to its device (QoS 1, queued for an offline persistent session). */
-  private async send(state: Started, gateway: Gateway, event: Outgoing): Promise<void> {
+  /**
+   * Publishes a server event to its device (QoS 1, queued for an offline
+   * persistent session). Up to MAX_SENDS publishes run at once; while a place
+   * is free this returns nothing (no promise per message), beyond that the
+   * returned promise holds the runner's inbox, so its bound (not a list here)
+   * holds the rest.
+   */
+  private send(state: Started, gateway: Gateway, event: Outgoing): Promise<void> | undefined {
     const aedes = state.aedes;
     const message = gateway.outgoing(event);
-    if (!aedes || !message) return;
-    // Up to MAX_SENDS publishes run at once; beyond that this handler waits, so
-    // the runner's bounded inbox (not an unbounded list here) holds the rest.
-    await new Promise<void>((admitted) => {
-      const start = () => {
+    if (!aedes || !message) return undefined;
+    const start = () => this.publishToDevice(state, aedes, event.type, message);
+    if (state.sends.tryEnter()) {
+      start();
+      return undefined;
+    }
+    return new Promise<void>((admitted) => {
+      const entered = state.sends.enter(() => {
         admitted();
-        aedes.publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 1, retain: false, dup: false }, (error?: Error) => {
-          state.sends.leave();
-          if (error) {
-            state.context.logger.warn({ err: error, topic: message.topic }, 'publish to device failed');
-            state.metrics?.sendFailures.inc({ kind: event.type });
-          } else {
-            state.metrics?.sent.inc({ kind: message.kind });
-          }
-        });
-      };
-      if (!state.sends.enter(start)) throw new Error('unreachable: one event is handled at a time');
+        start();
+      });
+      if (!entered) throw new Error('unreachable: one event is handled at a time');
+    });
+  }
+
+  private publishToDevice(state: Started, aedes: NucleonAedes, type: Outgoing['type'], message: { topic: string; payload: Buffer; kind: string }): void {
+    aedes.publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: 1, retain: false, dup: false }, (error?: Error) => {
+      state.sends.leave();
+      if (error) {
+        state.context.logger.warn({ err: error, topic: message.topic }, 'publish to device failed');
+        state.metrics?.sendFailures.inc({ kind: type });
+      } else {
+        state.metrics?.sent.inc({ kind: message.kind });
+      }
     });
   }
 
