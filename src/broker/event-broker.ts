@@ -250,6 +250,27 @@ export class EventBroker {
   }
 
   /**
+   * Queues the event for every runner that accepts it if all of them have room
+   * now (true), or does nothing (false): `hasRoomFor` + `emit` in one pass, for
+   * the device ingest path, which then waits with `whenRoom`.
+   */
+  offer(event: Event): boolean {
+    if (event.type === 'NewRunner') {
+      this.register(event);
+      return true;
+    }
+    if (this.stopped) return false;
+    const targets = this.targetsOf(event);
+    if (!targets) return true;
+    for (const slot of targets) if (slot.waiters.length > 0 || slot.queue.full) return false;
+    for (const slot of targets) {
+      slot.queue.push(event);
+      this.schedule(slot);
+    }
+    return true;
+  }
+
+  /**
    * True when every runner that accepts this type has room now, so a
    * `publish()` would not wait. Lets hot paths skip a promise.
    */

@@ -238,12 +238,10 @@ export class Gateway {
       callback(null);
       return;
     }
-    this.options.metrics.received[topic.kind].inc();
-    const broker = this.options.broker;
-    if (session.held === undefined && broker.hasRoomFor(result.event.type)) {
-      // Every inbox has room and nothing of this device waits before it: the
+    this.options.metrics.received[topic.kind]++;
+    if (session.held === undefined && this.options.broker.offer(result.event)) {
+      // Every inbox had room and nothing of this device waits before it: the
       // event is queued now, no promise needed.
-      broker.emit(result.event);
       this.accepted(client, packet, callback);
       return;
     }
@@ -310,9 +308,8 @@ export class Gateway {
           const event = held.events[i];
           const packet = held.packets[i];
           const callback = held.callbacks[i];
-          if (event === undefined || packet === undefined || callback === undefined || !broker.hasRoomFor(event.type)) break;
+          if (event === undefined || packet === undefined || callback === undefined || !broker.offer(event)) break;
           held.head++;
-          broker.emit(event);
           this.accepted(client, packet, callback);
         }
         if (held.size > 0) this.waitForRoom(client, session, held);

@@ -1,8 +1,9 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-/** The MQTT runner's metrics; children for hot-path labels are bound once. */
+/** The MQTT runner's metrics; per-message counts are plain numbers collected at scrape time. */
 export class MqttMetrics {
-  readonly received: Record<'app' | 'tel' | 'ota', Counter.Internal>;
+  /** Device messages ingested, per kind: plain numbers on the hot path, read at scrape time. */
+  readonly received: Record<'app' | 'tel' | 'ota', number> = { app: 0, tel: 0, ota: 0 };
   readonly sent: Counter<'kind'>;
   readonly malformedTopics: Counter<'reason'>;
   readonly badPayloads: Counter<'kind' | 'reason'>;
@@ -16,8 +17,17 @@ export class MqttMetrics {
 
   constructor(registry: Registry, connected: () => { devices: number; services: number; paused: number }) {
     const registers = [registry];
-    const received = new Counter({ name: 'nucleon_mqtt_messages_received_total', help: 'Device messages ingested, per kind', labelNames: ['kind'], registers });
-    this.received = { app: received.labels('app'), tel: received.labels('tel'), ota: received.labels('ota') };
+    const received = this.received;
+    new Counter({
+      name: 'nucleon_mqtt_messages_received_total',
+      help: 'Device messages ingested, per kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const kind of ['app', 'tel', 'ota'] as const) this.inc({ kind }, received[kind]);
+      },
+    });
     this.sent = new Counter({ name: 'nucleon_mqtt_messages_sent_total', help: 'Server messages published to devices, per kind', labelNames: ['kind'], registers });
     this.malformedTopics = new Counter({ name: 'nucleon_mqtt_malformed_topics_total', help: 'Device publishes to topics that do not parse, per reason', labelNames: ['reason'], registers });
     this.badPayloads = new Counter({ name: 'nucleon_mqtt_bad_payloads_total', help: 'Device payloads that do not decode, per kind and reason', labelNames: ['kind', 'reason'], registers });
