@@ -363,3 +363,24 @@ test('handling time is sampled (one event in 16) and the delivered counter is ex
   // A runner that left keeps its count: the counter never goes down.
   assert.match(await metrics.metrics(), /nucleon_broker_delivered_total\{runner="rec"\} 40/);
 });
+
+test('offer queues for every runner only when all have room, and otherwise queues nothing', async () => {
+  const { broker } = makeBroker({ inboxSize: 16 });
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const wide = recorder(['ApplicationRequest'], 'wide');
+  await broker.publish(wide.event);
+  let inHandler = 0;
+  await broker.publish({ type: 'NewRunner', name: 'narrow', accepts: ['ApplicationRequest'], inbox: { capacity: 1, handle: () => { inHandler++; return gate; } } });
+  assert.equal(broker.offer(appRequest(0)), true);
+  await waitFor(() => inHandler === 1, 'event 0 to reach the narrow handler');
+  assert.equal(broker.offer(appRequest(1)), true);
+  // narrow is full: nothing is queued anywhere, nothing is counted as dropped.
+  assert.equal(broker.offer(appRequest(2)), false);
+  assert.deepEqual(broker.stats().map((s) => s.dropped), [0, 0]);
+  release();
+  await broker.drain(1000);
+  assert.deepEqual(wide.seen.map((e) => (e.type === 'ApplicationRequest' ? e.payload[0] : -1)), [0, 1]);
+  await broker.stop(100);
+  assert.equal(broker.offer(appRequest(3)), false);
+});
