@@ -63,7 +63,7 @@ export function fastInflux(url: string, spoolDir: string, overrides: Record<stri
     max_retries: 2,
     retry_initial_ms: 20,
     retry_max_ms: 200,
-    timeout_ms: 2000,
+    timeout_ms: 10_000, // generous: a loaded CI machine must not turn a slow answer into a retry
     spool_dir: spoolDir,
     ...overrides,
   };
