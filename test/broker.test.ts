@@ -384,3 +384,19 @@ test('offer queues for every runner only when all have room, and otherwise queue
   await broker.stop(100);
   assert.equal(broker.offer(appRequest(3)), false);
 });
+
+test('whenRoom with an aborted signal leaves the wait list at once (a producer that went away)', async () => {
+  const { broker } = makeBroker({ inboxSize: 1 });
+  let inHandler = false;
+  await broker.publish({ type: 'NewRunner', name: 'hung', accepts: ['ApplicationRequest'], inbox: { handle: () => { inHandler = true; return new Promise(() => undefined); } } });
+  broker.emit(appRequest(0));
+  await waitFor(() => inHandler, 'event 0 to reach the handler');
+  broker.emit(appRequest(1));
+  const gone = new AbortController();
+  const waits = Array.from({ length: 100 }, () => broker.whenRoom('ApplicationRequest', gone.signal));
+  gone.abort(new Error('connection closed'));
+  for (const wait of waits) await assert.rejects(wait, /connection closed/);
+  await assert.rejects(broker.whenRoom('ApplicationRequest', gone.signal), /connection closed/);
+  const internals = broker as unknown as { slots: Map<string, { roomWaiters: unknown[] }> };
+  assert.equal(internals.slots.get('hung')?.roomWaiters.length, 0);
+});

@@ -83,6 +83,24 @@ test('overload: 16 devices out-run a slow runner with a tiny wait list; none is 
   t.diagnostic(`most devices paused at once: ${pausedSeen}`);
 });
 
+test('a device that disconnects while paused has none of its held (unacknowledged) messages forwarded', async (t) => {
+  // Inbox of 1 and 1.5 s per event: while DeviceConnected is being handled,
+  // message 0 takes the one place and messages 1–4 are held.
+  const recorder = new RecordingRunner(1500, 100, 1);
+  const broker = await startBroker(t, { config: { mqtt: { auth: { anonymous: true } } }, recorder });
+  const paused = async () => Number(/nucleon_mqtt_paused_clients (\d+)/.exec(await broker.nucleon.metrics.metrics())?.[1] ?? -1);
+  const device = await connect(t, broker, { clientId: 'quitter' });
+  await waitFor(() => recorder.handled === 1, 'DeviceConnected in the handler');
+  for (let n = 0; n < 5; n++) device.publish('quitter/app/p/seq', String(n), { qos: 1 });
+  await waitFor(async () => (await paused()) === 1, 'the device to be paused', 10_000);
+  device.end(true);
+  // The disconnect takes the device's wait off the broker at once.
+  await waitFor(async () => (await paused()) === 0, 'the paused device to be released', 10_000);
+  await waitFor(() => recorder.handled === 2, 'message 0 handled', 10_000);
+  assert.equal(await broker.nucleon.broker.drain(5000), true);
+  assert.deepEqual(recorder.of('ApplicationRequest').map((e) => Buffer.from(e.payload).toString()), ['0']);
+});
+
 test('flood: publishers out-run a subscriber that stopped reading; the broker stays up and its RSS stays under 350 MB', async (t) => {
   const dir = await tempDir(t);
   const port = await freePort();

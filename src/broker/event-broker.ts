@@ -287,18 +287,45 @@ export class EventBroker {
    * rejects with BrokerStoppedError when the broker stops. One wait per
    * producer, however many events it holds: the number of waiters is bounded
    * by the number of producers (for MQTT, connected clients), not by events.
+   * `signal` takes a producer that went away (a closed connection) off the
+   * list at once, so a runner that never makes room cannot collect them.
    */
-  whenRoom(type: EventType): Promise<void> {
+  whenRoom(type: EventType, signal?: AbortSignal): Promise<void> {
     if (this.stopped) return Promise.reject(new BrokerStoppedError());
     const targets = this.routes.get(type);
     if (targets) {
       for (const slot of targets) {
-        if (slot.waiters.length > 0 || slot.queue.full) {
-          return new Promise<void>((resolve, reject) => slot.roomWaiters.push({ resolve, reject }));
-        }
+        if (slot.waiters.length > 0 || slot.queue.full) return this.waitForRoom(slot, signal);
       }
     }
     return RESOLVED;
+  }
+
+  private waitForRoom(slot: RunnerSlot, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    return new Promise<void>((resolve, reject) => {
+      if (!signal) {
+        slot.roomWaiters.push({ resolve, reject });
+        return;
+      }
+      const onAbort = () => {
+        const at = slot.roomWaiters.indexOf(waiter);
+        if (at >= 0) slot.roomWaiters.splice(at, 1);
+        reject(abortReason(signal));
+      };
+      const waiter: RoomWaiter = {
+        resolve: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      slot.roomWaiters.push(waiter);
+    });
   }
 
   accepts(type: EventType): boolean {
@@ -431,4 +458,8 @@ export class EventBroker {
       waiter.resolve();
     }
   }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('wait for room aborted');
 }

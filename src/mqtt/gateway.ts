@@ -23,6 +23,8 @@ class HeldPublishes {
   readonly packets: PublishPacket[] = [];
   readonly callbacks: PublishCallback[] = [];
   head = 0;
+  /** Aborted when the client goes, so its wait leaves the broker at once. */
+  readonly gone = new AbortController();
 
   get size(): number {
     return this.events.length - this.head;
@@ -292,7 +294,7 @@ export class Gateway {
       this.release(session);
       return;
     }
-    broker.whenRoom(first.type).then(
+    broker.whenRoom(first.type, held.gone.signal).then(
       () => {
         if (client.closed) {
           // Gone while paused: nothing was acknowledged, so nothing is handed
@@ -316,8 +318,8 @@ export class Gateway {
         else this.release(session);
       },
       (error: unknown) => {
-        // The broker stopped: no PUBACK for what is held; aedes closes the
-        // connection and the device sends these again after reconnecting.
+        // The broker stopped or the client went: no PUBACK for what is held;
+        // the device sends these again after reconnecting.
         const failure = error instanceof Error ? error : new Error(String(error));
         const callbacks = held.callbacks.slice(held.head);
         this.release(session);
@@ -392,6 +394,7 @@ export class Gateway {
   private readonly onClientDisconnect = (client: Client): void => {
     const session = this.sessions.get(client);
     if (!session) return;
+    session.held?.gone.abort(new Error('connection closed'));
     const reason = this.stopping ? 'server_stopping' : (session.disconnectReason ?? 'closed');
     this.options.metrics.disconnects.inc({ reason: reason.startsWith('error') ? 'error' : reason });
     if (session.principal.kind === 'service') {
