@@ -396,7 +396,7 @@ export class Gateway {
     if (!session) return;
     session.held?.gone.abort(new Error('connection closed'));
     const reason = this.stopping ? 'server_stopping' : (session.disconnectReason ?? 'closed');
-    this.options.metrics.disconnects.inc({ reason: reason.startsWith('error') ? 'error' : reason });
+    this.options.metrics.disconnects.inc({ reason: reason.startsWith('error') ? errorDisconnectReason(reason) : reason });
     if (session.principal.kind === 'service') {
       this.connectedServices--;
       this.subscribedServices.delete(client);
@@ -419,6 +419,13 @@ export class Gateway {
 function remoteAddressOf(client: Client): string {
   const socket = (client.conn as { remoteAddress?: string }).remoteAddress !== undefined ? (client.conn as { remoteAddress?: string }) : client.req?.socket;
   return socket?.remoteAddress ?? 'unknown';
+}
+
+/** Bounded label values for disconnects caused by an error, so slow consumers and oversized packets are counted apart. */
+function errorDisconnectReason(reason: string): string {
+  if (reason.includes('drain timeout')) return 'drain_timeout';
+  if (reason.includes('too large')) return 'packet_too_large';
+  return 'error';
 }
 
 function connectionErrorReason(error: Error): string {

@@ -112,7 +112,12 @@ export function createListener(name: ListenerName, context: ListenerContext): Li
       socket.setNoDelay(true);
       handle(socket);
     });
-    server.on('tlsClientError', () => metrics.refused.inc({ reason: 'tls_handshake_failed' }));
+    server.on('tlsClientError', (_error, socket) => {
+      metrics.refused.inc({ reason: 'tls_handshake_failed' });
+      // With a listener, Node leaves the socket open: a client that never sent a
+      // ClientHello kept it past the handshake timeout (test/abuse-mqtt.test.ts).
+      socket.destroy();
+    });
     return new Listener(name, server, context);
   }
 
