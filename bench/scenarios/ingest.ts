@@ -204,6 +204,11 @@ export const scenario4: Scenario = {
       const run = await runIngest(context, target, [{ qos: 1, target: 'lat', window: 100 }], { mode: 'paced', ratePerSec: PACED_RATE, durationMs, warmupMs: 1000 });
       if (run.publish.skipped > 0) result.notes.push(`${target.name}: ${run.publish.skipped} messages skipped by the generator (a device's window was full)`);
       const latency = run.stats.latency;
+      const gc = run.stats.loopDelay?.gc;
+      if (gc) {
+        const line = (p: { count: number; totalMs: number; maxMs: number }) => `${p.count} pauses, ${p.totalMs.toFixed(1)} ms in all, longest ${p.maxMs.toFixed(2)} ms`;
+        result.notes.push(`${target.name} GC during the measured run: minor ${line(gc.minor)}; major ${line(gc.major)}; other ${line(gc.other)}.`);
+      }
       if (latency.negative > 0) throw new Error(`${latency.negative} negative latencies: the clocks of the generator and the application disagree`);
       return [latency.p50 / 1000, latency.p99 / 1000, latency.max / 1000, run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.disconnected, run.stats.loopDelay?.p99Ms ?? 'n/a', run.stats.loopDelay?.maxMs ?? 'n/a'];
     });

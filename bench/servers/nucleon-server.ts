@@ -13,7 +13,8 @@ type NucleonModule = typeof import('../../src/index.js');
 const [configJson] = process.argv.slice(2);
 if (!configJson) throw new Error('usage: nucleon-server.ts <config as JSON>');
 
-const entry = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+// BENCH_NUCLEON_DIST: another build of Nucleon (an absolute dist directory inside the repository, for A/B runs).
+const entry = process.env.BENCH_NUCLEON_DIST ? `${process.env.BENCH_NUCLEON_DIST}/index.js` : fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 if (!existsSync(entry)) throw new Error(`${entry} not found: run "npm run build" first`);
 const nucleonModule = (await import(pathToFileURL(entry).href)) as NucleonModule;
 const { createNucleon, EventRunner, createLogger, otaRunnerOf } = nucleonModule;

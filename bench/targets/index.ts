@@ -89,6 +89,11 @@ function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHt
   };
 }
 
+/** Extra Node flags for the Nucleon process only, for A/B measurements (e.g. GC settings): BENCH_NUCLEON_NODE_FLAGS="--a --b". */
+function extraNucleonFlags(): string[] {
+  return (process.env.BENCH_NUCLEON_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+}
+
 export async function startNucleon(options: TargetOptions): Promise<Target> {
   const port = await freePort();
   const dir = path.join(options.workDir, `nucleon-${port}`);
@@ -108,7 +113,7 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
     admin: { enabled: false },
     ...(options.influx ? { influx: options.influx } : {}),
   };
-  const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])], cwd: dir });
+  const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...extraNucleonFlags(), ...(options.nodeFlags ?? [])], cwd: dir });
   await server.waitFor('ready', 60_000);
   return inProcessTarget('nucleon', server, port, options.otaHttpPort);
 }
