@@ -234,6 +234,29 @@ test('handlers never run on the producer stack (a runner that answers itself can
   assert.equal(maxDepth, 1);
 });
 
+test('an idle runner starts soon after the producer returns, yet runners that keep waking each other let I/O run', async () => {
+  const { broker } = makeBroker({ inboxSize: 64 });
+  const LIMIT = 20_000;
+  let exchanged = 0;
+  let exchangedWhenImmediateRan = -1;
+  const pong: Event = { type: 'ApplicationResponse', uid: 'dev1', target: 'pong', payload: new Uint8Array(0) };
+  // Each handler hands one event to the other runner, which is idle by then: every
+  // hand-over is an idle → busy start, the case that now starts in a microtask.
+  await broker.publish({ type: 'NewRunner', name: 'ping', accepts: ['ApplicationRequest'], inbox: { handle: () => void (++exchanged < LIMIT && broker.emit(pong)) } });
+  await broker.publish({ type: 'NewRunner', name: 'pong', accepts: ['ApplicationResponse'], inbox: { handle: () => void (++exchanged < LIMIT && broker.emit(appRequest(exchanged % 256))) } });
+  setImmediate(() => (exchangedWhenImmediateRan = exchanged));
+  broker.emit(appRequest(0));
+  const handledOnProducerStack = exchanged > 0;
+  await Promise.resolve();
+  const startedInMicrotask = exchanged > 0;
+  assert.ok(await broker.drain(10_000));
+  assert.equal(handledOnProducerStack, false);
+  assert.equal(startedInMicrotask, true);
+  assert.equal(exchanged, LIMIT);
+  // The check phase ran while the exchange was still going on, not after it.
+  assert.ok(exchangedWhenImmediateRan > 0 && exchangedWhenImmediateRan < LIMIT, `setImmediate ran after ${exchangedWhenImmediateRan} of ${LIMIT} hand-overs`);
+});
+
 test('stop drains in-flight events, then refuses new ones', async () => {
   const { broker } = makeBroker({ inboxSize: 100 });
   const seen: number[] = [];

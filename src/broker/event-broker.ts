@@ -97,6 +97,9 @@ export class EventBroker {
   private readonly unroutedSeen = new Set<EventType>();
   private readonly batchSize: number;
   private stopped = false;
+  /** Idle runners that may still start in a microtask this loop turn (see `schedule`). */
+  private microtaskStarts: number;
+  private refillArmed = false;
 
   /** Delivered counts of runners that have left, so the exported counter never goes down. */
   private readonly retiredDelivered = new Map<string, number>();
@@ -107,6 +110,7 @@ export class EventBroker {
 
   constructor(private readonly options: EventBrokerOptions) {
     this.batchSize = options.batchSize ?? 256;
+    this.microtaskStarts = this.batchSize;
     const registers = [options.metrics];
     const slots = this.slots;
     const retired = this.retiredDelivered;
@@ -410,9 +414,27 @@ export class EventBroker {
     if (slot.running) return;
     slot.running = true;
     // Never run a handler on the producer's stack: a runner that emits back to
-    // the producer would otherwise recurse without bound.
+    // the producer would otherwise recurse without bound. An idle runner starts
+    // in a microtask (right after the producer's I/O callback, not after every
+    // other socket read of this loop turn: in bench scenario 4 that wait was
+    // p50 0.1 ms, p90 up to 1.8 ms); at most `batchSize` such starts per turn,
+    // so runners that keep waking each other still let I/O run.
+    if (this.microtaskStarts > 0) {
+      this.microtaskStarts--;
+      if (!this.refillArmed) {
+        this.refillArmed = true;
+        setImmediate(this.refillMicrotaskStarts);
+      }
+      queueMicrotask(() => void this.run(slot));
+      return;
+    }
     setImmediate(() => void this.run(slot));
   }
+
+  private readonly refillMicrotaskStarts = (): void => {
+    this.refillArmed = false;
+    this.microtaskStarts = this.batchSize;
+  };
 
   private async run(slot: RunnerSlot): Promise<void> {
     let handled = 0;
