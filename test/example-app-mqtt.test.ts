@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { test } from 'node:test';
 import { EnvApp } from '../examples/env-app.js';
 import { protocol } from '../src/index.js';
+import { waitFor } from './helpers/index.js';
 import { connect, deviceTls, startBroker } from './mqtt-support.js';
 
 // The example app runner end to end: a real device over TLS publishes a CBOR
@@ -20,7 +20,7 @@ test('examples/env-app answers a real device over MQTT/TLS', async (t) => {
   const reading = protocol.encodeCbor(new Map([[0, 22.25], [1, 41]]));
   await device.publishAsync(`${uid}/app/p/env`, reading, { qos: 1 });
   await device.publishAsync(`${uid}/app/p/env`, protocol.encodeCbor(new Map([['temperature', 23]])), { qos: 1 });
-  while (answers.length < 2) await once(device, 'message');
+  await waitFor(() => answers.length >= 2, 'two answers on env');
 
   assert.deepEqual(
     answers.map((a) => ({ topic: a.topic, body: protocol.decodeCbor(a.payload) })),
