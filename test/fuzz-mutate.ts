@@ -50,11 +50,12 @@ export function randomPacket(rng: Rng, uid: string, options: { credentials?: boo
 
 export function connectPacket(rng: Rng, uid: string, credentials: boolean): Packet {
   const [protocolId, protocolVersion] = rng.chance(0.85) ? (['MQTT', 4] as [string, number]) : rng.pick(LEVEL_NAMES);
+  // mqtt-packet refuses to encode an empty client id before 3.1.1 (seed 679916161 hit it).
   return {
     cmd: 'connect',
     protocolId: protocolId as 'MQTT',
     protocolVersion: protocolVersion as 4,
-    ...(rng.chance(0.9) ? { clientId: uid, clean: rng.chance(0.7) } : { clientId: rng.bytes(rng.int(24)).toString('latin1'), clean: true }),
+    ...(rng.chance(0.9) ? { clientId: uid, clean: rng.chance(0.7) } : { clientId: rng.bytes((protocolVersion === 4 ? 0 : 1) + rng.int(24)).toString('latin1'), clean: true }),
     keepalive: rng.pick([0, 1, 30, 60, 60, 60, 65535]),
     ...(credentials ? { username: rng.chance(0.5) ? uid : 'svc:nobody', password: rng.bytes(8 + rng.int(16)) } : {}),
     ...(rng.chance(0.1) ? { will: { topic: randomTopic(rng, uid, false), payload: rng.bytes(rng.int(16)), qos: rng.pick([0, 1] as const), retain: false } } : {}),
