@@ -7,6 +7,7 @@ import { loadConfigFile } from '../src/config/index.js';
 import type { EventOf } from '../src/events.js';
 import { createLogger } from '../src/logger.js';
 import { Nucleon } from '../src/nucleon.js';
+import { stopOnSignals } from '../src/signals.js';
 import { EventRunner } from '../src/runner.js';
 
 type Accepted = 'ApplicationRequest' | 'ApplicationManagementRequest';
@@ -52,17 +53,7 @@ const { config } = await loadConfigFile(file);
 const logger = createLogger({ level: config.log.level, format: 'json' });
 const nucleon = new Nucleon(config, { logger });
 await nucleon.addRunner(new CountingApp());
-const stop = () => {
-  nucleon.stop().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      logger.error({ err: error }, 'stop failed');
-      process.exit(1);
-    },
-  );
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+void stopOnSignals(nucleon, logger).then((code) => process.exit(code));
 await nucleon.start();
 const ports = {
   mqtt: (nucleon.runner('mqtt') as { port(name: string): number | undefined } | undefined)?.port('tcp'),

@@ -9,6 +9,7 @@ import { loadConfigFile } from '../src/config/index.js';
 import type { EventOf } from '../src/events.js';
 import { createLogger } from '../src/logger.js';
 import { Nucleon } from '../src/nucleon.js';
+import { stopOnSignals } from '../src/signals.js';
 import { EventRunner } from '../src/runner.js';
 
 class EchoApp extends EventRunner<'ApplicationRequest'> {
@@ -30,16 +31,6 @@ const logger = createLogger({ level: config.log.level, format: 'json' });
 // processMetrics: RSS and event-loop lag on /metrics, as `nucleon serve` has them.
 const nucleon = new Nucleon(config, { logger, processMetrics: true });
 await nucleon.addRunner(new EchoApp(process.env.RECORD_FILE || undefined));
-const stop = () => {
-  nucleon.stop().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      logger.error({ err: error }, 'stop failed');
-      process.exit(1);
-    },
-  );
-};
-process.once('SIGINT', stop);
-process.once('SIGTERM', stop);
+void stopOnSignals(nucleon, logger).then((code) => process.exit(code));
 await nucleon.start();
 process.stdout.write('reliability instance ready\n');

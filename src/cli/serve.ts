@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/index.js';
 import { createLogger } from '../logger.js';
 import { Nucleon } from '../nucleon.js';
+import { stopOnSignals } from '../signals.js';
 
 export const serveUsage = `nucleon serve [--config <file>]
 
@@ -16,33 +17,7 @@ export async function serve(argv: string[]): Promise<number> {
   const nucleon = new Nucleon(config, { logger, processMetrics: true });
   logger.info({ config: source }, 'starting nucleon');
 
-  let signalled = 0;
-  const stopped = new Promise<number>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      signalled++;
-      if (signalled > 1) {
-        logger.warn({ signal }, 'second signal: exiting without a clean stop');
-        logger.flush();
-        process.exit(1);
-      }
-      logger.info({ signal }, 'stopping');
-      const force = setTimeout(() => {
-        logger.error({ timeoutMs: config.broker.stop_timeout_ms * 2 }, 'clean stop took too long; exiting');
-        logger.flush();
-        process.exit(1);
-      }, config.broker.stop_timeout_ms * 2);
-      force.unref();
-      nucleon.stop().then(
-        () => resolve(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'stop failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  const stopped = stopOnSignals(nucleon, logger);
 
   // A server runs until it is told to stop, even with every listener switched off.
   const keepAlive = setInterval(() => undefined, 2 ** 30);
