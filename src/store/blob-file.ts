@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
+import { BlobDigest, BlobRangeError, isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
 
 /** Read size of streamed blobs (Node's default for file streams). */
 const STREAM_CHUNK_BYTES = 64 * 1024;
@@ -24,13 +24,7 @@ interface CachedHandle {
   retired: boolean;
 }
 
-/** Thrown for a read of bytes the blob does not have, or of a blob that is absent. */
-export class BlobRangeError extends RangeError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'BlobRangeError';
-  }
-}
+export { BlobRangeError } from './blob.js';
 
 /**
  * Blobs as files: `<dir>/sha256/<first two hex digits>/<sha256>`.
@@ -80,23 +74,14 @@ export class FileBlobStore implements BlobStore {
 
   async put(source: AsyncIterable<Uint8Array> | Uint8Array, options: BlobPutOptions = {}): Promise<BlobInfo> {
     const tmpPath = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
-    const hash = createHash('sha256');
-    let size = 0;
+    const digest = new BlobDigest(options.maxBytes);
     let file: FileHandle | undefined = await open(tmpPath, 'wx');
     try {
-      const chunks = source instanceof Uint8Array ? [source] : source;
-      for await (const chunk of chunks) {
-        size += chunk.byteLength;
-        if (options.maxBytes !== undefined && size > options.maxBytes) {
-          throw new BlobRangeError(`blob is larger than the limit of ${options.maxBytes} bytes`);
-        }
-        hash.update(chunk);
-        await writeAll(file, chunk);
-      }
+      for await (const chunk of digest.chunks(source)) await writeAll(file, chunk);
       await file.sync();
       await file.close();
       file = undefined;
-      const sha256 = hash.digest('hex');
+      const { sha256, size } = digest.result();
       const finalPath = this.pathOf(sha256);
       await mkdir(path.dirname(finalPath), { recursive: true });
       if (await exists(finalPath)) {

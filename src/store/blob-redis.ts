@@ -1,8 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
-import { BlobRangeError } from './blob-file.js';
-import { isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
+import { BlobDigest, BlobRangeError, isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
 
 export interface RedisBlobStoreOptions {
   /** Key prefix shared with the other Redis users of a cluster, e.g. `nucleon:`. */
@@ -77,8 +76,7 @@ export class RedisBlobStore implements BlobStore {
 
   async put(source: AsyncIterable<Uint8Array> | Uint8Array, options: BlobPutOptions = {}): Promise<BlobInfo> {
     const tmpKey = `${this.namespace}blob-tmp:${randomBytes(12).toString('hex')}`;
-    const hash = createHash('sha256');
-    let size = 0;
+    const digest = new BlobDigest(options.maxBytes);
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     const flush = async () => {
@@ -91,19 +89,13 @@ export class RedisBlobStore implements BlobStore {
     try {
       // Created empty first, so an empty blob has a key too.
       await this.redis.set(tmpKey, '', 'PX', this.uploadIdleMs);
-      const chunks = source instanceof Uint8Array ? [source] : source;
-      for await (const chunk of chunks) {
-        size += chunk.byteLength;
-        if (options.maxBytes !== undefined && size > options.maxBytes) {
-          throw new BlobRangeError(`blob is larger than the limit of ${options.maxBytes} bytes`);
-        }
-        hash.update(chunk);
+      for await (const chunk of digest.chunks(source)) {
         pending.push(Buffer.from(chunk));
         pendingBytes += chunk.byteLength;
         if (pendingBytes >= this.appendBytes) await flush();
       }
       await flush();
-      const sha256 = hash.digest('hex');
+      const { sha256, size } = digest.result();
       const finished = (await this.redis.eval(FINISH, 3, tmpKey, this.blobKey(sha256), this.setKey, sha256, String(size))) as number;
       if (finished === -1) throw new Error('upload expired in Redis before it was finished (idle longer than the upload timeout)');
       return { sha256, size };

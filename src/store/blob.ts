@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 
 /**
@@ -42,4 +43,40 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function isSha256Hex(value: string): boolean {
   return SHA256_HEX.test(value);
+}
+
+/** Thrown for a read of bytes the blob does not have, or of a blob that is absent, or a source over the limit. */
+export class BlobRangeError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BlobRangeError';
+  }
+}
+
+/**
+ * What every `put` does to its source on the way to storage: hash it, count it,
+ * and refuse it past `maxBytes`, so the implementations differ only in where
+ * the chunks go.
+ */
+export class BlobDigest {
+  private readonly hash = createHash('sha256');
+  private size = 0;
+
+  constructor(private readonly maxBytes?: number) {}
+
+  async *chunks(source: AsyncIterable<Uint8Array> | Uint8Array): AsyncGenerator<Uint8Array> {
+    for await (const chunk of source instanceof Uint8Array ? [source] : source) {
+      this.size += chunk.byteLength;
+      if (this.maxBytes !== undefined && this.size > this.maxBytes) {
+        throw new BlobRangeError(`blob is larger than the limit of ${this.maxBytes} bytes`);
+      }
+      this.hash.update(chunk);
+      yield chunk;
+    }
+  }
+
+  /** Call once, after `chunks` is exhausted. */
+  result(): BlobInfo {
+    return { sha256: this.hash.digest('hex'), size: this.size };
+  }
 }
