@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import mqtt from 'mqtt';
 import { AdminClient } from '../src/cli/admin-client.js';
-import { cliPath, freePort, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
+import { cliPath, freePort, isolatedConfig, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
 
 interface Server {
   dir: string;
@@ -23,25 +23,7 @@ async function startServer(t: TestContext): Promise<Server> {
   const adminPort = await freePort();
   const mqttPort = await freePort();
   const config = path.join(dir, 'config.toml');
-  await writeFile(
-    config,
-    [
-      '[log]',
-      'format = "json"',
-      '[store]',
-      `path = "${path.join(dir, 'data')}"`,
-      '[certs]',
-      `dir = "${path.join(dir, 'certs')}"`,
-      '[mqtt.tls]',
-      'host = "127.0.0.1"',
-      `port = ${mqttPort}`,
-      '[ota.http]',
-      'host = "127.0.0.1"',
-      'port = 0',
-      '[admin]',
-      `port = ${adminPort}`,
-    ].join('\n'),
-  );
+  await writeFile(config, isolatedConfig(dir, { mqtt: mqttPort, admin: adminPort }));
   // No key in the environment: the server must generate one and the CLI must find it through --config.
   const env = { NUCLEON_ADMIN_API_KEY: '' };
   const server = startProcess(t, process.execPath, [cliPath, 'serve', '--config', config], { env });

@@ -3,30 +3,9 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { cliPath, repoRoot, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
+import { cliPath, isolatedConfig, repoRoot, runCli, startProcess, tempDir, waitFor } from './helpers/index.js';
 
 // These run the built binary (dist/cli.js); `npm test` builds before testing.
-
-/** A config for a test instance: its own store and certs, every listener on a free port. */
-export function isolatedConfig(dir: string, extra = ''): string {
-  return [
-    '[log]',
-    'format = "json"',
-    '[store]',
-    `path = "${path.join(dir, 'data')}"`,
-    '[certs]',
-    `dir = "${path.join(dir, 'certs')}"`,
-    '[mqtt.tls]',
-    'host = "127.0.0.1"',
-    'port = 0',
-    '[ota.http]',
-    'host = "127.0.0.1"',
-    'port = 0',
-    '[admin]',
-    'port = 0',
-    extra,
-  ].join('\n');
-}
 
 test('--version prints the package version, --help lists the commands', () => {
   const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };

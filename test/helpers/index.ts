@@ -95,3 +95,26 @@ export function requireBinary(t: TestContext, name: string, debianPackage: strin
   t.skip(message);
   return undefined;
 }
+
+/**
+ * A config.toml for a `nucleon serve` under test: its own store and certs in
+ * `dir`, every listener on loopback, ports as given (0: the OS chooses).
+ */
+export function isolatedConfig(dir: string, ports: { mqtt?: number; admin?: number } = {}): string {
+  return [
+    '[log]',
+    'format = "json"',
+    '[store]',
+    `path = "${path.join(dir, 'data')}"`,
+    '[certs]',
+    `dir = "${path.join(dir, 'certs')}"`,
+    '[mqtt.tls]',
+    'host = "127.0.0.1"',
+    `port = ${ports.mqtt ?? 0}`,
+    '[ota.http]',
+    'host = "127.0.0.1"',
+    'port = 0',
+    '[admin]',
+    `port = ${ports.admin ?? 0}`,
+  ].join('\n');
+}
