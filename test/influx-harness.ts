@@ -120,6 +120,8 @@ export interface LineServer {
   requests: { query: URLSearchParams; lines: string[]; status: number; authorization?: string }[];
   /** Decides each answer; by default everything is accepted. */
   answer: (lines: string[]) => LineServerAnswer;
+  /** Each answer waits this long (a server slower than the producers). */
+  delayMs: number;
   close(): Promise<void>;
 }
 
@@ -130,6 +132,7 @@ export async function startLineServer(env: TestEnv): Promise<LineServer> {
     accepted: [],
     requests: [],
     answer: () => ({ status: 204 }),
+    delayMs: 0,
     close: () => Promise.resolve(),
   };
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
@@ -143,8 +146,12 @@ export async function startLineServer(env: TestEnv): Promise<LineServer> {
       const answer = url.pathname === '/api/v2/write' ? state.answer(lines) : { status: 404, body: 'not found' };
       state.requests.push({ query: url.searchParams, lines, status: answer.status, authorization: request.headers.authorization });
       if (answer.status >= 200 && answer.status < 300) state.accepted.push(...lines);
-      response.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', ...answer.headers });
-      response.end(answer.body ?? '');
+      const send = () => {
+        response.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', ...answer.headers });
+        response.end(answer.body ?? '');
+      };
+      if (state.delayMs > 0) setTimeout(send, state.delayMs);
+      else send();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

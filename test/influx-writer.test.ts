@@ -131,6 +131,31 @@ test('401 is a configuration problem: logged as an error each time, points kept 
   assert.deepEqual(server.accepted, [`telemetry,id=dev1 rsrp=77i ${T0}`]);
 });
 
+test('a full memory buffer while the server is only slow holds the producers back instead of spooling; every point arrives in order', async (t) => {
+  const env = await testEnv(t);
+  const server = await startLineServer(env);
+  server.delayMs = 40;
+  const runner = await startInfluxRunner(env, fastInflux(server.url, path.join(env.dir, 'spool'), { batch_size: 4, max_buffer_points: 8 }));
+  let maxBuffered = 0;
+  const sampler = setInterval(() => {
+    void runner.metric('nucleon_influx_buffer_points').then((n) => (maxBuffered = Math.max(maxBuffered, n)));
+  }, 2);
+  t.after(() => clearInterval(sampler));
+  // 40 producers at once, far more than the server takes in one 40 ms answer.
+  await Promise.all(Array.from({ length: 40 }, (_, i) => runner.telemetry('dev1', { rsrp: i }, T0 + i)));
+  await waitFor(() => server.accepted.length === 40, 'all points written', 10_000);
+  clearInterval(sampler);
+  assert.deepEqual(
+    server.accepted,
+    Array.from({ length: 40 }, (_, i) => `telemetry,id=dev1 rsrp=${String(i)}i ${String(T0 + i)}`),
+  );
+  assert.equal(await runner.metric('nucleon_influx_points_spooled_total'), 0, 'a healthy server never sends points to the disk');
+  assert.equal(await runner.metric('nucleon_influx_points_dropped_total'), 0);
+  // The buffer (8) plus the batch being written (4): the producers waited instead of growing it.
+  assert.ok(maxBuffered <= 12, `at most 12 points in memory, saw ${String(maxBuffered)}`);
+  assert.ok(maxBuffered >= 8, `the buffer did fill up (saw ${String(maxBuffered)}), so the limit was exercised`);
+});
+
 test('a full memory buffer moves to the spool; a full spool drops and counts, and what was spooled is still written', async (t) => {
   const env = await testEnv(t);
   const server = await startLineServer(env);

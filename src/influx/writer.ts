@@ -4,6 +4,7 @@ import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
 import type { Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
+import { LineBuffer } from './line-buffer.js';
 import { SerialQueue } from './serial-queue.js';
 
 /** Where batches go; InfluxHttpSink in production. */
@@ -58,8 +59,12 @@ interface HeadBatch {
  *   exponential back-off and jitter (Retry-After is honoured). After
  *   `maxRetries` attempts the batch and the buffer move to the spool, which is
  *   retried at most every `retryMaxMs` until the server is back.
- * - Buffer full: the buffer moves to the spool at once (the producer waits
- *   for the disk, which is the broker's back-pressure).
+ * - Buffer full while the server keeps up with no failures: the producer
+ *   waits until a batch has been written (back-pressure through the broker to
+ *   the devices). Spooling there would only move the backlog to disk and make
+ *   every later point pay for the disk too.
+ * - Buffer full while writes fail or the spool holds data: the buffer moves
+ *   to the spool at once (the producer waits for the disk).
  * - Spool full: points are dropped, counted as `spool_full` and logged.
  * - 400/413/422: the batch is split in halves until the bad points are found;
  *   those are dropped, counted as `rejected` and logged with the server's
@@ -68,7 +73,10 @@ interface HeadBatch {
  *   when the server looked healthy), then the rest goes to the spool.
  */
 export class InfluxWriter {
-  private buffer: string[] = [];
+  private readonly buffer: LineBuffer;
+  /** Producers waiting in accept() for the buffer to drain below maxBufferPoints. */
+  private roomWaiters: (() => void)[] = [];
+  private readonly fullBatch: number;
   private head: HeadBatch | undefined;
   private failures = 0;
   private retryAt = 0;
@@ -84,6 +92,9 @@ export class InfluxWriter {
 
   constructor(private readonly options: InfluxWriterOptions) {
     this.random = options.random ?? Math.random;
+    this.buffer = new LineBuffer(options.batchSize);
+    // A buffer limit below the batch size must not wait for the flush interval once full.
+    this.fullBatch = Math.min(options.batchSize, options.maxBufferPoints);
   }
 
   /** Points in memory, the batch being written included. */
@@ -106,13 +117,32 @@ export class InfluxWriter {
     if (lines.length === 0) return;
     this.options.metrics.accepted.inc(lines.length);
     const wasEmpty = this.buffer.length === 0;
-    for (const line of lines) this.buffer.push(line);
-    if (this.buffer.length >= this.options.maxBufferPoints) {
-      await this.lock.run(() => this.spill('memory buffer full'));
-    } else if (wasEmpty || this.buffer.length >= this.options.batchSize) {
+    this.buffer.push(lines);
+    if (wasEmpty || this.buffer.length >= this.fullBatch) {
       // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
       this.wake();
     }
+    while (this.buffer.length >= this.options.maxBufferPoints) {
+      if (this.keepingUp()) await this.room();
+      else await this.lock.run(() => this.spill('memory buffer full'));
+    }
+  }
+
+  /** Writes succeed and nothing waits on disk: a full buffer only means producers are faster than the server. */
+  private keepingUp(): boolean {
+    return !this.closing && this.failures === 0 && this.options.spool.isEmpty;
+  }
+
+  private room(): Promise<void> {
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** After every step: producers re-check the buffer (it shrank, or the writer now fails and they spool). */
+  private notifyRoom(): void {
+    const waiters = this.roomWaiters;
+    if (waiters.length === 0) return;
+    this.roomWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Stops within about `timeoutMs`: flushes what it can, spools the rest, closes the spool. Safe twice. */
@@ -142,20 +172,24 @@ export class InfluxWriter {
       }
       try {
         await this.lock.run(() => this.step());
+        this.notifyRoom();
       } catch (error) {
         // Disk trouble in the spool, most likely. Keep the points in memory and try again later.
         this.failures++;
         this.retryAt = Date.now() + this.backoffMs(0);
         this.options.logger.error({ err: error }, 'Influx writer step failed; trying again after a back-off');
+        this.notifyRoom();
       }
     }
+    // Producers still waiting now spool their points (keepingUp() is false while closing).
+    this.notifyRoom();
   }
 
   private dueInMs(): number {
     const now = Date.now();
     const spoolEmpty = this.options.spool.isEmpty;
     let flushIn = Number.POSITIVE_INFINITY;
-    if (this.buffer.length >= this.options.batchSize) flushIn = 0;
+    if (this.buffer.length >= this.fullBatch) flushIn = 0;
     else if (this.buffer.length > 0) flushIn = Math.max(0, this.lastFlushAt + this.options.flushIntervalMs - now);
     if (this.retryAt > now) {
       // While backing off, new points still join the spool on time when it holds older ones.
@@ -169,7 +203,7 @@ export class InfluxWriter {
   private async step(): Promise<void> {
     const spool = this.options.spool;
     const now = Date.now();
-    const flushDue = this.buffer.length >= this.options.batchSize || (this.buffer.length > 0 && now - this.lastFlushAt >= this.options.flushIntervalMs);
+    const flushDue = this.buffer.length >= this.fullBatch || (this.buffer.length > 0 && now - this.lastFlushAt >= this.options.flushIntervalMs);
     if (this.retryAt > now) {
       // Backing off: no write now, only new points to the spool behind older ones.
       if (!spool.isEmpty && flushDue) {
@@ -191,7 +225,7 @@ export class InfluxWriter {
         this.head = { lines: [...record.lines], precision: record.precision, record, attempts: 0 };
       } else if (flushDue) {
         this.lastFlushAt = now;
-        this.head = { lines: this.buffer.splice(0, this.options.batchSize), precision: this.options.precision, attempts: 0 };
+        this.head = { lines: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
       } else {
         return;
       }
@@ -285,8 +319,7 @@ export class InfluxWriter {
       for (const line of this.head.lines) lines.push(line);
       this.head = undefined;
     }
-    for (const line of this.buffer) lines.push(line);
-    this.buffer = [];
+    for (const line of this.buffer.takeAll()) lines.push(line);
     if (lines.length === 0) return;
     if (why) this.options.logger.warn({ points: lines.length }, `${why}; moving points to the spool`);
     let start = 0;
@@ -298,9 +331,7 @@ export class InfluxWriter {
       }
     } catch (error) {
       // The disk failed us: what was not spooled goes back to memory, ahead of newer points.
-      const rest = lines.slice(start);
-      for (const line of this.buffer) rest.push(line);
-      this.buffer = rest;
+      this.buffer.unshift(lines.slice(start));
       throw error;
     }
   }
@@ -311,7 +342,7 @@ export class InfluxWriter {
     while (healthy && !this.abort.signal.aborted && Date.now() < deadline) {
       if (!this.head) {
         if (this.buffer.length === 0) break;
-        this.head = { lines: this.buffer.splice(0, this.options.batchSize), precision: this.options.precision, attempts: 0 };
+        this.head = { lines: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
       }
       const outcome = await this.deliver(this.head);
       if (outcome) {
