@@ -1,4 +1,5 @@
 import { HttpError, InfluxDB } from '@influxdata/influxdb-client';
+import type { LineBatch } from './line-buffer.js';
 import type { Precision } from './points.js';
 
 export interface InfluxTarget {
@@ -44,12 +45,12 @@ export class InfluxHttpSink {
     this.bucket = target.bucket;
   }
 
-  async write(lines: readonly string[], precision: Precision, signal?: AbortSignal): Promise<WriteOutcome> {
+  async write(batch: LineBatch, precision: Precision, signal?: AbortSignal): Promise<WriteOutcome> {
     const query = new URLSearchParams({ bucket: this.bucket, precision });
     // InfluxDB 2 needs the org; servers speaking only the v2 write API (VictoriaMetrics, Influx 1.8) do not.
     if (this.org !== '') query.set('org', this.org);
     try {
-      await this.client.transport.request(`/api/v2/write?${query.toString()}`, lines.join('\n'), {
+      await this.client.transport.request(`/api/v2/write?${query.toString()}`, batch.body(), {
         method: 'POST',
         headers: { 'content-type': 'text/plain; charset=utf-8' },
         gzipThreshold: 64 * 1024,

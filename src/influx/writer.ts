@@ -4,12 +4,12 @@ import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
 import type { Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
-import { LineBuffer } from './line-buffer.js';
+import { LineBatch, LineBuffer } from './line-buffer.js';
 import { SerialQueue } from './serial-queue.js';
 
 /** Where batches go; InfluxHttpSink in production. */
 export interface LineSink {
-  write(lines: readonly string[], precision: Precision, signal?: AbortSignal): Promise<WriteOutcome>;
+  write(batch: LineBatch, precision: Precision, signal?: AbortSignal): Promise<WriteOutcome>;
 }
 
 export interface InfluxWriterOptions {
@@ -39,7 +39,7 @@ const MESSAGES: Record<DropReason, string> = {
 /** The batch being written: from the buffer, or the spool's oldest record. */
 interface HeadBatch {
   /** Lines not yet confirmed; shrinks when part of a rejected batch was written. */
-  lines: string[];
+  batch: LineBatch;
   precision: Precision;
   /** Set when the batch came from the spool: acknowledged once every line is done. */
   record?: SpoolRecord;
@@ -99,7 +99,7 @@ export class InfluxWriter {
 
   /** Points in memory, the batch being written included. */
   get bufferedPoints(): number {
-    return this.buffer.length + (this.head && !this.head.record ? this.head.lines.length : 0);
+    return this.buffer.length + (this.head && !this.head.record ? this.head.batch.count : 0);
   }
 
   async start(): Promise<void> {
@@ -222,10 +222,10 @@ export class InfluxWriter {
           }
           return;
         }
-        this.head = { lines: [...record.lines], precision: record.precision, record, attempts: 0 };
+        this.head = { batch: LineBatch.of(record.lines), precision: record.precision, record, attempts: 0 };
       } else if (flushDue) {
         this.lastFlushAt = now;
-        this.head = { lines: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
+        this.head = { batch: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
       } else {
         return;
       }
@@ -243,10 +243,10 @@ export class InfluxWriter {
   /**
    * Writes a batch. Rejected data is split until the bad points are isolated.
    * Returns undefined when every line is done (written or dropped), else the
-   * failure that calls for a retry (`batch.lines` then holds what is left).
+   * failure that calls for a retry (`batch.batch` then holds what is left).
    */
   private async deliver(batch: HeadBatch): Promise<Extract<WriteOutcome, { kind: 'retry' }> | undefined> {
-    const parts: string[][] = [batch.lines];
+    const parts: LineBatch[] = [batch.batch];
     batch.attempts++;
     for (;;) {
       const part = parts[0];
@@ -255,17 +255,18 @@ export class InfluxWriter {
       const outcome = await this.writeOnce(part, batch.precision);
       this.options.metrics.writeSeconds.observe({ outcome: outcome.kind }, (performance.now() - started) / 1000);
       if (outcome.kind === 'retry') {
-        batch.lines = parts.flat();
+        batch.batch = LineBatch.concat(parts);
         return outcome;
       }
       parts.shift();
       if (outcome.kind === 'written') {
-        this.options.metrics.written.inc(part.length);
-      } else if (part.length === 1) {
-        this.drop('rejected', 1, { status: outcome.status, reason: outcome.reason, line: part[0]?.slice(0, 300) });
+        this.options.metrics.written.inc(part.count);
+      } else if (part.count === 1) {
+        this.drop('rejected', 1, { status: outcome.status, reason: outcome.reason, line: part.body().slice(0, 300) });
       } else {
-        const middle = Math.ceil(part.length / 2);
-        parts.unshift(part.slice(0, middle), part.slice(middle));
+        const lines = part.lines();
+        const middle = Math.ceil(lines.length / 2);
+        parts.unshift(LineBatch.of(lines.slice(0, middle)), LineBatch.of(lines.slice(middle)));
       }
     }
     if (batch.record) await this.options.spool.ack(batch.record);
@@ -283,13 +284,13 @@ export class InfluxWriter {
    * client adds a listener per request to the signal it gets, so sharing the
    * writer's signal would pile those up.
    */
-  private async writeOnce(lines: readonly string[], precision: Precision): Promise<WriteOutcome> {
+  private async writeOnce(batch: LineBatch, precision: Precision): Promise<WriteOutcome> {
     const request = new AbortController();
     const cancel = () => request.abort();
     if (this.abort.signal.aborted) request.abort();
     else this.abort.signal.addEventListener('abort', cancel, { once: true });
     try {
-      return await this.options.sink.write(lines, precision, request.signal);
+      return await this.options.sink.write(batch, precision, request.signal);
     } finally {
       this.abort.signal.removeEventListener('abort', cancel);
     }
@@ -298,10 +299,10 @@ export class InfluxWriter {
   private async onRetryable(batch: HeadBatch, outcome: Extract<WriteOutcome, { kind: 'retry' }>): Promise<void> {
     this.failures++;
     if (this.failures === 1) this.outageStartedAt = Date.now();
-    this.options.metrics.retried.inc(batch.lines.length);
+    this.options.metrics.retried.inc(batch.batch.count);
     const delayMs = this.backoffMs(outcome.retryAfterMs);
     this.retryAt = Date.now() + delayMs;
-    const details = { status: outcome.status, reason: outcome.reason, points: batch.lines.length, failedAttempts: this.failures, retryInMs: delayMs };
+    const details = { status: outcome.status, reason: outcome.reason, points: batch.batch.count, failedAttempts: this.failures, retryInMs: delayMs };
     // Refusals such as 401 need an operator; say so each time. Outages: the first failure, then every 10th.
     const refused = outcome.status === 401 || outcome.status === 403 || outcome.status === 404;
     if (refused) this.options.logger.error(details, 'InfluxDB refuses the writes (check url, org, bucket and token); points are kept and retried');
@@ -316,7 +317,7 @@ export class InfluxWriter {
   private async spill(why?: string): Promise<void> {
     const lines: string[] = [];
     if (this.head && !this.head.record) {
-      for (const line of this.head.lines) lines.push(line);
+      for (const line of this.head.batch.lines()) lines.push(line);
       this.head = undefined;
     }
     for (const line of this.buffer.takeAll()) lines.push(line);
@@ -342,7 +343,7 @@ export class InfluxWriter {
     while (healthy && !this.abort.signal.aborted && Date.now() < deadline) {
       if (!this.head) {
         if (this.buffer.length === 0) break;
-        this.head = { lines: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
+        this.head = { batch: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
       }
       const outcome = await this.deliver(this.head);
       if (outcome) {
