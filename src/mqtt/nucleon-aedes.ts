@@ -1,5 +1,6 @@
 // First: mqtt-packet must find the quiet `debug` when aedes loads it.
 import './quiet-debug.js';
+import './fast-buffer-list.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import { Gate } from './gate.js';
 
