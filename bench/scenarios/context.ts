@@ -68,6 +68,50 @@ export async function acrossTargets(
   }
 }
 
+/**
+ * Runs `rounds` rounds of acrossTargets (broker after broker inside each round,
+ * so slow drifts of a shared machine hit every broker alike) and reports each
+ * figure as the median of its rounds. A round that failed for a broker leaves
+ * that broker's text ("failed") in place. Returns every round's figures so the
+ * scenario can print them next to the medians.
+ */
+export async function acrossTargetsInRounds(
+  context: ScenarioContext,
+  result: ScenarioResult,
+  rounds: number,
+  measure: (target: Target, round: number) => Promise<Figures>,
+): Promise<Partial<Record<TargetName, Figures[]>>> {
+  const perRound: Partial<Record<TargetName, Figures[]>> = {};
+  for (let round = 0; round < rounds; round++) {
+    const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
+    await acrossTargets(context, scratch, (target) => measure(target, round));
+    for (const note of scratch.notes) result.notes.push(rounds > 1 ? `round ${String(round + 1)}: ${note}` : note);
+    for (const { name } of context.targets) {
+      const figures = scratch.metrics.map((m) => m.values[name]);
+      (perRound[name] ??= []).push(figures);
+    }
+  }
+  for (const { name } of context.targets) {
+    const all = perRound[name] ?? [];
+    result.metrics.forEach((m, i) => {
+      const values = all.map((figures) => figures[i]);
+      const numbers = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+      if (numbers.length === values.length && numbers.length > 0) m.values[name] = median(numbers);
+      else {
+        const text = values.find((v) => typeof v === 'string');
+        if (text !== undefined) m.values[name] = text;
+      }
+    });
+  }
+  return perRound;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
+}
+
 function setAll(metrics: Metric[], name: TargetName, text: string): void {
   for (const m of metrics) m.values[name] = text;
 }
