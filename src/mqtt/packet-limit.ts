@@ -1,35 +1,55 @@
-import type { Client } from 'aedes';
+import { createRequire } from 'node:module';
+import type { Aedes, Client } from 'aedes';
 
 /** The part of mqtt-packet's parser (inside each aedes client) the limit hooks into. */
 interface ParserInternals {
   packet: { length: number };
+  /** Set by aedes: the client that owns this parser. */
+  client?: { broker?: object };
   _parseLength: (this: ParserInternals) => boolean;
   _emitError: (this: ParserInternals, error: Error) => void;
 }
 
+/** The limit of each broker (aedes instance) that has one. */
+const limits = new WeakMap<object, number>();
+let hooked = false;
+
 /**
  * Refuses an MQTT packet whose declared length exceeds `maxBytes` as soon as
- * its fixed header is read, before the body is buffered. aedes creates its
- * parser without options and mqtt-packet 9 has no limit of its own, so this
- * wraps the parser's length step (checked at start-up by `assertPacketLimitSupported`).
+ * its fixed header is read, before the body is buffered, for every client of
+ * `aedes`. aedes creates its parsers without options and mqtt-packet 9 has no
+ * limit of its own, so this wraps the parsers' length step, once, on the
+ * prototype: a parser finds its limit through its client's broker (nothing is
+ * allocated per connection; a closure per client cost ~0.1 KB of each idle
+ * device). Parsers of other brokers or clients (mqtt.js) have no limit here.
+ * `assertPacketLimitSupported` checks the internals at start-up.
  */
-export function limitPacketSize(client: Client, maxBytes: number): void {
-  const parser = (client as unknown as { _parser: ParserInternals })._parser;
-  const parseLength = parser._parseLength;
-  parser._parseLength = function limitedParseLength(this: ParserInternals): boolean {
+export function limitPacketSize(aedes: Aedes, maxBytes: number): void {
+  limits.set(aedes, maxBytes);
+  if (hooked) return;
+  const require = createRequire(import.meta.url);
+  const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
+  const prototype = (require(parserPath) as { prototype: ParserInternals }).prototype;
+  const parseLength = prototype._parseLength;
+  prototype._parseLength = function limitedParseLength(this: ParserInternals): boolean {
     const complete = parseLength.call(this);
-    if (complete && this.packet.length > maxBytes) {
-      this._emitError(new Error(`packet too large: ${this.packet.length} bytes, the limit is ${maxBytes}`));
+    if (!complete) return false;
+    const broker = this.client?.broker;
+    const max = broker === undefined ? undefined : limits.get(broker);
+    if (max !== undefined && this.packet.length > max) {
+      this._emitError(new Error(`packet too large: ${this.packet.length} bytes, the limit is ${max}`));
       return false;
     }
-    return complete;
+    return true;
   };
+  hooked = true;
 }
 
 /** Fails loudly at start-up if an aedes / mqtt-packet upgrade moved the internals the limit relies on. */
-export function assertPacketLimitSupported(client: Client): void {
+export function assertPacketLimitSupported(aedes: Aedes, client: Client): void {
   const parser = (client as unknown as { _parser?: Partial<ParserInternals> })._parser;
-  if (typeof parser?._parseLength !== 'function' || typeof parser._emitError !== 'function') {
+  const hookedHere = (parser?._parseLength as { name?: string } | undefined)?.name === 'limitedParseLength';
+  if (!hookedHere || typeof parser?._emitError !== 'function' || parser.client !== client || (client as unknown as { broker?: unknown }).broker !== aedes) {
     throw new Error('mqtt.limits.max_packet_size cannot be enforced: the aedes client parser changed (check the aedes / mqtt-packet versions)');
   }
 }

@@ -173,14 +173,14 @@ export class MqttRunner implements Runner {
     });
     state.registered = true;
 
+    limitPacketSize(aedes, limits.max_packet_size);
     let checked = false;
     const handle = (stream: Duplex, request?: IncomingMessage) => {
       const client = aedes.handle(stream, request);
       if (!checked) {
-        assertPacketLimitSupported(client);
+        assertPacketLimitSupported(aedes, client);
         checked = true;
       }
-      limitPacketSize(client, limits.max_packet_size);
     };
     const limiter = new RateLimiter(limits.connections_per_second);
     const listenerContext = { mqtt, tls, handle, limiter, metrics, registry: context.metrics, logger };
