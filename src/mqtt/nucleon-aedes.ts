@@ -1,8 +1,5 @@
-// First: mqtt-packet must find the quiet `debug` when aedes loads it.
-import './quiet-debug.js';
-import './fast-buffer-list.js';
-// After quiet-debug: it loads mqtt-packet's parser.
-import './lean-parser.js';
+// First, before aedes loads mqtt-packet (see patches/index.ts).
+import './patches/index.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import { Gate } from './gate.js';
 

@@ -16,6 +16,7 @@ import { Gate } from './gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
 import { NucleonAedes } from './nucleon-aedes.js';
+import { inactivePatches } from './patches/index.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { SessionStore, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
 import { RateLimiter } from './rate-limit.js';
@@ -105,6 +106,9 @@ export class MqttRunner implements Runner {
     const mqtt = config.mqtt;
     const needsTls = mqtt.tls.enabled || (mqtt.ws.enabled && mqtt.ws.tls);
     const tls = needsTls ? await ensureServerTls(config.certs, logger) : undefined;
+    const inactive = inactivePatches();
+    // Not an error: MQTT works the same without them, only with more CPU and memory per message and connection.
+    if (Object.keys(inactive).length > 0) logger.warn({ inactive }, 'MQTT codec performance patches not applied (dependency versions changed?); running without them');
 
     const state: Started = { context, sessions: undefined, emitter: undefined, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
     this.started = state;

@@ -1,5 +1,7 @@
 /*
- * mqtt-packet parses through a `bl` BufferList, whose readUInt8 /
+ * aedes' mqtt-packet parsers buffer input in a `bl` BufferList (a plain one
+ * since lean-parser.ts; bl's BufferListStream copied these methods when bl
+ * loaded and never sees this patch). BufferList's readUInt8 /
  * readUInt16BE / readUInt32BE first slice a new Buffer view and then read from
  * it: several Buffer objects per MQTT packet just to read its header bytes,
  * packet id and topic length (about 0.9 KB of garbage per packet in bench

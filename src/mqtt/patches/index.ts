@@ -1,0 +1,34 @@
+/*
+ * Runtime patches to aedes' MQTT codec dependencies, each measured in the
+ * bench and each guarded: when the dependency no longer looks like the
+ * version a patch was written for, the patch does nothing and its state says
+ * why (logged at start-up by the MQTT runner). They change cost, never
+ * behaviour; the tests in test/quiet-debug, fast-buffer-list and mqtt-parser
+ * check both the effect and the equivalence.
+ *
+ * Order matters: quiet-debug must run before mqtt-packet is first loaded, and
+ * lean-parser loads it.
+ */
+import { quietDebugState } from './quiet-debug.js';
+import { fastBufferListMethods } from './fast-buffer-list.js';
+import { leanParserState } from './lean-parser.js';
+
+export interface DependencyPatchStates {
+  /** mqtt-packet's disabled `debug` loggers are no-ops. */
+  quietDebug: string;
+  /** BufferList readers that read the first buffer directly. */
+  fastBufferList: string;
+  /** aedes' parsers buffer in a plain BufferList rather than a stream. */
+  leanParser: string;
+}
+
+export const dependencyPatches: DependencyPatchStates = {
+  quietDebug: quietDebugState,
+  fastBufferList: fastBufferListMethods.length === 3 ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
+  leanParser: leanParserState,
+};
+
+/** The patches that did not install (their reason), for a start-up warning. */
+export function inactivePatches(): Partial<DependencyPatchStates> {
+  return Object.fromEntries(Object.entries(dependencyPatches).filter(([, state]) => state !== 'installed'));
+}
