@@ -119,17 +119,18 @@ function setAll(metrics: Metric[], name: TargetName, text: string): void {
 /**
  * Waits until the application has counted `want` deliveries (in total, or on
  * the given topic targets), or the count stops moving for `quietMs`, or
- * `maxMs` passes; returns the last stats.
+ * `maxMs` passes; returns the last counts (latency not summarized: ask
+ * `target.stats()` for that once, after reading the CPU meters).
  */
 export async function settle(target: Target, want: number, maxMs: number, options: { quietMs?: number; targets?: string[] } = {}): Promise<AppStats> {
   const deadline = Date.now() + maxMs;
   const quietMs = options.quietMs ?? 2000;
   const counted = (s: AppStats) => (options.targets ? options.targets.reduce((n, t) => n + (s.byTarget[t] ?? 0), 0) : s.total);
-  let stats = await target.stats();
+  let stats = await target.stats({ latency: false });
   let lastChange = Date.now();
   while (counted(stats) < want && Date.now() < deadline && Date.now() - lastChange < quietMs) {
     await sleep(100);
-    const next = await target.stats();
+    const next = await target.stats({ latency: false });
     if (next.total !== stats.total) lastChange = Date.now();
     stats = next;
   }

@@ -72,7 +72,13 @@ async function runIngest(
     const accepted = sumValues(publish.acked) + sumOf(publish.sent, plans, 0);
     if (process.env.BENCH_VERBOSE) context.log(`${target.name}: generator ${JSON.stringify(publish)}`);
     const qos1Targets = plans.filter((p) => p.qos === 1).map((p) => p.target);
-    const stats = timing.settleQos1Only ? await settle(target, sumValues(publish.acked), 60_000, { targets: qos1Targets }) : await settle(target, accepted, 60_000);
+    if (timing.settleQos1Only) await settle(target, sumValues(publish.acked), 60_000, { targets: qos1Targets });
+    else await settle(target, accepted, 60_000);
+    const brokerCpuS = brokerCpu.elapsed();
+    const appCpuS = appCpu?.elapsed();
+    const genCpuS = genCpu.elapsed();
+    // After the CPU readings: the latency percentiles sort up to a million samples in the app's process.
+    const stats = await target.stats();
     const snapped = await snapshot;
     if (snapped instanceof Error) throw snapped;
     const run: IngestRun = {
@@ -80,9 +86,9 @@ async function runIngest(
       stats,
       delivered: stats.total,
       accepted,
-      brokerCpuS: brokerCpu.elapsed(),
-      appCpuS: appCpu?.elapsed(),
-      genCpuS: genCpu.elapsed(),
+      brokerCpuS,
+      appCpuS,
+      genCpuS,
       seconds: (Math.max(stats.lastMs, publish.stopMs) - publish.startMs) / 1000,
       peakRss: watcher.stop(),
       snapshot: snapped,
@@ -95,10 +101,10 @@ async function runIngest(
   }
 }
 
-/** App stats `ms` from now; an error is returned as a value so it cannot go unhandled meanwhile. */
+/** App counts `ms` from now; an error is returned as a value so it cannot go unhandled meanwhile. */
 function captureLater(target: Target, ms: number): Promise<AppStats | Error> {
   return sleep(ms)
-    .then(() => target.stats())
+    .then(() => target.stats({ latency: false }))
     .then(
       (stats) => stats,
       (error: unknown) => (error instanceof Error ? error : new Error(String(error))),

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket } from 'aedes';
-import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
+import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
 import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
@@ -61,7 +61,7 @@ async function respond(args: RespondArgs): Promise<RespondResult> {
 
 serveRpc(
   {
-    stats: () => ({ ...counter.stats(), loopDelay: loopDelay.read(), tlsErrors, publishErrors }),
+    stats: (options: StatsOptions) => ({ ...counter.stats(options.latency !== false), loopDelay: loopDelay.read(), tlsErrors, publishErrors }),
     reset: () => {
       counter.reset();
       loopDelay.reset();

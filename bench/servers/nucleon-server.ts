@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EventOf, EventRunner as EventRunnerType } from '../../src/index.js';
-import { AppCounter, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
+import { AppCounter, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
 import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
@@ -73,7 +73,7 @@ await nucleon.start();
 
 serveRpc(
   {
-    stats: () => ({ ...counter.stats(), loopDelay: loopDelay.read(), runners: nucleon.broker.stats() }),
+    stats: (options: StatsOptions) => ({ ...counter.stats(options.latency !== false), loopDelay: loopDelay.read(), runners: nucleon.broker.stats() }),
     reset: () => {
       counter.reset();
       loopDelay.reset();

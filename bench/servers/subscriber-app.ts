@@ -3,7 +3,7 @@
 // PUBACKs batched per incoming chunk, so it costs as little as a client can.
 import tls from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult } from '../lib/app-counter.js';
+import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
 import { pubacks } from '../loadgen/packets.js';
 
@@ -109,7 +109,7 @@ async function respond(args: RespondArgs): Promise<RespondResult> {
 
 serveRpc(
   {
-    stats: () => ({ ...counter.stats(), closedReason }),
+    stats: (options: StatsOptions) => ({ ...counter.stats(options.latency !== false), closedReason }),
     reset: () => counter.reset(),
     respond: (args: RespondArgs) => respond(args),
     gc: () => false,

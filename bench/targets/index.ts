@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AppStats, RespondArgs, RespondResult } from '../lib/app-counter.js';
+import type { AppStats, RespondArgs, RespondResult, StatsOptions } from '../lib/app-counter.js';
 import type { BenchCerts } from '../lib/certs.js';
 import { RpcChild } from '../lib/ipc.js';
 import { freePort, waitForPort } from '../lib/net.js';
@@ -19,7 +19,8 @@ export interface Target {
   brokerPid: number;
   /** The application's own process when it is not inside the broker (Mosquitto). */
   appPid: number | undefined;
-  stats(): Promise<AppStats>;
+  /** The app's counts; `latency: false` skips the percentiles (for polling). */
+  stats(options?: StatsOptions): Promise<AppStats>;
   reset(): Promise<void>;
   respond(args: RespondArgs): Promise<RespondResult>;
   /** Full GC in the broker when it has one (before memory readings). */
@@ -78,7 +79,7 @@ function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHt
     command: (cmd, args, timeoutMs) => server.call(cmd, args, timeoutMs),
     brokerPid: server.pid,
     appPid: undefined,
-    stats: () => server.call<AppStats>('stats'),
+    stats: (options = {}) => server.call<AppStats>('stats', options),
     reset: () => server.call<void>('reset'),
     respond: (args) => server.call<RespondResult>('respond', args, 600_000),
     gc: () => server.call<void>('gc'),
@@ -189,7 +190,7 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
     port,
     brokerPid,
     appPid: subscriber.pid,
-    stats: () => subscriber.call<AppStats>('stats'),
+    stats: (options = {}) => subscriber.call<AppStats>('stats', options),
     reset: () => subscriber.call<void>('reset'),
     respond: (args) => subscriber.call<RespondResult>('respond', args, 600_000),
     gc: async () => undefined,
