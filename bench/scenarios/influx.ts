@@ -17,8 +17,7 @@ export const scenario8: Scenario = {
       id: 8,
       title: `${this.title} (Nucleon only: the baselines have no Influx writer)`,
       metrics: [
-        // One point per QoS 1 message: this row is bounded by MQTT ingest (scenario 1), not by the Influx pipeline.
-        metric(`device telemetry (${DEVICES} devices, QoS 1, MQTT/TLS, one point per message): points stored`, 'points/s', 0),
+        metric(`device telemetry (${DEVICES} devices, QoS 1, MQTT/TLS, one point per message): points stored`, 'points/s', 0, GOAL),
         metric('device telemetry: points lost (acknowledged, not stored)', '', 0, { kind: 'max', limit: 0 }),
         metric('device telemetry: broker CPU per point', 'µs', 2),
         metric('Influx pipeline, app InfluxDataSave batches: points stored', 'points/s', 0, GOAL),
@@ -77,7 +76,7 @@ export const scenario8: Scenario = {
       );
       result.notes.push(
         `Influx runner with its defaults (batch_size 5000, flush_interval_ms 1000). Points/s = points found in victoria-metrics / time from the first publish until the last of them was stored (device run ${durationMs / 1000} s, then ${appPoints.toLocaleString('en-US')} app points). Counted with /api/v1/export after /internal/force_flush.`,
-        'The 150,000 points/s target is checked on the Influx pipeline (app batches). Device telemetry is one point per QoS 1 MQTT message, so that row is bounded by MQTT/TLS ingest on this machine (scenario 1: Nucleon and Mosquitto deliver well under 150,000 QoS 1 messages/s here); it is reported, not held to the target.',
+        'The 150,000 points/s target is checked on both paths. Device telemetry is one point per QoS 1 MQTT message: that path is bound by the broker\'s one event-loop thread (it runs at about one core, with victoria-metrics and the generator on the other), so it reaches 150,000 only below about 6.5 µs of broker CPU per telemetry message.',
       );
     } finally {
       await vm.stop();

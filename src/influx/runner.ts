@@ -65,9 +65,10 @@ export class InfluxRunner extends EventRunner<Accepted> {
     await writer?.stop(Math.floor(context.config.broker.stop_timeout_ms / 2));
   }
 
-  protected async handle(event: EventOf<Accepted>): Promise<void> {
+  /** Synchronous unless the writer's buffer is full (then the promise is the back-pressure). */
+  protected handle(event: EventOf<Accepted>): Promise<void> | undefined {
     const writer = this.writer;
-    if (!writer) return;
+    if (!writer) return undefined;
     const lines: string[] = [];
     switch (event.type) {
       case 'TelemetryReceived':
@@ -81,7 +82,7 @@ export class InfluxRunner extends EventRunner<Accepted> {
       default:
         assertNever(event);
     }
-    await writer.accept(lines);
+    return writer.accept(lines);
   }
 
   /** Bad input is counted and logged, never thrown: the other points of the event still go out. */

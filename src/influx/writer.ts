@@ -111,10 +111,15 @@ export class InfluxWriter {
     this.loop = this.run();
   }
 
-  /** Takes serialized points; resolves once they are buffered (or spooled, when the buffer is full). */
-  async accept(lines: readonly string[]): Promise<void> {
+  /**
+   * Takes serialized points. Returns nothing when they are buffered, or a
+   * promise when the buffer is full: it resolves once there is room again (or
+   * the points are spooled). Every telemetry message comes through here, so
+   * the common case allocates no promise.
+   */
+  accept(lines: readonly string[]): Promise<void> | undefined {
     if (this.closing || !this.loop) throw new Error('the Influx writer is not running');
-    if (lines.length === 0) return;
+    if (lines.length === 0) return undefined;
     this.options.metrics.accepted.inc(lines.length);
     const wasEmpty = this.buffer.length === 0;
     this.buffer.push(lines);
@@ -122,6 +127,10 @@ export class InfluxWriter {
       // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
       this.wake();
     }
+    return this.buffer.length >= this.options.maxBufferPoints ? this.makeRoom() : undefined;
+  }
+
+  private async makeRoom(): Promise<void> {
     while (this.buffer.length >= this.options.maxBufferPoints) {
       if (this.keepingUp()) await this.room();
       else await this.lock.run(() => this.spill('memory buffer full'));

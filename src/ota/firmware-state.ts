@@ -75,11 +75,7 @@ export class FirmwareStates {
    * Resolves to true when the report was checked against the store.
    */
   async reported(uid: string, version: string): Promise<boolean> {
-    const remembered = this.lastReported.get(uid);
-    if (remembered?.version === version) {
-      remembered.again = true;
-      return false;
-    }
+    if (this.isRepeatReport(uid, version)) return false;
     this.rememberReported(uid, version);
     try {
       await this.change(uid, (state) => {
@@ -92,6 +88,17 @@ export class FirmwareStates {
       if (this.lastReported.get(uid)?.version === version) this.lastReported.delete(uid);
       throw error;
     }
+    return true;
+  }
+
+  /**
+   * True when `version` is what this device reported last (and marks it as
+   * reported again): the caller can skip `reported()` and its promise.
+   */
+  isRepeatReport(uid: string, version: string): boolean {
+    const remembered = this.lastReported.get(uid);
+    if (remembered?.version !== version) return false;
+    remembered.again = true;
     return true;
   }
 

@@ -186,16 +186,25 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
 
   // ---- events ------------------------------------------------------------
 
-  protected async handle(event: OtaEvent): Promise<void> {
+  protected handle(event: OtaEvent): void | Promise<void> {
+    // Every telemetry message passes here; a repeat of the known version returns without a promise.
+    if (event.type === 'TelemetryReceived') return this.onTelemetry(event);
+    return this.handleOther(event);
+  }
+
+  private onTelemetry(event: EventOf<'TelemetryReceived'>): void | Promise<void> {
+    const version = event.telemetry.version;
+    // Version ids are short; anything longer is not one and is not worth a store write per device.
+    if (version === undefined || version.length > MAX_VERSION_LENGTH) return;
+    const { states } = this.require();
+    if (states.isRepeatReport(event.uid, version)) return;
+    return states.reported(event.uid, version).then(() => undefined);
+  }
+
+  private async handleOther(event: Exclude<OtaEvent, { type: 'TelemetryReceived' }>): Promise<void> {
     switch (event.type) {
       case 'OtaRequest':
         return this.onDeviceRequest(event);
-      case 'TelemetryReceived': {
-        const version = event.telemetry.version;
-        // Version ids are short; anything longer is not one and is not worth a store write per device.
-        if (version !== undefined && version.length <= MAX_VERSION_LENGTH) await this.require().states.reported(event.uid, version);
-        return;
-      }
       case 'DeviceConnected':
         this.online.set(event.uid, event.clientId);
         this.running?.states.forgetReported(event.uid);
