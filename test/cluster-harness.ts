@@ -3,7 +3,8 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { testClient } from './helpers/mqtt.js';
 import { AdminClient } from '../src/cli/admin-client.js';
 import { deviceCredentials } from '../src/devices/index.js';
 import { RedisStore } from '../src/store/index.js';
@@ -104,17 +105,7 @@ export async function startInstance(t: TestContext, cluster: Cluster, name: stri
 
 /** A device over plain MQTT with its password; never reconnects by itself; ended after the test. */
 export async function device(t: TestContext, instance: { mqttPort: number }, uid: string, options: IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${instance.mqttPort}`, {
-    clientId: uid,
-    username: uid,
-    password: `pw-${uid}-0123456789`,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-    ...options,
-  });
-  t.after(() => client.endAsync(true));
-  return client;
+  return testClient(t, `mqtt://127.0.0.1:${instance.mqttPort}`, { clientId: uid, username: uid, password: `pw-${uid}-0123456789`, ...options });
 }
 
 /** Collects messages a client receives, by topic. */

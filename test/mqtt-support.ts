@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { testClient } from './helpers/mqtt.js';
 import { issueDeviceCertificate } from '../src/certs/index.js';
 import type { ConfigInput } from '../src/config/index.js';
 import { deviceCredentials, serviceCredentials } from '../src/devices/index.js';
@@ -104,15 +105,7 @@ export async function addServiceAccount(broker: TestBroker, name: string, passwo
 
 /** An mqtt.js client over TLS that never reconnects by itself; ended after the test. */
 export async function connect(t: TestContext, broker: { port: number; ca: Buffer }, options: IClientOptions): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(`mqtts://localhost:${broker.port}`, {
-    ca: broker.ca,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-    ...options,
-  });
-  t.after(() => client.endAsync(true));
-  return client;
+  return testClient(t, `mqtts://localhost:${broker.port}`, { ca: broker.ca, ...options });
 }
 
 /** Connecting that is expected to fail; resolves with the error. */

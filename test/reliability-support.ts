@@ -6,7 +6,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { testClient } from './helpers/mqtt.js';
 import { initCertificates, issueDeviceCertificate } from '../src/certs/index.js';
 import { validateConfig } from '../src/config/index.js';
 import { deviceCredentials, serviceCredentials } from '../src/devices/index.js';
@@ -277,16 +278,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 export async function connectDevice(t: TestContext, instance: Instance, uid: string, options: IClientOptions = {}): Promise<MqttClient> {
   const tls = instance.devices.get(uid);
   if (!tls) throw new Error(`no certificate was issued for ${uid}`);
-  const client = await mqtt.connectAsync(`mqtts://localhost:${instance.ports.tls}`, {
-    ...tls,
-    clientId: uid,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-    ...options,
-  });
-  t.after(() => client.endAsync(true));
-  return client;
+  return testClient(t, `mqtts://localhost:${instance.ports.tls}`, { ...tls, clientId: uid, ...options });
 }
 
 /**
