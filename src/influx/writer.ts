@@ -77,6 +77,8 @@ export class InfluxWriter {
   /** Producers waiting in accept() for the buffer to drain below maxBufferPoints. */
   private roomWaiters: (() => void)[] = [];
   private readonly fullBatch: number;
+  /** Points taken out of memory by spill() and not yet counted as spooled or dropped. */
+  private spilling = 0;
   private head: HeadBatch | undefined;
   private failures = 0;
   private retryAt = 0;
@@ -97,9 +99,9 @@ export class InfluxWriter {
     this.fullBatch = Math.min(options.batchSize, options.maxBufferPoints);
   }
 
-  /** Points in memory, the batch being written included. */
+  /** Points in memory, the batch being written and points on their way to the spool included. */
   get bufferedPoints(): number {
-    return this.buffer.length + (this.head && !this.head.record ? this.head.batch.count : 0);
+    return this.buffer.length + this.spilling + (this.head && !this.head.record ? this.head.batch.count : 0);
   }
 
   async start(): Promise<void> {
@@ -335,6 +337,8 @@ export class InfluxWriter {
     let start = 0;
     try {
       for (; start < lines.length; start += this.options.batchSize) {
+        // Still in memory until counted below, so buffered + spooled + dropped always adds up.
+        this.spilling = lines.length - start;
         const chunk = lines.slice(start, start + this.options.batchSize);
         if (await this.options.spool.append(chunk, this.options.precision)) this.options.metrics.spooled.inc(chunk.length);
         else this.drop('spool_full', chunk.length, { spoolBytes: this.options.spool.pendingBytes });
@@ -343,6 +347,8 @@ export class InfluxWriter {
       // The disk failed us: what was not spooled goes back to memory, ahead of newer points.
       this.buffer.unshift(lines.slice(start));
       throw error;
+    } finally {
+      this.spilling = 0;
     }
   }
 
