@@ -54,6 +54,21 @@ export class BrokerOverloadedError extends NucleonError {
   }
 }
 
+/**
+ * An internal of aedes or one of its dependencies that Nucleon relies on (see
+ * src/mqtt/aedes/) is not what it was written against: the start fails before
+ * any listener opens, naming the package, its installed version and what moved.
+ */
+export class DependencyMismatchError extends NucleonError {
+  constructor(
+    readonly dependency: string,
+    readonly version: string,
+    what: string,
+  ) {
+    super('DEPENDENCY_MISMATCH', `${dependency}@${version}: ${what}; Nucleon pins the versions it was built against (package.json), reinstall with npm ci`);
+  }
+}
+
 function describeListenCause(cause: unknown): string {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EADDRINUSE') return 'address already in use';

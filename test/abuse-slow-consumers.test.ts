@@ -1,8 +1,9 @@
 // Slow consumers: a device and an admin client that stop reading their sockets
 // while the server has plenty to send them. Neither may stall anyone else (a
 // canary device keeps round-tripping, another admin client keeps getting
-// answers); the device is cut off by mqtt.limits.drain_timeout_ms and the admin
-// client by its bounded send buffer (admin.send_buffer_bytes), both counted.
+// answers); the device is cut off by its bounded send buffer
+// (mqtt.limits.max_send_buffer_bytes) and the admin client by its own
+// (admin.send_buffer_bytes), both counted.
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
@@ -12,6 +13,8 @@ import { waitFor } from './helpers/index.js';
 import { ADMIN_KEY, Canary, connectDevice, freePorts, metricValue, startInstance, summary } from './reliability-support.js';
 
 const DRAIN_TIMEOUT_MS = 1500;
+/** Unsent bytes held for one device; the kernel's socket buffers (up to ~4 MiB on loopback) come on top. */
+const SEND_BUFFER_BYTES = 16 * 1024 * 1024;
 
 /** Bounds a wait: rejects naming `what` after `ms`. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -22,11 +25,11 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-test('a device and an admin client that stop reading are disconnected (drain timeout, send buffer bound) without stalling anyone else', async (t) => {
+test('a device and an admin client that stop reading are disconnected (bounded send buffers) without stalling anyone else', async (t) => {
   const ports = await freePorts();
   const instance = await startInstance(t, {
     ports,
-    certDevices: ['canary-slow', 'slow-device', 'chatty'],
+    certDevices: ['canary-slow', 'slow-device', 'dripping', 'chatty'],
     omit: ['admin', 'mqtt.limits'],
     extraToml: [
       '[admin]',
@@ -37,6 +40,7 @@ test('a device and an admin client that stop reading are disconnected (drain tim
       'messages_per_second = 100000',
       '[mqtt.limits]',
       `drain_timeout_ms = ${DRAIN_TIMEOUT_MS}`,
+      `max_send_buffer_bytes = ${SEND_BUFFER_BYTES}`,
     ],
   });
   const canary = await Canary.start(t, instance, 'canary-slow');
@@ -61,6 +65,11 @@ test('a device and an admin client that stop reading are disconnected (drain tim
   (slow.stream as Duplex).pause();
   const chunk = Buffer.alloc(64 * 1024, 0x61);
 
+  // A device that stops reading with less unsent than the buffer bound: the drain timeout ends it.
+  const dripping = await connectDevice(t, instance, 'dripping');
+  await dripping.subscribeAsync('dripping/app/s/#', { qos: 1 });
+  (dripping.stream as Duplex).pause();
+
   // Telemetry for the admin stream, from a device that does read.
   const chatty = await connectDevice(t, instance, 'chatty');
   let flooding = true;
@@ -71,11 +80,15 @@ test('a device and an admin client that stop reading are disconnected (drain tim
     }
   })();
   for (let i = 0; i < 400 && slow.connected; i++) slow.publish('slow-device/app/p/echo', chunk, { qos: 0 });
+  // 10 MiB: past the kernel's buffers, under the bound.
+  for (let i = 0; i < 160; i++) dripping.publish('dripping/app/p/echo', chunk, { qos: 0 });
 
   // A paused client cannot see its own disconnect: watch the server's counters, then read what is left.
   try {
     await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_admin_slow_clients_total') === 1, 'the slow admin client cut off', 30_000, 100);
-    await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_mqtt_disconnects_total', { reason: 'drain_timeout' }) === 1, 'the slow device cut off by the drain timeout', 30_000, 100);
+    // 400 unread 64 KiB answers (25 MiB) pass the bound long before the drain timeout.
+    await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_mqtt_disconnects_total', { reason: 'slow_consumer' }) === 1, 'the slow device cut off as a slow consumer', 30_000, 100);
+    await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_mqtt_disconnects_total', { reason: 'drain_timeout' }) === 1, 'the dripping device cut off by the drain timeout', 30_000, 100);
   } finally {
     flooding = false;
     await telemetry;

@@ -305,6 +305,8 @@ export class Canary {
 
   static async start(t: TestContext, instance: Instance, uid: string): Promise<Canary> {
     const client = await connectDevice(t, instance, uid);
+    // Without it the client's Nagle holds each publish behind the previous PUBACK until the server's delayed ACK (~40 ms a round trip).
+    (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
     await client.subscribeAsync(`${uid}/app/s/echo`, { qos: 1 });
     return new Canary(uid, client);
   }

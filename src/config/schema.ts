@@ -110,6 +110,7 @@ export const configSchema = z.strictObject({
           max_acl_violations: int(1, 1_000_000).default(10),
           offline_queue_size: int(1, 10_000_000).default(1000),
           drain_timeout_ms: int(100, 600_000).default(30_000),
+          max_send_buffer_bytes: int(64 * 1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
         })
         .prefault({}),
     })

@@ -8,6 +8,7 @@ import { tlsSocketOf, type Authenticator } from './auth.js';
 import { deviceEvent } from './ingest.js';
 import type { MqttMetrics } from './metrics.js';
 import type { NucleonAedes } from './nucleon-aedes.js';
+import { SEND_BUFFER_FULL } from './aedes/slow-consumers.js';
 
 type PublishCallback = (error?: Error | null) => void;
 
@@ -424,6 +425,7 @@ function remoteAddressOf(client: Client): string {
 /** Bounded label values for disconnects caused by an error, so slow consumers and oversized packets are counted apart. */
 function errorDisconnectReason(reason: string): string {
   if (reason.includes('drain timeout')) return 'drain_timeout';
+  if (reason.includes(SEND_BUFFER_FULL)) return 'slow_consumer';
   if (reason.includes('too large')) return 'packet_too_large';
   return 'error';
 }

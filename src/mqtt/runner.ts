@@ -16,6 +16,8 @@ import { Gate } from './gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
 import { NucleonAedes } from './nucleon-aedes.js';
+import { limitSlowConsumers } from './aedes/slow-consumers.js';
+import { probeClient } from './aedes/probe.js';
 import { inactivePatches } from './patches/index.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { SessionStore, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
@@ -168,6 +170,8 @@ export class MqttRunner implements Runner {
     // (aedes' typings omit the plain EventEmitter 'error' event.)
     (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'mqtt broker error'));
     await aedes.listen();
+    // Before any listener opens: a dependency whose internals moved fails the start here.
+    probeClient(aedes, (probe) => limitSlowConsumers(aedes, probe, limits.max_send_buffer_bytes));
 
     await context.broker.publish({
       type: 'NewRunner',

@@ -1,0 +1,82 @@
+/*
+ * aedes calls a write's callback only once the client's socket has drained
+ * (`Client.prototype.waitForDrain`), and every shared step above it waits
+ * with it: mqemitter's delivery to all subscribers of a message, the routing
+ * gate, the MQTT runner's server → device sends. One device that stopped
+ * reading its socket while answers kept coming held all of them until the
+ * drain timeout (test/abuse-stalled-device.test.ts: 63-66 % of other
+ * devices' round trips lost for ~25 s).
+ *
+ * Here a write's callback never waits for the socket. What the client has
+ * not read stays in its own socket buffer, bounded per client:
+ * - over `maxBufferedBytes` unsent, the client is disconnected at once
+ *   ("send buffer full", reason `slow_consumer`);
+ * - a buffer that does not drain within the drain timeout disconnects it too
+ *   (aedes' own timer and message, reason `drain_timeout`).
+ * Its queued QoS 1/2 messages stay in its session and are sent again when it
+ * reconnects, as after any disconnect. Mosquitto does the same with
+ * `max_queued_bytes`: a slow subscriber never slows the publishers.
+ */
+import type { Duplex } from 'node:stream';
+import type { Aedes } from 'aedes';
+import { DependencyMismatchError } from '../../errors.js';
+import { installedVersion } from './versions.js';
+
+type DrainCallback = (error: Error | null, client: unknown) => void;
+
+/** The parts of aedes 1.x's Client this contact reads and calls. */
+interface ClientInternals {
+  conn: Duplex;
+  broker: object & { opts?: { drainTimeout?: number } };
+  _drainTimer: NodeJS.Timeout | null;
+  _onDrainBound: (() => void) | undefined;
+  _handleDrain(): void;
+  _handleDrainTimeout(): void;
+  waitForDrain(callback: DrainCallback): void;
+}
+
+/** The limit of each broker (aedes instance); clients find theirs through `client.broker`. */
+const limits = new WeakMap<object, number>();
+
+/** The error a client is disconnected with when its send buffer is over the limit. */
+export const SEND_BUFFER_FULL = 'send buffer full';
+
+function nonWaitingWaitForDrain(this: ClientInternals, callback: DrainCallback): void {
+  const limit = limits.get(this.broker);
+  const unsent = this.conn.writableLength;
+  if (limit !== undefined && unsent > limit) {
+    const error = new Error(`${SEND_BUFFER_FULL}: ${unsent} bytes unsent, the limit is ${limit} (slow consumer)`);
+    this.conn.destroy(error);
+    setImmediate(callback, error, this);
+    return;
+  }
+  // The bytes are in this client's own buffer: nothing shared waits on its socket.
+  setImmediate(callback, null, this);
+  const drainTimeout = this.broker.opts?.drainTimeout ?? 0;
+  if (drainTimeout > 0 && this._drainTimer === null) {
+    this._onDrainBound ??= this._handleDrain.bind(this);
+    this.conn.once('drain', this._onDrainBound);
+    this._drainTimer = setTimeout(() => this._handleDrainTimeout(), drainTimeout);
+    this._drainTimer.unref();
+  }
+}
+
+/**
+ * Installs the non-waiting `waitForDrain` on aedes' Client prototype (once;
+ * idempotent) and sets this broker's per-client limit. Throws
+ * DependencyMismatchError when the Client does not look like aedes 1.x's.
+ */
+export function limitSlowConsumers(aedes: Aedes, probe: object, maxBufferedBytes: number): void {
+  const client = probe as Partial<ClientInternals>;
+  const prototype = Object.getPrototypeOf(probe) as Partial<ClientInternals>;
+  const shapeOk =
+    typeof prototype.waitForDrain === 'function' &&
+    typeof prototype._handleDrain === 'function' &&
+    typeof prototype._handleDrainTimeout === 'function' &&
+    client._drainTimer === null &&
+    typeof client.conn?.writableLength === 'number' &&
+    client.broker === aedes;
+  if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'Client.waitForDrain and its drain timer are not where src/mqtt/aedes/slow-consumers.ts expects them');
+  limits.set(aedes, maxBufferedBytes);
+  prototype.waitForDrain = nonWaitingWaitForDrain;
+}
