@@ -1,5 +1,6 @@
 import { mkdir, open, readdir, rename, rm, stat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirectory } from '../util/fs.js';
 import { crc32 } from 'node:zlib';
 import type { Precision } from './points.js';
 import { SerialQueue } from './serial-queue.js';
@@ -287,14 +288,4 @@ function encodeRecord(lines: readonly string[], precision: Precision): Buffer {
   header.writeUInt32BE(payload.length, 0);
   header.writeUInt32BE(crc32(payload), 4);
   return Buffer.concat([header, payload]);
-}
-
-/** Makes a created, renamed or deleted directory entry durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

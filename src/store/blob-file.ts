@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirectory } from '../util/fs.js';
 import { Readable } from 'node:stream';
 import { BlobDigest, BlobRangeError, isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
 
@@ -89,7 +90,7 @@ export class FileBlobStore implements BlobStore {
         await unlink(tmpPath);
       } else {
         await rename(tmpPath, finalPath);
-        await syncDir(path.dirname(finalPath));
+        await syncDirectory(path.dirname(finalPath));
       }
       return { sha256, size };
     } catch (error) {
@@ -223,16 +224,6 @@ async function exists(file: string): Promise<boolean> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
-  }
-}
-
-/** Makes a rename durable: the directory entry itself must reach the disk. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
