@@ -94,26 +94,51 @@ export interface DeviceFirmwareState {
   doneImageId?: string;
 }
 
+/**
+ * Where a device event sits in the durable ingest log (README "Durable
+ * ingest"). An event read back after a restart carries the same position as
+ * when it was first handed out, so a handler can drop a duplicate.
+ */
+export interface LogPosition {
+  /** The log's own id and the record's sequence number, `<log>:<seq>`: unique across instances, stable across restarts. */
+  readonly id: string;
+  readonly seq: number;
+  /** Read back from disk after a restart: it may have been handled before the crash. */
+  readonly replay: boolean;
+}
+
+/**
+ * How a runner consumes device events of the ingest log:
+ * - `handled`: its cursor moves past an event once `handle()` has resolved for it;
+ * - `manual`: the runner commits itself (`EventBroker.commit`) once an event is
+ *   really dealt with (written to InfluxDB or to its own durable spool, say).
+ * A runner without `durable` gets device events live only: nothing is replayed
+ * to it and it never holds the log back (the admin runner's live views).
+ */
+export type DurableMode = 'handled' | 'manual';
+
 /** What a runner gives the broker when it registers. */
 export interface RunnerInbox {
   /** Called once per event, in order; the next event waits for a returned promise. */
   handle(event: Event): void | Promise<void>;
   /** Overrides the configured inbox size for this runner. */
   capacity?: number;
+  /** Consume device events from the ingest log with a durable cursor (see DurableMode). */
+  durable?: DurableMode;
 }
 
 export type Event =
   | { type: 'NewRunner'; name: string; accepts: readonly EventType[]; inbox: RunnerInbox }
   // Application data, device <-> the user's app runner.
-  | { type: 'ApplicationRequest'; uid: string; target: string; payload: Uint8Array; receivedAt: number }
+  | { type: 'ApplicationRequest'; uid: string; target: string; payload: Uint8Array; receivedAt: number; log?: LogPosition }
   | { type: 'ApplicationResponse'; uid: string; target: string; payload: Uint8Array }
   | { type: 'ApplicationManagementRequest'; correlationId: string; target: string; payload: unknown }
   | { type: 'ApplicationManagementResponse'; correlationId: string; payload?: unknown; error?: ErrorInfo }
   // Telemetry.
-  | { type: 'TelemetryReceived'; uid: string; telemetry: Telemetry; receivedAt: number }
+  | { type: 'TelemetryReceived'; uid: string; telemetry: Telemetry; receivedAt: number; log?: LogPosition }
   | { type: 'InfluxDataSave'; points: InfluxPoint[] }
   // OTA, device side.
-  | { type: 'OtaRequest'; uid: string; cmd: OtaCommand; id?: string; startPos?: number; endPos?: number; receivedAt: number }
+  | { type: 'OtaRequest'; uid: string; cmd: OtaCommand; id?: string; startPos?: number; endPos?: number; receivedAt: number; log?: LogPosition }
   | { type: 'OtaResponse'; uid: string; package: OtaPackage | null }
   | { type: 'OtaDownloadResponse'; uid: string; chunk: OtaChunk }
   | { type: 'DeviceFirmwareUpdated'; state: DeviceFirmwareState }
@@ -141,6 +166,13 @@ export type Event =
   | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number };
 
 export type EventType = Event['type'];
+
+/** What device data becomes: the events that go through the ingest log. */
+export type DeviceEvent = Extract<Event, { log?: LogPosition }>;
+export const DEVICE_EVENT_TYPES = ['ApplicationRequest', 'TelemetryReceived', 'OtaRequest'] as const satisfies readonly DeviceEvent['type'][];
+type MissingDeviceEventTypes = Exclude<DeviceEvent['type'], (typeof DEVICE_EVENT_TYPES)[number]>;
+const _allDeviceEventTypesListed: MissingDeviceEventTypes extends never ? true : MissingDeviceEventTypes = true;
+void _allDeviceEventTypesListed;
 export type EventOf<K extends EventType> = Extract<Event, { type: K }>;
 
 /** Every event type, for validation of `accepts` lists and for metrics labels. */

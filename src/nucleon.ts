@@ -10,6 +10,7 @@ import { otaRunners } from './ota/index.js';
 import { telemetryRunners } from './telemetry/index.js';
 import { MqttRunner, mqttListens } from './mqtt/index.js';
 import { ClusterServices } from './cluster/index.js';
+import { IngestLog } from './ingest/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -56,6 +57,8 @@ export class Nucleon implements AsyncDisposable {
   readonly metrics: Registry;
   readonly broker: EventBroker;
   readonly store: KvStore;
+  /** The durable ingest log; undefined with `[ingest] durability = "memory"`. */
+  readonly ingestLog: IngestLog | undefined;
   /** Cluster mode (`[cluster]`): the Redis-backed parts; undefined for a standalone instance. */
   readonly cluster: ClusterServices | undefined;
   private readonly runners: Runner[];
@@ -67,11 +70,24 @@ export class Nucleon implements AsyncDisposable {
     this.config = config;
     this.logger = options.logger ?? createLogger({ level: config.log.level, format: config.log.format });
     this.metrics = createMetricsRegistry({ defaultMetrics: options.processMetrics ?? false });
+    const ingest = config.ingest;
+    this.ingestLog =
+      ingest.durability === 'memory'
+        ? undefined
+        : new IngestLog({
+            dir: ingest.dir === '' ? path.join(config.store.path, 'ingest') : ingest.dir,
+            durability: ingest.durability,
+            maxBytes: ingest.max_bytes,
+            segmentBytes: ingest.segment_bytes,
+            logger: this.logger.child({ component: 'ingest' }),
+            metrics: this.metrics,
+          });
     this.broker = new EventBroker({
       inboxSize: config.broker.inbox_size,
       maxWaiters: config.broker.max_waiters,
       logger: this.logger.child({ component: 'broker' }),
       metrics: this.metrics,
+      ...(this.ingestLog ? { log: this.ingestLog } : {}),
     });
     this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics) : undefined;
     this.store = options.store ?? this.cluster?.store ?? new LevelStore(path.join(config.store.path, 'kv'));
@@ -91,6 +107,7 @@ export class Nucleon implements AsyncDisposable {
     this.state = 'starting';
     try {
       await this.store.open();
+      await this.ingestLog?.open();
       this.broker.start();
       const ordered = [...this.runners.filter((r) => !r.listens), ...this.runners.filter((r) => r.listens)];
       for (const runner of ordered) await this.startRunner(runner);
@@ -147,6 +164,11 @@ export class Nucleon implements AsyncDisposable {
     await this.broker.drain(timeoutMs);
     for (const runner of workers) await this.stopRunner(runner);
     await this.broker.stop(timeoutMs);
+    try {
+      await this.ingestLog?.close(timeoutMs);
+    } catch (error) {
+      this.logger.error({ err: error }, 'closing the ingest log failed');
+    }
     try {
       await this.store.close();
     } catch (error) {

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
 import type { EventBroker } from './broker/index.js';
 import type { Config } from './config/index.js';
-import type { Event, EventType } from './events.js';
+import type { DurableMode, Event, EventType, LogPosition } from './events.js';
 import type { Logger } from './logger.js';
 import type { KvStore } from './store/index.js';
 
@@ -28,17 +28,34 @@ export interface Runner {
   stop(): Promise<void>;
 }
 
+export interface EventRunnerOptions {
+  /**
+   * How device events (ApplicationRequest, TelemetryReceived, OtaRequest) are
+   * consumed from the durable ingest log (README "Durable ingest"):
+   * `handled` (the default) moves the runner's cursor once `handle()` has
+   * resolved, so after a crash every event not yet handled is handed out
+   * again (`event.log.replay` is true, `event.log.id` as before); `manual`
+   * leaves it to the runner (`commit()`); `false` takes device events live
+   * only, with nothing replayed.
+   */
+  durable?: DurableMode | false;
+}
+
 /**
  * Helper for the common case: register for some event types and handle them one
  * at a time. Subclasses implement `handle` with an exhaustive switch.
  */
 export abstract class EventRunner<K extends EventType> implements Runner {
   protected context: RunnerContext | undefined;
+  private readonly durable: DurableMode | false;
 
   constructor(
     readonly name: string,
     private readonly accepts: readonly K[],
-  ) {}
+    options: EventRunnerOptions = {},
+  ) {
+    this.durable = options.durable ?? 'handled';
+  }
 
   async start(context: RunnerContext): Promise<void> {
     this.context = context;
@@ -47,8 +64,17 @@ export abstract class EventRunner<K extends EventType> implements Runner {
       type: 'NewRunner',
       name: this.name,
       accepts: this.accepts,
-      inbox: { handle: (event) => this.handle(event as Extract<Event, { type: K }>) },
+      inbox: { handle: (event) => this.handle(event as Extract<Event, { type: K }>), ...(this.durable ? { durable: this.durable } : {}) },
     });
+  }
+
+  /**
+   * For `durable: 'manual'`: every device event up to this one (by its log
+   * position) is dealt with; after a crash the runner is handed only what
+   * came after. A no-op for events that did not come through the log.
+   */
+  protected commit(position: LogPosition | undefined): void {
+    if (position && this.context) this.context.broker.commit(this.name, position.seq);
   }
 
   async stop(): Promise<void> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
-import { NucleonAedes } from '../src/mqtt/nucleon-aedes.js';
+import { NucleonAedes } from '../src/mqtt/aedes/index.js';
 import { leanParserState } from '../src/mqtt/patches/lean-parser.js';
 import { connect, startBroker, waitForEvents } from './mqtt-support.js';
 

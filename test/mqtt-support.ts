@@ -37,7 +37,8 @@ export class RecordingRunner extends EventRunner<(typeof RECORDED)[number]> {
       type: 'NewRunner',
       name: this.name,
       accepts: RECORDED,
-      inbox: { handle: (event) => this.handle(event as Recorded), ...(this.capacity ? { capacity: this.capacity } : {}) },
+      // Durable, as an app runner built on EventRunner is: fed from the ingest log when its inbox is full.
+      inbox: { handle: (event) => this.handle(event as Recorded), durable: 'handled', ...(this.capacity ? { capacity: this.capacity } : {}) },
     });
   }
 

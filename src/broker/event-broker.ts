@@ -1,8 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { EVENT_TYPES, type Event, type EventOf, type EventType, type RunnerInbox } from '../events.js';
+import { DEVICE_EVENT_TYPES, EVENT_TYPES, type DeviceEvent, type Event, type EventOf, type EventType, type RunnerInbox } from '../events.js';
 import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
+import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
+import { DurableCursor } from './durable-cursor.js';
 import { BoundedQueue } from './inbox.js';
 
 export interface EventBrokerOptions {
@@ -14,6 +16,12 @@ export interface EventBrokerOptions {
   batchSize?: number;
   logger: Logger;
   metrics: Registry;
+  /**
+   * The durable ingest log (`[ingest] durability` "fsync" or "write"); opened
+   * before the broker starts. Without it ("memory"), device events go straight
+   * into the inboxes and a full inbox holds devices back.
+   */
+  log?: IngestLog;
 }
 
 export interface RunnerStats {
@@ -25,6 +33,8 @@ export interface RunnerStats {
   delivered: number;
   dropped: number;
   errors: number;
+  /** For a durable runner: its committed position in the ingest log, events behind the head, and whether it is fed from disk now. */
+  ingest?: { committed: number; lagEvents: number; lagging: boolean; replayed: number };
 }
 
 interface Waiter {
@@ -50,6 +60,8 @@ class RunnerSlot {
   readonly wakeAtFree: number;
   running = false;
   removed = false;
+  /** Set for a runner that consumes device events from the ingest log with a durable cursor. */
+  cursor: DurableCursor | undefined;
   delivered = 0;
   dropped = 0;
   errors = 0;
@@ -73,6 +85,9 @@ class RunnerSlot {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+const DEVICE_TYPES: ReadonlySet<EventType> = new Set<EventType>(DEVICE_EVENT_TYPES);
+const EVENT_OF_KIND: Record<DeviceMessageKind, DeviceEvent['type']> = { app: 'ApplicationRequest', tel: 'TelemetryReceived', ota: 'OtaRequest' };
+
 /**
  * Fans each event out to every registered runner that accepts its type.
  *
@@ -95,6 +110,7 @@ export class EventBroker {
   private readonly slots = new Map<string, RunnerSlot>();
   private readonly routes = new Map<EventType, RunnerSlot[]>();
   private readonly unroutedSeen = new Set<EventType>();
+  private readonly retiredCursors = new Map<string, DurableCursor>();
   private readonly batchSize: number;
   private stopped = false;
   /** Idle runners that may still start in a microtask this loop turn (see `schedule`). */
@@ -110,6 +126,10 @@ export class EventBroker {
 
   constructor(private readonly options: EventBrokerOptions) {
     this.batchSize = options.batchSize ?? 256;
+    if (options.log) {
+      options.log.onDurable = this.deliverDurable;
+      options.log.setCursorSource({ committed: () => this.durableCursors(), retired: () => this.retiredDurableCursors() });
+    }
     this.microtaskStarts = this.batchSize;
     const registers = [options.metrics];
     const slots = this.slots;
@@ -158,6 +178,18 @@ export class EventBroker {
     const capacity = event.inbox.capacity ?? this.options.inboxSize;
     const slot = new RunnerSlot(event.name, new Set(event.accepts), event.inbox, capacity, this.latency.labels(event.name));
     this.slots.set(event.name, slot);
+    const log = this.options.log;
+    if (log && event.inbox.durable && event.accepts.some((type) => DEVICE_TYPES.has(type))) {
+      const cursor = new DurableCursor(event.inbox.durable, () => log.headSeq);
+      slot.cursor = cursor;
+      // A runner seen before resumes after its committed position; a new one starts at the head.
+      const saved = log.savedCursor(event.name);
+      if (saved !== undefined && saved < log.headSeq) {
+        cursor.reader = log.reader(saved + 1);
+        this.options.logger.info({ runner: event.name, from: saved + 1, headSeq: log.headSeq }, 'runner catches up from its cursor in the ingest log');
+        void this.catchUp(slot, cursor);
+      }
+    }
     for (const type of slot.accepts) {
       const list = this.routes.get(type) ?? [];
       list.push(slot);
@@ -173,6 +205,8 @@ export class EventBroker {
     if (!slot) return;
     this.slots.delete(name);
     slot.removed = true;
+    // A runner still commits while it stops (the Influx writer's last flush): its cursor stays readable until it is saved.
+    if (slot.cursor) this.retiredCursors.set(name, slot.cursor);
     this.retiredDelivered.set(name, (this.retiredDelivered.get(name) ?? 0) + slot.delivered);
     for (const [type, list] of this.routes) {
       const rest = list.filter((s) => s !== slot);
@@ -272,6 +306,148 @@ export class EventBroker {
       this.schedule(slot);
     }
     return true;
+  }
+
+  /**
+   * The device data path (README "Durable ingest"): hands a decoded device
+   * event, with the message it came from, to the ingest log and returns true;
+   * `ack` runs once it is durable, and then the event goes to every runner
+   * that accepts it (durable runners through their cursors). Returns false,
+   * doing nothing, when there is no room (the log is full or failing; without
+   * a log, an inbox is full): the producer holds the device back and waits
+   * with `whenIngestRoom`.
+   */
+  ingest(event: DeviceEvent, message: DeviceMessage, ack: Acknowledge | undefined): boolean {
+    const log = this.options.log;
+    if (!log) {
+      if (!this.offer(event)) return false;
+      ack?.();
+      return true;
+    }
+    if (this.stopped || !log.hasRoom) return false;
+    log.append(event, message, ack);
+    return true;
+  }
+
+  /** Resolves when `ingest` may have room again for `type` (the caller tries again). */
+  whenIngestRoom(type: DeviceEvent['type'], signal?: AbortSignal): Promise<void> {
+    const log = this.options.log;
+    if (!log) return this.whenRoom(type, signal);
+    if (this.stopped) return Promise.reject(new BrokerStoppedError());
+    return log.whenRoom(signal);
+  }
+
+  /** A `manual` durable runner is done with every device event up to `seq` (its `event.log.seq`). */
+  commit(runner: string, seq: number): void {
+    (this.slots.get(runner)?.cursor ?? this.retiredCursors.get(runner))?.commit(seq);
+  }
+
+  /** Committed positions of the registered durable runners (the ingest log saves them). */
+  durableCursors(): Map<string, number> {
+    const cursors = new Map<string, number>();
+    for (const slot of this.slots.values()) if (slot.cursor) cursors.set(slot.name, slot.cursor.committed());
+    return cursors;
+  }
+
+  /** Committed positions of durable runners that have unregistered (saved, but not holding the log back). */
+  retiredDurableCursors(): Map<string, number> {
+    const cursors = new Map<string, number>();
+    for (const [name, cursor] of this.retiredCursors) if (!this.slots.has(name)) cursors.set(name, cursor.committed());
+    return cursors;
+  }
+
+  /**
+   * A batch of the ingest log is durable: acknowledge each message, then hand
+   * its event out. A durable runner with room takes it live; one without
+   * starts lagging and is fed from disk (catchUp) until it is level again. A
+   * runner without a cursor gets it if it has room (counted as dropped if not).
+   */
+  private readonly deliverDurable = (events: readonly DeviceEvent[], acks: readonly (Acknowledge | undefined)[], from: number, to: number): void => {
+    for (let i = from; i < to; i++) acks[i]?.();
+    for (let i = from; i < to; i++) {
+      const event = events[i];
+      if (event === undefined) continue;
+      const targets = this.targetsOf(event);
+      if (!targets) continue;
+      for (const slot of targets) {
+        const cursor = slot.cursor;
+        if (!cursor) {
+          if (slot.waiters.length === 0 && slot.queue.push(event)) this.schedule(slot);
+          else this.countDrop(slot, event, 'inbox_full');
+          continue;
+        }
+        if (cursor.lagging) continue;
+        const seq = event.log?.seq ?? 0;
+        if (slot.queue.push(event)) {
+          cursor.delivered(seq);
+          this.schedule(slot);
+          continue;
+        }
+        const log = this.options.log;
+        if (!log) continue;
+        cursor.reader = log.reader(seq);
+        void this.catchUp(slot, cursor);
+      }
+    }
+  };
+
+  /**
+   * Feeds a lagging durable runner from the log on disk, as its inbox makes
+   * room, until it has caught up with the head; then it is live again. One
+   * loop per runner; it ends when the runner leaves or the broker stops.
+   */
+  private async catchUp(slot: RunnerSlot, cursor: DurableCursor): Promise<void> {
+    const log = this.options.log;
+    if (!log || cursor.catchingUp) return;
+    cursor.catchingUp = true;
+    try {
+      while (!slot.removed && !this.stopped && cursor.reader) {
+        // First what was read before and did not fit.
+        while (cursor.pendingHead < cursor.pending.length) {
+          const event = cursor.pending[cursor.pendingHead];
+          if (event === undefined || !slot.queue.push(event)) break;
+          cursor.pendingHead++;
+          cursor.delivered(event.log?.seq ?? 0);
+          if (event.log?.replay) cursor.replayed++;
+          this.schedule(slot);
+        }
+        if (cursor.pendingHead < cursor.pending.length) {
+          await this.waitForRoom(slot, undefined);
+          continue;
+        }
+        cursor.pending = [];
+        cursor.pendingHead = 0;
+        const reader = cursor.reader;
+        const records = await reader.next();
+        if (slot.removed || this.stopped) return;
+        if (records.length === 0) {
+          // Caught up with what is durable: from here on the runner takes events live.
+          if (reader.nextSeq > log.headSeq) {
+            cursor.reader = undefined;
+            return;
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+          continue;
+        }
+        for (const record of records) {
+          if (!slot.accepts.has(EVENT_OF_KIND[record.kind])) continue;
+          const decoded = deviceEvent(record);
+          if (!decoded.ok) {
+            // Decoded once already before it was appended: only a change of the decoder can get here.
+            this.countDrop(slot, { type: EVENT_OF_KIND[record.kind] } as Event, 'undecodable_replay');
+            continue;
+          }
+          decoded.event.log = log.position(record.seq);
+          cursor.pending.push(decoded.event);
+        }
+      }
+    } catch (error) {
+      if (error instanceof BrokerStoppedError || slot.removed || this.stopped) return;
+      this.options.logger.error({ err: error, runner: slot.name }, 'reading the ingest log for a runner failed; retrying in a second');
+      setTimeout(() => void this.catchUp(slot, cursor), 1000).unref();
+    } finally {
+      cursor.catchingUp = false;
+    }
   }
 
   /**
@@ -383,6 +559,9 @@ export class EventBroker {
       delivered: slot.delivered,
       dropped: slot.dropped,
       errors: slot.errors,
+      ...(slot.cursor
+        ? { ingest: { committed: slot.cursor.committed(), lagEvents: Math.max(0, (this.options.log?.headSeq ?? 0) - slot.cursor.committed()), lagging: slot.cursor.lagging, replayed: slot.cursor.replayed } }
+        : {}),
     }));
   }
 
@@ -455,6 +634,11 @@ export class EventBroker {
       }
       if (timed) slot.latency.observe((performance.now() - started) / 1000);
       slot.delivered++;
+      // A handler that threw is done with the event too: it was logged and counted, and replaying it would only fail again.
+      if (slot.cursor?.mode === 'handled') {
+        const seq = (event as { log?: { seq: number } }).log?.seq;
+        if (seq !== undefined) slot.cursor.commit(seq);
+      }
       if (slot.removed) return;
       if (++handled >= this.batchSize) {
         // Let sockets and timers run between batches; continue on the next turn.

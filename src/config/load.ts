@@ -108,6 +108,7 @@ function resolvePaths(config: Config, baseDir: string): Readonly<Config> {
   const resolved: Config = {
     ...config,
     store: { ...config.store, path: resolve(config.store.path) },
+    ingest: { ...config.ingest, dir: resolve(config.ingest.dir) },
     certs: { ...config.certs, dir: resolve(config.certs.dir) },
     influx: config.influx ? { ...config.influx, spool_dir: resolve(config.influx.spool_dir) } : undefined,
   };

@@ -64,6 +64,15 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 
+  ingest: z
+    .strictObject({
+      durability: z.enum(['fsync', 'write', 'memory'], { error: (iss) => `expected "fsync", "write" or "memory", got ${show(iss.input)}` }).default('fsync'),
+      dir: text().default(''),
+      max_bytes: int(1024 * 1024, 2 ** 50).default(1024 * 1024 * 1024),
+      segment_bytes: int(64 * 1024, 1024 * 1024 * 1024).default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+
   certs: z
     .strictObject({
       dir: text().min(1).default('certs'),

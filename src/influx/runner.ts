@@ -19,7 +19,8 @@ export class InfluxRunner extends EventRunner<Accepted> {
   private precision: Precision = 'ms';
 
   constructor() {
-    super('influx', ['TelemetryReceived', 'InfluxDataSave']);
+    // Its cursor in the ingest log moves once points are written to InfluxDB or durable in the spool, not when handled.
+    super('influx', ['TelemetryReceived', 'InfluxDataSave'], { durable: 'manual' });
   }
 
   protected override async onStart(context: RunnerContext): Promise<void> {
@@ -52,6 +53,7 @@ export class InfluxRunner extends EventRunner<Accepted> {
       retryMaxMs: config.retry_max_ms,
       logger: context.logger,
       metrics,
+      onSettled: (seq) => context.broker.commit(this.name, seq),
     });
     await writer.start();
     this.writer = writer;
@@ -82,7 +84,7 @@ export class InfluxRunner extends EventRunner<Accepted> {
       default:
         assertNever(event);
     }
-    return writer.accept(lines);
+    return writer.accept(lines, event.type === 'TelemetryReceived' ? event.log?.seq : undefined);
   }
 
   /** Bad input is counted and logged, never thrown: the other points of the event still go out. */

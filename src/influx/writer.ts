@@ -6,6 +6,7 @@ import type { Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
 import { LineBatch, LineBuffer } from './line-buffer.js';
 import { SerialQueue } from './serial-queue.js';
+import { Settlement } from './settlement.js';
 
 /** Where batches go; InfluxHttpSink in production. */
 export interface LineSink {
@@ -28,6 +29,8 @@ export interface InfluxWriterOptions {
   metrics: InfluxMetrics;
   /** For the retry jitter; Math.random by default. */
   random?: () => number;
+  /** Told the newest ingest-log sequence number whose points are all written, spooled or dropped (see Settlement). */
+  onSettled?: (seq: number) => void;
 }
 
 const MESSAGES: Record<DropReason, string> = {
@@ -44,6 +47,8 @@ interface HeadBatch {
   /** Set when the batch came from the spool: acknowledged once every line is done. */
   record?: SpoolRecord;
   attempts: number;
+  /** Points of a batch from memory not yet settled (the written part of a partly written batch included). */
+  unsettled: number;
 }
 
 /**
@@ -91,9 +96,11 @@ export class InfluxWriter {
   private closing = false;
   private readonly dropsLogged = new Map<DropReason, number>();
   private readonly random: () => number;
+  private readonly settlement: Settlement;
 
   constructor(private readonly options: InfluxWriterOptions) {
     this.random = options.random ?? Math.random;
+    this.settlement = new Settlement(options.onSettled ?? (() => undefined));
     this.buffer = new LineBuffer(options.batchSize);
     // A buffer limit below the batch size must not wait for the flush interval once full.
     this.fullBatch = Math.min(options.batchSize, options.maxBufferPoints);
@@ -119,8 +126,9 @@ export class InfluxWriter {
    * the points are spooled). Every telemetry message comes through here, so
    * the common case allocates no promise.
    */
-  accept(lines: readonly string[]): Promise<void> | undefined {
+  accept(lines: readonly string[], seq?: number): Promise<void> | undefined {
     if (this.closing || !this.loop) throw new Error('the Influx writer is not running');
+    this.settlement.accepted(lines.length, seq);
     if (lines.length === 0) return undefined;
     this.options.metrics.accepted.inc(lines.length);
     const wasEmpty = this.buffer.length === 0;
@@ -233,10 +241,10 @@ export class InfluxWriter {
           }
           return;
         }
-        this.head = { batch: LineBatch.of(record.lines), precision: record.precision, record, attempts: 0 };
+        this.head = { batch: LineBatch.of(record.lines), precision: record.precision, record, attempts: 0, unsettled: 0 };
       } else if (flushDue) {
         this.lastFlushAt = now;
-        this.head = { batch: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
+        this.head = this.memoryBatch();
       } else {
         return;
       }
@@ -282,6 +290,7 @@ export class InfluxWriter {
     }
     if (batch.record) await this.options.spool.ack(batch.record);
     this.head = undefined;
+    this.settlement.settled(batch.unsettled);
     if (this.failures > 0) {
       this.options.logger.info({ failedAttempts: this.failures, downMs: Date.now() - this.outageStartedAt }, 'InfluxDB writes succeed again');
     }
@@ -328,6 +337,8 @@ export class InfluxWriter {
   private async spill(why?: string): Promise<void> {
     const lines: string[] = [];
     if (this.head && !this.head.record) {
+      // What of the batch was written before a retry failed is done; the rest is spooled below, first.
+      this.settlement.settled(this.head.unsettled - this.head.batch.count);
       for (const line of this.head.batch.lines()) lines.push(line);
       this.head = undefined;
     }
@@ -342,6 +353,7 @@ export class InfluxWriter {
         const chunk = lines.slice(start, start + this.options.batchSize);
         if (await this.options.spool.append(chunk, this.options.precision)) this.options.metrics.spooled.inc(chunk.length);
         else this.drop('spool_full', chunk.length, { spoolBytes: this.options.spool.pendingBytes });
+        this.settlement.settled(chunk.length);
       }
     } catch (error) {
       // The disk failed us: what was not spooled goes back to memory, ahead of newer points.
@@ -352,13 +364,18 @@ export class InfluxWriter {
     }
   }
 
+  private memoryBatch(): HeadBatch {
+    const batch = this.buffer.takeBatch();
+    return { batch, precision: this.options.precision, attempts: 0, unsettled: batch.count };
+  }
+
   /** At stop: one attempt per batch while the server looked healthy and time remains, then spool the rest. */
   private async finalFlush(deadline: number): Promise<void> {
     const healthy = this.options.spool.isEmpty && this.failures === 0;
     while (healthy && !this.abort.signal.aborted && Date.now() < deadline) {
       if (!this.head) {
         if (this.buffer.length === 0) break;
-        this.head = { batch: this.buffer.takeBatch(), precision: this.options.precision, attempts: 0 };
+        this.head = this.memoryBatch();
       }
       const outcome = await this.deliver(this.head);
       if (outcome) {

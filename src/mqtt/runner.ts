@@ -12,12 +12,10 @@ import type { EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
 import { Gateway } from './gateway.js';
-import { Gate } from './gate.js';
+import { Gate } from '../util/gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
-import { NucleonAedes } from './nucleon-aedes.js';
-import { limitSlowConsumers } from './aedes/slow-consumers.js';
-import { probeClient } from './aedes/probe.js';
+import { installAedesContacts, NucleonAedes } from './aedes/index.js';
 import { inactivePatches } from './patches/index.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { SessionStore, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
@@ -130,7 +128,17 @@ export class MqttRunner implements Runner {
     const limits = mqtt.limits;
     const metrics: MqttMetrics = new MqttMetrics(context.metrics, () => gateway.counts());
     const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store));
-    const gateway: Gateway = new Gateway({ broker: context.broker, authenticator, metrics, logger, maxAclViolations: limits.max_acl_violations });
+    const services = serviceCredentials(context.store);
+    const gateway: Gateway = new Gateway({
+      broker: context.broker,
+      authenticator,
+      metrics,
+      logger,
+      maxAclViolations: limits.max_acl_violations,
+      keepaliveMaxS: limits.keepalive_max_s,
+      serviceAccountsExist: async () => (await services.list()).length > 0,
+    });
+    await gateway.refreshServiceAccounts();
     state.gateway = gateway;
     state.metrics = metrics;
 
@@ -152,11 +160,12 @@ export class MqttRunner implements Runner {
       concurrency: MQ_CONCURRENCY,
       connectTimeout: limits.connect_timeout_ms,
       drainTimeout: limits.drain_timeout_ms,
-      keepaliveLimit: limits.keepalive_max_s,
+      // Checked by the gateway, which answers with a valid CONNACK code (aedes sends the reserved 6).
+      keepaliveLimit: 0,
       maxClientsIdLength: limits.max_client_id_length,
       // Before CONNACK a client may pipeline a few packets; more is abuse.
       queueLimit: 42,
-      shouldRoute: gateway.shouldRoute,
+      onIncomingStored: gateway.incomingStored,
       maxRouting: MAX_ROUTING,
       maxRoutingWaiting: MAX_ROUTING_WAITING,
       onRoutingRefused: () => metrics.overloaded.inc({ where: 'router' }),
@@ -171,7 +180,7 @@ export class MqttRunner implements Runner {
     (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'mqtt broker error'));
     await aedes.listen();
     // Before any listener opens: a dependency whose internals moved fails the start here.
-    probeClient(aedes, (probe) => limitSlowConsumers(aedes, probe, limits.max_send_buffer_bytes));
+    installAedesContacts(aedes, { maxSendBufferBytes: limits.max_send_buffer_bytes });
 
     await context.broker.publish({
       type: 'NewRunner',

@@ -237,12 +237,15 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   private async onDeviceRequest(event: EventOf<'OtaRequest'>): Promise<void> {
     const running = this.require();
     running.metrics.requests.inc({ cmd: event.cmd });
+    // A request read back from the ingest log after a restart updates the device's state,
+    // but gets no answer: the connection that asked is gone, and the device asks again.
+    const replay = event.log?.replay === true;
     switch (event.cmd) {
       case 'Check': {
         const image = await running.catalog.assignedImage(event.uid);
         await running.states.checked(event.uid, image?.id);
         // An empty payload on <uid>/ota/s (package null) means "no update".
-        await this.publish({ type: 'OtaResponse', uid: event.uid, package: image ? this.packageFor(image, event.uid) : null });
+        if (!replay) await this.publish({ type: 'OtaResponse', uid: event.uid, package: image ? this.packageFor(image, event.uid) : null });
         return;
       }
       case 'Done': {
@@ -252,6 +255,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         return;
       }
       case 'DownloadBytes':
+        if (replay) return;
         return this.serveChunk(running, event);
       default:
         return assertNever(event.cmd);

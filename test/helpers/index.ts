@@ -10,10 +10,23 @@ import type { TestContext } from 'node:test';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(repoRoot, 'dist/cli.js');
 
+/** Processes started by each test, ended before its temporary folders are removed (they may still write there). */
+const started = new WeakMap<TestContext, RunningProcess[]>();
+
 export async function tempDir(t: TestContext, prefix = 'nucleon-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(async () => {
+    for (const proc of started.get(t) ?? []) await killProcess(proc);
+    await rm(dir, { recursive: true, force: true });
+  });
   return dir;
+}
+
+async function killProcess(proc: RunningProcess): Promise<void> {
+  if (proc.child.exitCode === null && proc.child.signalCode === null) {
+    proc.child.kill('SIGKILL');
+    await proc.exited;
+  }
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -62,13 +75,10 @@ export function startProcess(t: TestContext, command: string, args: string[], op
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return { child, output: () => output, exited };
+  const proc = { child, output: () => output, exited };
+  started.set(t, [...(started.get(t) ?? []), proc]);
+  t.after(() => killProcess(proc));
+  return proc;
 }
 
 /** Runs the built CLI to completion. */

@@ -1,48 +1,63 @@
 // First, before aedes loads mqtt-packet (see patches/index.ts).
-import './patches/index.js';
+import '../patches/index.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
-import { Gate } from './gate.js';
+import { DependencyMismatchError } from '../../errors.js';
+import { Gate } from '../../util/gate.js';
+import { installedVersion } from './versions.js';
 
 type Done = (error?: Error) => void;
 
 export interface NucleonAedesOptions extends AedesOptions {
-  /**
-   * Whether a packet a client published continues into aedes' routing
-   * (retained store, offline queues, subscribers). Ingested device data and
-   * denied packets stop here.
-   */
-  shouldRoute: (packet: PublishPacket, client: Client) => boolean;
   /** Messages inside the router at once; the rest wait (bounded) with their publisher paused. */
   maxRouting: number;
   maxRoutingWaiting: number;
   onRoutingRefused: () => void;
+  /** aedes has put a client's QoS 2 publish into its incoming store (its publish step comes right after). */
+  onIncomingStored?: (packet: PublishPacket, client: Client) => void;
+}
+
+/** Set on a packet without a client (a will of an earlier run) that the publish path has dealt with already. */
+const HANDLED = Symbol('nucleon.handled');
+
+/** The publish path has routed (or dropped) this packet: aedes' publish step must leave it alone. */
+export function markHandled(packet: PublishPacket): void {
+  (packet as PublishPacket & { [HANDLED]?: true })[HANDLED] = true;
 }
 
 /**
- * aedes with two changes to `publish`, the one place every message passes:
- * - device → server messages are already handled by the runner (ingest) and
- *   are not routed unless a subscriber may want them, which saves the
- *   retained/offline/mqemitter work on the hot path;
- * - routing is gated, so publishers that out-run a subscriber wait (their
- *   socket is not read meanwhile) instead of queueing without bound.
+ * aedes with its internal `publish(packet, client, done)` taken over, the one
+ * step every message passes after aedes acknowledged it:
+ * - a client's publish (and a will) was already routed, or deliberately not,
+ *   by the publish path (src/mqtt/publish-path.ts) before the
+ *   acknowledgement: the step does nothing for it, so "route or not" is
+ *   decided in one place;
+ * - what remains is aedes' own messages (`$SYS` heartbeats, cluster
+ *   notices) and the server's publishes to devices, routed through a gate, so
+ *   publishers that out-run a subscriber wait instead of queueing without
+ *   bound (mqemitter overflows its stack otherwise, aedes issue #193).
  */
 export class NucleonAedes extends Aedes {
   private readonly gate: Gate;
-  private readonly shouldRoute: NucleonAedesOptions['shouldRoute'];
   private readonly onRoutingRefused: () => void;
+  private readonly onIncomingStored: NucleonAedesOptions['onIncomingStored'];
 
   constructor(options: NucleonAedesOptions) {
     super(options);
     this.gate = new Gate(options.maxRouting, options.maxRoutingWaiting);
-    this.shouldRoute = options.shouldRoute;
     this.onRoutingRefused = options.onRoutingRefused;
+    this.onIncomingStored = options.onIncomingStored;
   }
 
   // aedes calls `publish(packet, client, done)` internally and `publish(packet, done)` from user code.
   override publish(packet: PublishPacket, clientOrDone: Client | null | Done, maybeDone?: Done): void {
     const client = typeof clientOrDone === 'function' ? null : clientOrDone;
     const done: Done = (typeof clientOrDone === 'function' ? clientOrDone : maybeDone) ?? noop;
-    if (client && !this.shouldRoute(packet, client)) {
+    if (client) {
+      if (packet.qos === 2) this.onIncomingStored?.(packet, client);
+      done();
+      return;
+    }
+    if ((packet as PublishPacket & { [HANDLED]?: true })[HANDLED]) {
       done();
       return;
     }
@@ -65,8 +80,7 @@ export class NucleonAedes extends Aedes {
 
   /** Whether a client with this id is connected to this instance now. */
   clientConnected(clientId: string): boolean {
-    const clients = (this as unknown as { clients: Record<string, { connected: boolean } | undefined> }).clients;
-    return clients[clientId]?.connected === true;
+    return clientsOf(this)[clientId]?.connected === true;
   }
 
   /** Waits (bounded) for messages still being routed, before the store closes. */
@@ -84,3 +98,20 @@ function noop(): void {}
 // The three-argument form aedes uses internally (its typings only declare the two-argument one).
 type InternalPublish = (this: Aedes, packet: PublishPacket, client: Client | null, done: Done) => void;
 const basePublish = (Aedes.prototype as unknown as { publish: InternalPublish }).publish;
+
+/** aedes' private map of connected clients by id. */
+function clientsOf(aedes: Aedes): Record<string, { connected: boolean } | undefined> {
+  return (aedes as unknown as { clients: Record<string, { connected: boolean } | undefined> }).clients;
+}
+
+/**
+ * The internals NucleonAedes relies on, checked at start-up (before any
+ * listener opens): the three-argument publish and the clients map.
+ */
+export function checkNucleonAedes(aedes: NucleonAedes): void {
+  if (typeof basePublish !== 'function' || basePublish.length < 3) {
+    throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'Aedes.prototype.publish no longer takes (packet, client, done)');
+  }
+  const clients = clientsOf(aedes) as unknown;
+  if (typeof clients !== 'object' || clients === null) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'the private clients map is gone');
+}

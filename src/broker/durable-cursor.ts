@@ -1,0 +1,88 @@
+import type { DeviceEvent, DurableMode } from '../events.js';
+import type { LogReader } from '../ingest/index.js';
+
+/** Sequence numbers in order, with cheap removal at the front (a growable ring would do the same). */
+class SeqQueue {
+  private items: number[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(seq: number): void {
+    this.items.push(seq);
+  }
+
+  peek(): number | undefined {
+    return this.items[this.head];
+  }
+
+  /** Removes every number up to and including `seq`. */
+  dropThrough(seq: number): void {
+    while (this.head < this.items.length && (this.items[this.head] ?? 0) <= seq) this.head++;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/**
+ * Where one durable runner is in the ingest log (README "Durable ingest").
+ *
+ * Live, the broker pushes each durable event into the runner's inbox; when
+ * the inbox is full the runner starts lagging and a reader feeds it from the
+ * log on disk instead (so a slow runner never holds devices back until the
+ * log itself is full), until it has caught up and goes live again.
+ *
+ * Its committed position is the last sequence number before the oldest event
+ * handed to the runner and not yet committed (by `handle()` resolving, or by
+ * the runner itself in `manual` mode); with nothing outstanding, everything
+ * it has looked at (delivered or skipped as not its type).
+ */
+export class DurableCursor {
+  private readonly inflight = new SeqQueue();
+  /** Set while the runner is fed from disk. */
+  reader: LogReader | undefined;
+  /** Events read from disk for the runner that its inbox had no room for yet, in order from `pendingHead`. */
+  pending: DeviceEvent[] = [];
+  pendingHead = 0;
+  /** A catch-up loop is running (at most one per runner). */
+  catchingUp = false;
+  replayed = 0;
+
+  constructor(
+    readonly mode: DurableMode,
+    /** The head of the log: everything up to it has been looked at by a live runner. */
+    private readonly head: () => number,
+  ) {}
+
+  get lagging(): boolean {
+    return this.reader !== undefined;
+  }
+
+  /** An event was put into the runner's inbox. */
+  delivered(seq: number): void {
+    this.inflight.push(seq);
+  }
+
+  /** The runner is done with everything up to `seq`. */
+  commit(seq: number): void {
+    this.inflight.dropThrough(seq);
+  }
+
+  committed(): number {
+    const waiting = this.pending[this.pendingHead]?.log?.seq;
+    const looked = waiting !== undefined ? waiting - 1 : this.reader ? this.reader.nextSeq - 1 : this.head();
+    const oldest = this.inflight.peek();
+    return oldest === undefined ? looked : Math.min(looked, oldest - 1);
+  }
+
+  outstanding(): number {
+    return this.inflight.size;
+  }
+}

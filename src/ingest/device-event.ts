@@ -1,0 +1,38 @@
+import type { DeviceEvent } from '../events.js';
+import { decodeOtaRequest, decodeTelemetry, PayloadError } from '../protocol/index.js';
+import type { DeviceMessage } from './record.js';
+
+/** The event a device message becomes, or why its payload was refused. */
+export type DecodeResult = { ok: true; event: DeviceEvent } | { ok: false; reason: string; message: string };
+
+/**
+ * Turns a device message into its event (DESIGN.md section 1): `app` →
+ * ApplicationRequest, `tel` → TelemetryReceived, `ota` → OtaRequest. The
+ * live path and a replay from the ingest log both come through here, so a
+ * replayed event is the event that was first handed out. `payload` is kept
+ * by an ApplicationRequest: pass a copy, not a socket's read buffer.
+ */
+export function deviceEvent(message: DeviceMessage): DecodeResult {
+  const { uid, receivedAt } = message;
+  switch (message.kind) {
+    case 'app':
+      return { ok: true, event: { type: 'ApplicationRequest', uid, target: message.target, payload: message.payload, receivedAt } };
+    case 'tel':
+      try {
+        return { ok: true, event: { type: 'TelemetryReceived', uid, telemetry: decodeTelemetry(message.payload), receivedAt } };
+      } catch (error) {
+        return refused(error);
+      }
+    case 'ota':
+      try {
+        return { ok: true, event: { type: 'OtaRequest', uid, ...decodeOtaRequest(message.payload), receivedAt } };
+      } catch (error) {
+        return refused(error);
+      }
+  }
+}
+
+function refused(error: unknown): DecodeResult {
+  if (error instanceof PayloadError) return { ok: false, reason: error.reason, message: error.message };
+  throw error;
+}

@@ -1,0 +1,388 @@
+import { mkdir } from 'node:fs/promises';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { DeviceEvent, LogPosition } from '../events.js';
+import type { Logger } from '../logger.js';
+import { everyNth } from '../util/log-sampling.js';
+import { readCursors, writeCursors, type Cursors } from './cursors.js';
+import { loadLogId } from './log-id.js';
+import type { DeviceMessage } from './record.js';
+import { SegmentLog, type BatchStats, type Durability, type LogReader } from './segment-log.js';
+
+export type Acknowledge = () => void;
+
+export interface IngestLogOptions {
+  dir: string;
+  durability: Durability;
+  /** Bytes on disk (segments plus what is being written) past which appends wait (back-pressure). */
+  maxBytes: number;
+  segmentBytes: number;
+  /** How often committed cursors are saved and finished segments deleted. */
+  cursorSaveMs?: number;
+  logger: Logger;
+  metrics: Registry;
+}
+
+/** What the broker tells the log about its durable runners, at each cursor save. */
+export interface CursorSource {
+  /** Committed sequence number of each registered durable runner. */
+  committed(): Map<string, number>;
+  /** The same for durable runners that have unregistered (they still commit while they stop). */
+  retired(): Map<string, number>;
+}
+
+/** The per-runner view of `/metrics`, the admin protocol and the dashboard. */
+export interface IngestStats {
+  logId: string;
+  durability: Durability;
+  headSeq: number;
+  firstSeq: number;
+  bytes: number;
+  maxBytes: number;
+  segments: number;
+  full: boolean;
+  failing: boolean;
+  runners: { name: string; committed: number; lagEvents: number; registered: boolean }[];
+}
+
+class Position implements LogPosition {
+  constructor(
+    private readonly logId: string,
+    readonly seq: number,
+    readonly replay: boolean,
+  ) {}
+
+  get id(): string {
+    return `${this.logId}:${this.seq}`;
+  }
+}
+
+/**
+ * The durable ingest log under the event broker (README "Durable ingest"):
+ * every device message is appended here before its PUBACK, and each durable
+ * runner is fed from it and keeps a cursor, so a crash replays what a runner
+ * had not yet dealt with.
+ *
+ * - `append` takes a decoded event with its raw message; `onDurable` (set by
+ *   the broker) gets the events back in order once their batch is on disk,
+ *   with the acknowledgements to send.
+ * - Cursors are saved every `cursorSaveMs`; a segment is deleted once every
+ *   cursor has passed it. Cursors of runners that are not registered (a
+ *   runner removed from the config, or one added after start) are kept, but
+ *   when the log is full they are dropped first rather than holding devices
+ *   back, logged at warn and counted.
+ * - Size limit: past `maxBytes`, or while a write fails, `hasRoom` is false;
+ *   devices are then held back unacknowledged (the gateway's pause), never
+ *   dropped.
+ */
+export class IngestLog {
+  private readonly segments: SegmentLog;
+  private id = '';
+  private recoveredHead = 0;
+  /** Events appended and not yet durable, in sequence order from `pendingFirst`. */
+  private pendingEvents: DeviceEvent[] = [];
+  private pendingAcks: (Acknowledge | undefined)[] = [];
+  private pendingFirst = 1;
+  private pendingHead = 0;
+  private stored: Cursors = {};
+  /** Set when the cursors file could not be read: where every runner without a cursor starts. */
+  private fallbackCursor: number | undefined;
+  /** Final positions of runners that unregistered, not yet saved. */
+  private readonly retired = new Map<string, number>();
+  private source: CursorSource | undefined;
+  private saveTimer: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
+  private roomWaiters: (() => void)[] = [];
+  private opened = false;
+  private readonly metrics: ReturnType<typeof createMetrics>;
+  private readonly logWriteError = everyNth(100);
+
+  /** Set by the broker: takes the events of each batch once it is durable. */
+  onDurable: (events: readonly DeviceEvent[], acks: readonly (Acknowledge | undefined)[], from: number, to: number) => void = () => undefined;
+
+  constructor(private readonly options: IngestLogOptions) {
+    this.metrics = createMetrics(options.metrics, this);
+    this.segments = new SegmentLog({
+      dir: options.dir,
+      durability: options.durability,
+      segmentBytes: options.segmentBytes,
+      onDamage: (report) => {
+        this.metrics.damaged.inc({ what: report.reason === 'torn or damaged tail cut' ? 'torn_tail' : 'record' });
+        this.metrics.damagedBytes.inc(report.bytes);
+        options.logger.error(report, 'damaged data in the ingest log (a write torn by a crash, or a damaged disk); skipped it');
+      },
+      onWriteError: (error, attempt) => {
+        this.metrics.writeErrors.inc();
+        if (this.logWriteError()) options.logger.error({ err: error, attempt }, 'writing the ingest log failed; devices are held back while it is retried');
+      },
+      onDurable: (lastSeq, stats) => this.durable(lastSeq, stats),
+    });
+  }
+
+  get logId(): string {
+    return this.id;
+  }
+
+  get durability(): Durability {
+    return this.options.durability;
+  }
+
+  /** The last sequence number on disk. */
+  get headSeq(): number {
+    return this.segments.durableSeq;
+  }
+
+  /** The head when the log was opened: events up to it that are handed out again are replays. */
+  get replayedThrough(): number {
+    return this.recoveredHead;
+  }
+
+  get firstSeq(): number {
+    return this.segments.firstSeq;
+  }
+
+  /** False while the log is over its size limit or a write is failing: devices wait (whenRoom). */
+  get hasRoom(): boolean {
+    return !this.segments.failing && this.segments.retainedBytes + this.segments.pendingBytes < this.options.maxBytes;
+  }
+
+  async open(): Promise<void> {
+    this.id = await loadLogId(await ensureDir(this.options.dir));
+    const recovery = await this.segments.open();
+    this.recoveredHead = recovery.nextSeq - 1;
+    this.pendingFirst = recovery.nextSeq;
+    const { cursors, problem } = await readCursors(this.options.dir);
+    if (problem) this.options.logger.error({ problem }, 'the ingest log cursors cannot be read; every runner starts from the oldest segment (duplicates, nothing lost)');
+    this.stored = cursors ?? {};
+    // Without trustworthy cursors every runner starts from the oldest record: duplicates, nothing lost.
+    if (problem) this.fallbackCursor = this.segments.firstSeq - 1;
+    // After a power cut in "write" mode a cursor may be ahead of what survived.
+    for (const [name, seq] of Object.entries(this.stored)) if (seq > this.recoveredHead) this.stored[name] = this.recoveredHead;
+    this.opened = true;
+    this.saveTimer = setInterval(() => void this.saveCursors(), this.options.cursorSaveMs ?? 200);
+    this.saveTimer.unref();
+    const info = { logId: this.id, durability: this.options.durability, ...recovery, cursors: this.stored };
+    if (recovery.damagedRecords > 0 || recovery.truncatedBytes > 0) this.options.logger.warn(info, 'ingest log recovered with damage cut or skipped');
+    else this.options.logger.info(info, 'ingest log open');
+  }
+
+  /** The committed position saved for a runner by an earlier run, if any. */
+  savedCursor(name: string): number | undefined {
+    return this.stored[name] ?? this.fallbackCursor;
+  }
+
+  setCursorSource(source: CursorSource): void {
+    this.source = source;
+  }
+
+
+  /**
+   * Appends an event's message; `ack` runs once it is durable, then the event
+   * is handed to `onDurable`. Check `hasRoom` first.
+   */
+  append(event: DeviceEvent, message: DeviceMessage, ack: Acknowledge | undefined): void {
+    const seq = this.segments.append(message);
+    event.log = new Position(this.id, seq, false);
+    this.pendingEvents.push(event);
+    this.pendingAcks.push(ack);
+  }
+
+  /** The position of an event read back from disk. */
+  position(seq: number): LogPosition {
+    return new Position(this.id, seq, seq <= this.recoveredHead);
+  }
+
+  /** Resolves when `hasRoom` may be true again (check again), or rejects when `signal` aborts. */
+  whenRoom(signal?: AbortSignal): Promise<void> {
+    if (this.hasRoom) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason instanceof Error ? signal.reason : new Error('wait aborted'));
+        return;
+      }
+      const waiter = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        this.roomWaiters = this.roomWaiters.filter((w) => w !== waiter);
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('wait aborted'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.roomWaiters.push(waiter);
+      // Full with nothing to free (every cursor current): unregistered cursors may be what pins it.
+      void this.saveCursors();
+    });
+  }
+
+  reader(fromSeq: number): LogReader {
+    return this.segments.reader(fromSeq);
+  }
+
+  stats(): IngestStats {
+    const committed = this.source?.committed() ?? new Map<string, number>();
+    const names = new Set([...committed.keys(), ...Object.keys(this.stored)]);
+    return {
+      logId: this.id,
+      durability: this.options.durability,
+      headSeq: this.headSeq,
+      firstSeq: this.firstSeq,
+      bytes: this.segments.retainedBytes + this.segments.pendingBytes,
+      maxBytes: this.options.maxBytes,
+      segments: this.segments.segmentCount,
+      full: !this.hasRoom,
+      failing: this.segments.failing,
+      runners: [...names].sort().map((name) => {
+        const seq = committed.get(name) ?? this.stored[name] ?? 0;
+        return { name, committed: seq, lagEvents: Math.max(0, this.headSeq - seq), registered: committed.has(name) };
+      }),
+    };
+  }
+
+  /** Waits for what is being written, saves the cursors, closes the files. */
+  async close(timeoutMs: number): Promise<void> {
+    if (!this.opened) return;
+    clearInterval(this.saveTimer);
+    this.saveTimer = undefined;
+    await this.segments.close(timeoutMs);
+    await this.saving;
+    await this.saveCursors(true);
+    this.opened = false;
+    for (const wake of this.roomWaiters.splice(0)) wake();
+  }
+
+  private durable(lastSeq: number, stats: BatchStats): void {
+    this.metrics.batches.inc();
+    this.metrics.records.inc(stats.records);
+    this.metrics.batchBytes.observe(stats.bytes);
+    if (this.options.durability === 'fsync') this.metrics.syncSeconds.observe(stats.syncMs / 1000);
+    this.metrics.commitSeconds.observe(stats.commitMs / 1000);
+    const from = this.pendingHead;
+    const to = from + (lastSeq - this.pendingFirst + 1);
+    this.pendingFirst = lastSeq + 1;
+    this.pendingHead = to;
+    const events = this.pendingEvents;
+    const acks = this.pendingAcks;
+    this.onDurable(events, acks, from, to);
+    // Under steady load the lists never empty: drop what was handed out, now and then.
+    if (to === events.length || to >= 4096) {
+      this.pendingEvents = events.slice(to);
+      this.pendingAcks = acks.slice(to);
+      this.pendingHead = 0;
+    }
+    if (this.roomWaiters.length > 0 && this.hasRoom) this.wakeRoomWaiters();
+  }
+
+  /** Saves changed cursors, then deletes the segments every cursor has passed. */
+  private saveCursors(closing = false): Promise<void> {
+    this.saving = this.saving.then(async () => {
+      if (!this.opened) return;
+      const committed = this.source?.committed() ?? new Map<string, number>();
+      const next: Cursors = { ...this.stored };
+      for (const [name, seq] of this.source?.retired() ?? []) next[name] = seq;
+      for (const [name, seq] of committed) next[name] = seq;
+      if (!this.hasRoom && !closing) this.dropUnregistered(next, committed);
+      if (!sameCursors(next, this.stored)) {
+        await writeCursors(this.options.dir, next);
+        this.stored = next;
+      }
+      const values = Object.values(this.stored);
+      // With no durable runner at all, nothing needs the data once it is durable.
+      const oldest = values.length === 0 ? this.headSeq : Math.min(...values);
+      const freed = await this.segments.deleteThrough(oldest);
+      if (freed > 0 && this.hasRoom) this.wakeRoomWaiters();
+    });
+    this.saving = this.saving.catch((error: unknown) => this.options.logger.error({ err: error }, 'saving the ingest log cursors failed; retrying'));
+    return this.saving;
+  }
+
+  /** The log is full: cursors of runners that are not registered must not hold devices back. */
+  private dropUnregistered(next: Cursors, registered: Map<string, number>): void {
+    for (const name of Object.keys(next)) {
+      if (registered.has(name)) continue;
+      this.options.logger.warn({ runner: name, committed: next[name], headSeq: this.headSeq }, 'the ingest log is full: dropped the cursor of a runner that is not registered (it starts from the head if it comes back)');
+      this.metrics.cursorsDropped.inc();
+      delete next[name];
+    }
+  }
+
+  private wakeRoomWaiters(): void {
+    for (const wake of this.roomWaiters.splice(0)) wake();
+  }
+}
+
+function sameCursors(a: Cursors, b: Cursors): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => a[key] === b[key]);
+}
+
+async function ensureDir(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+function createMetrics(registry: Registry, log: IngestLog) {
+  const registers = [registry];
+  new Gauge({
+    name: 'nucleon_ingest_log_bytes',
+    help: 'Bytes in the ingest log (segments and the batch being written)',
+    registers,
+    collect() {
+      this.set(log.stats().bytes);
+    },
+  });
+  new Gauge({
+    name: 'nucleon_ingest_log_segments',
+    help: 'Segment files of the ingest log',
+    registers,
+    collect() {
+      this.set(log.stats().segments);
+    },
+  });
+  new Gauge({
+    name: 'nucleon_ingest_log_full',
+    help: '1 while the ingest log is over its size limit or a write is failing (devices are held back)',
+    registers,
+    collect() {
+      this.set(log.hasRoom ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'nucleon_ingest_head_seq',
+    help: 'Sequence number of the newest durable record',
+    registers,
+    collect() {
+      this.set(log.headSeq);
+    },
+  });
+  new Gauge({
+    name: 'nucleon_ingest_lag_events',
+    help: 'Events in the ingest log a durable runner has not committed yet',
+    labelNames: ['runner'],
+    registers,
+    collect() {
+      this.reset();
+      for (const runner of log.stats().runners) this.set({ runner: runner.name }, runner.lagEvents);
+    },
+  });
+  return {
+    batches: new Counter({ name: 'nucleon_ingest_batches_total', help: 'Group commits (one write, and one fdatasync for "fsync")', registers }),
+    records: new Counter({ name: 'nucleon_ingest_records_total', help: 'Device messages made durable', registers }),
+    batchBytes: new Histogram({ name: 'nucleon_ingest_batch_bytes', help: 'Bytes per group commit', buckets: [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304], registers }),
+    commitSeconds: new Histogram({
+      name: 'nucleon_ingest_commit_seconds',
+      help: 'From the first append of a batch until it is durable',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
+      registers,
+    }),
+    syncSeconds: new Histogram({
+      name: 'nucleon_ingest_fsync_seconds',
+      help: 'fdatasync of one batch ("fsync" durability)',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
+      registers,
+    }),
+    damaged: new Counter({ name: 'nucleon_ingest_damaged_total', help: 'Damaged stretches found in the ingest log (torn tails cut, damaged records skipped)', labelNames: ['what'], registers }),
+    damagedBytes: new Counter({ name: 'nucleon_ingest_damaged_bytes_total', help: 'Bytes of the ingest log skipped or cut as damaged', registers }),
+    writeErrors: new Counter({ name: 'nucleon_ingest_write_errors_total', help: 'Failed writes or syncs of the ingest log (each retried)', registers }),
+    cursorsDropped: new Counter({ name: 'nucleon_ingest_cursors_dropped_total', help: 'Cursors of unregistered runners dropped because the log was full', registers }),
+  };
+}

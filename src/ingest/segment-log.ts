@@ -1,0 +1,574 @@
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { syncDirectory } from '../util/fs.js';
+import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, type DeviceMessage, type LogRecord } from './record.js';
+
+/**
+ * The ingest log on disk: numbered segment files of checksummed records
+ * (src/ingest/record.ts), appended by group commit.
+ *
+ * - Group commit: `append` only encodes into the batch being filled and
+ *   returns the record's sequence number. One write (and, for "fsync", one
+ *   fdatasync) takes the whole batch; while it runs the next batch fills, so
+ *   however many devices publish, durability costs one syscall pair per
+ *   batch. `onDurable(lastSeq)` reports each batch once it is on disk.
+ * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
+ *   one has reached `segmentBytes`; whole segments are deleted once every
+ *   reader has passed them (`deleteThrough`).
+ * - Recovery (`open`): the last segment is read through; a torn tail (a
+ *   record cut off by a crash) is cut, a damaged record is counted and the
+ *   scan resynchronises on the next record whose checksum holds. Damage in
+ *   older segments is found, counted and skipped the same way when they are
+ *   read.
+ * - A failed write or sync keeps its batch and retries it (the same bytes at
+ *   the same place, so nothing torn is left behind) with a growing back-off;
+ *   meanwhile `failing` is true and the ingest path holds devices back.
+ */
+export type Durability = 'fsync' | 'write';
+
+export interface DamageReport {
+  segment: string;
+  offset: number;
+  bytes: number;
+  reason: string;
+}
+
+export interface SegmentLogOptions {
+  dir: string;
+  durability: Durability;
+  /** A new segment starts at the next batch once the current one has this many bytes. */
+  segmentBytes: number;
+  /** Told about each damaged or torn stretch of a segment, once. */
+  onDamage?: (report: DamageReport) => void;
+  /** Told about each failed write or sync (the batch is retried). */
+  onWriteError?: (error: Error, attempt: number) => void;
+  /** Told after each batch is durable: its last sequence number and figures. */
+  onDurable?: (lastSeq: number, stats: BatchStats) => void;
+}
+
+export interface BatchStats {
+  bytes: number;
+  records: number;
+  writeMs: number;
+  syncMs: number;
+  /** From the batch's first append until it was durable. */
+  commitMs: number;
+}
+
+export interface Recovery {
+  /** First sequence number still on disk (equals `nextSeq` when the log is empty). */
+  firstSeq: number;
+  nextSeq: number;
+  segments: number;
+  bytes: number;
+  /** Records found damaged in the last segment (torn tail excluded). */
+  damagedRecords: number;
+  /** Bytes cut from the end of the last segment (a torn tail or damage after the last good record). */
+  truncatedBytes: number;
+}
+
+interface Segment {
+  firstSeq: number;
+  file: string;
+  size: number;
+  /** `[seq, offset]` every INDEX_EVERY bytes or so, for readers that start in the middle. */
+  index: number[];
+}
+
+const SEGMENT_PATTERN = /^(\d{16})\.seg$/;
+const INDEX_EVERY = 64 * 1024;
+const INITIAL_BATCH_BYTES = 1024 * 1024;
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 5000;
+const READ_CHUNK_BYTES = 256 * 1024;
+
+class Batch {
+  buffer: Buffer;
+  length = 0;
+  records = 0;
+  firstSeq = 0;
+  lastSeq = 0;
+  startedAt = 0;
+  /** `[seq, offset in batch]` at index points. */
+  index: number[] = [];
+
+  constructor(bytes: number) {
+    this.buffer = Buffer.allocUnsafe(bytes);
+  }
+
+  reset(): void {
+    this.length = 0;
+    this.records = 0;
+    this.index = [];
+  }
+}
+
+export class SegmentLog {
+  private readonly segments: Segment[] = [];
+  private active: { segment: Segment; handle: FileHandle } | undefined;
+  private filling = new Batch(INITIAL_BATCH_BYTES);
+  private spare = new Batch(INITIAL_BATCH_BYTES);
+  private flushing = false;
+  private flushScheduled = false;
+  private closed = true;
+  private seq = 1;
+  private durable = 0;
+  /** Bytes of the active segment that are durable (readers read up to here). */
+  private durableOffset = 0;
+  private bytes = 0;
+  private failures = 0;
+  /** Bytes appended since the last index point. */
+  private sinceIndexed = 0;
+  private wakeRetry: (() => void) | undefined;
+  private readonly reported = new Set<string>();
+  private readonly readHandles = new Map<string, FileHandle>();
+  private flushDone: Promise<void> = Promise.resolve();
+  private resolveFlushDone: (() => void) | undefined;
+
+  constructor(private readonly options: SegmentLogOptions) {}
+
+  /** The sequence number the next append gets. */
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  /** The last sequence number on disk (0: none yet). */
+  get durableSeq(): number {
+    return this.durable;
+  }
+
+  /** The first sequence number still on disk. */
+  get firstSeq(): number {
+    return this.segments[0]?.firstSeq ?? this.seq;
+  }
+
+  /** Bytes in the segment files (what the size limit counts), the batch being filled excluded. */
+  get retainedBytes(): number {
+    return this.bytes;
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  /** Bytes appended and not yet durable. */
+  get pendingBytes(): number {
+    return this.filling.length + (this.flushing ? this.spare.length : 0);
+  }
+
+  /** A write or sync failed and is being retried. */
+  get failing(): boolean {
+    return this.failures > 0;
+  }
+
+  async open(): Promise<Recovery> {
+    await mkdir(this.options.dir, { recursive: true });
+    const names = (await readdir(this.options.dir))
+      .map((name) => ({ name, match: SEGMENT_PATTERN.exec(name) }))
+      .filter((entry): entry is { name: string; match: RegExpExecArray } => entry.match !== null)
+      .sort((a, b) => Number(a.match[1]) - Number(b.match[1]));
+    for (const { name, match } of names) {
+      const file = path.join(this.options.dir, name);
+      this.segments.push({ firstSeq: Number(match[1]), file, size: (await stat(file)).size, index: [] });
+    }
+    let damagedRecords = 0;
+    let truncatedBytes = 0;
+    const last = this.segments.at(-1);
+    if (last) {
+      const scan = await this.scanTail(last);
+      damagedRecords = scan.damaged;
+      truncatedBytes = last.size - scan.end;
+      this.seq = scan.nextSeq;
+      const handle = await open(last.file, 'r+');
+      if (truncatedBytes > 0) {
+        await handle.truncate(scan.end);
+        if (this.options.durability === 'fsync') await handle.datasync();
+        last.size = scan.end;
+      }
+      this.active = { segment: last, handle };
+      this.durableOffset = last.size;
+    }
+    this.durable = this.seq - 1;
+    for (const segment of this.segments) this.bytes += segment.size;
+    this.closed = false;
+    return { firstSeq: this.firstSeq, nextSeq: this.seq, segments: this.segments.length, bytes: this.bytes, damagedRecords, truncatedBytes };
+  }
+
+  /**
+   * Adds a record to the batch being filled and returns its sequence number.
+   * It is durable once `onDurable` reports a sequence number at or past it.
+   */
+  append(message: DeviceMessage): number {
+    if (this.closed) throw new Error('the ingest log is closed');
+    const batch = this.filling;
+    const size = recordSize(message);
+    if (batch.length + size > batch.buffer.length) this.grow(batch, batch.length + size);
+    const seq = this.seq++;
+    if (batch.records === 0) {
+      batch.firstSeq = seq;
+      batch.startedAt = performance.now();
+    }
+    batch.lastSeq = seq;
+    this.sinceIndexed += size;
+    if (this.sinceIndexed >= INDEX_EVERY) {
+      batch.index.push(seq, batch.length);
+      this.sinceIndexed = 0;
+    }
+    batch.length += encodeRecord(batch.buffer, batch.length, seq, message);
+    batch.records++;
+    this.scheduleFlush();
+    return seq;
+  }
+
+  /** Resolves once everything appended so far is durable (or the log closed). */
+  async flushed(): Promise<void> {
+    while (!this.closed) {
+      if (!this.flushing && this.filling.records > 0) this.flush();
+      if (!this.flushing) return;
+      await this.flushDone;
+    }
+  }
+
+  /** Reads records from `fromSeq` on; see LogReader. */
+  reader(fromSeq: number): LogReader {
+    return new LogReader(this, Math.max(fromSeq, this.firstSeq));
+  }
+
+  /**
+   * Deletes whole segments whose every record is at or before `seq`; the one
+   * being appended to only when `seq` is the durable head and no write is
+   * running. Returns the bytes freed.
+   */
+  async deleteThrough(seq: number): Promise<number> {
+    let freed = 0;
+    while (this.segments.length > 1) {
+      const first = this.segments[0];
+      const second = this.segments[1];
+      if (!first || !second || second.firstSeq - 1 > seq) break;
+      this.segments.shift();
+      this.bytes -= first.size;
+      freed += first.size;
+      await this.forget(first);
+    }
+    // Everything durable is consumed: the segment being appended to goes too (the next batch starts a new one),
+    // else a log filled by one large segment could never make room.
+    const active = this.active;
+    if (active && seq >= this.durable && !this.flushing && active.segment.size > 0 && this.segments.at(-1) === active.segment) {
+      this.active = undefined;
+      this.segments.pop();
+      this.bytes -= active.segment.size;
+      freed += active.segment.size;
+      await active.handle.close();
+      await this.forget(active.segment);
+    }
+    return freed;
+  }
+
+  private async forget(segment: Segment): Promise<void> {
+    const handle = this.readHandles.get(segment.file);
+    this.readHandles.delete(segment.file);
+    await handle?.close();
+    await rm(segment.file, { force: true });
+  }
+
+  /**
+   * Writes what is pending (for at most `timeoutMs` while writes fail: those
+   * records were never acknowledged), then closes every file. Safe twice.
+   */
+  async close(timeoutMs = 5000): Promise<void> {
+    if (this.closed) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.flushed(), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+    this.closed = true;
+    this.wakeRetry?.();
+    if (this.flushing) await this.flushDone;
+    const handles = [this.active?.handle, ...this.readHandles.values()];
+    this.active = undefined;
+    this.readHandles.clear();
+    for (const handle of handles) await handle?.close();
+  }
+
+  // ---- reading (LogReader) ------------------------------------------------
+
+  /** @internal The segment holding `seq`, and where to start scanning for it. */
+  locate(seq: number): { segment: Segment; offset: number } | undefined {
+    let found: Segment | undefined;
+    for (const segment of this.segments) {
+      if (segment.firstSeq > seq) break;
+      found = segment;
+    }
+    if (!found) return undefined;
+    let offset = 0;
+    for (let i = 0; i < found.index.length; i += 2) {
+      const at = found.index[i] ?? 0;
+      if (at > seq) break;
+      offset = found.index[i + 1] ?? 0;
+    }
+    return { segment: found, offset };
+  }
+
+  /** @internal The segment after `segment`, if any. */
+  nextSegment(segment: Segment): Segment | undefined {
+    const at = this.segments.indexOf(segment);
+    return at >= 0 ? this.segments[at + 1] : this.segments[0];
+  }
+
+  /** @internal Bytes of `segment` a reader may read: up to the durable end for the active one. */
+  readableEnd(segment: Segment): number {
+    return this.active?.segment === segment ? this.durableOffset : segment.size;
+  }
+
+  /** @internal Whether `segment` is still in the log (not deleted). */
+  holds(segment: Segment): boolean {
+    return this.segments.includes(segment);
+  }
+
+  /** @internal */
+  async readAt(segment: Segment, offset: number, length: number): Promise<Buffer> {
+    let handle = this.readHandles.get(segment.file);
+    if (!handle) {
+      handle = await open(segment.file, 'r');
+      this.readHandles.set(segment.file, handle);
+      // Readers move forward: keep the handles of the last few segments only.
+      if (this.readHandles.size > 4) {
+        const [oldest, oldHandle] = this.readHandles.entries().next().value as [string, FileHandle];
+        this.readHandles.delete(oldest);
+        await oldHandle.close();
+      }
+    }
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, offset);
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+  }
+
+  /** @internal Reports a damaged stretch once (readers may meet it again). */
+  reportDamage(report: DamageReport): void {
+    const key = `${report.segment}:${report.offset}`;
+    if (this.reported.has(key)) return;
+    if (this.reported.size > 10_000) this.reported.clear();
+    this.reported.add(key);
+    this.options.onDamage?.(report);
+  }
+
+  // ---- writing ------------------------------------------------------------
+
+  private grow(batch: Batch, needed: number): void {
+    const bigger = Buffer.allocUnsafe(Math.max(needed, batch.buffer.length * 2));
+    batch.buffer.copy(bigger, 0, 0, batch.length);
+    batch.buffer = bigger;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing || this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After this turn's other socket reads: every device's message of this turn joins the batch.
+    setImmediate(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.flushing || this.filling.records === 0 || this.closed) return;
+    this.flushing = true;
+    this.flushDone = new Promise((resolve) => (this.resolveFlushDone = resolve));
+    // Swap: appends go to the other buffer while this one is written.
+    const batch = this.filling;
+    this.filling = this.spare;
+    this.spare = batch;
+    void this.writeBatch(batch);
+  };
+
+  private async writeBatch(batch: Batch): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const target = await this.target(batch);
+        const started = performance.now();
+        await writeFully(target.handle, batch.buffer, batch.length, target.segment.size);
+        const written = performance.now();
+        if (this.options.durability === 'fsync') await target.handle.datasync();
+        const synced = performance.now();
+        this.commitBatch(target.segment, batch);
+        this.failures = 0;
+        this.options.onDurable?.(batch.lastSeq, { bytes: batch.length, records: batch.records, writeMs: written - started, syncMs: synced - written, commitMs: synced - batch.startedAt });
+        break;
+      } catch (error) {
+        this.failures++;
+        this.options.onWriteError?.(error instanceof Error ? error : new Error(String(error)), attempt);
+        if (this.closed) break;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt - 1, 10)));
+          this.wakeRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeRetry = undefined;
+        if (this.closed) break;
+      }
+    }
+    batch.reset();
+    this.flushing = false;
+    this.resolveFlushDone?.();
+    if (this.filling.records > 0 && !this.closed) this.flush();
+  }
+
+  /** The segment this batch goes to: the active one, or a new one named by the batch's first seq. */
+  private async target(batch: Batch): Promise<{ segment: Segment; handle: FileHandle }> {
+    const active = this.active;
+    // An empty segment takes the batch whatever its size (a retry after the segment was created).
+    if (active && (active.segment.size < this.options.segmentBytes || active.segment.size === 0)) return active;
+    const file = path.join(this.options.dir, `${String(batch.firstSeq).padStart(16, '0')}.seg`);
+    const handle = await open(file, 'w+');
+    const segment: Segment = { firstSeq: batch.firstSeq, file, size: 0, index: [] };
+    if (this.options.durability === 'fsync') await syncDirectory(this.options.dir);
+    if (active) await active.handle.close();
+    this.segments.push(segment);
+    this.active = { segment, handle };
+    this.durableOffset = 0;
+    return this.active;
+  }
+
+  private commitBatch(segment: Segment, batch: Batch): void {
+    for (let i = 0; i < batch.index.length; i += 2) segment.index.push(batch.index[i] ?? 0, segment.size + (batch.index[i + 1] ?? 0));
+    segment.size += batch.length;
+    this.bytes += batch.length;
+    this.durableOffset = segment.size;
+    this.durable = batch.lastSeq;
+  }
+
+  /** Reads the last segment through: where its good records end, and the next sequence number. */
+  private async scanTail(segment: Segment): Promise<{ end: number; nextSeq: number; damaged: number }> {
+    const handle = await open(segment.file, 'r');
+    let data: Buffer;
+    try {
+      data = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+    let offset = 0;
+    let end = 0;
+    let nextSeq = segment.firstSeq;
+    let damaged = 0;
+    while (offset < data.length) {
+      const result = decodeRecord(data, offset, data.length);
+      if (result.kind === 'record' && result.record.seq >= nextSeq) {
+        if (segment.index.length === 0 || offset - (segment.index.at(-1) ?? 0) >= INDEX_EVERY) segment.index.push(result.record.seq, offset);
+        nextSeq = result.record.seq + 1;
+        offset += result.size;
+        end = offset;
+        continue;
+      }
+      // Damaged, out of order, or cut off: a good record further on means damage here, none means a torn tail.
+      const resumed = resync(data, offset + 1, data.length, nextSeq);
+      if (resumed === undefined) break;
+      damaged++;
+      const reason = result.kind === 'damaged' ? result.reason : result.kind === 'incomplete' ? 'length runs past good records' : 'record out of order';
+      this.reportDamage({ segment: path.basename(segment.file), offset, bytes: resumed - offset, reason });
+      offset = resumed;
+    }
+    if (end < data.length) this.reportDamage({ segment: path.basename(segment.file), offset: end, bytes: data.length - end, reason: 'torn or damaged tail cut' });
+    return { end, nextSeq, damaged };
+  }
+}
+
+/**
+ * Reads the log forward from a sequence number, in chunks, for a runner
+ * catching up (after a restart, or after falling behind). Reads only what is
+ * durable; returns an empty list once it has caught up with the durable end.
+ */
+export class LogReader {
+  private segment: Segment | undefined;
+  private offset = 0;
+
+  constructor(
+    private readonly log: SegmentLog,
+    /** The next sequence number this reader returns. */
+    public nextSeq: number,
+  ) {}
+
+  /** The next records (up to about `maxBytes`), in order; [] when caught up. */
+  async next(maxBytes = READ_CHUNK_BYTES): Promise<LogRecord[]> {
+    for (;;) {
+      if (this.nextSeq > this.log.durableSeq) return [];
+      if (!this.segment || !this.log.holds(this.segment)) {
+        const located = this.log.locate(this.nextSeq);
+        if (!located) return [];
+        this.segment = located.segment;
+        this.offset = located.offset;
+      }
+      const segment = this.segment;
+      const end = this.log.readableEnd(segment);
+      if (this.offset >= end) {
+        const next = this.log.nextSegment(segment);
+        if (!next) return [];
+        // Sequence numbers missing at the end of a segment were lost to damage: skip them.
+        if (next.firstSeq > this.nextSeq) this.nextSeq = next.firstSeq;
+        this.segment = next;
+        this.offset = 0;
+        continue;
+      }
+      const records = await this.readFrom(segment, end, maxBytes);
+      if (records.length > 0) return records;
+    }
+  }
+
+  private async readFrom(segment: Segment, end: number, maxBytes: number): Promise<LogRecord[]> {
+    let chunk = await this.log.readAt(segment, this.offset, Math.min(maxBytes, end - this.offset));
+    const records: LogRecord[] = [];
+    let at = 0;
+    while (at < chunk.length) {
+      const result = decodeRecord(chunk, at, chunk.length);
+      if (result.kind === 'record') {
+        if (result.record.seq >= this.nextSeq) {
+          records.push(result.record);
+          this.nextSeq = result.record.seq + 1;
+        }
+        at += result.size;
+        continue;
+      }
+      if (result.kind === 'incomplete') {
+        if (at > 0) break;
+        // One record larger than the chunk: read exactly it.
+        const length = chunk.length >= HEADER_BYTES ? chunk.readUInt32LE(0) : 0;
+        if (length > 0 && length <= MAX_BODY_BYTES && this.offset + HEADER_BYTES + length <= end) {
+          chunk = await this.log.readAt(segment, this.offset, HEADER_BYTES + length);
+          if (chunk.length === HEADER_BYTES + length) continue;
+        }
+        // Cut off before the readable end: damage in the middle of the segment.
+        return this.skipDamage(segment, end, 'record cut off');
+      }
+      if (at > 0) break;
+      return this.skipDamage(segment, end, result.reason);
+    }
+    this.offset += at;
+    return records;
+  }
+
+  /** Skips a damaged stretch at the reader's offset: on to the next good record of this segment, or its end. */
+  private async skipDamage(segment: Segment, end: number, reason: string): Promise<LogRecord[]> {
+    const rest = await this.log.readAt(segment, this.offset, end - this.offset);
+    const resumed = resync(rest, 1, rest.length, this.nextSeq) ?? rest.length;
+    this.log.reportDamage({ segment: path.basename(segment.file), offset: this.offset, bytes: resumed, reason });
+    this.offset += resumed;
+    return [];
+  }
+}
+
+/** The first offset from `from` where a whole, good record with a sequence number of at least `minSeq` starts. */
+function resync(data: Buffer, from: number, end: number, minSeq: number): number | undefined {
+  for (let at = from; at + HEADER_BYTES <= end; at++) {
+    const result = decodeRecord(data, at, end);
+    if (result.kind === 'record' && result.record.seq >= minSeq) return at;
+  }
+  return undefined;
+}
+
+async function writeFully(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    if (bytesWritten === 0) throw new Error('the disk took no bytes');
+    done += bytesWritten;
+  }
+}
+

@@ -1,0 +1,351 @@
+import type { Client, PublishPacket } from 'aedes';
+import type { EventBroker } from '../broker/index.js';
+import type { DeviceEvent } from '../events.js';
+import { deviceEvent, type DeviceMessage } from '../ingest/index.js';
+import type { Logger } from '../logger.js';
+import { decideDevicePublish, decideServicePublish, type Principal } from './acl.js';
+import { markHandled, type NucleonAedes } from './aedes/index.js';
+import type { MqttMetrics } from './metrics.js';
+import { HeldPublishes, principalOfStaleWill, type PublishCallback, type Session } from './sessions.js';
+
+/** At most this many publishes held per paused client (one socket read of 64-byte messages is a few hundred). */
+export const MAX_HELD_PER_CLIENT = 8192;
+/** Client ids with QoS 2 publishes ingested and not yet in aedes' incoming store; the oldest is forgotten first. */
+const MAX_QOS2_CLIENTS = 100_000;
+
+/** What one PUBLISH becomes, decided once. */
+type Outcome =
+  /** Device data: through the ingest log, then acknowledged; also routed into MQTT when `route`. */
+  | { kind: 'ingest'; event: DeviceEvent; message: DeviceMessage }
+  /** A service account speaking for the server: routed into MQTT (stored for offline sessions) before the acknowledgement. */
+  | { kind: 'route' }
+  /** Acknowledged and not passed on: a payload that does not decode, or a duplicate of a QoS 2 publish already taken. */
+  | { kind: 'drop'; reason: 'bad_payload' | 'duplicate' }
+  /** Not allowed by the ACL: acknowledged and not passed on [MQTT-3.3.5-2], or the connection closed after too many. */
+  | { kind: 'deny'; reason: string };
+
+export interface PublishPathOptions {
+  broker: EventBroker;
+  metrics: MqttMetrics;
+  logger: Logger;
+  maxAclViolations: number;
+  /**
+   * Whether device messages also go into MQTT routing, so that service
+   * accounts' subscriptions (online, and persistent ones while offline) get
+   * them: true as soon as any service account exists.
+   */
+  routeDeviceMessages: () => boolean;
+  /** Records why a client is about to be disconnected. */
+  noteReason: (client: Client, reason: string) => void;
+}
+
+/**
+ * The device data path, one step after another for every PUBLISH a client
+ * sends (aedes' `authorizePublish`, which runs before aedes acknowledges) and
+ * for every will:
+ *
+ *   authorize (ACL) → decode → append to the ingest log → (durable) →
+ *   route into MQTT when service accounts exist → acknowledge → fan out
+ *
+ * The acknowledgement (aedes' callback, which sends the PUBACK or PUBREC)
+ * leaves only once the message is in the ingest log and, when routed, stored
+ * for persistent sessions. Routing happens here, before the acknowledgement,
+ * never in aedes' own publish step afterwards (NucleonAedes skips client
+ * publishes). While the log (or, in "memory" durability, a runner's inbox)
+ * has no room, the device's publishes are held in order, unacknowledged, and
+ * aedes reads nothing more from its socket: back-pressure, never loss.
+ */
+export class PublishPath {
+  private aedes: NucleonAedes | undefined;
+  /** client id → message ids of QoS 2 publishes ingested that aedes has not stored yet (see `duplicateQos2`). */
+  private readonly qos2Ingested = new Map<string, Set<number>>();
+  private paused = 0;
+
+  constructor(private readonly options: PublishPathOptions) {}
+
+  attach(aedes: NucleonAedes): void {
+    this.aedes = aedes;
+  }
+
+  /** Clients held back for ingest room now. */
+  get pausedClients(): number {
+    return this.paused;
+  }
+
+  /** A client's publish, or a will (`client` null: a will of a client from an earlier run). */
+  handle(client: Client | null, session: Session | undefined, packet: PublishPacket, callback: PublishCallback): void {
+    if (client === null) {
+      this.staleWill(packet, callback);
+      return;
+    }
+    if (!session) {
+      callback(new Error('not authorized'));
+      return;
+    }
+    if (packet.qos === 2) {
+      this.duplicateQos2(client, packet).then(
+        (duplicate) => {
+          if (duplicate) this.apply(client, session, packet, { kind: 'drop', reason: 'duplicate' }, callback);
+          else this.apply(client, session, packet, this.decide(session.principal, packet, session), callback);
+        },
+        (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
+      );
+      return;
+    }
+    this.apply(client, session, packet, this.decide(session.principal, packet, session), callback);
+  }
+
+  /** aedes has stored a QoS 2 publish in its incoming store: from now on the store answers for its duplicates. */
+  stored(client: Client, packet: PublishPacket): void {
+    const ids = this.qos2Ingested.get(client.id);
+    if (!ids) return;
+    ids.delete(packet.messageId ?? 0);
+    if (ids.size === 0) this.qos2Ingested.delete(client.id);
+  }
+
+  // ---- deciding ------------------------------------------------------------
+
+  private decide(principal: Principal, packet: PublishPacket, session: Session | undefined): Outcome {
+    if (principal.kind === 'service') {
+      const decision = decideServicePublish(packet.topic);
+      return decision.ok ? { kind: 'route' } : { kind: 'deny', reason: decision.reason };
+    }
+    let decision = session?.lastTopic === packet.topic ? session.lastDecision : undefined;
+    if (decision === undefined) {
+      decision = decideDevicePublish(principal.uid, packet.topic);
+      if (session) {
+        session.lastTopic = packet.topic;
+        session.lastDecision = decision;
+      }
+    }
+    if (!decision.ok) return { kind: 'deny', reason: decision.reason };
+    const topic = decision.topic;
+    const raw = packet.payload as Buffer;
+    // An app payload stays with its event (and waits in inboxes): copied, so the socket's read buffer is not held.
+    const payload = topic.kind === 'app' ? Uint8Array.prototype.slice.call(raw) : raw;
+    const message: DeviceMessage = { kind: topic.kind, uid: topic.uid, target: topic.target, payload, receivedAt: Date.now(), qos: packet.qos };
+    const decoded = deviceEvent(message);
+    if (!decoded.ok) {
+      // Logged with uid and topic, counted; acknowledged, so the device does not resend it forever.
+      this.options.metrics.badPayloads.inc({ kind: topic.kind, reason: decoded.reason });
+      this.options.logger.warn({ uid: topic.uid, topic: packet.topic, reason: decoded.reason, error: decoded.message }, 'device payload refused');
+      return { kind: 'drop', reason: 'bad_payload' };
+    }
+    return { kind: 'ingest', event: decoded.event, message };
+  }
+
+  /**
+   * Whether a QoS 2 publish was taken already [MQTT-4.3.3-2]: aedes checks
+   * its incoming store only after this hook ran, so a resend with DUP (after a
+   * reconnect, say) became a second event. Ingested ids are remembered per
+   * client id until aedes has stored the packet; from then on the store knows
+   * it, across reconnects of a persistent session, until PUBREL.
+   */
+  private async duplicateQos2(client: Client, packet: PublishPacket): Promise<boolean> {
+    const id = packet.messageId ?? 0;
+    if (this.qos2Ingested.get(client.id)?.has(id)) return true;
+    const persistence = (this.aedes as { persistence?: unknown } | undefined)?.persistence as { incomingGetPacket(client: Client, packet: PublishPacket): Promise<unknown> } | undefined;
+    if (!persistence) return false;
+    return persistence.incomingGetPacket(client, packet).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  // ---- acting --------------------------------------------------------------
+
+  private apply(client: Client, session: Session, packet: PublishPacket, outcome: Outcome, callback: PublishCallback): void {
+    switch (outcome.kind) {
+      case 'ingest':
+        if (packet.qos === 2) this.rememberQos2(client, packet);
+        this.ingest(client, session, packet, outcome.event, outcome.message, callback);
+        return;
+      case 'route':
+        if (packet.qos === 2) this.rememberQos2(client, packet);
+        this.routeThenAck(client, packet, callback);
+        return;
+      case 'drop':
+        callback(null);
+        return;
+      case 'deny':
+        this.deny(client, session, packet, outcome.reason, callback);
+        return;
+    }
+  }
+
+  private ingest(client: Client, session: Session, packet: PublishPacket, event: DeviceEvent, message: DeviceMessage, callback: PublishCallback): void {
+    this.options.metrics.received[message.kind]++;
+    const acknowledge = this.acknowledgement(client, packet, callback);
+    // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
+    if (session.held === undefined && this.options.broker.ingest(event, message, acknowledge)) return;
+    this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
+  }
+
+  /** Runs once the message is durable: route it into MQTT when service accounts may want it, then acknowledge. */
+  private acknowledgement(client: Client | null, packet: PublishPacket, callback: PublishCallback): () => void {
+    if (!this.options.routeDeviceMessages()) return () => callback(null);
+    return () => this.routeThenAck(client, packet, callback);
+  }
+
+  /**
+   * aedes acknowledges a QoS 1 publish before its own publish step stores it
+   * for offline sessions; a crash in between lost an acknowledged message.
+   * Routing here, before the callback, closes that window.
+   */
+  private routeThenAck(client: Client | null, packet: PublishPacket, callback: PublishCallback): void {
+    const aedes = this.aedes;
+    if (!aedes) {
+      callback(new Error('not attached'));
+      return;
+    }
+    aedes.route(packet, client, (error?: Error) => {
+      if (error && client === null) {
+        // A will: never an error back to aedes' will sweep (two in one batch became an unhandled rejection).
+        this.options.logger.warn({ err: error, topic: packet.topic }, 'a will could not be routed');
+        callback(null);
+        return;
+      }
+      callback(error ?? null);
+    });
+  }
+
+  private deny(client: Client, session: Session, packet: PublishPacket, reason: string, callback: PublishCallback): void {
+    session.violations++;
+    this.countDenied(reason);
+    if (session.violations === 1) this.options.logger.warn({ clientId: client.id, topic: packet.topic, reason }, 'publish denied');
+    if (session.violations >= this.options.maxAclViolations) {
+      this.options.logger.warn({ clientId: client.id, violations: session.violations }, 'too many denied publishes; closing the connection');
+      this.options.noteReason(client, 'acl_violations');
+      callback(new Error('too many denied publishes'));
+      return;
+    }
+    // MQTT 3.1.1 [MQTT-3.3.5-2]: acknowledge as usual; the message itself goes nowhere.
+    callback(null);
+  }
+
+  private countDenied(reason: string): void {
+    const metrics = this.options.metrics;
+    if (reason === 'not_own_uid' || reason === 'wrong_direction' || reason === 'reserved') metrics.aclDenied.inc({ action: 'publish', reason });
+    else metrics.malformedTopics.inc({ reason });
+  }
+
+  private rememberQos2(client: Client, packet: PublishPacket): void {
+    let ids = this.qos2Ingested.get(client.id);
+    if (!ids) {
+      if (this.qos2Ingested.size >= MAX_QOS2_CLIENTS) {
+        const oldest = this.qos2Ingested.keys().next();
+        if (oldest.done !== true) this.qos2Ingested.delete(oldest.value);
+      }
+      ids = new Set();
+      this.qos2Ingested.set(client.id, ids);
+    }
+    ids.add(packet.messageId ?? 0);
+  }
+
+  /**
+   * A will of a client from an earlier run (aedes' will sweep publishes it
+   * with no client): published under the identity its client id names, with
+   * the same ACL as a live publish, as MQTT expects. Never an error back to
+   * aedes (see routeThenAck); a will that is not allowed is logged and dropped.
+   */
+  private staleWill(packet: PublishPacket, callback: PublishCallback): void {
+    markHandled(packet);
+    const principal = principalOfStaleWill(packet);
+    const outcome = principal ? this.decide(principal, packet, undefined) : ({ kind: 'deny', reason: 'unknown_client' } as const);
+    const clientId = (packet as { clientId?: unknown }).clientId;
+    switch (outcome.kind) {
+      case 'route':
+        this.routeThenAck(null, packet, callback);
+        return;
+      case 'ingest': {
+        this.options.metrics.received[outcome.message.kind]++;
+        const acknowledge = this.acknowledgement(null, packet, callback);
+        const tryIngest = (): void => {
+          if (this.options.broker.ingest(outcome.event, outcome.message, acknowledge)) return;
+          // No socket to pause: wait for room. If the broker stops first, the will stays stored for the next start.
+          this.options.broker.whenIngestRoom(outcome.event.type).then(tryIngest, (error: unknown) => {
+            this.options.logger.warn({ err: error, clientId }, 'a will of an earlier run was not published before the stop; it stays stored');
+          });
+        };
+        tryIngest();
+        return;
+      }
+      case 'drop':
+        callback(null);
+        return;
+      case 'deny':
+        this.countDenied(outcome.reason);
+        this.options.logger.warn({ clientId, topic: packet.topic, reason: outcome.reason }, 'a will of an earlier run was not allowed; dropped it');
+        callback(null);
+        return;
+    }
+  }
+
+  // ---- back-pressure -----------------------------------------------------
+
+  /**
+   * Back-pressure for a device that out-runs the log or a runner: its
+   * publishes wait here in order, unacknowledged, with one wait for all of
+   * them; aedes does not read the socket meanwhile, so the device's TCP window
+   * fills and it slows down. Nothing is refused and the connection stays up
+   * (until the broker stops: then the held publishes fail unacknowledged and
+   * the device sends them again after reconnecting).
+   */
+  private hold(client: Client, session: Session, event: DeviceEvent, resume: () => boolean, callback: PublishCallback): void {
+    const fail = (error: Error) => callback(error);
+    if (session.held === undefined) {
+      const held = new HeldPublishes();
+      held.items.push({ event, resume, fail });
+      session.held = held;
+      this.paused++;
+      this.waitForRoom(client, session, held);
+      return;
+    }
+    if (session.held.size >= MAX_HELD_PER_CLIENT) {
+      this.options.metrics.overloaded.inc({ where: 'held_per_client' });
+      this.options.noteReason(client, 'overloaded');
+      callback(new Error('too many publishes waiting for room'));
+      return;
+    }
+    session.held.items.push({ event, resume, fail });
+  }
+
+  private waitForRoom(client: Client, session: Session, held: HeldPublishes): void {
+    const first = held.items[held.head];
+    if (first === undefined) {
+      this.release(session);
+      return;
+    }
+    this.options.broker.whenIngestRoom(first.event.type, held.gone.signal).then(
+      () => {
+        if (client.closed) {
+          // Gone while paused: nothing was acknowledged, so nothing is handed
+          // on either (the device sends it again, and it is not doubled).
+          this.failHeld(session, held, new Error('connection closed'));
+          return;
+        }
+        // Move what fits, in order; wait again for the rest.
+        while (held.size > 0) {
+          const item = held.items[held.head];
+          if (item === undefined || !item.resume()) break;
+          held.head++;
+        }
+        if (held.size > 0) this.waitForRoom(client, session, held);
+        else this.release(session);
+      },
+      (error: unknown) => this.failHeld(session, held, error instanceof Error ? error : new Error(String(error))),
+    );
+  }
+
+  /** The broker stopped or the client went: no acknowledgement for what is held; the device sends it again. */
+  private failHeld(session: Session, held: HeldPublishes, error: Error): void {
+    const rest = held.items.slice(held.head);
+    this.release(session);
+    for (const item of rest) item.fail(error);
+  }
+
+  private release(session: Session): void {
+    session.held = undefined;
+    this.paused--;
+  }
+}
