@@ -1,0 +1,66 @@
+/**
+ * A counting semaphore with a bounded wait list: at most `limit` operations run
+ * at once. Used to keep the number of messages inside aedes' mqemitter below
+ * its concurrency, so it never queues internally (where a flood overflows the
+ * stack, aedes issue #193) and memory stays bounded; and to keep password
+ * hashing (scrypt) to a few of libuv's thread-pool threads, which file reads
+ * need too (src/devices/login-guard.ts).
+ */
+export class Gate {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(
+    private readonly limit: number,
+    private readonly maxWaiting: number,
+  ) {}
+
+  get active(): number {
+    return this.running;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Takes a slot if one is free now (the caller then runs its operation and calls `leave`). */
+  tryEnter(): boolean {
+    if (this.running >= this.limit) return false;
+    this.running++;
+    return true;
+  }
+
+  /** Runs `start` now or when a slot frees; false when the wait list is full (nothing queued). */
+  enter(start: () => void): boolean {
+    if (this.running < this.limit) {
+      this.running++;
+      start();
+      return true;
+    }
+    if (this.waiting.length >= this.maxWaiting) return false;
+    this.waiting.push(start);
+    return true;
+  }
+
+  /** Ends one operation and starts the next waiting one, if any. */
+  leave(): void {
+    const next = this.waiting.shift();
+    if (next) {
+      // The freed slot passes straight to the waiter; on a fresh stack, so a
+      // long wait list cannot build a deep synchronous chain.
+      setImmediate(next);
+      return;
+    }
+    this.running--;
+  }
+
+  /** Resolves when nothing runs or waits, or false after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.running > 0 || this.waiting.length > 0) {
+      if (Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return true;
+  }
+}
