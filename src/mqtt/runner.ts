@@ -187,7 +187,7 @@ export class MqttRunner implements Runner {
       }
     };
     const limiter = new RateLimiter(limits.connections_per_second);
-    const listenerContext = { mqtt, tls, handle, limiter, metrics, registry: context.metrics, logger };
+    const listenerContext = { mqtt, limits: config.limits, tls, handle, limiter, metrics, registry: context.metrics, logger };
     const wanted: [ListenerName, { enabled: boolean; host: string; port: number }][] = [
       ['tls', mqtt.tls],
       ['tcp', mqtt.tcp],

@@ -6,21 +6,18 @@ import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, type CredentialStore } from '../devices/index.js';
 import { ListenError } from '../errors.js';
-import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
+import { httpRefusedCounter } from '../http-guard.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions } from '../server-guard.js';
 import { decideRange, ifRangeMatches, noneMatch } from './http-range.js';
 import { otaMetrics, type OtaMetrics } from './metrics.js';
 import type { OtaRunner } from './runner.js';
 
-/** A device that holds a socket open without reading is dropped after this long. */
-const SOCKET_IDLE_MS = 120_000;
 /** Ranges up to this size are read into one buffer of their size; larger ones are streamed. */
 const SMALL_RANGE_BYTES = 64 * 1024;
-/** Concurrent connections; devices beyond this are refused until one closes. */
-const MAX_CONNECTIONS = 2048;
 
 interface Listening {
   server: http.Server | https.Server;
@@ -53,6 +50,7 @@ export class OtaHttpRunner implements Runner {
     const { config, logger } = context;
     const settings = config.ota.http;
     const requireAuth = settings.require_auth;
+    const deadlines = deadlinesOf(config.limits);
     let server: http.Server | https.Server;
     if (settings.tls) {
       const tls = await ensureServerTls(config.certs, logger);
@@ -65,16 +63,24 @@ export class OtaHttpRunner implements Runner {
         // when it is on, the handler refuses them with 401 instead of a TLS alert.
         requestCert: requireAuth,
         rejectUnauthorized: false,
-        connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS,
+        ...tlsServerOptions(deadlines),
+        ...httpServerOptions(deadlines),
       });
     } else {
-      server = http.createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS });
+      server = http.createServer(httpServerOptions(deadlines));
       if (requireAuth) logger.warn('ota.http.tls is false: downloads authenticate with Basic passwords only, which cross the network in the clear unless a TLS proxy is in front');
     }
-    server.maxConnections = MAX_CONNECTIONS;
-    // Slowloris: headers within 10 s, the request within 30 s; refusals answered and counted.
-    guardHttpServer(server, { name: 'ota', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
-    server.setTimeout(SOCKET_IDLE_MS);
+    // The port is open to anyone who can reach it: idle sockets from one
+    // address must not take the slots of the fleet (test/abuse-idle-sockets.test.ts).
+    const refused = httpRefusedCounter(context.metrics);
+    guardServer(server, {
+      deadlines,
+      maxConnections: settings.max_connections,
+      connectionsPerAddress: settings.connections_per_address,
+      refused: (reason) => refused.inc({ server: 'ota', reason }),
+      http: { name: 'ota', metrics: context.metrics },
+      logger,
+    });
     const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       this.serve(listening, request, response).catch((error: unknown) => {
