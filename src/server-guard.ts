@@ -158,4 +158,12 @@ function guardTls(server: TlsServer, options: GuardOptions): void {
     // ClientHello kept it past the handshake deadline (test/abuse-mqtt.test.ts).
     socket.destroy();
   });
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    // A client certificate that names our CA as issuer but fails its signature
+    // check leaves an error on OpenSSL's queue; Node reports it on the socket's
+    // first read, so MQTT never read the CONNECT and counted a `protocol_error`
+    // (OTA: a `connection_error`). Reading the certificate clears the queue,
+    // and the authenticator refuses it as `untrusted_certificate` (CONNACK 5).
+    socket.getPeerCertificate();
+  });
 }
