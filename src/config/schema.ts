@@ -82,6 +82,10 @@ export const configSchema = z.strictObject({
       http_request_timeout_ms: int(100, 3_600_000).default(30_000),
       http_keep_alive_timeout_ms: int(100, 600_000).default(5000),
       http_idle_timeout_ms: int(1000, 3_600_000).default(120_000),
+      login_failures_per_address: int(1, 1_000_000).default(30),
+      login_failures_per_uid: int(1, 1_000_000).default(60),
+      password_checks_concurrent: int(1, 64).default(2),
+      password_checks_waiting: int(0, 100_000).default(64),
     })
     // Node refuses to create an HTTP server whose header deadline is past its request deadline.
     .refine((limits) => limits.http_headers_timeout_ms <= limits.http_request_timeout_ms, {

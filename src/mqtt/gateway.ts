@@ -164,7 +164,7 @@ export class Gateway {
     password: Buffer | undefined,
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void => {
-    const attempt = { clientId: client.id, username, password, tls: tlsSocketOf(client) };
+    const attempt = { clientId: client.id, username, password, tls: tlsSocketOf(client), address: remoteAddressOf(client) };
     this.options.authenticator.authenticate(attempt).then(
       (result) => {
         if (!result.ok) {

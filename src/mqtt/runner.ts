@@ -7,7 +7,7 @@ import type { Client } from 'aedes';
 import { ClassicLevel } from 'classic-level';
 import { ensureServerTls, type ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
-import { deviceCredentials, serviceCredentials } from '../devices/index.js';
+import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/index.js';
 import type { EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
@@ -127,7 +127,7 @@ export class MqttRunner implements Runner {
     const mqtt = config.mqtt;
     const limits = mqtt.limits;
     const metrics: MqttMetrics = new MqttMetrics(context.metrics, () => gateway.counts());
-    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store));
+    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store), loginGuard(context));
     const gateway: Gateway = new Gateway({ broker: context.broker, authenticator, metrics, logger, maxAclViolations: limits.max_acl_violations });
     state.gateway = gateway;
     state.metrics = metrics;
