@@ -31,8 +31,10 @@ interface Idle {
 
 function openIdle(port: number): Promise<Idle> {
   return new Promise((resolve) => {
+    // Before the SYN: the server's deadline cannot start earlier, so the time held is never under-measured.
+    const openedAt = performance.now();
     const socket = net.connect({ port, host: '127.0.0.1', localAddress: ATTACKER });
-    const idle: Idle = { socket, openedAt: 0, closedAt: undefined };
+    const idle: Idle = { socket, openedAt, closedAt: undefined };
     socket.on('error', () => undefined);
     // Read, so the server's close is seen.
     socket.resume();
@@ -40,10 +42,7 @@ function openIdle(port: number): Promise<Idle> {
       idle.closedAt = performance.now();
       resolve(idle);
     });
-    socket.once('connect', () => {
-      idle.openedAt = performance.now();
-      resolve(idle);
-    });
+    socket.once('connect', () => resolve(idle));
   });
 }
 
@@ -96,14 +95,17 @@ test('2,100 idle sockets from one address: a device still downloads a range at o
   // It did not wait for the deadline to free a slot: the attacker's admitted sockets were still open.
   assert.ok(stillHeld > 0, 'the download finished while idle sockets were still held');
 
-  // Beyond the per-address limit: refused before the handshake, counted once.
-  await waitFor(async () => (await refused('address_limit')) === IDLE_SOCKETS - PER_ADDRESS, `${IDLE_SOCKETS - PER_ADDRESS} sockets refused as address_limit`);
-  // The rest: closed by the server at the handshake deadline, and counted as such.
+  // Every idle socket closed by the server: beyond the per-address limit at once, the rest at the handshake deadline.
   await waitFor(() => idle.every((entry) => entry.closedAt !== undefined), 'every idle socket closed by the server', HANDSHAKE_MS + 30_000, 100);
-  await waitFor(async () => (await refused('tls_handshake_timeout')) === PER_ADDRESS, `${PER_ADDRESS} handshake timeouts counted`);
+  // Each counted once, with its reason. (Exactly PER_ADDRESS timed out unless opening them all took longer than the deadline.)
+  const counted = await waitFor(async () => {
+    const [limited, timedOut] = [await refused('address_limit'), await refused('tls_handshake_timeout')];
+    return limited + timedOut === IDLE_SOCKETS ? { limited, timedOut } : undefined;
+  }, `${IDLE_SOCKETS} refusals counted`);
+  assert.ok(counted.timedOut >= PER_ADDRESS && counted.limited > 0, JSON.stringify(counted));
   const heldMs = idle.map((entry) => (entry.closedAt ?? 0) - entry.openedAt).sort((a, b) => a - b);
-  const admittedHeldMs = heldMs.slice(-PER_ADDRESS);
-  // A lower bound only (the server may be slow, never early): the deadline, less the 1 ms clock granularity.
+  const admittedHeldMs = heldMs.slice(-counted.timedOut);
+  // A lower bound only (a busy server may be late, never early), with slack for timer granularity.
   assert.ok((admittedHeldMs[0] ?? 0) >= HANDSHAKE_MS - 50, `an admitted idle socket closed after ${admittedHeldMs[0]} ms, before the ${HANDSHAKE_MS} ms deadline`);
   assert.equal(await refused('tls_handshake_failed'), 0);
   assert.equal(await refused('max_connections'), 0);
@@ -111,8 +113,8 @@ test('2,100 idle sockets from one address: a device still downloads a range at o
   const figures = {
     idleSockets: IDLE_SOCKETS,
     openMs: Math.round(openMs),
-    refusedAddressLimit: await refused('address_limit'),
-    closedAtHandshakeDeadline: await refused('tls_handshake_timeout'),
+    refusedAddressLimit: counted.limited,
+    closedAtHandshakeDeadline: counted.timedOut,
     downloadMs: Math.round(downloadMs),
     idleHeldWhenDownloaded: stillHeld,
     admittedHeldMinMs: Math.round(admittedHeldMs[0] ?? 0),
