@@ -3,38 +3,31 @@ import type { Duplex } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from './logger.js';
 
-/**
- * How often Node checks header and request deadlines. Its default (30 s) would
- * let a slowloris client hold a socket for the deadline plus up to 30 s.
- */
-export const HTTP_DEADLINE_CHECK_MS = 1000;
-
 export interface HttpGuardOptions {
   /** Which server, as the `server` label: `ota`, `admin`, `mqtt_ws`. */
   name: string;
-  /** All request headers must arrive within this (slowloris). */
-  headersTimeoutMs: number;
-  /** The whole request (headers and body) must arrive within this. */
-  requestTimeoutMs: number;
   metrics: Registry;
   logger: Logger;
+  /** Errors the connection guard (src/server-guard.ts) counted already: a refusal or a failed TLS handshake. */
+  countedElsewhere: (error: Error, socket: Duplex) => boolean;
 }
 
 /** Why a connection was refused before a request was read; bounded label values. */
 export type HttpRefusal = 'headers_timeout' | 'headers_too_large' | 'bad_request' | 'connection_error';
 
 /**
- * Deadlines for slow clients, and an answer with a counted reason
- * (`nucleon_http_refused_total{server,reason}`) to every request the HTTP
- * parser refuses: 408 for a deadline, 431 for headers over Node's limit
- * (16 KiB), 400 for malformed requests. Create the server with
- * `connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS` so the deadlines bite on time.
+ * An answer with a counted reason (`nucleon_http_refused_total{server,reason}`)
+ * to every request the HTTP parser refuses: 408 for a deadline, 431 for
+ * headers over Node's limit (16 KiB), 400 for malformed requests. The
+ * deadlines themselves are set by `guardServer` (src/server-guard.ts).
  */
-export function guardHttpServer(server: Server, options: HttpGuardOptions): void {
-  server.headersTimeout = options.headersTimeoutMs;
-  server.requestTimeout = options.requestTimeoutMs;
-  const refused = refusedCounter(options.metrics);
+export function guardHttpRequests(server: Server, options: HttpGuardOptions): void {
+  const refused = httpRefusedCounter(options.metrics);
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (options.countedElsewhere(error, socket)) {
+      socket.destroy();
+      return;
+    }
     const reason = refusalOf(error);
     refused.inc({ server: options.name, reason });
     options.logger.debug({ err: error, server: options.name, reason }, 'HTTP request refused');
@@ -56,14 +49,18 @@ function refusalOf(error: NodeJS.ErrnoException): HttpRefusal {
   return 'connection_error';
 }
 
-/** Shared by every HTTP server of an instance: registered once per registry. */
-function refusedCounter(registry: Registry): Counter<'server' | 'reason'> {
+/**
+ * `nucleon_http_refused_total`, shared by every HTTP server of an instance
+ * (registered once per registry): parser refusals, and for OTA and admin the
+ * connection guard's refusals too (address_limit, max_connections, tls_handshake_*).
+ */
+export function httpRefusedCounter(registry: Registry): Counter<'server' | 'reason'> {
   const name = 'nucleon_http_refused_total';
   const existing = registry.getSingleMetric(name);
   if (existing instanceof Counter) return existing;
   return new Counter({
     name,
-    help: 'HTTP connections refused before a request was read, per server and reason (headers_timeout, headers_too_large, bad_request, connection_error)',
+    help: 'HTTP connections refused before a request was read, per server and reason (headers_timeout, headers_too_large, bad_request, connection_error, address_limit, max_connections, tls_handshake_timeout, tls_handshake_failed)',
     labelNames: ['server', 'reason'],
     registers: [registry],
   });

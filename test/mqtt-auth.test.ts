@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
 import { test } from 'node:test';
+import tls from 'node:tls';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { decodeCbor } from '../src/protocol/index.js';
 import { addDevicePassword, addServiceAccount, connect, connectError, deviceTls, startBroker, subscribeCodes, waitForEvents } from './mqtt-support.js';
 import { waitFor } from './helpers/index.js';
+import { connackOf } from './helpers/mqtt.js';
+import { metricValue } from './reliability-support.js';
 
 test('password devices: right password connects, wrong password gets CONNACK 4, client id must be the uid (2), no credentials 5', async (t) => {
   const broker = await startBroker(t);
@@ -84,4 +90,41 @@ test('service accounts: see device messages on +/app/p/#, publish to devices, bu
   await addDevicePassword(broker, 'backend', 'device-password');
   assert.equal((await connectError(broker, { clientId: 'svc:backend', username: 'svc:backend', password: 'device-password' })).code, 4);
   assert.equal((await connectError(broker, { clientId: 'backend', username: 'svc:backend', password: secret })).code, 2);
+});
+
+/**
+ * A CA of its own that copies our CA's subject DN, and a device certificate
+ * from it without an Authority Key Identifier: OpenSSL then takes our CA as
+ * the issuer by name and fails the signature check itself.
+ */
+async function lookAlikeDevice(ourCaPem: Buffer, uid: string): Promise<{ cert: string; key: string }> {
+  const crypto = webcrypto;
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256' };
+  const signing = { name: 'ECDSA', hash: 'SHA-256' };
+  const name = new x509.X509Certificate(ourCaPem.toString()).subject;
+  const caKeys = await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
+  const deviceKeys = await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
+  const validity = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) };
+  const cert = await x509.X509CertificateGenerator.create(
+    { serialNumber: '01', subject: `CN=${uid}`, issuer: name, ...validity, signingAlgorithm: signing, publicKey: deviceKeys.publicKey, signingKey: caKeys.privateKey },
+    crypto,
+  );
+  const key = x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', deviceKeys.privateKey), 'PRIVATE KEY');
+  return { cert: cert.toString('pem'), key };
+}
+
+/** CONNECT over TLS with a client certificate; the CONNACK return code, or why there was none. */
+function connackWith(port: number, ca: Buffer, client: { cert: string; key: string }, clientId: string, maxVersion: tls.SecureVersion): Promise<number | string> {
+  return connackOf(tls.connect({ port, host: '127.0.0.1', servername: 'localhost', ca, ...client, maxVersion }), 'secureConnect', { clientId }, 5000);
+}
+
+test('a device certificate from a look-alike CA (our CA subject DN, another key) gets CONNACK 5, counted as untrusted_certificate, not protocol_error', async (t) => {
+  const broker = await startBroker(t);
+  const device = await lookAlikeDevice(broker.ca, 'lookalike');
+  const refused = async (reason: string) => metricValue(await broker.nucleon.metrics.metrics(), 'nucleon_mqtt_refused_total', { reason });
+  for (const [i, version] of (['TLSv1.2', 'TLSv1.3'] as const).entries()) {
+    assert.equal(await connackWith(broker.port, broker.ca, device, 'lookalike', version), 5, version);
+    await waitFor(async () => (await refused('untrusted_certificate')) === i + 1, `${version}: counted as untrusted_certificate`);
+  }
+  assert.equal(await refused('protocol_error'), 0);
 });

@@ -231,6 +231,20 @@ test('require_auth also takes the device password as HTTP Basic (for devices beh
   await waitFor(async () => (await h.ota.deviceState('dev-pw'))?.bytesServed === 1500, 'the progress of dev-pw');
 });
 
+test('HTTP Basic shares the login limits: past the failures an address may have, it gets 429 with Retry-After without a password check, even with the right password', async (t) => {
+  const h = await startOta(t, { http: true, config: { ota: { http: { require_auth: true } }, limits: { login_failures_per_address: 2 } } });
+  const { base } = await withImage(h, 1500);
+  const password = await deviceCredentials(h.store).add('dev-limited');
+  const basic = (secret: string) => ({ Authorization: `Basic ${Buffer.from(`dev-limited:${secret}`).toString('base64')}` });
+  assert.deepEqual([(await get(base, `/images/${ID}`, { headers: basic('wrong-1') })).status, (await get(base, `/images/${ID}`, { headers: basic('wrong-2') })).status], [401, 401]);
+  const limited = await get(base, `/images/${ID}`, { headers: basic(password) });
+  assert.equal(limited.status, 429);
+  assert.equal(limited.headers['retry-after'], '30');
+  const metrics = await h.metrics.metrics();
+  assert.match(metrics, /nucleon_password_checks_total\{result="wrong_password"\} 2/);
+  assert.match(metrics, /nucleon_password_checks_total\{result="login_limited_address"\} 1/);
+});
+
 test('stop closes the listener and open connections, and is safe twice', async (t) => {
   const h = await startOta(t, { http: true });
   const { base } = await withImage(h, 1000);

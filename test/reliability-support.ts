@@ -148,6 +148,8 @@ function baseToml(ports: Ports): Record<string, string[]> {
     log: ['level = "error"', 'format = "json"'],
     store: ['path = "data"'],
     certs: ['dir = "certs"'],
+    // Short deadlines, and login limits the fuzz suites do not reach (test/abuse-password-guessing.test.ts sets its own).
+    limits: ['tls_handshake_timeout_ms = 2000', 'login_failures_per_address = 1000000', 'login_failures_per_uid = 1000000'],
     'mqtt.tls': ['host = "127.0.0.1"', `port = ${ports.tls}`],
     'mqtt.tcp': ['enabled = true', 'host = "127.0.0.1"', `port = ${ports.tcp}`],
     'mqtt.ws': ['enabled = true', 'host = "127.0.0.1"', `port = ${ports.ws}`, 'tls = false'],

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
-import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
+import { httpRefusedCounter } from '../http-guard.js';
+import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
@@ -106,9 +107,11 @@ export class AdminRunner implements Runner {
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);
     if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
-    const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
+    const deadlines = deadlinesOf(config.limits);
+    const server = createServer(httpServerOptions(deadlines), createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
-    guardHttpServer(server, { name: 'admin', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
+    const refused = httpRefusedCounter(context.metrics);
+    guardServer(server, { deadlines, refused: (reason) => refused.inc({ server: 'admin', reason }), http: { name: 'admin', metrics: context.metrics }, logger });
     const wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,

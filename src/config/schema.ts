@@ -84,6 +84,25 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 
+  limits: z
+    .strictObject({
+      tls_handshake_timeout_ms: int(100, 600_000).default(10_000),
+      http_headers_timeout_ms: int(100, 600_000).default(10_000),
+      http_request_timeout_ms: int(100, 3_600_000).default(30_000),
+      http_keep_alive_timeout_ms: int(100, 600_000).default(5000),
+      http_idle_timeout_ms: int(1000, 3_600_000).default(120_000),
+      login_failures_per_address: int(1, 1_000_000).default(30),
+      login_failures_per_uid: int(1, 1_000_000).default(60),
+      password_checks_concurrent: int(1, 64).default(2),
+      password_checks_waiting: int(0, 100_000).default(64),
+    })
+    // Node refuses to create an HTTP server whose header deadline is past its request deadline.
+    .refine((limits) => limits.http_headers_timeout_ms <= limits.http_request_timeout_ms, {
+      error: 'http_headers_timeout_ms must not be greater than http_request_timeout_ms',
+      path: ['http_headers_timeout_ms'],
+    })
+    .prefault({}),
+
   mqtt: z
     .strictObject({
       tls: z
@@ -116,6 +135,7 @@ export const configSchema = z.strictObject({
           keepalive_max_s: int(0, 65535).default(1200),
           connect_timeout_ms: int(100, 600_000).default(10_000),
           connections_per_second: int(1, 1_000_000).default(500),
+          connections_per_address: int(0, 1_000_000).default(1024),
           max_acl_violations: int(1, 1_000_000).default(10),
           offline_queue_size: int(1, 10_000_000).default(1000),
           drain_timeout_ms: int(100, 600_000).default(30_000),
@@ -137,6 +157,8 @@ export const configSchema = z.strictObject({
           tls: flag().default(true),
           public_url: text().default(''),
           require_auth: flag().default(false),
+          max_connections: int(1, 1_000_000).default(2048),
+          connections_per_address: int(0, 1_000_000).default(256),
         })
         .prefault({}),
     })

@@ -1,7 +1,7 @@
 import { TLSSocket } from 'node:tls';
 import type { Client } from 'aedes';
 import type { Config } from '../config/index.js';
-import type { CredentialStore } from '../devices/index.js';
+import type { CredentialStore, LoginGuard, LoginRefusal } from '../devices/index.js';
 import type { AuthMethod } from '../events.js';
 import { isValidUid } from '../protocol/index.js';
 import type { Principal } from './acl.js';
@@ -27,7 +27,7 @@ export interface Identity {
 }
 
 /** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
-export const ReturnCode = { IDENTIFIER_REJECTED: 2, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
+export const ReturnCode = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_USERNAME_OR_PASSWORD: 4, NOT_AUTHORIZED: 5 } as const;
 
 export interface AuthFailure {
   returnCode: (typeof ReturnCode)[keyof typeof ReturnCode];
@@ -42,10 +42,20 @@ export interface ConnectAttempt {
   username: string | undefined;
   password: Buffer | undefined;
   tls: TLSSocket | undefined;
+  /** The client's address, for the failed-login limits. */
+  address: string | undefined;
 }
 
 function fail(returnCode: AuthFailure['returnCode'], reason: string): AuthResult {
   return { ok: false, failure: { returnCode, reason } };
+}
+
+/**
+ * A login the guard refused before checking the password: too many failures
+ * (5, it says nothing about the password) or too many checks waiting (3, try later).
+ */
+function refused(reason: LoginRefusal): AuthResult {
+  return fail(reason === 'password_checks_busy' ? ReturnCode.SERVER_UNAVAILABLE : ReturnCode.NOT_AUTHORIZED, reason);
 }
 
 export class Authenticator {
@@ -54,6 +64,7 @@ export class Authenticator {
     private readonly maxClientIdLength: number,
     private readonly devices: CredentialStore,
     private readonly services: CredentialStore,
+    private readonly logins: LoginGuard,
   ) {}
 
   async authenticate(attempt: ConnectAttempt): Promise<AuthResult> {
@@ -63,7 +74,9 @@ export class Authenticator {
     if (username?.startsWith(SERVICE_PREFIX)) {
       const name = username.slice(SERVICE_PREFIX.length);
       if (clientId !== username && !clientId.startsWith(`${username}:`)) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_service_name');
-      if (!password || !(await this.services.verify(name, password))) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_service_password');
+      if (!password) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_service_password');
+      const checked = await this.logins.check(attempt.address, `service:${name}`, () => this.services.verify(name, password));
+      if (!checked.ok) return checked.reason === 'wrong_password' ? fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_service_password') : refused(checked.reason);
       return { ok: true, identity: { principal: { kind: 'service', name }, method: 'service' } };
     }
 
@@ -78,7 +91,9 @@ export class Authenticator {
     if (username !== undefined) {
       if (!this.settings.passwords) return fail(ReturnCode.NOT_AUTHORIZED, 'passwords_disabled');
       if (clientId !== username) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
-      if (!password || !(await this.devices.verify(username, password))) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password');
+      if (!password) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password');
+      const checked = await this.logins.check(attempt.address, `device:${username}`, () => this.devices.verify(username, password));
+      if (!checked.ok) return checked.reason === 'wrong_password' ? fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password') : refused(checked.reason);
       return { ok: true, identity: { principal: { kind: 'device', uid: username }, method: 'password' } };
     }
 

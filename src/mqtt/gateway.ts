@@ -141,7 +141,7 @@ export class Gateway {
       done(Object.assign(new Error(`keepalive ${keepalive} s is outside 1..${this.options.keepaliveMaxS} s`), { returnCode: ReturnCode.IDENTIFIER_REJECTED }), false);
       return;
     }
-    const attempt = { clientId: client.id, username, password, tls: tlsSocketOf(client) };
+    const attempt = { clientId: client.id, username, password, tls: tlsSocketOf(client), address: remoteAddressOf(client) };
     this.options.authenticator.authenticate(attempt).then(
       (result) => {
         if (!result.ok) {

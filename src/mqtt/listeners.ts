@@ -9,8 +9,8 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
 import { ListenError } from '../errors.js';
-import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
 import type { Logger } from '../logger.js';
+import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions, type Deadlines } from '../server-guard.js';
 import type { MqttMetrics } from './metrics.js';
 import type { RateLimiter } from './rate-limit.js';
 
@@ -21,6 +21,8 @@ export type Handle = (stream: Duplex, request?: IncomingMessage) => void;
 
 export interface ListenerContext {
   mqtt: Config['mqtt'];
+  /** The deadlines every listener shares (`[limits]`). */
+  limits: Config['limits'];
   tls: ServerTls | undefined;
   handle: Handle;
   limiter: RateLimiter;
@@ -46,13 +48,9 @@ export class Listener {
     function forget(this: Socket): void {
       sockets.delete(this);
     }
-    // Refused before the TLS handshake, the expensive part of a connection flood.
+    // After the guard (createListener), which destroys the sockets it refuses.
     server.on('connection', (socket: Socket) => {
-      if (!context.limiter.tryTake()) {
-        context.metrics.refused.inc({ reason: 'rate_limited' });
-        socket.destroy();
-        return;
-      }
+      if (socket.destroyed) return;
       sockets.add(socket);
       socket.on('close', forget);
     });
@@ -95,8 +93,26 @@ export class Listener {
 }
 
 export function createListener(name: ListenerName, context: ListenerContext): Listener {
+  const deadlines = deadlinesOf(context.limits);
+  const server = createServer(name, context, deadlines);
+  const { mqtt, metrics } = context;
+  // Refused before the TLS handshake, the expensive part of a connection flood;
+  // each refusal counted once, in nucleon_mqtt_refused_total.
+  guardServer(server, {
+    deadlines,
+    connectionsPerAddress: mqtt.limits.connections_per_address,
+    admit: () => context.limiter.tryTake(),
+    refused: (reason) => metrics.refused.inc({ reason }),
+    ...(name === 'ws' ? { http: { name: 'mqtt_ws', metrics: context.registry } } : {}),
+    logger: context.logger,
+  });
+  const listener = new Listener(name, server, context);
+  if (server instanceof http.Server || server instanceof https.Server) listener.attachWebSockets(webSocketsOn(server, context));
+  return listener;
+}
+
+function createServer(name: ListenerName, context: ListenerContext, deadlines: Deadlines): Server {
   const { mqtt, handle, metrics } = context;
-  const timeoutMs = mqtt.limits.connect_timeout_ms;
   const tlsOptions = (): tls.TlsOptions => {
     if (!context.tls) throw new Error(`listener ${name} needs TLS certificates`);
     return {
@@ -108,42 +124,38 @@ export function createListener(name: ListenerName, context: ListenerContext): Li
       // authenticator checks `authorized` (README "Device identity").
       requestCert: mqtt.auth.client_certificates,
       rejectUnauthorized: false,
-      handshakeTimeout: timeoutMs,
+      ...tlsServerOptions(deadlines),
     };
   };
 
   if (name === 'tls') {
-    const server = tls.createServer(tlsOptions(), (socket) => {
+    return tls.createServer(tlsOptions(), (socket) => {
       metrics.connections.inc({ listener: name });
       socket.setNoDelay(true);
       handle(socket);
     });
-    server.on('tlsClientError', (_error, socket) => {
-      metrics.refused.inc({ reason: 'tls_handshake_failed' });
-      // With a listener, Node leaves the socket open: a client that never sent a
-      // ClientHello kept it past the handshake timeout (test/abuse-mqtt.test.ts).
-      socket.destroy();
-    });
-    return new Listener(name, server, context);
   }
 
   if (name === 'tcp') {
-    const server = net.createServer((socket) => {
+    return net.createServer((socket) => {
+      // Refused by the guard, which runs first.
+      if (socket.destroyed) return;
       metrics.connections.inc({ listener: name });
       socket.setNoDelay(true);
-      // A plain socket has no handshake timeout; aedes' connect timeout covers the wait for CONNECT.
+      // A plain socket has no handshake; aedes' connect timeout covers the wait for CONNECT.
       handle(socket);
     });
-    return new Listener(name, server, context);
   }
 
-  const checking = { connectionsCheckingInterval: Math.min(HTTP_DEADLINE_CHECK_MS, timeoutMs) };
-  const httpServer = mqtt.ws.tls ? https.createServer({ ...tlsOptions(), ...checking }) : http.createServer(checking);
-  guardHttpServer(httpServer, { name: 'mqtt_ws', headersTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs, metrics: context.registry, logger: context.logger });
+  const httpServer = mqtt.ws.tls ? https.createServer({ ...tlsOptions(), ...httpServerOptions(deadlines) }) : http.createServer(httpServerOptions(deadlines));
   httpServer.on('request', (_request, response) => {
     response.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a WebSocket client\n');
   });
-  const listener = new Listener(name, httpServer, context);
+  return httpServer;
+}
+
+function webSocketsOn(httpServer: http.Server, context: ListenerContext): WebSocketServer {
+  const { mqtt, handle, metrics } = context;
   const webSockets = new WebSocketServer({
     server: httpServer,
     // An MQTT packet plus its fixed header (at most 5 bytes) fits in one frame.
@@ -151,11 +163,10 @@ export function createListener(name: ListenerName, context: ListenerContext): Li
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
   webSockets.on('connection', (socket, request) => {
-    metrics.connections.inc({ listener: name });
+    metrics.connections.inc({ listener: 'ws' });
     const stream = createWebSocketStream(socket);
     // The stream reports a closed socket as an error; aedes handles it as a disconnect.
     handle(stream, request);
   });
-  listener.attachWebSockets(webSockets);
-  return listener;
+  return webSockets;
 }

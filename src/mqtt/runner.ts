@@ -7,7 +7,7 @@ import type { Client } from 'aedes';
 import { ClassicLevel } from 'classic-level';
 import { ensureServerTls, type ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
-import { deviceCredentials, serviceCredentials } from '../devices/index.js';
+import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/index.js';
 import type { EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
@@ -127,7 +127,7 @@ export class MqttRunner implements Runner {
     const mqtt = config.mqtt;
     const limits = mqtt.limits;
     const metrics: MqttMetrics = new MqttMetrics(context.metrics, () => gateway.counts());
-    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store));
+    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store), loginGuard(context));
     const services = serviceCredentials(context.store);
     const gateway: Gateway = new Gateway({
       broker: context.broker,
@@ -200,7 +200,7 @@ export class MqttRunner implements Runner {
       }
     };
     const limiter = new RateLimiter(limits.connections_per_second);
-    const listenerContext = { mqtt, tls, handle, limiter, metrics, registry: context.metrics, logger };
+    const listenerContext = { mqtt, limits: config.limits, tls, handle, limiter, metrics, registry: context.metrics, logger };
     const wanted: [ListenerName, { enabled: boolean; host: string; port: number }][] = [
       ['tls', mqtt.tls],
       ['tcp', mqtt.tcp],

@@ -4,23 +4,20 @@ import type { AddressInfo } from 'node:net';
 import { finished, pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
-import { deviceCredentials, type CredentialStore } from '../devices/index.js';
+import { deviceCredentials, loginGuard, type CredentialStore, type LoginGuard } from '../devices/index.js';
 import { ListenError } from '../errors.js';
-import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
+import { httpRefusedCounter } from '../http-guard.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions } from '../server-guard.js';
 import { decideRange, ifRangeMatches, noneMatch } from './http-range.js';
 import { otaMetrics, type OtaMetrics } from './metrics.js';
 import type { OtaRunner } from './runner.js';
 
-/** A device that holds a socket open without reading is dropped after this long. */
-const SOCKET_IDLE_MS = 120_000;
 /** Ranges up to this size are read into one buffer of their size; larger ones are streamed. */
 const SMALL_RANGE_BYTES = 64 * 1024;
-/** Concurrent connections; devices beyond this are refused until one closes. */
-const MAX_CONNECTIONS = 2048;
 
 interface Listening {
   server: http.Server | https.Server;
@@ -29,7 +26,10 @@ interface Listening {
   tls: boolean;
   requireAuth: boolean;
   passwords: CredentialStore;
+  logins: LoginGuard;
 }
+
+type Identified = { kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403 | 429 | 503; reason: string; retryAfterS?: number };
 
 /**
  * Firmware download over HTTP(S) for devices that pull (nRF9160 FOTA asks for
@@ -53,6 +53,7 @@ export class OtaHttpRunner implements Runner {
     const { config, logger } = context;
     const settings = config.ota.http;
     const requireAuth = settings.require_auth;
+    const deadlines = deadlinesOf(config.limits);
     let server: http.Server | https.Server;
     if (settings.tls) {
       const tls = await ensureServerTls(config.certs, logger);
@@ -65,17 +66,25 @@ export class OtaHttpRunner implements Runner {
         // when it is on, the handler refuses them with 401 instead of a TLS alert.
         requestCert: requireAuth,
         rejectUnauthorized: false,
-        connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS,
+        ...tlsServerOptions(deadlines),
+        ...httpServerOptions(deadlines),
       });
     } else {
-      server = http.createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS });
+      server = http.createServer(httpServerOptions(deadlines));
       if (requireAuth) logger.warn('ota.http.tls is false: downloads authenticate with Basic passwords only, which cross the network in the clear unless a TLS proxy is in front');
     }
-    server.maxConnections = MAX_CONNECTIONS;
-    // Slowloris: headers within 10 s, the request within 30 s; refusals answered and counted.
-    guardHttpServer(server, { name: 'ota', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
-    server.setTimeout(SOCKET_IDLE_MS);
-    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store) };
+    // The port is open to anyone who can reach it: idle sockets from one
+    // address must not take the slots of the fleet (test/abuse-idle-sockets.test.ts).
+    const refused = httpRefusedCounter(context.metrics);
+    guardServer(server, {
+      deadlines,
+      maxConnections: settings.max_connections,
+      connectionsPerAddress: settings.connections_per_address,
+      refused: (reason) => refused.inc({ server: 'ota', reason }),
+      http: { name: 'ota', metrics: context.metrics },
+      logger,
+    });
+    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store), logins: loginGuard(context) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       this.serve(listening, request, response).catch((error: unknown) => {
         logger.error({ err: error, url: request.url }, 'OTA HTTP request failed');
@@ -132,6 +141,7 @@ export class OtaHttpRunner implements Runner {
     const device = await this.identify(listening, request, url);
     if (device.kind === 'refused') {
       if (device.status === 401) response.setHeader('WWW-Authenticate', 'Basic realm="nucleon-ota", charset="UTF-8"');
+      if (device.retryAfterS !== undefined) response.setHeader('Retry-After', String(device.retryAfterS));
       return send(response, device.status, device.reason);
     }
     const image = await this.ota.image(id);
@@ -197,18 +207,22 @@ export class OtaHttpRunner implements Runner {
     this.ota.recordServed(uid, image, data.length, 'http').catch((error: unknown) => listening.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
   }
 
-  private async identify(listening: Listening, request: IncomingMessage, url: URL): Promise<{ kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403; reason: string }> {
+  private async identify(listening: Listening, request: IncomingMessage, url: URL): Promise<Identified> {
     const claimed = url.searchParams.get('uid') ?? undefined;
     const hinted = claimed !== undefined && isValidUid(claimed) ? claimed : undefined;
     if (!listening.requireAuth) return { kind: 'device', uid: hinted };
     const uid = certificateUid(request) ?? (await this.passwordUid(listening, request));
+    if (typeof uid === 'object') return uid;
     if (uid === undefined) return { kind: 'refused', status: 401, reason: 'a device certificate from the Nucleon CA or the device password (HTTP Basic) is required' };
     if (claimed !== undefined && claimed !== uid) return { kind: 'refused', status: 403, reason: 'the uid parameter does not name the authenticated device' };
     return { kind: 'device', uid };
   }
 
-  /** HTTP Basic `uid:password`, checked by the credentials store (hashed, constant-time). */
-  private async passwordUid(listening: Listening, request: IncomingMessage): Promise<string | undefined> {
+  /**
+   * HTTP Basic `uid:password`, checked by the credentials store (hashed,
+   * constant-time) within the instance's login limits, shared with MQTT.
+   */
+  private async passwordUid(listening: Listening, request: IncomingMessage): Promise<string | undefined | Extract<Identified, { kind: 'refused' }>> {
     const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header(request, 'authorization') ?? '');
     if (!match?.[1]) return undefined;
     const decoded = Buffer.from(match[1], 'base64').toString('utf8');
@@ -216,7 +230,11 @@ export class OtaHttpRunner implements Runner {
     if (colon <= 0) return undefined;
     const uid = decoded.slice(0, colon);
     if (!isValidUid(uid)) return undefined;
-    return (await listening.passwords.verify(uid, decoded.slice(colon + 1))) ? uid : undefined;
+    const checked = await listening.logins.check(request.socket.remoteAddress, `device:${uid}`, () => listening.passwords.verify(uid, decoded.slice(colon + 1)));
+    if (checked.ok) return uid;
+    if (checked.reason === 'wrong_password') return undefined;
+    if (checked.reason === 'password_checks_busy') return { kind: 'refused', status: 503, reason: 'too many logins at once; try again later', retryAfterS: 1 };
+    return { kind: 'refused', status: 429, reason: 'too many failed logins; try again later', retryAfterS: listening.logins.retryAfterSeconds() };
   }
 }
 

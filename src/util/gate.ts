@@ -2,7 +2,9 @@
  * A counting semaphore with a bounded wait list: at most `limit` operations run
  * at once. Used to keep the number of messages inside aedes' mqemitter below
  * its concurrency, so it never queues internally (where a flood overflows the
- * stack, aedes issue #193) and memory stays bounded.
+ * stack, aedes issue #193) and memory stays bounded; and to keep password
+ * hashing (scrypt) to a few of libuv's thread-pool threads, which file reads
+ * need too (src/devices/login-guard.ts).
  */
 export class Gate {
   private running = 0;

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const cliPath = path.join(repoRoot, 'dist/cli.js');
+/** The built `nucleon` command (package.json "bin"); `npm run build` first. */
+export const cliPath = path.join(repoRoot, 'dist/bin.cjs');
 
 /** Processes started by each test, ended before its temporary folders are removed (they may still write there). */
 const started = new WeakMap<TestContext, RunningProcess[]>();
