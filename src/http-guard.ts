@@ -56,14 +56,14 @@ function refusalOf(error: NodeJS.ErrnoException): HttpRefusal {
   return 'connection_error';
 }
 
-/** Shared by every HTTP server of an instance: registered once per registry. */
-function refusedCounter(registry: Registry): Counter<'server' | 'reason'> {
+/** Shared by every HTTP server of an instance, and by http-request.ts: registered once per registry. */
+export function refusedCounter(registry: Registry): Counter<'server' | 'reason'> {
   const name = 'nucleon_http_refused_total';
   const existing = registry.getSingleMetric(name);
   if (existing instanceof Counter) return existing;
   return new Counter({
     name,
-    help: 'HTTP connections refused before a request was read, per server and reason (headers_timeout, headers_too_large, bad_request, connection_error)',
+    help: 'HTTP requests refused, per server and reason (before a request was read: headers_timeout, headers_too_large, bad_request, connection_error; after: bad_target, host_not_allowed, origin_not_allowed)',
     labelNames: ['server', 'reason'],
     registers: [registry],
   });

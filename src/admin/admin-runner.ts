@@ -7,13 +7,14 @@ import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
+import { BAD_TARGET, rejectUpgrade, RequestRefusals, requestUrl } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore, type SharedPresence } from './fleet.js';
-import { createRequestHandler, loadStaticFiles, rejectUpgrade, staticDir, type Health } from './http-routes.js';
+import { createRequestHandler, loadStaticFiles, staticDir, type Health } from './http-routes.js';
 import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
 import { AdminError, encodeMessage, eventMessage, type Encoding } from './protocol.js';
@@ -106,7 +107,8 @@ export class AdminRunner implements Runner {
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);
     if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
-    const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
+    const refusals = new RequestRefusals(context.metrics, 'admin', logger);
+    const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), refusals }));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     guardHttpServer(server, { name: 'admin', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
     const wss = new WebSocketServer({
@@ -158,7 +160,11 @@ export class AdminRunner implements Runner {
 
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       const address = request.socket.remoteAddress ?? 'unknown';
-      const url = new URL(request.url ?? '/', 'http://admin');
+      const url = requestUrl(request);
+      if (url === undefined) {
+        metrics.connections.inc({ result: 'bad_request' });
+        return refusals.upgrade(request, socket, BAD_TARGET);
+      }
       if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'the admin WebSocket is at /ws');
       if (url.search !== '') {
         // Keys in URLs end up in proxy logs and browser history: refuse rather than ignore.

@@ -7,6 +7,7 @@ import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, type CredentialStore } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
+import { BAD_TARGET, RequestRefusals, requestUrl } from '../http-request.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
@@ -29,6 +30,7 @@ interface Listening {
   tls: boolean;
   requireAuth: boolean;
   passwords: CredentialStore;
+  refusals: RequestRefusals;
 }
 
 /**
@@ -75,7 +77,7 @@ export class OtaHttpRunner implements Runner {
     // Slowloris: headers within 10 s, the request within 30 s; refusals answered and counted.
     guardHttpServer(server, { name: 'ota', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
     server.setTimeout(SOCKET_IDLE_MS);
-    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store) };
+    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store), refusals: new RequestRefusals(context.metrics, 'ota', logger) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       this.serve(listening, request, response).catch((error: unknown) => {
         logger.error({ err: error, url: request.url }, 'OTA HTTP request failed');
@@ -122,7 +124,8 @@ export class OtaHttpRunner implements Runner {
   private async serve(listening: Listening, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const method = request.method ?? 'GET';
     response.on('finish', () => listening.metrics.httpRequests.inc({ method: metricMethod(method), status: String(response.statusCode) }));
-    const url = new URL(request.url ?? '/', 'http://ota.invalid');
+    const url = requestUrl(request);
+    if (url === undefined) return listening.refusals.respond(request, response, BAD_TARGET);
     const id = imageIdOf(url.pathname);
     if (id === undefined) return send(response, 404, 'not found: use /images/<id>');
     if (method !== 'GET' && method !== 'HEAD') {
