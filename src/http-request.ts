@@ -99,3 +99,14 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string, h
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
   );
 }
+
+/** After a failed handler: 500 when nothing was sent yet, else the response is cut (a partial body must not look complete). */
+export function failResponse(response: ServerResponse): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  const body = 'internal error; see the server log\n';
+  response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}

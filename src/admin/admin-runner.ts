@@ -7,7 +7,8 @@ import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
-import { BAD_TARGET, rejectUpgrade, RequestRefusals, requestUrl } from '../http-request.js';
+import { contain } from '../contain.js';
+import { BAD_TARGET, failResponse, rejectUpgrade, RequestRefusals, requestUrl } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
@@ -108,7 +109,8 @@ export class AdminRunner implements Runner {
     const files = await loadStaticFiles(dashboardDir);
     if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
-    const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), refusals }));
+    const routes = createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), refusals });
+    const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, contain(logger, 'admin request', routes, (_request, response) => failResponse(response)));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     guardHttpServer(server, { name: 'admin', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
     const wss = new WebSocketServer({
@@ -158,7 +160,7 @@ export class AdminRunner implements Runner {
       },
     };
 
-    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       const address = request.socket.remoteAddress ?? 'unknown';
       const url = requestUrl(request);
       if (url === undefined) {
@@ -206,7 +208,8 @@ export class AdminRunner implements Runner {
         connections.set(connection.id, connection);
         logger.debug({ client: connection.id, address, authenticated: connection.authenticated }, 'admin client connected');
       });
-    });
+    };
+    server.on('upgrade', contain(logger, 'admin upgrade', upgrade, (_request, socket) => socket.destroy()));
 
     try {
       await context.broker.publish({

@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
+import { contain } from '../contain.js';
 import { ListenError } from '../errors.js';
 import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
 import type { Logger } from '../logger.js';
@@ -95,7 +96,9 @@ export class Listener {
 }
 
 export function createListener(name: ListenerName, context: ListenerContext): Listener {
-  const { mqtt, handle, metrics } = context;
+  const { mqtt, metrics } = context;
+  // Handing a socket to aedes runs in a listener callback: a throw there must cost one connection, not the process.
+  const handle: Handle = contain<Parameters<Handle>>(context.logger, `mqtt ${name} connection`, context.handle, (stream) => stream.destroy());
   const timeoutMs = mqtt.limits.connect_timeout_ms;
   const tlsOptions = (): tls.TlsOptions => {
     if (!context.tls) throw new Error(`listener ${name} needs TLS certificates`);
