@@ -94,6 +94,10 @@ test('request targets that are not URLs get 400 on the admin and OTA ports, coun
     assert.equal(metricValue(text, 'nucleon_http_refused_total', { server, reason: 'bad_target' }), Object.keys(BAD_TARGETS).length, server);
   }
 
+  // The process-level safety net is installed (test/process-guard.test.ts) and has had nothing to catch.
+  assert.match(text, /^nucleon_process_unhandled_total\{kind="rejection"\} 0$/m);
+  assert.match(text, /^nucleon_process_unhandled_total\{kind="exception"\} 0$/m);
+
   // Logged as refusals (debug, no stack), never as errors.
   const lines = await waitFor(() => {
     const found = instance.process
