@@ -86,7 +86,11 @@ export class AdminRunner implements Runner {
     if (apiKey.generated) logger.info({ file: apiKey.file }, 'generated an admin API key');
     else if (apiKey.file) logger.info({ file: apiKey.file }, 'admin API key read from file');
     const verifier = new ApiKeyVerifier(apiKey.key);
-    const limiter = new AuthLimiter({ failuresPerWindow: admin.auth_failures_per_minute, windowMs: 60_000 });
+    const limiter = new AuthLimiter({
+      failuresPerWindow: admin.auth_failures_per_minute,
+      globalFailuresPerWindow: admin.auth_failures_global_per_minute,
+      windowMs: 60_000,
+    });
 
     const shared = this.options.sharedPresence;
     const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store), Date.now, shared);
@@ -139,17 +143,17 @@ export class AdminRunner implements Runner {
 
     const hooks: ConnectionHooks = {
       login: (connection, key) => {
-        if (!limiter.allows(connection.address)) {
+        // The right key is never refused, however many wrong ones came from its block (see AuthLimiter).
+        if (typeof key === 'string' && verifier.matches(key)) return undefined;
+        if (limiter.limited(connection.address)) {
           metrics.authFailures.inc({ reason: 'rate_limited' });
-          return { error: new AdminError('RATE_LIMITED', 'too many failed logins from this address; try again later'), closeCode: CloseCode.rateLimited };
+          const seconds = limiter.retryAfterSeconds(connection.address);
+          return { error: new AdminError('RATE_LIMITED', `too many failed logins; wrong keys are refused for ${seconds} s`), closeCode: CloseCode.rateLimited };
         }
-        if (typeof key !== 'string' || !verifier.matches(key)) {
-          limiter.recordFailure(connection.address);
-          metrics.authFailures.inc({ reason: 'invalid' });
-          logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
-          return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
-        }
-        return undefined;
+        limiter.recordFailure(connection.address);
+        metrics.authFailures.inc({ reason: 'invalid' });
+        logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
+        return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
       },
       dispatch: (connection, request) => runCommand(request.cmd, request.args, connection, services, request.encoding),
       closed: (connection) => {
@@ -173,13 +177,14 @@ export class AdminRunner implements Runner {
         metrics.connections.inc({ result: 'bad_request' });
         return rejectUpgrade(socket, 400, 'no query string: send the API key in an Authorization header or log in with the first message');
       }
-      if (!limiter.allows(address)) {
-        metrics.connections.inc({ result: 'rate_limited' });
-        metrics.authFailures.inc({ reason: 'rate_limited' });
-        return rejectUpgrade(socket, 429, 'too many failed logins from this address', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
-      }
       const key = keyFromHeaders(request);
       if (key !== undefined && !verifier.matches(key)) {
+        // Asked only for a wrong key: the right one gets in even while its block is limited (see AuthLimiter).
+        if (limiter.limited(address)) {
+          metrics.connections.inc({ result: 'rate_limited' });
+          metrics.authFailures.inc({ reason: 'rate_limited' });
+          return rejectUpgrade(socket, 429, 'too many failed logins; wrong keys are refused until Retry-After', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
+        }
         limiter.recordFailure(address);
         metrics.connections.inc({ result: 'unauthorized' });
         metrics.authFailures.inc({ reason: 'invalid' });

@@ -152,6 +152,7 @@ export const configSchema = z.strictObject({
       request_timeout_ms: int(100, 600_000).default(30_000),
       login_timeout_ms: int(100, 600_000).default(10_000),
       auth_failures_per_minute: int(1, 1_000_000).default(10),
+      auth_failures_global_per_minute: int(1, 10_000_000).default(100),
       max_upload_bytes: int(1024, 4 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
     })
     .prefault({}),
