@@ -5,7 +5,9 @@
 // a configured name is refused (DNS rebinding on /metrics and the API).
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { AdminAccess } from '../src/admin/access.js';
 import { AdminTestClient, API_KEY, startAdmin } from './admin-harness.js';
 
 interface Answer {
@@ -72,4 +74,99 @@ test('failed logins: the right key is never locked out, wrong keys from anywhere
 
   assert.equal(await metric(admin.port, 'nucleon_admin_auth_failures_total', 'reason="invalid"'), 3);
   assert.equal(await metric(admin.port, 'nucleon_admin_auth_failures_total', 'reason="rate_limited"'), 4);
+});
+
+test('a WebSocket upgrade with an Origin other than the dashboard\'s own (or a configured one) is refused with 403; none is fine', async (t) => {
+  const admin = await startAdmin(t, { allowed_hosts: ['admin.example.com'], allowed_origins: ['https://admin.example.com'] });
+  const own = `127.0.0.1:${admin.port}`;
+  const upgrade = (headers: Record<string, string>) => request(admin.port, { upgrade: true, headers: { authorization: `Bearer ${API_KEY}`, ...headers } });
+
+  assert.equal((await upgrade({ origin: 'http://evil.example' })).status, 403);
+  assert.equal((await upgrade({ origin: `http://evil.example:${admin.port}` })).status, 403);
+  assert.equal((await upgrade({ origin: 'null' })).status, 403);
+  assert.equal((await upgrade({ origin: '//[' })).status, 403);
+  // The dashboard served from this listener, by any of its names; and scripts without an Origin.
+  assert.equal((await upgrade({ origin: `http://${own}` })).status, 101);
+  assert.equal((await upgrade({ host: `localhost:${admin.port}`, origin: `http://localhost:${admin.port}` })).status, 101);
+  assert.equal((await upgrade({})).status, 101);
+  // Behind a TLS proxy that keeps the Host: the configured origin.
+  assert.equal((await upgrade({ host: 'admin.example.com', origin: 'https://admin.example.com' })).status, 101);
+  // The origin must match the Host it came with, not just any allowed one.
+  assert.equal((await upgrade({ host: 'admin.example.com', origin: `http://${own}` })).status, 403);
+
+  assert.equal(await metric(admin.port, 'nucleon_http_refused_total', 'server="admin",reason="origin_not_allowed"'), 5);
+  // The browser path end to end: a client that sends its page's Origin.
+  const dashboard = await AdminTestClient.connect(t, admin.wsUrl, { headers: { origin: `http://${own}` } });
+  assert.deepEqual((await dashboard.request('auth.login', { apiKey: API_KEY })).result, { authenticated: true });
+});
+
+test('a Host that is not the listener\'s own name or a configured one is refused with 421 (DNS rebinding), on HTTP and on the upgrade', async (t) => {
+  const admin = await startAdmin(t, { allowed_hosts: ['admin.example.com', 'metrics.internal:9100'] });
+  const get = (host: string, path = '/metrics') => request(admin.port, { path, headers: { host } });
+
+  for (const host of ['evil.example', `evil.example:${admin.port}`, `127.0.0.2:${admin.port}`, `localhost:${admin.port + 1}`, 'metrics.internal:9101', 'admin.example.com.evil']) {
+    assert.equal((await get(host)).status, 421, host);
+  }
+  assert.equal((await get(`rebound.example:${admin.port}`, '/healthz')).status, 421);
+  assert.equal((await get(`rebound.example:${admin.port}`, '/')).status, 421);
+  assert.equal((await request(admin.port, { upgrade: true, headers: { host: `evil.example:${admin.port}`, authorization: `Bearer ${API_KEY}` } })).status, 421);
+
+  for (const host of [`127.0.0.1:${admin.port}`, `localhost:${admin.port}`, `LocalHost:${admin.port}`, `[::1]:${admin.port}`, 'admin.example.com', `admin.example.com:${admin.port}`, 'metrics.internal:9100']) {
+    assert.equal((await get(host)).status, 200, host);
+  }
+  assert.equal(await metric(admin.port, 'nucleon_http_refused_total', 'server="admin",reason="host_not_allowed"'), 9);
+});
+
+/** The admission decision for a request with these headers (status 0: admitted). */
+function decide(access: AdminAccess, headers: Record<string, string>, upgrade = false): number {
+  const request = { url: '/ws', headers } as unknown as http.IncomingMessage;
+  const admission = upgrade ? access.admitUpgrade(request) : access.admit(request);
+  return admission.ok ? 0 : admission.refusal.status;
+}
+
+const bound = (address: string, port: number): AddressInfo => ({ address, port, family: address.includes(':') ? 'IPv6' : 'IPv4' });
+
+test('own names: the bound address, loopback names on loopback, interface addresses when bound to all, admin.host when it is a name; port 80 may be left out', () => {
+  const all = new AdminAccess({ listenHost: '0.0.0.0', allowedHosts: [], allowedOrigins: [], interfaceAddresses: () => ['10.1.2.3', 'fe80::1'] });
+  all.bind(bound('0.0.0.0', 3032));
+  for (const host of ['0.0.0.0:3032', '127.0.0.1:3032', 'localhost:3032', '[::1]:3032', '10.1.2.3:3032', '[fe80::1]:3032']) assert.equal(decide(all, { host }), 0, host);
+  for (const host of ['10.1.2.4:3032', '10.1.2.3:3033', '10.1.2.3', 'fe80::1:3032', 'nucleon.local:3032']) assert.equal(decide(all, { host }), 421, host);
+  // No Host at all (HTTP/1.0 from a script) is not a browser: admitted.
+  assert.equal(decide(all, {}), 0);
+
+  const named = new AdminAccess({ listenHost: 'admin.internal', allowedHosts: [], allowedOrigins: [] });
+  named.bind(bound('10.9.9.9', 80));
+  for (const host of ['admin.internal', 'admin.internal:80', '10.9.9.9', '10.9.9.9:80']) assert.equal(decide(named, { host }), 0, host);
+  for (const host of ['localhost', '127.0.0.1:80', 'admin.internal:8080']) assert.equal(decide(named, { host }), 421, host);
+
+  const v6 = new AdminAccess({ listenHost: '::1', allowedHosts: ['[2001:db8::5]'], allowedOrigins: [] });
+  v6.bind(bound('::1', 3032));
+  for (const host of ['[::1]:3032', 'localhost:3032', '127.0.0.1:3032', '[2001:db8::5]:9000', '[2001:DB8::5]']) assert.equal(decide(v6, { host }), 0, host);
+
+  // Before the listener is bound nothing is admitted.
+  assert.equal(decide(new AdminAccess({ listenHost: '127.0.0.1', allowedHosts: [], allowedOrigins: [] }), { host: 'localhost:3032' }), 421);
+});
+
+test('Origin: the dashboard\'s own under either scheme, configured ones, none; never opaque or unparsable ones', () => {
+  const access = new AdminAccess({ listenHost: '127.0.0.1', allowedHosts: ['admin.example.com'], allowedOrigins: ['HTTPS://Admin.Example.com:443'] });
+  access.bind(bound('127.0.0.1', 3032));
+  const cases: [Record<string, string>, number][] = [
+    [{ host: '127.0.0.1:3032' }, 0],
+    [{ host: '127.0.0.1:3032', origin: 'http://127.0.0.1:3032' }, 0],
+    [{ host: 'localhost:3032', origin: 'https://localhost:3032' }, 0],
+    [{ host: 'admin.example.com', origin: 'https://admin.example.com' }, 0],
+    [{ host: 'admin.example.com:443', origin: 'https://admin.example.com' }, 0],
+    [{ host: '127.0.0.1:3032', origin: 'http://localhost:3032' }, 403],
+    [{ host: '127.0.0.1:3032', origin: 'http://127.0.0.1:3033' }, 403],
+    [{ host: '127.0.0.1:3032', origin: 'ws://127.0.0.1:3032' }, 403],
+    [{ host: '127.0.0.1:3032', origin: 'null' }, 403],
+    [{ host: '127.0.0.1:3032', origin: 'http://[' }, 403],
+    [{ host: 'evil.example', origin: 'http://evil.example' }, 421],
+  ];
+  assert.deepEqual(
+    cases.map(([headers]) => [headers, decide(access, headers, true)]),
+    cases,
+  );
+  // Plain requests do not look at Origin (reads are the browser's same-origin policy's job).
+  assert.equal(decide(access, { host: '127.0.0.1:3032', origin: 'http://evil.example' }), 0);
 });

@@ -8,9 +8,10 @@ import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { guardHttpServer, HTTP_DEADLINE_CHECK_MS } from '../http-guard.js';
 import { contain } from '../contain.js';
-import { BAD_TARGET, failResponse, rejectUpgrade, RequestRefusals, requestUrl } from '../http-request.js';
+import { failResponse, rejectUpgrade, RequestRefusals } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
@@ -113,7 +114,8 @@ export class AdminRunner implements Runner {
     const files = await loadStaticFiles(dashboardDir);
     if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
-    const routes = createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), refusals });
+    const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });
+    const routes = createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), admit: (request) => access.admit(request), refusals });
     const server = createServer({ connectionsCheckingInterval: HTTP_DEADLINE_CHECK_MS }, contain(logger, 'admin request', routes, (_request, response) => failResponse(response)));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     guardHttpServer(server, { name: 'admin', headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, metrics: context.metrics, logger });
@@ -166,11 +168,12 @@ export class AdminRunner implements Runner {
 
     const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       const address = request.socket.remoteAddress ?? 'unknown';
-      const url = requestUrl(request);
-      if (url === undefined) {
-        metrics.connections.inc({ result: 'bad_request' });
-        return refusals.upgrade(request, socket, BAD_TARGET);
+      const admission = access.admitUpgrade(request);
+      if (!admission.ok) {
+        metrics.connections.inc({ result: admission.refusal.reason === 'bad_target' ? 'bad_request' : 'forbidden' });
+        return refusals.upgrade(request, socket, admission.refusal);
       }
+      const url = admission.url;
       if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'the admin WebSocket is at /ws');
       if (url.search !== '') {
         // Keys in URLs end up in proxy logs and browser history: refuse rather than ignore.
@@ -224,6 +227,7 @@ export class AdminRunner implements Runner {
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
       await listen(server, admin.host, admin.port);
+      access.bind(server.address() as AddressInfo);
     } catch (error) {
       // Nucleon only stops runners that started; undo our half-start here.
       await this.doStop();

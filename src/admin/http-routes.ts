@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
-import { BAD_TARGET, requestUrl, type RequestRefusals } from '../http-request.js';
+import type { RequestRefusals } from '../http-request.js';
+import type { Admission } from './access.js';
 
 export interface StaticFile {
   body: Buffer;
@@ -58,6 +59,8 @@ export interface RouteOptions {
   files: ReadonlyMap<string, StaticFile>;
   metrics: Registry;
   health: () => Health;
+  /** Target, Host (AdminAccess): what is not admitted is refused and counted by `refusals`. */
+  admit: (request: IncomingMessage) => Admission;
   refusals: RequestRefusals;
 }
 
@@ -72,12 +75,12 @@ const SECURITY_HEADERS = {
 /** GET `/` and the dashboard files, `/metrics` (Prometheus text), `/healthz` (200 ok / 503 degraded). */
 export function createRequestHandler(options: RouteOptions): (request: IncomingMessage, response: ServerResponse) => void {
   return (request, response) => {
-    const url = requestUrl(request);
-    if (url === undefined) {
-      options.refusals.respond(request, response, BAD_TARGET);
+    const admission = options.admit(request);
+    if (!admission.ok) {
+      options.refusals.respond(request, response, admission.refusal);
       return;
     }
-    const pathname = url.pathname;
+    const pathname = admission.url.pathname;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
       return;
