@@ -1,19 +1,23 @@
 // A throw inside an event-emitter callback ('request', 'connection', …) costs
 // the one request or socket it was about, never the process: the contain()
 // wrapper on its own, the admin HTTP handler with a health check that throws,
-// and an MQTT listener whose hand-over to aedes throws.
+// an MQTT listener whose hand-over to aedes throws, and an 'error' event that
+// had no listener.
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { contain } from '../src/contain.js';
 import { validateConfig } from '../src/config/index.js';
+import { createNucleon } from '../src/nucleon.js';
 import { silentLogger } from '../src/logger.js';
 import { createListener } from '../src/mqtt/listeners.js';
 import { MqttMetrics } from '../src/mqtt/metrics.js';
 import { RateLimiter } from '../src/mqtt/rate-limit.js';
 import { startAdmin } from './admin-harness.js';
+import { tempDir } from './helpers/index.js';
 
 /** A pino logger that keeps its lines in memory. */
 function memoryLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
@@ -110,4 +114,34 @@ test('an MQTT listener whose hand-over to aedes throws drops that connection and
     socket.destroy();
   }
   assert.equal(handed, 2);
+});
+
+test('an MQTT-over-WebSocket port in use fails the start with LISTEN_FAILED instead of an unhandled error event', async (t) => {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+  const port = (blocker.address() as net.AddressInfo).port;
+  const dir = await tempDir(t, 'nucleon-ws-in-use-');
+  const nucleon = createNucleon(
+    {
+      store: { path: path.join(dir, 'data') },
+      certs: { dir: path.join(dir, 'certs') },
+      mqtt: { tls: { enabled: false }, ws: { enabled: true, host: '127.0.0.1', port, tls: false } },
+      ota: { http: { enabled: false } },
+      admin: { enabled: false },
+    },
+    { logger: silentLogger() },
+  );
+  t.after(() => nucleon.stop());
+  // Bounded: before the fix the throw skipped the start's own error listener, and start() never settled.
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    nucleon.start().then(
+      () => 'started',
+      (error: unknown) => (error as { code?: string }).code ?? String(error),
+    ),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve('start did not settle within 20 s'), 20_000))),
+  ]);
+  clearTimeout(timer);
+  assert.equal(outcome, 'LISTEN_FAILED');
 });

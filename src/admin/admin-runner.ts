@@ -233,6 +233,8 @@ export class AdminRunner implements Runner {
       await this.doStop();
       throw error;
     }
+    // From now on an 'error' without a listener would end the process.
+    server.on('error', (error) => logger.error({ err: error }, 'admin HTTP server error'));
     const bound = server.address() as AddressInfo;
     logger.info({ host: bound.address, port: bound.port, url: `http://${formatHost(bound.address)}:${bound.port}/` }, 'admin endpoint listening');
   }

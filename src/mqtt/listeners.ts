@@ -79,6 +79,8 @@ export class Listener {
     const address = this.server.address();
     const text = typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     this.context.logger.info({ listener: this.name, address: text }, 'mqtt listening');
+    // From now on an 'error' without a listener would end the process.
+    this.server.on('error', (error) => this.context.logger.error({ err: error, listener: this.name }, 'mqtt listener error'));
     return text;
   }
 
@@ -153,6 +155,10 @@ export function createListener(name: ListenerName, context: ListenerContext): Li
     maxPayload: mqtt.limits.max_packet_size + 5,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
+  // ws re-emits its HTTP server's 'error' here; without a listener that is an uncaught throw
+  // (a port in use crashed the start instead of failing it with LISTEN_FAILED). The Listener
+  // already reports the server's errors, so this only keeps the emit from throwing.
+  webSockets.on('error', (error) => context.logger.debug({ err: error, listener: name }, 'WebSocket server error (reported by its HTTP server)'));
   webSockets.on('connection', (socket, request) => {
     metrics.connections.inc({ listener: name });
     const stream = createWebSocketStream(socket);
