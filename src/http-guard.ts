@@ -51,8 +51,9 @@ function refusalOf(error: NodeJS.ErrnoException): HttpRefusal {
 
 /**
  * `nucleon_http_refused_total`, shared by every HTTP server of an instance
- * (registered once per registry): parser refusals, and for OTA and admin the
- * connection guard's refusals too (address_limit, max_connections, tls_handshake_*).
+ * (registered once per registry): parser refusals, the connection guard's
+ * refusals (address_limit, max_connections, tls_handshake_*), and requests
+ * refused by http-request.ts (bad_target, host_not_allowed, origin_not_allowed).
  */
 export function httpRefusedCounter(registry: Registry): Counter<'server' | 'reason'> {
   const name = 'nucleon_http_refused_total';
@@ -60,7 +61,7 @@ export function httpRefusedCounter(registry: Registry): Counter<'server' | 'reas
   if (existing instanceof Counter) return existing;
   return new Counter({
     name,
-    help: 'HTTP connections refused before a request was read, per server and reason (headers_timeout, headers_too_large, bad_request, connection_error, address_limit, max_connections, tls_handshake_timeout, tls_handshake_failed)',
+    help: 'HTTP connections and requests refused, per server and reason (before a request was read: headers_timeout, headers_too_large, bad_request, connection_error, address_limit, max_connections, tls_handshake_timeout, tls_handshake_failed; after: bad_target, host_not_allowed, origin_not_allowed)',
     labelNames: ['server', 'reason'],
     registers: [registry],
   });

@@ -1,37 +1,65 @@
 import type { Logger } from './logger.js';
 import type { Nucleon } from './nucleon.js';
+import { guardProcess } from './process-guard.js';
 
 /**
- * Stops `nucleon` on the first SIGINT or SIGTERM and resolves with the exit
- * code (0 clean, 1 failed). A second signal, or a stop that takes longer than
- * twice `broker.stop_timeout_ms`, exits at once with 1. Used by `nucleon serve`
- * and by programs that embed Nucleon (examples/main.ts).
+ * Runs `nucleon` as the process: stops it on the first SIGINT or SIGTERM and
+ * resolves with the exit code (0 clean, 1 failed). A second signal, or a stop
+ * that takes longer than twice `broker.stop_timeout_ms`, exits at once with 1.
+ *
+ * It also installs the process's last line of defence (src/process-guard.ts):
+ * an unhandled rejection is logged and counted and the process goes on; an
+ * uncaught exception is logged at fatal and counted, Nucleon is stopped (the
+ * same bounded stop as for a signal) and the process exits with 1.
+ *
+ * Used by `nucleon serve` and by programs that embed Nucleon (examples/main.ts).
  */
 export function stopOnSignals(nucleon: Nucleon, logger: Logger = nucleon.logger): Promise<number> {
   const forceAfterMs = nucleon.config.broker.stop_timeout_ms * 2;
+  const exitNow = (code: number): never => {
+    logger.flush();
+    process.exit(code);
+  };
+  let stopping: Promise<number> | undefined;
+  const stop = (): Promise<number> => {
+    stopping ??= (() => {
+      const force = setTimeout(() => {
+        logger.error({ timeoutMs: forceAfterMs }, 'clean stop took too long; exiting');
+        exitNow(1);
+      }, forceAfterMs);
+      force.unref();
+      return nucleon.stop().then(
+        () => 0,
+        (error: unknown) => {
+          logger.error({ err: error }, 'stop failed');
+          return 1;
+        },
+      );
+    })();
+    return stopping;
+  };
+
+  guardProcess({
+    logger,
+    metrics: nucleon.metrics,
+    fatal: () => {
+      stop().then(
+        () => exitNow(1),
+        () => exitNow(1),
+      );
+    },
+  });
+
   let signalled = 0;
   return new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       signalled++;
       if (signalled > 1) {
         logger.warn({ signal }, 'second signal: exiting without a clean stop');
-        logger.flush();
-        process.exit(1);
+        exitNow(1);
       }
       logger.info({ signal }, 'stopping');
-      const force = setTimeout(() => {
-        logger.error({ timeoutMs: forceAfterMs }, 'clean stop took too long; exiting');
-        logger.flush();
-        process.exit(1);
-      }, forceAfterMs);
-      force.unref();
-      nucleon.stop().then(
-        () => resolve(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'stop failed');
-          resolve(1);
-        },
-      );
+      void stop().then(resolve);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

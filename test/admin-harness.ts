@@ -8,7 +8,7 @@ import type { TestContext } from 'node:test';
 import { Registry } from 'prom-client';
 import { Decoder, Encoder } from 'cbor-x';
 import WebSocket from 'ws';
-import { AdminRunner } from '../src/admin/index.js';
+import { AdminRunner, type AdminRunnerOptions } from '../src/admin/index.js';
 import { createNucleon, type Nucleon } from '../src/nucleon.js';
 import { EventBroker } from '../src/broker/index.js';
 import { validateConfig, type ConfigInput } from '../src/config/index.js';
@@ -33,7 +33,7 @@ export interface AdminHarness {
   restart(): Promise<void>;
 }
 
-export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput['admin']> = {}, options: { dir?: string } = {}): Promise<AdminHarness> {
+export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput['admin']> = {}, options: { dir?: string; runner?: AdminRunnerOptions } = {}): Promise<AdminHarness> {
   const dir = options.dir ?? (await tempDir(t, 'nucleon-admin-'));
   const config = validateConfig({ store: { path: path.join(dir, 'data') }, admin: { host: '127.0.0.1', port: 0, api_key: API_KEY, ...admin } });
   const metrics = new Registry();
@@ -43,7 +43,7 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
   await store.open();
   const context = { config, broker, logger: silentLogger(), metrics, store };
   const harness: AdminHarness = {
-    runner: new AdminRunner(),
+    runner: new AdminRunner(options.runner),
     broker,
     metrics,
     store,
@@ -55,7 +55,7 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
       await harness.runner.stop();
       // A new registry: metric names are registered once per registry.
       harness.metrics = new Registry();
-      harness.runner = new AdminRunner();
+      harness.runner = new AdminRunner(options.runner);
       await harness.runner.start({ ...context, metrics: harness.metrics });
       setAddress();
     },

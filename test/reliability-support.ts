@@ -155,7 +155,7 @@ function baseToml(ports: Ports): Record<string, string[]> {
     'mqtt.ws': ['enabled = true', 'host = "127.0.0.1"', `port = ${ports.ws}`, 'tls = false'],
     'mqtt.limits': ['connections_per_second = 100000', 'connect_timeout_ms = 2000', 'drain_timeout_ms = 3000'],
     'ota.http': ['host = "127.0.0.1"', `port = ${ports.ota}`, 'tls = false'],
-    admin: ['host = "127.0.0.1"', `port = ${ports.admin}`, `api_key = "${ADMIN_KEY}"`, 'messages_per_second = 100000', 'auth_failures_per_minute = 1000000'],
+    admin: ['host = "127.0.0.1"', `port = ${ports.admin}`, `api_key = "${ADMIN_KEY}"`, 'messages_per_second = 100000', 'auth_failures_per_minute = 1000000', 'auth_failures_global_per_minute = 10000000'],
   };
 }
 

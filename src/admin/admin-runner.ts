@@ -8,13 +8,16 @@ import { deviceCredentials } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
+import { contain } from '../contain.js';
+import { failResponse, rejectUpgrade, RequestRefusals } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore, type SharedPresence } from './fleet.js';
-import { createRequestHandler, loadStaticFiles, rejectUpgrade, staticDir, type Health } from './http-routes.js';
+import { createRequestHandler, loadStaticFiles, staticDir, type Health } from './http-routes.js';
 import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
 import { AdminError, encodeMessage, eventMessage, type Encoding } from './protocol.js';
@@ -85,7 +88,11 @@ export class AdminRunner implements Runner {
     if (apiKey.generated) logger.info({ file: apiKey.file }, 'generated an admin API key');
     else if (apiKey.file) logger.info({ file: apiKey.file }, 'admin API key read from file');
     const verifier = new ApiKeyVerifier(apiKey.key);
-    const limiter = new AuthLimiter({ failuresPerWindow: admin.auth_failures_per_minute, windowMs: 60_000 });
+    const limiter = new AuthLimiter({
+      failuresPerWindow: admin.auth_failures_per_minute,
+      globalFailuresPerWindow: admin.auth_failures_global_per_minute,
+      windowMs: 60_000,
+    });
 
     const shared = this.options.sharedPresence;
     const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store), Date.now, shared);
@@ -108,7 +115,10 @@ export class AdminRunner implements Runner {
     const files = await loadStaticFiles(dashboardDir);
     if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
     const deadlines = deadlinesOf(config.limits);
-    const server = createServer(httpServerOptions(deadlines), createRequestHandler({ files, metrics: context.metrics, health: () => this.health() }));
+    const refusals = new RequestRefusals(context.metrics, 'admin', logger);
+    const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });
+    const routes = createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), admit: (request) => access.admit(request), refusals });
+    const server = createServer(httpServerOptions(deadlines), contain(logger, 'admin request', routes, (_request, response) => failResponse(response)));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     const refused = httpRefusedCounter(context.metrics);
     guardServer(server, { deadlines, refused: (reason) => refused.inc({ server: 'admin', reason }), http: { name: 'admin', metrics: context.metrics }, logger });
@@ -138,17 +148,17 @@ export class AdminRunner implements Runner {
 
     const hooks: ConnectionHooks = {
       login: (connection, key) => {
-        if (!limiter.allows(connection.address)) {
+        // The right key is never refused, however many wrong ones came from its block (see AuthLimiter).
+        if (typeof key === 'string' && verifier.matches(key)) return undefined;
+        if (limiter.limited(connection.address)) {
           metrics.authFailures.inc({ reason: 'rate_limited' });
-          return { error: new AdminError('RATE_LIMITED', 'too many failed logins from this address; try again later'), closeCode: CloseCode.rateLimited };
+          const seconds = limiter.retryAfterSeconds(connection.address);
+          return { error: new AdminError('RATE_LIMITED', `too many failed logins; wrong keys are refused for ${seconds} s`), closeCode: CloseCode.rateLimited };
         }
-        if (typeof key !== 'string' || !verifier.matches(key)) {
-          limiter.recordFailure(connection.address);
-          metrics.authFailures.inc({ reason: 'invalid' });
-          logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
-          return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
-        }
-        return undefined;
+        limiter.recordFailure(connection.address);
+        metrics.authFailures.inc({ reason: 'invalid' });
+        logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
+        return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
       },
       dispatch: (connection, request) => runCommand(request.cmd, request.args, connection, services, request.encoding),
       closed: (connection) => {
@@ -159,22 +169,28 @@ export class AdminRunner implements Runner {
       },
     };
 
-    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       const address = request.socket.remoteAddress ?? 'unknown';
-      const url = new URL(request.url ?? '/', 'http://admin');
+      const admission = access.admitUpgrade(request);
+      if (!admission.ok) {
+        metrics.connections.inc({ result: admission.refusal.reason === 'bad_target' ? 'bad_request' : 'forbidden' });
+        return refusals.upgrade(request, socket, admission.refusal);
+      }
+      const url = admission.url;
       if (url.pathname !== '/ws') return rejectUpgrade(socket, 404, 'the admin WebSocket is at /ws');
       if (url.search !== '') {
         // Keys in URLs end up in proxy logs and browser history: refuse rather than ignore.
         metrics.connections.inc({ result: 'bad_request' });
         return rejectUpgrade(socket, 400, 'no query string: send the API key in an Authorization header or log in with the first message');
       }
-      if (!limiter.allows(address)) {
-        metrics.connections.inc({ result: 'rate_limited' });
-        metrics.authFailures.inc({ reason: 'rate_limited' });
-        return rejectUpgrade(socket, 429, 'too many failed logins from this address', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
-      }
       const key = keyFromHeaders(request);
       if (key !== undefined && !verifier.matches(key)) {
+        // Asked only for a wrong key: the right one gets in even while its block is limited (see AuthLimiter).
+        if (limiter.limited(address)) {
+          metrics.connections.inc({ result: 'rate_limited' });
+          metrics.authFailures.inc({ reason: 'rate_limited' });
+          return rejectUpgrade(socket, 429, 'too many failed logins; wrong keys are refused until Retry-After', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
+        }
         limiter.recordFailure(address);
         metrics.connections.inc({ result: 'unauthorized' });
         metrics.authFailures.inc({ reason: 'invalid' });
@@ -203,7 +219,8 @@ export class AdminRunner implements Runner {
         connections.set(connection.id, connection);
         logger.debug({ client: connection.id, address, authenticated: connection.authenticated }, 'admin client connected');
       });
-    });
+    };
+    server.on('upgrade', contain(logger, 'admin upgrade', upgrade, (_request, socket) => socket.destroy()));
 
     try {
       await context.broker.publish({
@@ -213,11 +230,14 @@ export class AdminRunner implements Runner {
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
       await listen(server, admin.host, admin.port);
+      access.bind(server.address() as AddressInfo);
     } catch (error) {
       // Nucleon only stops runners that started; undo our half-start here.
       await this.doStop();
       throw error;
     }
+    // From now on an 'error' without a listener would end the process.
+    server.on('error', (error) => logger.error({ err: error }, 'admin HTTP server error'));
     const bound = server.address() as AddressInfo;
     logger.info({ host: bound.address, port: bound.port, url: `http://${formatHost(bound.address)}:${bound.port}/` }, 'admin endpoint listening');
   }

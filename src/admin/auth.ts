@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
+import { addressBlock } from './address-block.js';
 
 /** Where a generated API key lives when `admin.api_key` is unset. */
 export function apiKeyFile(storePath: string): string {
@@ -85,16 +86,40 @@ export function keyFromHeaders(request: IncomingMessage): string | undefined {
 }
 
 export interface AuthLimiterOptions {
+  /** Failed logins per address block (see addressBlock) in one window. */
   failuresPerWindow: number;
+  /** Failed logins from all addresses together in one window. */
+  globalFailuresPerWindow: number;
   windowMs: number;
-  /** Addresses tracked at once; the oldest is forgotten first, so a flood of addresses cannot grow memory. */
+  /** Blocks tracked at once; the oldest is forgotten first, so a flood of addresses cannot grow memory. */
   maxTracked?: number;
   now?: () => number;
 }
 
-/** Counts failed logins per remote address in a fixed window and refuses an address past the limit. */
+interface Window {
+  count: number;
+  start: number;
+}
+
+/**
+ * Counts failed logins per address block (IPv4 /24, IPv6 /64, all of loopback
+ * as one) and over all addresses, each in a fixed window. Past either limit
+ * the address is `limited`: the caller refuses a wrong key with 429 and
+ * Retry-After instead of 401, and stops logging each one.
+ *
+ * It never refuses the right key: the caller checks the key first and only
+ * asks here when it was wrong. An attacker on the operator's own block (every
+ * local process is on loopback) could otherwise lock the real CLI out at will.
+ * The price is that a limited address still learns whether a guess was right,
+ * so the limit does not slow guessing; what stops guessing is the key (at
+ * least 16 characters; a generated one has 256 random bits). What the limit
+ * gives is a bounded, quiet answer to floods of wrong keys and a clear count
+ * of them. The global budget keeps that true when the guesses come from more
+ * blocks than are tracked.
+ */
 export class AuthLimiter {
-  private readonly failures = new Map<string, { count: number; windowStart: number }>();
+  private readonly blocks = new Map<string, Window>();
+  private global: Window = { count: 0, start: Number.NEGATIVE_INFINITY };
   private readonly now: () => number;
   private readonly maxTracked: number;
 
@@ -103,36 +128,56 @@ export class AuthLimiter {
     this.maxTracked = options.maxTracked ?? 10_000;
   }
 
-  /** True when this address may try (again). */
-  allows(address: string): boolean {
-    const entry = this.current(address);
-    return entry === undefined || entry.count < this.options.failuresPerWindow;
+  /** True while wrong keys from this address get 429: its block or everyone is past the limit. */
+  limited(address: string): boolean {
+    return this.blockLimited(addressBlock(address)) || this.globalLimited();
   }
 
   recordFailure(address: string): void {
-    const entry = this.current(address);
+    const now = this.now();
+    if (now - this.global.start >= this.options.windowMs) this.global = { count: 0, start: now };
+    this.global.count++;
+    const block = addressBlock(address);
+    const entry = this.current(block);
     if (entry) {
       entry.count++;
       return;
     }
-    if (this.failures.size >= this.maxTracked) {
-      const oldest = this.failures.keys().next();
-      if (oldest.done !== true) this.failures.delete(oldest.value);
+    if (this.blocks.size >= this.maxTracked) {
+      const oldest = this.blocks.keys().next();
+      if (oldest.done !== true) this.blocks.delete(oldest.value);
     }
-    this.failures.set(address, { count: 1, windowStart: this.now() });
+    this.blocks.set(block, { count: 1, start: now });
   }
 
-  /** Seconds until the address may try again (for Retry-After). */
+  /** Seconds until wrong keys from this address are checked again (for Retry-After); 0 when not limited. */
   retryAfterSeconds(address: string): number {
-    const entry = this.current(address);
-    if (!entry) return 0;
-    return Math.max(1, Math.ceil((entry.windowStart + this.options.windowMs - this.now()) / 1000));
+    const block = addressBlock(address);
+    const ends: number[] = [];
+    if (this.blockLimited(block)) ends.push((this.blocks.get(block)?.start ?? 0) + this.options.windowMs);
+    if (this.globalLimited()) ends.push(this.global.start + this.options.windowMs);
+    if (ends.length === 0) return 0;
+    return Math.max(1, Math.ceil((Math.max(...ends) - this.now()) / 1000));
   }
 
-  private current(address: string): { count: number; windowStart: number } | undefined {
-    const entry = this.failures.get(address);
-    if (entry && this.now() - entry.windowStart >= this.options.windowMs) {
-      this.failures.delete(address);
+  /** Blocks tracked now (bounded by maxTracked). */
+  get tracked(): number {
+    return this.blocks.size;
+  }
+
+  private blockLimited(block: string): boolean {
+    const entry = this.current(block);
+    return entry !== undefined && entry.count >= this.options.failuresPerWindow;
+  }
+
+  private globalLimited(): boolean {
+    return this.now() - this.global.start < this.options.windowMs && this.global.count >= this.options.globalFailuresPerWindow;
+  }
+
+  private current(block: string): Window | undefined {
+    const entry = this.blocks.get(block);
+    if (entry && this.now() - entry.start >= this.options.windowMs) {
+      this.blocks.delete(block);
       return undefined;
     }
     return entry;

@@ -1,4 +1,5 @@
 import type { WebSocket, RawData } from 'ws';
+import { contain } from '../contain.js';
 import { NucleonError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AdminMetrics } from './metrics.js';
@@ -21,6 +22,8 @@ export const CloseCode = {
   slowConsumer: 1013,
   messageTooBig: 1009,
   shuttingDown: 1001,
+  /** A bug while handling a message (logged); the server and other clients go on. */
+  internalError: 1011,
   unauthorized: 4401,
   rateLimited: 4429,
   loginTimeout: 4408,
@@ -78,11 +81,15 @@ export class AdminConnection {
     this.authenticated = authenticated;
     this.tokens = limits.messagesPerSecond * 2;
     this.lastRefill = Date.now();
-    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on(
+      'message',
+      contain(logger, 'admin message', (data: RawData, isBinary: boolean) => this.onMessage(data, isBinary), () => this.close(CloseCode.internalError, 'internal error')),
+    );
     socket.on('close', () => this.onClose());
-    socket.on('error', (error) => {
+    socket.on('error', (error: NodeJS.ErrnoException) => {
       // Oversized frames and protocol violations land here; ws closes the socket itself (1009, 1002).
-      this.logger.info({ client: this.id, address: this.address, err: error }, 'admin connection error');
+      // The client's mistake, not ours: the reason without a stack.
+      this.logger.info({ client: this.id, address: this.address, reason: error.message, code: error.code }, 'admin connection error');
     });
     if (!authenticated) {
       this.loginTimer = setTimeout(() => {
@@ -191,8 +198,17 @@ export class AdminConnection {
   }
 
   private reply(response: AdminResponse, encoding: Encoding, kind?: string): void {
+    let frame: string | Buffer;
+    try {
+      frame = encodeMessage(response, encoding);
+    } catch (error) {
+      // A result JSON cannot carry (a BigInt from another runner): this runs in a promise callback, where a throw would be unhandled.
+      this.logger.error({ client: this.id, err: error, kind }, 'admin answer could not be encoded');
+      this.reply(errorResponse(response.id, errorBody(error)), encoding);
+      return;
+    }
     if (!response.ok) this.metrics.errors.inc({ code: response.error.code });
-    this.sendFrame(encodeMessage(response, encoding), response.ok ? (kind ?? 'result') : 'error');
+    this.sendFrame(frame, response.ok ? (kind ?? 'result') : 'error');
   }
 
   private takeToken(): boolean {

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { STATUS_CODES } from 'node:http';
-import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
+import type { RequestRefusals } from '../http-request.js';
+import type { Admission } from './access.js';
 
 export interface StaticFile {
   body: Buffer;
@@ -59,6 +59,9 @@ export interface RouteOptions {
   files: ReadonlyMap<string, StaticFile>;
   metrics: Registry;
   health: () => Health;
+  /** Target, Host (AdminAccess): what is not admitted is refused and counted by `refusals`. */
+  admit: (request: IncomingMessage) => Admission;
+  refusals: RequestRefusals;
 }
 
 // The dashboard talks only to its own origin; nothing is loaded from elsewhere.
@@ -72,7 +75,12 @@ const SECURITY_HEADERS = {
 /** GET `/` and the dashboard files, `/metrics` (Prometheus text), `/healthz` (200 ok / 503 degraded). */
 export function createRequestHandler(options: RouteOptions): (request: IncomingMessage, response: ServerResponse) => void {
   return (request, response) => {
-    const pathname = new URL(request.url ?? '/', 'http://admin').pathname;
+    const admission = options.admit(request);
+    if (!admission.ok) {
+      options.refusals.respond(request, response, admission.refusal);
+      return;
+    }
+    const pathname = admission.url.pathname;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
       return;
@@ -101,16 +109,4 @@ export function createRequestHandler(options: RouteOptions): (request: IncomingM
 function send(response: ServerResponse, status: number, contentType: string, body: string | Buffer, headers: Record<string, string> = {}): void {
   response.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), ...headers });
   response.end(response.req.method === 'HEAD' ? undefined : body);
-}
-
-/** Answers an upgrade request with a plain HTTP error and closes the socket. */
-export function rejectUpgrade(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
-  const extra = Object.entries(headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('');
-  const body = `${message}\n`;
-  socket.on('error', () => socket.destroy());
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`,
-  );
 }

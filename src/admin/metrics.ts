@@ -13,7 +13,7 @@ export class AdminMetrics {
     const registers = [registry];
     this.connections = new Counter({
       name: 'nucleon_admin_connections_total',
-      help: 'Admin WebSocket connection attempts by result (accepted, unauthorized, rate_limited, too_many_clients)',
+      help: 'Admin WebSocket connection attempts by result (accepted, unauthorized, rate_limited, too_many_clients, bad_request, forbidden)',
       labelNames: ['result'],
       registers,
     });

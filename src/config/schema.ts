@@ -22,6 +22,12 @@ const int = (min: number, max: number) => {
 const text = () => z.string({ error: (iss) => `expected a string, got ${show(iss.input)}` });
 const flag = () => z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` });
 const host = () => text().min(1, { error: 'expected a host name or address, got an empty string' });
+/** What a Host header may carry: a name, an IPv4 address or a bracketed IPv6 address, with an optional port. */
+const AUTHORITY = String.raw`(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]@?#]+)(:\d{1,5})?`;
+const hostEntry = () =>
+  text().regex(new RegExp(`^${AUTHORITY}$`), { error: (iss) => `expected a host name or address with an optional :port, such as "admin.example.com" or "10.0.0.5:3032", got ${show(iss.input)}` });
+const originEntry = () =>
+  text().regex(new RegExp(`^https?://${AUTHORITY}$`, 'i'), { error: (iss) => `expected an origin such as "https://admin.example.com" (scheme, host, optional port, no path), got ${show(iss.input)}` });
 
 export function show(value: unknown): string {
   if (value === undefined) return 'nothing';
@@ -184,6 +190,9 @@ export const configSchema = z.strictObject({
       request_timeout_ms: int(100, 600_000).default(30_000),
       login_timeout_ms: int(100, 600_000).default(10_000),
       auth_failures_per_minute: int(1, 1_000_000).default(10),
+      auth_failures_global_per_minute: int(1, 10_000_000).default(100),
+      allowed_hosts: z.array(hostEntry()).default([]),
+      allowed_origins: z.array(originEntry()).default([]),
       max_upload_bytes: int(1024, 4 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
     })
     .prefault({}),

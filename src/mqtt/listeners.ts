@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
+import { contain } from '../contain.js';
 import { ListenError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions, type Deadlines } from '../server-guard.js';
@@ -76,6 +77,8 @@ export class Listener {
     const address = this.server.address();
     const text = typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     this.context.logger.info({ listener: this.name, address: text }, 'mqtt listening');
+    // From now on an 'error' without a listener would end the process.
+    this.server.on('error', (error) => this.context.logger.error({ err: error, listener: this.name }, 'mqtt listener error'));
     return text;
   }
 
@@ -92,7 +95,9 @@ export class Listener {
   }
 }
 
-export function createListener(name: ListenerName, context: ListenerContext): Listener {
+export function createListener(name: ListenerName, outer: ListenerContext): Listener {
+  // Handing a socket to aedes runs in a listener callback: a throw there must cost one connection, not the process.
+  const context: ListenerContext = { ...outer, handle: contain<Parameters<Handle>>(outer.logger, `mqtt ${name} connection`, outer.handle, (stream) => stream.destroy()) };
   const deadlines = deadlinesOf(context.limits);
   const server = createServer(name, context, deadlines);
   const { mqtt, metrics } = context;
@@ -162,6 +167,10 @@ function webSocketsOn(httpServer: http.Server, context: ListenerContext): WebSoc
     maxPayload: mqtt.limits.max_packet_size + 5,
     handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
   });
+  // ws re-emits its HTTP server's 'error' here; without a listener that is an uncaught throw
+  // (a port in use crashed the start instead of failing it with LISTEN_FAILED). The Listener
+  // already reports the server's errors, so this only keeps the emit from throwing.
+  webSockets.on('error', (error) => context.logger.debug({ err: error, listener: 'ws' }, 'WebSocket server error (reported by its HTTP server)'));
   webSockets.on('connection', (socket, request) => {
     metrics.connections.inc({ listener: 'ws' });
     const stream = createWebSocketStream(socket);

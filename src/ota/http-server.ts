@@ -7,6 +7,7 @@ import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, loginGuard, type CredentialStore, type LoginGuard } from '../devices/index.js';
 import { ListenError } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
+import { BAD_TARGET, RequestRefusals, requestUrl } from '../http-request.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
@@ -27,6 +28,7 @@ interface Listening {
   requireAuth: boolean;
   passwords: CredentialStore;
   logins: LoginGuard;
+  refusals: RequestRefusals;
 }
 
 type Identified = { kind: 'device'; uid: string | undefined } | { kind: 'refused'; status: 401 | 403 | 429 | 503; reason: string; retryAfterS?: number };
@@ -84,7 +86,7 @@ export class OtaHttpRunner implements Runner {
       http: { name: 'ota', metrics: context.metrics },
       logger,
     });
-    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store), logins: loginGuard(context) };
+    const listening: Listening = { server, logger, metrics: otaMetrics(context.metrics), tls: settings.tls, requireAuth, passwords: deviceCredentials(context.store), logins: loginGuard(context), refusals: new RequestRefusals(context.metrics, 'ota', logger) };
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
       this.serve(listening, request, response).catch((error: unknown) => {
         logger.error({ err: error, url: request.url }, 'OTA HTTP request failed');
@@ -131,7 +133,8 @@ export class OtaHttpRunner implements Runner {
   private async serve(listening: Listening, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const method = request.method ?? 'GET';
     response.on('finish', () => listening.metrics.httpRequests.inc({ method: metricMethod(method), status: String(response.statusCode) }));
-    const url = new URL(request.url ?? '/', 'http://ota.invalid');
+    const url = requestUrl(request);
+    if (url === undefined) return listening.refusals.respond(request, response, BAD_TARGET);
     const id = imageIdOf(url.pathname);
     if (id === undefined) return send(response, 404, 'not found: use /images/<id>');
     if (method !== 'GET' && method !== 'HEAD') {
