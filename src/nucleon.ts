@@ -8,7 +8,7 @@ import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
 import { telemetryRunners } from './telemetry/index.js';
-import { MqttRunner, mqttListens } from './mqtt/index.js';
+import { embeddedSessions, MqttRunner, mqttListens } from './mqtt/index.js';
 import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
 import path from 'node:path';
@@ -30,7 +30,7 @@ export interface NucleonOptions {
  * presence runner joins first.
  */
 function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined): Runner[] {
-  const mqtt = cluster ? new MqttRunner({ backend: () => cluster.mqttBackend(config.mqtt.limits.offline_queue_size) }) : new MqttRunner();
+  const mqtt = new MqttRunner({ backend: cluster ? (context) => cluster.mqttBackend(context) : embeddedSessions });
   const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore(), isOnline: (uid: string) => cluster.presence.get(uid) !== undefined } : {};
   const admin = cluster
     ? new AdminRunner({ sharedPresence: cluster.presence, healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] })

@@ -116,3 +116,11 @@ test('the remembered versions are bounded: the least recently reported device is
   assert.equal(await states.reported('b', V1), true);
   assert.equal(store.gets, gets + 1);
 });
+
+test('a version longer than a version id can be is never stored nor remembered', async (t) => {
+  const { store, states, changes } = await setup(t);
+  await assert.rejects(states.reported('dev1', 'v'.repeat(200_000)), RangeError);
+  assert.equal(store.puts, 0);
+  assert.equal(changes.length, 0);
+  assert.equal(await states.get('dev1'), undefined);
+});

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  MAX_TARGET_LENGTH,
+  MAX_VERSION_LENGTH,
   PayloadError,
   compareVersions,
   decodeCbor,
@@ -92,6 +94,20 @@ test('bad payloads raise PayloadError with a reason', () => {
   assert.throws(() => decodeTelemetry(encodeCbor(new Map([[1, 'strong']]))), PayloadError);
 });
 
+test('over-long text fields are refused as field_too_long, naming the field and both lengths', () => {
+  const longest = 'v'.repeat(MAX_VERSION_LENGTH);
+  assert.deepEqual(decodeTelemetry(encodeCbor(new Map([[0, longest]]))), { version: longest });
+  assert.deepEqual(decodeOtaRequest(encodeCbor(new Map<number, unknown>([[0, 2], [1, longest]]))), { cmd: 'DownloadBytes', id: longest });
+  const cases: [() => unknown, string][] = [
+    [() => decodeTelemetry(encodeCbor(new Map([[0, 'v'.repeat(200 * 1024)]]))), 'telemetry: field version is 204800 characters long, at most 64 allowed'],
+    [() => decodeTelemetry(encodeCbor(new Map([['version', `${longest}x`]]))), 'telemetry: field version is 65 characters long, at most 64 allowed'],
+    [() => decodeOtaRequest(encodeCbor(new Map<number, unknown>([[0, 2], [1, 'i'.repeat(1000)]]))), 'ota request: field id is 1000 characters long, at most 64 allowed'],
+  ];
+  for (const [decode, message] of cases) {
+    assert.throws(decode, (error: unknown) => error instanceof PayloadError && error.reason === 'field_too_long' && error.message === message, message);
+  }
+});
+
 test('chunks carry the data as a CBOR byte string', () => {
   const data = Buffer.from([1, 2, 3, 4]);
   const bytes = encodeOtaChunk({ startPos: 0, endPos: 4, data, len: 4 });
@@ -116,6 +132,10 @@ test('parses device topics, both direction spellings, and rejects the rest with 
     ['dev-1/app/p/#', 'wildcard'],
   ];
   for (const [topic, reason] of failures) assert.deepEqual(parseTopic(topic), { ok: false, reason }, topic);
+  const longest = 't'.repeat(MAX_TARGET_LENGTH);
+  assert.deepEqual(parseTopic(`dev-1/app/p/${longest}`), { ok: true, topic: { uid: 'dev-1', kind: 'app', dir: 'p', target: longest } });
+  assert.deepEqual(parseTopic(`dev-1/app/p/${longest}x`), { ok: false, reason: 'target_too_long' });
+  assert.deepEqual(parseTopic(`dev-1/app/s/${'a/'.repeat(30_000)}b`), { ok: false, reason: 'target_too_long' });
 });
 
 test('parses and orders version ids', () => {

@@ -6,6 +6,8 @@ import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
 import type { MqttBackend } from '../mqtt/index.js';
 import { RedisSessionStore } from '../mqtt/persistence-redis.js';
+import { retainedStoreOptions } from '../mqtt/session-backends.js';
+import type { RunnerContext } from '../runner.js';
 import { RedisBlobStore } from '../store/blob-redis.js';
 import { RedisStore } from '../store/index.js';
 import { ClusterPresence } from './presence.js';
@@ -48,14 +50,22 @@ export class ClusterServices {
   }
 
   /** aedes-persistence-redis for sessions and mqemitter-redis for routing between instances. */
-  mqttBackend(offlineQueueSize: number): MqttBackend {
+  mqttBackend(context: RunnerContext): MqttBackend {
+    const queueSize = context.config.mqtt.limits.offline_queue_size;
     return {
       openSessions: async (options) => {
         // Its own key prefix: aedes-persistence-redis names keys `client:`, `outgoing:`, ...
         const redis = this.health.connect('mqtt-sessions', this.url, { keyPrefix: `${this.namespace}mqtt:`, maxRetriesPerRequest: 1 });
         await redis.connect();
         // A reconnecting session gets at most its whole bounded queue in one go.
-        return { value: new RedisSessionStore(redis, options, offlineQueueSize), close: () => this.health.release('mqtt-sessions') };
+        const store = new RedisSessionStore(redis, { ...options, retained: retainedStoreOptions(context) }, queueSize);
+        return {
+          value: store,
+          close: async () => {
+            await store.settled();
+            await this.health.release('mqtt-sessions');
+          },
+        };
       },
       openEmitter: async (concurrency) => {
         const subConn = this.health.connect('mqtt-routing-sub', this.url, { maxRetriesPerRequest: null });

@@ -1,8 +1,12 @@
 import { Readable } from 'node:stream';
 import AsyncRedisPersistence from 'aedes-persistence-redis/asyncPersistence.js';
-import type { Client, PublishPacket, Subscription } from 'aedes';
+import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { Redis } from 'ioredis';
 import { isUnstoredPuback, SessionPolicy, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
+import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy } from './retained.js';
+
+/** After a refusal, the retained accounting is recounted from Redis at most this often. */
+const RESYNC_INTERVAL_MS = 30_000;
 
 /**
  * aedes-persistence-redis for cluster mode: sessions, subscriptions, queued
@@ -19,9 +23,20 @@ import { isUnstoredPuback, SessionPolicy, type SessionPersistence, type SessionS
  * aedes-persistence-redis 11 returns async generators where aedes 1.2 pipes a
  * stream (retained messages on SUBSCRIBE: `stream.pipe`), so those are wrapped
  * in `Readable.from`, as aedes-persistence-level does itself.
+ *
+ * Retained messages are bounded by the same `RetainedPolicy` as the embedded
+ * store, counted from Redis at start. In a cluster each instance counts what
+ * Redis held when it started plus what it stored and cleared itself, so a
+ * refusal triggers a recount from Redis (at most every RESYNC_INTERVAL_MS):
+ * counts that drifted because another instance cleared messages cannot refuse
+ * a device for long. Redis frees a deleted value at once; nothing to compact.
  */
 export class RedisSessionStore extends AsyncRedisPersistence implements SessionPersistence {
   private readonly policy: SessionPolicy;
+  private readonly retained: RetainedPolicy;
+  private readonly onResyncFailed: (error: unknown) => void;
+  private resyncing: Promise<void> | undefined;
+  private lastResync = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly redis: Redis,
@@ -30,6 +45,26 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
   ) {
     super({ conn: redis, maxSessionDelivery });
     this.policy = new SessionPolicy(options, (clientId) => this.redis.llen(`outgoing:${encodeURIComponent(clientId)}`));
+    const retained = options.retained ?? defaultRetainedOptions();
+    this.retained = retained.policy;
+    this.onResyncFailed = retained.onResyncFailed ?? (() => undefined);
+  }
+
+  // aedes requires setup() to be an async function (it checks the constructor name).
+  override async setup(broker: Aedes): Promise<void> {
+    await super.setup(broker);
+    this.lastResync = Date.now();
+    await this.retained.rebuild(this.storedRetained());
+  }
+
+  override async storeRetained(packet: PublishPacket): Promise<void> {
+    const admission = await storeRetainedWithin(this.retained, packet, (write) => super.storeRetained(write));
+    if (admission.refused !== undefined) this.resyncSoon();
+  }
+
+  /** Waits for a recount that is running (tests, and before the connection closes). */
+  async settled(): Promise<void> {
+    await this.resyncing;
   }
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
@@ -66,5 +101,23 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
 
   forget(clientId: string): void {
     this.policy.forget(clientId);
+  }
+
+  private resyncSoon(): void {
+    if (this.resyncing !== undefined || Date.now() - this.lastResync < RESYNC_INTERVAL_MS) return;
+    this.lastResync = Date.now();
+    this.resyncing = this.retained
+      .rebuild(this.storedRetained())
+      .then(
+        () => undefined,
+        (error: unknown) => this.onResyncFailed(error),
+      )
+      .finally(() => {
+        this.resyncing = undefined;
+      });
+  }
+
+  private storedRetained(): AsyncIterable<PublishPacket> {
+    return super.createRetainedStreamCombi(['#']) as AsyncIterable<PublishPacket>;
   }
 }

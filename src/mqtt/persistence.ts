@@ -1,6 +1,8 @@
 import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
-import type { Client, PublishPacket, Subscription } from 'aedes';
+import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
+import { Compactor } from './compactor.js';
+import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
 
 export interface SessionStoreOptions {
   /** QoS 1/2 messages kept per client that is not connected. */
@@ -11,6 +13,8 @@ export interface SessionStoreOptions {
   isConnected: (clientId: string) => boolean;
   /** Called for each message not queued because the client's queue was full. */
   onOfflineDrop: (clientId: string) => void;
+  /** The retained-message bounds; without them, config.toml's defaults apply, unreported. */
+  retained?: RetainedStoreOptions;
 }
 
 /** What the MQTT runner needs of a session store besides the aedes persistence API. */
@@ -88,22 +92,50 @@ export function isUnstoredPuback(client: Client, packet: PublishPacket | { cmd: 
   return client.clean && packet.cmd === 'puback';
 }
 
+/** aedes-persistence-level's key range of retained messages: `retained:<topic>`. */
+const RETAINED_RANGE = { start: 'retained:', end: 'retained;' } as const;
+
+/** A burst of clears (a device clearing its topics one by one) waits this long to share one compaction. */
+const COMPACT_SETTLE_MS = 1000;
+
 /**
  * aedes-persistence-level on the embedded LevelDB (`<store.path>/mqtt`): sessions,
  * subscriptions, queued QoS 1/2 messages, retained messages and wills survive a
  * restart, including SIGKILL (LevelDB's write-ahead log is written before each
  * call returns; only a power loss can take the last writes). `SessionPolicy`
- * adds the queue bound and the ACL check.
+ * adds the queue bound and the ACL check, `RetainedPolicy` the retained bounds;
+ * cleared retained messages are compacted away so their disk space comes back.
  */
 export class SessionStore extends AsyncLevelPersistence implements SessionPersistence {
   private readonly policy: SessionPolicy;
+  private readonly retained: RetainedPolicy;
+  private readonly compactor: Compactor;
 
   constructor(
     private readonly db: ClassicLevel<string, Buffer>,
     options: SessionStoreOptions,
   ) {
     super(db);
+    const retained = options.retained ?? defaultRetainedOptions();
     this.policy = new SessionPolicy(options, (clientId, limit) => this.countQueued(clientId, limit));
+    this.retained = retained.policy;
+    this.compactor = new Compactor({
+      compact: () => db.compactRange(RETAINED_RANGE.start, RETAINED_RANGE.end),
+      intervalMs: retained.compactIntervalMs,
+      settleMs: Math.min(COMPACT_SETTLE_MS, retained.compactIntervalMs),
+      onDone: retained.onCompacted ?? (() => undefined),
+    });
+  }
+
+  // aedes requires setup() to be an async function (it checks the constructor name).
+  override async setup(broker: Aedes): Promise<void> {
+    await super.setup(broker);
+    await this.retained.rebuild(super.createRetainedStream('#') as AsyncIterable<PublishPacket>);
+  }
+
+  override async storeRetained(packet: PublishPacket): Promise<void> {
+    const admission = await storeRetainedWithin(this.retained, packet, (write) => super.storeRetained(write));
+    if (admission.removed) this.compactor.request();
   }
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
@@ -126,6 +158,11 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   forget(clientId: string): void {
     this.policy.forget(clientId);
+  }
+
+  /** Stops compacting (waiting for a compaction that runs) before the database closes. */
+  stopCompacting(): Promise<void> {
+    return this.compactor.close();
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {

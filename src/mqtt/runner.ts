@@ -1,10 +1,7 @@
 import type { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'aedes';
-import { ClassicLevel } from 'classic-level';
 import { ensureServerTls, type ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
 import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/index.js';
@@ -18,7 +15,8 @@ import { MqttMetrics } from './metrics.js';
 import { installAedesContacts, NucleonAedes } from './aedes/index.js';
 import { inactivePatches } from './patches/index.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
-import { SessionStore, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
+import type { SessionPersistence } from './persistence.js';
+import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
 
 const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse'] as const;
@@ -36,38 +34,8 @@ export function mqttListens(config: Readonly<Config>): boolean {
   return config.mqtt.tls.enabled || config.mqtt.tcp.enabled || config.mqtt.ws.enabled;
 }
 
-/** An opened resource of the MQTT runner and how to close it. */
-export interface Opened<T> {
-  value: T;
-  close(): Promise<void>;
-}
-
-/**
- * Where sessions live and how messages travel between instances. The default
- * is the embedded one (LevelDB sessions, aedes' in-process emitter); cluster
- * mode supplies Redis for both (src/cluster).
- */
-export interface MqttBackend {
-  openSessions(options: SessionStoreOptions): Promise<Opened<SessionPersistence>>;
-  /** The mqemitter aedes routes through; undefined for aedes' own in-process one. */
-  openEmitter?(concurrency: number): Promise<Opened<unknown>>;
-}
-
 export interface MqttRunnerOptions {
   backend?: (context: RunnerContext) => MqttBackend;
-}
-
-/** The embedded backend: aedes-persistence-level in `<store.path>/mqtt`. */
-export function levelBackend(context: RunnerContext): MqttBackend {
-  return {
-    openSessions: async (options) => {
-      const dbPath = path.join(context.config.store.path, 'mqtt');
-      await mkdir(dbPath, { recursive: true });
-      const db = new ClassicLevel<string, Buffer>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-      await db.open();
-      return { value: new SessionStore(db, options), close: () => db.close() };
-    },
-  };
 }
 
 interface Started {
@@ -142,7 +110,7 @@ export class MqttRunner implements Runner {
     state.gateway = gateway;
     state.metrics = metrics;
 
-    const backend = (this.options.backend ?? levelBackend)(context);
+    const backend = (this.options.backend ?? embeddedSessions)(context);
     state.sessions = await backend.openSessions({
       offlineQueueSize: limits.offline_queue_size,
       maySubscribe: gateway.maySubscribe,

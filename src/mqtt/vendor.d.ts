@@ -16,6 +16,7 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
     outgoingEnqueueCombi(subs: QueuedSubscription[], packet: PublishPacket): Promise<unknown>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
+    storeRetained(packet: PublishPacket): Promise<void>;
     createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
@@ -34,6 +35,7 @@ declare module 'aedes-persistence-redis/asyncPersistence.js' {
     outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
     outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
+    storeRetained(packet: PublishPacket): Promise<void>;
     createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;

@@ -1,4 +1,5 @@
 import type { DeviceFirmwareState } from '../events.js';
+import { MAX_VERSION_LENGTH } from '../protocol/index.js';
 import type { KvStore } from '../store/index.js';
 import { rfc3339 } from './catalog.js';
 import { SerialQueue } from './serial-queue.js';
@@ -75,6 +76,9 @@ export class FirmwareStates {
    * Resolves to true when the report was checked against the store.
    */
   async reported(uid: string, version: string): Promise<boolean> {
+    // The decoder refuses longer ones; this state is kept for every device and
+    // shown in every fleet answer, so a caller that skipped it must not store one.
+    if (version.length > MAX_VERSION_LENGTH) throw new RangeError(`version is ${version.length} characters long, at most ${MAX_VERSION_LENGTH} allowed`);
     if (this.isRepeatReport(uid, version)) return false;
     this.rememberReported(uid, version);
     try {

@@ -24,6 +24,16 @@ const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, tagUint8A
 
 type Fields = Map<unknown, unknown>;
 
+/**
+ * Longest version or image id a device may send (telemetry key 0, OTA request
+ * key 1). A real one, `major.minor.patch-commit-hash`, is at most 48
+ * characters (parseVersionId). The text ends up in the store (firmware state,
+ * recent telemetry, the fleet view), in InfluxDB and in every `devices.list`
+ * answer, so a device must not decide its size: one 200 KB version made one
+ * device's recent telemetry 20 MB.
+ */
+export const MAX_VERSION_LENGTH = 64;
+
 function decodeMap(bytes: Uint8Array, what: string): Fields {
   if (bytes.length === 0) throw new PayloadError('empty', `${what}: empty payload`);
   let value: unknown;
@@ -42,10 +52,11 @@ function field(map: Fields, index: number, name: string): unknown {
   return value === null ? undefined : value;
 }
 
-function optionalText(map: Fields, index: number, name: string, what: string): string | undefined {
+function optionalText(map: Fields, index: number, name: string, what: string, maxLength: number): string | undefined {
   const value = field(map, index, name);
   if (value === undefined) return undefined;
   if (typeof value !== 'string') throw new PayloadError('bad_field', `${what}: field ${name} must be text, got ${typeName(value)}`);
+  if (value.length > maxLength) throw new PayloadError('field_too_long', `${what}: field ${name} is ${value.length} characters long, at most ${maxLength} allowed`);
   return value;
 }
 
@@ -66,7 +77,7 @@ export function decodeTelemetry(bytes: Uint8Array): Telemetry {
   const what = 'telemetry';
   const map = decodeMap(bytes, what);
   const telemetry: Telemetry = {};
-  const version = optionalText(map, 0, 'version', what);
+  const version = optionalText(map, 0, 'version', what, MAX_VERSION_LENGTH);
   const rsrp = optionalInt(map, 1, 'rsrp', what, 0, U32);
   const rssiHub = optionalInt(map, 2, 'rssi_hub', what, -I32, I32 - 1);
   const rssiClient = optionalInt(map, 3, 'rssi_client', what, -I32, I32 - 1);
@@ -92,7 +103,7 @@ export function decodeOtaRequest(bytes: Uint8Array): DecodedOtaRequest {
   const cmdIndex = optionalInt(map, 0, 'cmd', what, 0, OTA_COMMANDS.length - 1);
   if (cmdIndex === undefined) throw new PayloadError('bad_field', `${what}: field cmd is missing`);
   const request: DecodedOtaRequest = { cmd: OTA_COMMANDS[cmdIndex] as OtaCommand };
-  const id = optionalText(map, 1, 'id', what);
+  const id = optionalText(map, 1, 'id', what, MAX_VERSION_LENGTH);
   const startPos = optionalInt(map, 2, 'start_pos', what, 0, U32);
   const endPos = optionalInt(map, 3, 'end_pos', what, 0, U32);
   if (id !== undefined) request.id = id;

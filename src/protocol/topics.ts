@@ -20,11 +20,20 @@ export type TopicParseFailure =
   | 'unknown_direction'
   | 'missing_target'
   | 'unexpected_target'
+  | 'target_too_long'
   | 'wildcard';
 
 export type TopicParseResult = { ok: true; topic: DeviceTopic } | { ok: false; reason: TopicParseFailure };
 
 const UID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Longest `<target>` of an app topic, in characters. The target travels in
+ * every ApplicationRequest, the application stores or echoes it
+ * (`<uid>/app/s/<target>`), and a retained message keeps its whole topic; MQTT
+ * alone would allow 65,535 bytes.
+ */
+export const MAX_TARGET_LENGTH = 256;
 
 export function isValidUid(uid: string): boolean {
   return UID.test(uid);
@@ -51,6 +60,7 @@ export function parseTopic(topic: string): TopicParseResult {
   const dir = parseDirection(rawDir);
   if (!dir) return { ok: false, reason: 'unknown_direction' };
   if (kind === 'app' && target === '') return { ok: false, reason: 'missing_target' };
+  if (target.length > MAX_TARGET_LENGTH) return { ok: false, reason: 'target_too_long' };
   // Device-to-server telemetry and OTA requests have no target; `ota/s/d` is a server topic.
   if (kind !== 'app' && dir === 'p' && third >= 0) return { ok: false, reason: 'unexpected_target' };
   return { ok: true, topic: { uid, kind, dir, target } };
