@@ -12,7 +12,8 @@ import WebSocket from 'ws';
 import { waitFor } from './helpers/index.js';
 import { ADMIN_KEY, Canary, connectDevice, freePorts, metricValue, startInstance, summary } from './reliability-support.js';
 
-const DRAIN_TIMEOUT_MS = 1500;
+// Long enough that the slow device passes the buffer bound first, even on a loaded machine.
+const DRAIN_TIMEOUT_MS = 5000;
 /** Unsent bytes held for one device; the kernel's socket buffers (up to ~4 MiB on loopback) come on top. */
 const SEND_BUFFER_BYTES = 16 * 1024 * 1024;
 
@@ -86,6 +87,8 @@ test('a device and an admin client that stop reading are disconnected (bounded s
   // A paused client cannot see its own disconnect: watch the server's counters, then read what is left.
   try {
     await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_admin_slow_clients_total') === 1, 'the slow admin client cut off', 30_000, 100);
+    // Read what is left now: the server ends the socket 2 s after its close frame, and unsent bytes go with it.
+    (slowAdmin as unknown as { _socket: Duplex })._socket.resume();
     // 400 unread 64 KiB answers (25 MiB) pass the bound long before the drain timeout.
     await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_mqtt_disconnects_total', { reason: 'slow_consumer' }) === 1, 'the slow device cut off as a slow consumer', 30_000, 100);
     await waitFor(async () => metricValue(await instance.metricsText(), 'nucleon_mqtt_disconnects_total', { reason: 'drain_timeout' }) === 1, 'the dripping device cut off by the drain timeout', 30_000, 100);
@@ -93,7 +96,6 @@ test('a device and an admin client that stop reading are disconnected (bounded s
     flooding = false;
     await telemetry;
   }
-  (slowAdmin as unknown as { _socket: Duplex })._socket.resume();
   (slow.stream as Duplex).resume();
   const code = await within(adminClosed, 10_000, 'the close frame at the end of what the admin client had not read');
   await within(deviceClosed, 10_000, 'the slow device to see its disconnect');
