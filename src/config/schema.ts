@@ -146,6 +146,7 @@ export const configSchema = z.strictObject({
           offline_queue_size: int(1, 10_000_000).default(1000),
           drain_timeout_ms: int(100, 600_000).default(30_000),
           max_send_buffer_bytes: int(64 * 1024, 1024 * 1024 * 1024).default(4 * 1024 * 1024),
+          heartbeat_interval_ms: int(100, 3_600_000).default(60_000),
           retained_per_device: int(0, 10_000_000).default(100),
           retained_bytes_per_device: int(0, 2 ** 40).default(1024 * 1024),
           retained_total: int(0, 100_000_000).default(100_000),

@@ -14,6 +14,7 @@ export class MqttMetrics {
   readonly offlineDropped: Counter;
   readonly overloaded: Counter<'where'>;
   readonly sendFailures: Counter<'kind'>;
+  readonly staleWills: Counter<'result'>;
 
   constructor(registry: Registry, connected: () => { devices: number; services: number; paused: number }) {
     const registers = [registry];
@@ -37,6 +38,12 @@ export class MqttMetrics {
     this.disconnects = new Counter({ name: 'nucleon_mqtt_disconnects_total', help: 'Client disconnections, per reason', labelNames: ['reason'], registers });
     this.offlineDropped = new Counter({ name: 'nucleon_mqtt_offline_dropped_total', help: 'Messages not queued for an offline client whose queue was full', registers });
     this.overloaded = new Counter({ name: 'nucleon_mqtt_overloaded_total', help: 'Messages refused because the event broker or the router was full', labelNames: ['where'], registers });
+    this.staleWills = new Counter({
+      name: 'nucleon_mqtt_stale_wills_total',
+      help: 'Wills of clients of an earlier run (or a dead cluster instance), published under their identity or dropped, per result',
+      labelNames: ['result'],
+      registers,
+    });
     this.sendFailures = new Counter({ name: 'nucleon_mqtt_send_failures_total', help: 'Server messages that could not be published, per kind', labelNames: ['kind'], registers });
     new Gauge({
       name: 'nucleon_mqtt_connected_clients',

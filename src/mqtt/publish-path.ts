@@ -253,6 +253,7 @@ export class PublishPath {
     const principal = principalOfStaleWill(packet);
     const outcome = principal ? this.decide(principal, packet, undefined) : ({ kind: 'deny', reason: 'unknown_client' } as const);
     const clientId = (packet as { clientId?: unknown }).clientId;
+    this.options.metrics.staleWills.inc({ result: outcome.kind === 'route' || outcome.kind === 'ingest' ? 'published' : outcome.kind === 'deny' ? 'denied' : 'bad_payload' });
     switch (outcome.kind) {
       case 'route':
         this.routeThenAck(null, packet, callback);

@@ -128,6 +128,7 @@ export class MqttRunner implements Runner {
       concurrency: MQ_CONCURRENCY,
       connectTimeout: limits.connect_timeout_ms,
       drainTimeout: limits.drain_timeout_ms,
+      heartbeatInterval: limits.heartbeat_interval_ms,
       // Checked by the gateway, which answers with a valid CONNACK code (aedes sends the reserved 6).
       keepaliveLimit: 0,
       maxClientsIdLength: limits.max_client_id_length,
