@@ -67,6 +67,10 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
     await this.resyncing;
   }
 
+  override async delWill(client: { id: string; brokerId?: string }): Promise<unknown> {
+    return super.delWill(client).catch((error: unknown) => this.policy.willDeleteFailed(client.id, error));
+  }
+
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
     const allowed = this.policy.allowedSubscriptions(client, subs);
     if (allowed.length > 0) await super.addSubscriptions(client, allowed);

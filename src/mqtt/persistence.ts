@@ -13,6 +13,13 @@ export interface SessionStoreOptions {
   isConnected: (clientId: string) => boolean;
   /** Called for each message not queued because the client's queue was full. */
   onOfflineDrop: (clientId: string) => void;
+  /**
+   * Deleting a will failed (Redis away, say). Reported, not thrown: aedes'
+   * will sweep awaits several deletions together, and a second rejection in
+   * one batch became an unhandled rejection. The will is then published again
+   * by a later sweep (at least once).
+   */
+  onWillDeleteFailed?: (clientId: string, error: unknown) => void;
   /** The retained-message bounds; without them, config.toml's defaults apply, unreported. */
   retained?: RetainedStoreOptions;
 }
@@ -42,6 +49,10 @@ export class SessionPolicy {
     /** Counts the messages queued for a client in the store, stopping at `limit`. */
     private readonly countQueued: (clientId: string, limit: number) => Promise<number>,
   ) {}
+
+  willDeleteFailed(clientId: string, error: unknown): void {
+    this.options.onWillDeleteFailed?.(clientId, error);
+  }
 
   allowedSubscriptions(client: Client, subs: Subscription[]): Subscription[] {
     return subs.filter((sub) => this.options.maySubscribe(client, sub.topic));
@@ -136,6 +147,10 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   override async storeRetained(packet: PublishPacket): Promise<void> {
     const admission = await storeRetainedWithin(this.retained, packet, (write) => super.storeRetained(write));
     if (admission.removed) this.compactor.request();
+  }
+
+  override async delWill(client: { id: string; brokerId?: string }): Promise<unknown> {
+    return super.delWill(client).catch((error: unknown) => this.policy.willDeleteFailed(client.id, error));
   }
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {

@@ -115,6 +115,7 @@ export class MqttRunner implements Runner {
       offlineQueueSize: limits.offline_queue_size,
       maySubscribe: gateway.maySubscribe,
       isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
+      onWillDeleteFailed: (clientId, error) => logger.warn({ err: error, clientId }, 'deleting a published will failed; a later sweep publishes it again'),
       onOfflineDrop: (clientId) => {
         metrics.offlineDropped.inc();
         logger.debug({ clientId }, 'offline queue full; message dropped');

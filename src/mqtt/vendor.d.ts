@@ -17,6 +17,7 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     outgoingEnqueueCombi(subs: QueuedSubscription[], packet: PublishPacket): Promise<unknown>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
     storeRetained(packet: PublishPacket): Promise<void>;
+    delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
     createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
@@ -36,6 +37,7 @@ declare module 'aedes-persistence-redis/asyncPersistence.js' {
     outgoingEnqueueCombi(subs: { clientId: string }[], packet: PublishPacket): Promise<void>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
     storeRetained(packet: PublishPacket): Promise<void>;
+    delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
     createRetainedStreamCombi(patterns: string[]): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     createRetainedStream(pattern: string): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
     outgoingStream(client: Client): AsyncIterable<PublishPacket> | NodeJS.ReadableStream;
