@@ -5,7 +5,8 @@
 // admin requests with a live telemetry stream, and a canary round trip every
 // second. Every sample prints RSS, event-loop lag (from /metrics) and traffic;
 // the verdict fits a line to RSS over the second half and fails on a growth
-// trend. `--faults` then runs the 60 s InfluxDB outage test.
+// trend. `--faults` then runs the 60 s InfluxDB outage test and the ingest
+// log's crash test with 20 SIGKILLs per durability mode.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { TestContext } from 'node:test';
@@ -235,6 +236,9 @@ async function main(): Promise<number> {
       process.stdout.write('--faults: the 60 s InfluxDB outage with a restart in between\n');
       const faults = spawnSync(process.execPath, ['--import', 'tsx', '--test', 'test/faults-influx.test.ts'], { cwd: repoRoot, env: { ...process.env, FAULTS_OUTAGE_S: '60' }, stdio: 'inherit' });
       if (faults.status !== 0) code = 1;
+      process.stdout.write('--faults: 20 SIGKILLs of the server under load, each durability mode (test/faults-ingest-crash.test.ts)\n');
+      const crash = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=1800000', 'test/faults-ingest-crash.test.ts'], { cwd: repoRoot, env: { ...process.env, CRASH_KILLS: '20' }, stdio: 'inherit' });
+      if (crash.status !== 0) code = 1;
     }
     return code;
   } finally {

@@ -3,7 +3,7 @@
 // It adds an echo application runner, so a canary device can round-trip
 // (publish on <uid>/app/p/echo → app runner → <uid>/app/s/echo), and, with
 // RECORD_FILE set, appends every ApplicationRequest it handles to that file
-// (one line: uid, target, payload hex), which survives a SIGKILL of this process.
+// (one line: uid, target, payload hex, ingest log id), which survives a SIGKILL of this process.
 import { appendFileSync } from 'node:fs';
 import { loadConfigFile } from '../src/config/index.js';
 import type { EventOf } from '../src/events.js';
@@ -19,7 +19,7 @@ class EchoApp extends EventRunner<'ApplicationRequest'> {
 
   protected async handle(event: EventOf<'ApplicationRequest'>): Promise<void> {
     // Synchronous on purpose: once handled, the line is in the kernel's page cache and outlives a SIGKILL.
-    if (this.recordFile) appendFileSync(this.recordFile, `${event.uid} ${event.target} ${Buffer.from(event.payload).toString('hex')}\n`);
+    if (this.recordFile) appendFileSync(this.recordFile, `${event.uid} ${event.target} ${Buffer.from(event.payload).toString('hex')} ${event.log?.id ?? '-'}\n`);
     if (event.target === 'echo') await this.publish({ type: 'ApplicationResponse', uid: event.uid, target: 'echo', payload: event.payload });
   }
 }
