@@ -83,6 +83,9 @@ test('the dashboard logs in, sees a device connect live, uploads an image and li
   await device.publishAsync(`${UID}/tel/p`, cbor.encode(new Map<number, unknown>([[0, '1.0.0-1-gaaaaaaa'], [1, 62]])), { qos: 1 });
   await page.waitForSelector(`#devices tr[data-uid="${UID}"] td.firmware:has-text("1.0.0-1-gaaaaaaa")`);
   await page.waitForSelector(`#telemetry li:has-text("${UID}")`);
+  // The ingest log card: durable runners with their committed position.
+  await page.waitForSelector('#ingest-summary:has-text("durability \\"fsync\\"")');
+  await page.waitForSelector('#ingest tbody tr td:has-text("ota")');
 
   // Upload a 2 MB image through the page (chunked over the socket).
   const firmware = randomBytes(2 * 1024 * 1024 + 5);

@@ -26,6 +26,7 @@ const COMMANDS = [
   'ota.link',
   'ota.unlink',
   'groups.list',
+  'ingest.status',
   'devices.list',
   'devices.get',
   'devices.add',

@@ -153,6 +153,11 @@ export const COMMANDS = {
     return { groups: answer.groups };
   }),
 
+  'ingest.status': command(none, 'the durable ingest log: size, head, and each runner\'s committed position and lag', async ({ services }) => {
+    const stats = services.broker.ingestStats();
+    return stats ?? { durability: 'memory' };
+  }),
+
   'devices.list': command(z.strictObject({ online: z.boolean().optional() }), 'the fleet view', async ({ args, services }) => {
     const devices = services.fleet.list();
     return { devices: args.online === undefined ? devices : devices.filter((d) => d.online === args.online) };

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { DEVICE_EVENT_TYPES, EVENT_TYPES, type DeviceEvent, type Event, type EventOf, type EventType, type RunnerInbox } from '../events.js';
 import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
-import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog } from '../ingest/index.js';
+import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog, type IngestStats } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import { DurableCursor } from './durable-cursor.js';
 import { BoundedQueue } from './inbox.js';
@@ -340,6 +340,11 @@ export class EventBroker {
   /** A `manual` durable runner is done with every device event up to `seq` (its `event.log.seq`). */
   commit(runner: string, seq: number): void {
     (this.slots.get(runner)?.cursor ?? this.retiredCursors.get(runner))?.commit(seq);
+  }
+
+  /** The ingest log's state and every durable runner's place in it; undefined in "memory" durability. */
+  ingestStats(): IngestStats | undefined {
+    return this.options.log?.stats();
   }
 
   /** Committed positions of the registered durable runners (the ingest log saves them). */

@@ -18,7 +18,9 @@ const state = {
   reconnectMs: 500,
   reconnectTimer: null,
   loggedOut: true,
+  ingestTimer: null,
 };
+const INGEST_REFRESH_MS = 2000;
 
 // --- connection ---------------------------------------------------------------
 
@@ -48,7 +50,9 @@ function connect(apiKey) {
     showDashboard();
     try {
       await request('events.subscribe', { kinds: ['device', 'telemetry', 'ota'] });
-      await Promise.all([refreshDevices(), refreshImages(), refreshGroups()]);
+      await Promise.all([refreshDevices(), refreshImages(), refreshGroups(), refreshIngest()]);
+      clearInterval(state.ingestTimer);
+      state.ingestTimer = setInterval(() => void refreshIngest().catch((error) => console.warn('ingest status', error)), INGEST_REFRESH_MS);
     } catch (error) {
       showMessage(error.message, true);
     }
@@ -59,6 +63,7 @@ function connect(apiKey) {
     state.waiting.clear();
     if (state.socket !== socket) return;
     state.socket = null;
+    clearInterval(state.ingestTimer);
     // Wrong key or too many attempts: back to the login form, never retry on our own.
     if (state.loggedOut || event.code === 4401 || event.code === 4429) {
       setStatus('not connected', 'offline');
@@ -142,6 +147,26 @@ async function refreshImages() {
     showMessage(`images: ${error.message}`, true);
   }
   renderImages();
+}
+
+/** The durable ingest log: how far behind each runner is (README "Durable ingest"). */
+async function refreshIngest() {
+  const status = await request('ingest.status');
+  const summary = $('#ingest-summary');
+  const body = $('#ingest tbody');
+  body.replaceChildren();
+  if (status.durability === 'memory') {
+    summary.textContent = 'durability "memory": no log, events are in memory only';
+    return;
+  }
+  const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  summary.textContent = `durability "${status.durability}", ${mb(status.bytes)} of ${mb(status.maxBytes)} in ${status.segments} segment(s), head ${status.headSeq}${status.full ? ' — FULL: devices are held back' : ''}${status.failing ? ' — writes failing' : ''}`;
+  summary.className = status.full || status.failing ? 'error' : '';
+  for (const runner of status.runners) {
+    const row = document.createElement('tr');
+    row.append(cell(runner.name), cell(String(runner.committed)), cell(String(runner.lagEvents), runner.lagEvents > 0 ? 'warn' : ''), cell(runner.registered ? 'yes' : 'no (kept until the log is full)'));
+    body.append(row);
+  }
 }
 
 async function refreshGroups() {
