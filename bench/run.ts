@@ -75,7 +75,13 @@ async function main(): Promise<number> {
   try {
     const certs = await makeBenchCerts(workDir);
     gen = await LoadGenerator.start(workers);
-    const unavailable: Record<TargetName, string | undefined> = { nucleon: nucleonUnavailable(), aedes: undefined, mosquitto: mosquittoUnavailable() };
+    const unavailable: Record<TargetName, string | undefined> = {
+      nucleon: nucleonUnavailable(),
+      'nucleon-write': nucleonUnavailable(),
+      'nucleon-memory': nucleonUnavailable(),
+      aedes: undefined,
+      mosquitto: mosquittoUnavailable(),
+    };
     const previous = new Map<number, ScenarioResult>();
     const context: ScenarioContext = {
       quick: values.quick,
@@ -85,7 +91,7 @@ async function main(): Promise<number> {
         STARTERS[name]({
           workDir,
           certs,
-          nodeFlags: values.profile && name === 'nucleon' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+          nodeFlags: values.profile && name.startsWith('nucleon') ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
           ...extra,
         }),
       previous,
@@ -101,7 +107,7 @@ async function main(): Promise<number> {
       const setup = [
         `Load generator: ${workers} worker processes, raw TLS sockets with pre-encoded mqtt-packet PUBLISHes (only packet id and timestamp patched), MQTT 3.1.1, clean sessions, TCP_NODELAY.`,
         `TLS: one ECDSA P-256 server certificate for all brokers (made by ${certs.madeBy}); loopback only.`,
-        'Nucleon: built `dist/`, its own process, anonymous device auth, admin and OTA HTTP off unless a scenario needs them, an in-process counting app runner.',
+        'Nucleon: built `dist/`, its own process, anonymous device auth, admin and OTA HTTP off unless a scenario needs them, an in-process counting app runner. "Nucleon" is the default `[ingest] durability = "fsync"` (the ingest log on this machine\'s disk, /tmp on ext4); scenarios 1 and 4 also run "Nucleon (write)" and "Nucleon (memory)".',
         'aedes: the same version Nucleon uses, in-memory, TLS, its own process; the application is an in-process `aedes.subscribe("+/app/p/#")` handler.',
         `Mosquitto: \`${MOSQUITTO}\` with a generated config (below); the application is a separate MQTT subscriber process on \`+/app/p/#\` at QoS 1 (raw TLS + mqtt-packet).`,
         `Mosquitto config: \`${mosquittoConfig(0, certs).trim().split('\n').filter((l) => !l.startsWith('#') && !l.startsWith('certfile') && !l.startsWith('keyfile') && !l.startsWith('listener')).join('; ')}\`.`,

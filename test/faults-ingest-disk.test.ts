@@ -89,5 +89,8 @@ test('disk full under the ingest log: the device is held back, nothing acknowled
   app.open();
   await waitFor(() => [...acked].every((n) => app.handled.has(n)), 'every acknowledged message handled', 30_000);
   assert.equal(await metric('nucleon_mqtt_paused_clients'), 0);
-  summary('faults ingest-disk', { tmpfsBytes: 1024 * 1024, ackedBeforeFull: ackedWhileFull, ackedTotal: acked.size, writeErrors: await metric('nucleon_ingest_write_errors_total'), lost: [...acked].filter((n) => !app.handled.has(n)).length });
+  const writeErrors = await metric('nucleon_ingest_write_errors_total');
+  // Stopped here, before the tmpfs goes: after a lazy unmount its path is the plain folder again.
+  await broker.nucleon.stop();
+  summary('faults ingest-disk', { tmpfsBytes: 1024 * 1024, ackedBeforeFull: ackedWhileFull, ackedTotal: acked.size, writeErrors, lost: [...acked].filter((n) => !app.handled.has(n)).length });
 });

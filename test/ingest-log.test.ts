@@ -216,18 +216,21 @@ function ingest(broker: EventBroker, n: number, acks: number[]): void {
   );
 }
 
-test('a durable runner gets every event once, with its log position; acknowledgements come only after the write', async (t) => {
+test('a durable runner gets every event once, with its log position, lagging in memory and then on disk; acknowledgements only after the write', async (t) => {
   const dir = await tempDir(t);
-  const { log, broker, handled } = await setup(dir, { inbox: 4, handle: () => new Promise((resolve) => setTimeout(resolve, 1)) });
+  // An inbox of 4 lets 1,024 events wait in memory; the rest of 3,000 are read back from disk.
+  const { log, broker, handled } = await setup(dir, { inbox: 4, handle: () => new Promise((resolve) => setImmediate(resolve)) });
   const acks: number[] = [];
-  for (let n = 0; n < 200; n++) ingest(broker, n, acks);
+  for (let n = 0; n < 3000; n++) ingest(broker, n, acks);
   assert.equal(acks.length, 0, 'nothing acknowledged before the batch is durable');
-  await waitFor(() => acks.length === 200, 'every message acknowledged');
-  await waitFor(() => handled.length === 200, 'every event handled (the inbox of 4 made the runner lag)');
+  await waitFor(() => acks.length === 3000, 'every message acknowledged');
+  assert.equal(broker.stats().find((s) => s.name === 'app')?.ingest?.lagging, true);
+  await waitFor(() => handled.length === 3000, 'every event handled');
   assert.deepEqual(
     handled.map((e) => e.log?.seq),
-    Array.from({ length: 200 }, (_, i) => i + 1),
+    Array.from({ length: 3000 }, (_, i) => i + 1),
   );
+  await waitFor(() => broker.stats().find((s) => s.name === 'app')?.ingest?.lagging === false, 'live again');
   assert.ok(handled.every((e) => e.log?.replay === false && e.log.id === `${log.logId}:${e.log.seq}`));
   await broker.stop(1000);
   await log.close(1000);
@@ -263,6 +266,7 @@ test('after a crash, a durable runner is handed what it had not finished, marked
   await second.log.close(1000);
   release();
   await first.broker.stop(100);
+  await first.log.close(100);
 });
 
 test('the size limit: a full log has no room (devices wait) until the runner catches up and segments go', async (t) => {

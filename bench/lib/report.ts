@@ -1,10 +1,23 @@
 import type { MachineDescription } from './machine.js';
 
 /** The brokers a scenario runs against, in table column order. */
-export const TARGET_NAMES = ['nucleon', 'aedes', 'mosquitto'] as const;
+export const TARGET_NAMES = ['nucleon', 'nucleon-write', 'nucleon-memory', 'aedes', 'mosquitto'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
-export const TARGET_LABELS: Record<TargetName, string> = { nucleon: 'Nucleon', aedes: 'aedes (bare)', mosquitto: 'Mosquitto' };
+/**
+ * Nucleon with another `[ingest] durability` ("nucleon" is the default,
+ * "fsync"): run only by the scenarios that compare the modes (1 and 4), and
+ * shown as columns only there.
+ */
+export const VARIANT_NAMES: readonly TargetName[] = ['nucleon-write', 'nucleon-memory'];
+
+export const TARGET_LABELS: Record<TargetName, string> = {
+  nucleon: 'Nucleon',
+  'nucleon-write': 'Nucleon (write)',
+  'nucleon-memory': 'Nucleon (memory)',
+  aedes: 'aedes (bare)',
+  mosquitto: 'Mosquitto',
+};
 
 /** What the issue asks of Nucleon for one metric. */
 export type Goal =
@@ -43,8 +56,8 @@ function formatValue(value: number | string | undefined, digits: number): string
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function ratio(m: Metric, against: TargetName): number | undefined {
-  const ours = m.values.nucleon;
+function ratio(m: Metric, against: TargetName, of: TargetName = 'nucleon'): number | undefined {
+  const ours = m.values[of];
   const theirs = m.values[against];
   if (typeof ours !== 'number' || typeof theirs !== 'number' || !Number.isFinite(ours) || !Number.isFinite(theirs) || theirs === 0) return undefined;
   return ours / theirs;
@@ -81,24 +94,37 @@ export function goalVerdict(m: Metric): string {
   }
 }
 
+/** The columns of a result: every broker, the durability variants only where they were run. */
+function columns(result: ScenarioResult): TargetName[] {
+  return TARGET_NAMES.filter((t) => !VARIANT_NAMES.includes(t) || result.metrics.some((m) => m.values[t] !== undefined));
+}
+
+/** Ratio columns: Nucleon/aedes, and each Nucleon column against Mosquitto. */
+function ratioColumns(result: ScenarioResult): [TargetName, TargetName][] {
+  const nucleons = columns(result).filter((t) => t.startsWith('nucleon'));
+  return [['nucleon', 'aedes'], ...nucleons.map((t): [TargetName, TargetName] => [t, 'mosquitto'])];
+}
+
+function header(result: ScenarioResult): string[] {
+  return ['metric', ...columns(result).map((t) => TARGET_LABELS[t]), ...ratioColumns(result).map(([of, against]) => `${TARGET_LABELS[of]}/${TARGET_LABELS[against]}`), 'target', 'verdict'];
+}
+
 function rows(result: ScenarioResult): string[][] {
   return result.metrics.map((m) => {
     const digits = m.digits ?? 1;
-    const ratios = (['aedes', 'mosquitto'] as const).map((other) => {
-      const r = ratio(m, other);
+    const ratios = ratioColumns(result).map(([of, against]) => {
+      const r = ratio(m, against, of);
       return r === undefined ? '–' : `${formatValue(r, 2)}×`;
     });
     return [
       m.unit ? `${m.label} (${m.unit})` : m.label,
-      ...TARGET_NAMES.map((t) => formatValue(m.values[t], digits)),
+      ...columns(result).map((t) => formatValue(m.values[t], digits)),
       ...ratios,
       goalText(m.goal),
       goalVerdict(m),
     ];
   });
 }
-
-const HEADER = ['metric', ...TARGET_NAMES.map((t) => TARGET_LABELS[t]), 'Nucleon/aedes', 'Nucleon/Mosquitto', 'target', 'verdict'];
 
 export function machineLines(machine: MachineDescription): string[] {
   return [
@@ -111,6 +137,7 @@ export function machineLines(machine: MachineDescription): string[] {
 export function renderText(result: ScenarioResult): string {
   const title = `Scenario ${result.id}: ${result.title}`;
   if (result.notRun) return `${title}\n  not run: ${result.notRun}\n`;
+  const HEADER = header(result);
   const table = [HEADER, ...rows(result)];
   const widths = HEADER.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length)));
   const line = (row: string[]) => row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col] ?? 0) : cell.padStart(widths[col] ?? 0))).join('  ');
@@ -126,6 +153,7 @@ function escapeCell(text: string): string {
 export function renderMarkdown(result: ScenarioResult): string {
   const title = `### Scenario ${result.id}: ${result.title}`;
   if (result.notRun) return `${title}\n\nNot run: ${escapeCell(result.notRun)}\n`;
+  const HEADER = header(result);
   const table = [HEADER, HEADER.map((_, i) => (i === 0 ? '---' : '---:')), ...rows(result)].map((row) => `| ${row.map(escapeCell).join(' | ')} |`);
   const notes = result.notes.map((n) => `- ${n}`);
   return [title, '', ...table, '', ...notes, ''].join('\n');

@@ -1,7 +1,7 @@
 import type { AppStats } from '../lib/app-counter.js';
 import { sleep } from '../lib/net.js';
 import type { LoadGenerator } from '../loadgen/pool.js';
-import type { Metric, ScenarioResult, TargetName } from '../lib/report.js';
+import { VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
 import type { Target, TargetOptions } from '../targets/index.js';
 
 /** What every scenario gets from the harness. */
@@ -34,10 +34,11 @@ export async function acrossTargets(
   context: ScenarioContext,
   result: ScenarioResult,
   measure: (target: Target) => Promise<Figures>,
-  options: { only?: TargetName[]; extra?: Partial<TargetOptions> } = {},
+  options: { only?: TargetName[]; extra?: Partial<TargetOptions>; variants?: boolean } = {},
 ): Promise<void> {
   for (const { name, unavailable } of context.targets) {
     if (options.only && !options.only.includes(name)) continue;
+    if (!options.variants && VARIANT_NAMES.includes(name)) continue;
     if (unavailable) {
       setAll(result.metrics, name, 'not run');
       result.notes.push(`${name} not run: ${unavailable}`);
@@ -80,11 +81,12 @@ export async function acrossTargetsInRounds(
   result: ScenarioResult,
   rounds: number,
   measure: (target: Target, round: number) => Promise<Figures>,
+  options: { variants?: boolean } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
   for (let round = 0; round < rounds; round++) {
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
-    await acrossTargets(context, scratch, (target) => measure(target, round));
+    await acrossTargets(context, scratch, (target) => measure(target, round), options);
     for (const note of scratch.notes) result.notes.push(rounds > 1 ? `round ${String(round + 1)}: ${note}` : note);
     for (const { name } of context.targets) {
       const figures = scratch.metrics.map((m) => m.values[name]);

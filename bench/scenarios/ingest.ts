@@ -137,7 +137,8 @@ function throughputScenario(id: number, qos: 0 | 1): Scenario {
         title: this.title,
         metrics: [
           metric('delivered to the app', 'msg/s', 0, goals ? { kind: 'ratio-min', against: 'mosquitto', limit: 1.0 } : undefined),
-          metric('broker CPU per delivered message', 'µs', 2, goals ? { kind: 'ratio-max', against: 'mosquitto', limit: 1.0 } : undefined),
+          // With the ingest log (durability "fsync"): issue 14 asks ≤ 0.5× Mosquitto, which persists nothing per message.
+          metric('broker CPU per delivered message', 'µs', 2, goals ? { kind: 'ratio-max', against: 'mosquitto', limit: 0.5 } : undefined),
           metric('app process CPU per message', 'µs', 2),
           metric('broker + app CPU per message', 'µs', 2),
           metric('load generator CPU per message', 'µs', 2),
@@ -153,23 +154,29 @@ function throughputScenario(id: number, qos: 0 | 1): Scenario {
       // QoS 0 has no acknowledgement to pace it, so a time-bounded run would just fill the
       // kernel's socket buffers; a fixed count per device bounds it instead (and the time cap still holds).
       const maxPerDevice = qos === 0 ? (context.quick ? 2000 : 8000) : undefined;
-      await acrossTargets(context, result, async (target) => {
-        const run = await runIngest(context, target, [{ qos, target: `q${qos}`, window: WINDOW }], { mode: 'unthrottled', durationMs, warmupMs: context.quick ? 500 : 2000, maxPerDevice });
-        if (run.disconnected > 0) result.notes.push(`${target.name}: ${run.disconnected} devices were disconnected by the broker (${run.publish.reasons.join('; ')}); they stopped sending.`);
-        const appPer = perMessage(run.appCpuS, run.delivered);
-        return [
-          run.delivered / run.seconds,
-          perMessage(run.brokerCpuS, run.delivered),
-          appPer,
-          perMessage(run.brokerCpuS + (run.appCpuS ?? 0), run.delivered),
-          perMessage(run.genCpuS, run.delivered),
-          run.delivered,
-          run.accepted - run.delivered,
-          run.disconnected,
-          qos === 1 ? run.stats.latency.p50 / 1000 : 'n/a',
-          qos === 1 ? run.stats.latency.p99 / 1000 : 'n/a',
-        ];
-      });
+      await acrossTargets(
+        context,
+        result,
+        async (target) => {
+          const run = await runIngest(context, target, [{ qos, target: `q${qos}`, window: WINDOW }], { mode: 'unthrottled', durationMs, warmupMs: context.quick ? 500 : 2000, maxPerDevice });
+          if (run.disconnected > 0) result.notes.push(`${target.name}: ${run.disconnected} devices were disconnected by the broker (${run.publish.reasons.join('; ')}); they stopped sending.`);
+          const appPer = perMessage(run.appCpuS, run.delivered);
+          return [
+            run.delivered / run.seconds,
+            perMessage(run.brokerCpuS, run.delivered),
+            appPer,
+            perMessage(run.brokerCpuS + (run.appCpuS ?? 0), run.delivered),
+            perMessage(run.genCpuS, run.delivered),
+            run.delivered,
+            run.accepted - run.delivered,
+            run.disconnected,
+            qos === 1 ? run.stats.latency.p50 / 1000 : 'n/a',
+            qos === 1 ? run.stats.latency.p99 / 1000 : 'n/a',
+          ];
+        },
+        // Scenario 1 compares the ingest log's durability modes.
+        { variants: id === 1 },
+      );
       result.notes.push(
         qos === 1
           ? `Each broker runs ${durationMs / 1000} s after a warm-up; "lost" counts messages the broker acknowledged but the application never got.`
@@ -211,6 +218,10 @@ export const scenario4: Scenario = {
     const rounds = context.quick ? 1 : ROUNDS;
     const perRound = await acrossTargetsInRounds(context, result, rounds, async (target, round) => {
       const run = await runIngest(context, target, [{ qos: 1, target: 'lat', window: 100 }], { mode: 'paced', ratePerSec: PACED_RATE, durationMs, warmupMs: 1000 });
+      if (process.env.BENCH_VERBOSE && target.name.startsWith('nucleon')) {
+        const text = await target.command<string>('metrics', {});
+        context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
+      }
       if (run.publish.skipped > 0) result.notes.push(`${target.name}: ${run.publish.skipped} messages skipped by the generator (a device's window was full)`);
       const latency = run.stats.latency;
       const gc = run.stats.loopDelay?.gc;
@@ -220,7 +231,7 @@ export const scenario4: Scenario = {
       }
       if (latency.negative > 0) throw new Error(`${latency.negative} negative latencies: the clocks of the generator and the application disagree`);
       return [latency.p50 / 1000, latency.p99 / 1000, latency.max / 1000, run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.disconnected, run.stats.loopDelay?.p99Ms ?? 'n/a', run.stats.loopDelay?.maxMs ?? 'n/a'];
-    });
+    }, { variants: true });
     if (rounds > 1) {
       const p99s = Object.entries(perRound)
         .map(([name, figures]) => `${name} ${figures.map((f) => (typeof f[1] === 'number' ? f[1].toFixed(3) : String(f[1]))).join(' / ')}`)

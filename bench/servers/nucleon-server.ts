@@ -79,6 +79,8 @@ serveRpc(
       loopDelay.reset();
     },
     respond: (args: RespondArgs) => app.respond(args),
+    /** The Prometheus text of /metrics (the ingest log's commit histograms, say), for a verbose run. */
+    metrics: () => nucleon.metrics.metrics(),
     // Scenario 8: the application writes `points` through the Influx runner in InfluxDataSave batches.
     // Timestamps are distinct (1 ms apart per source) so the database keeps every point and they can be counted.
     influxFlood: (args: { points: number; batch: number; measurement: string }) => app.influxFlood(args),

@@ -46,6 +46,8 @@ export interface TargetOptions {
   otaHttpPort?: number;
   /** Nucleon only: the [influx] section. */
   influx?: Record<string, unknown>;
+  /** Nucleon only: `[ingest] durability` (default "fsync"). */
+  durability?: 'fsync' | 'write' | 'memory';
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -113,11 +115,13 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
     },
     ota: { http: { enabled: options.otaHttpPort !== undefined, host: '127.0.0.1', port: options.otaHttpPort ?? 0, tls: true, connections_per_address: 0 } },
     admin: { enabled: false },
+    ingest: { durability: options.durability ?? 'fsync' },
     ...(options.influx ? { influx: options.influx } : {}),
   };
   const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...extraNucleonFlags(), ...(options.nodeFlags ?? [])], cwd: dir });
   await server.waitFor('ready', 60_000);
-  return inProcessTarget('nucleon', server, port, options.otaHttpPort);
+  const name: TargetName = options.durability === 'write' ? 'nucleon-write' : options.durability === 'memory' ? 'nucleon-memory' : 'nucleon';
+  return inProcessTarget(name, server, port, options.otaHttpPort);
 }
 
 export async function startAedes(options: TargetOptions): Promise<Target> {
@@ -209,6 +213,8 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
 
 export const STARTERS: Record<TargetName, (options: TargetOptions) => Promise<Target>> = {
   nucleon: startNucleon,
+  'nucleon-write': (options) => startNucleon({ ...options, durability: 'write' }),
+  'nucleon-memory': (options) => startNucleon({ ...options, durability: 'memory' }),
   aedes: startAedes,
   mosquitto: startMosquitto,
 };

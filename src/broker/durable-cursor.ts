@@ -35,9 +35,10 @@ class SeqQueue {
  * Where one durable runner is in the ingest log (README "Durable ingest").
  *
  * Live, the broker pushes each durable event into the runner's inbox; when
- * the inbox is full the runner starts lagging and a reader feeds it from the
- * log on disk instead (so a slow runner never holds devices back until the
- * log itself is full), until it has caught up and goes live again.
+ * the inbox is full the runner starts lagging: its events wait in memory (a
+ * bounded list), and past that a reader feeds it from the log on disk (so a
+ * slow runner never holds devices back until the log itself is full), until
+ * it has caught up and goes live again.
  *
  * Its committed position is the last sequence number before the oldest event
  * handed to the runner and not yet committed (by `handle()` resolving, or by
@@ -48,7 +49,7 @@ export class DurableCursor {
   private readonly inflight = new SeqQueue();
   /** Set while the runner is fed from disk. */
   reader: LogReader | undefined;
-  /** Events read from disk for the runner that its inbox had no room for yet, in order from `pendingHead`. */
+  /** Events for the runner that its inbox had no room for yet (live ones, or read from disk), in order from `pendingHead`. */
   pending: DeviceEvent[] = [];
   pendingHead = 0;
   /** A catch-up loop is running (at most one per runner). */
@@ -61,8 +62,14 @@ export class DurableCursor {
     private readonly head: () => number,
   ) {}
 
+  /** Behind the head: events wait in memory, or are to be read from disk. */
   get lagging(): boolean {
-    return this.reader !== undefined;
+    return this.reader !== undefined || this.waiting > 0;
+  }
+
+  /** Events waiting in memory for inbox room. */
+  get waiting(): number {
+    return this.pending.length - this.pendingHead;
   }
 
   /** An event was put into the runner's inbox. */

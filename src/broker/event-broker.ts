@@ -85,6 +85,13 @@ class RunnerSlot {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/**
+ * Events of a lagging durable runner kept in memory before it is fed from
+ * disk instead: several group commits' worth (a batch under load holds
+ * thousands), so a burst costs no disk read; about 13 MB of small events.
+ */
+const MAX_WAITING_IN_MEMORY = 65_536;
+
 const DEVICE_TYPES: ReadonlySet<EventType> = new Set<EventType>(DEVICE_EVENT_TYPES);
 const EVENT_OF_KIND: Record<DeviceMessageKind, DeviceEvent['type']> = { app: 'ApplicationRequest', tel: 'TelemetryReceived', ota: 'OtaRequest' };
 
@@ -363,12 +370,17 @@ export class EventBroker {
 
   /**
    * A batch of the ingest log is durable: acknowledge each message, then hand
-   * its event out. A durable runner with room takes it live; one without
-   * starts lagging and is fed from disk (catchUp) until it is level again. A
-   * runner without a cursor gets it if it has room (counted as dropped if not).
+   * its event out. A durable runner with room takes it live. One without
+   * starts lagging: its events wait in memory, in order (up to
+   * MAX_WAITING_IN_MEMORY), and past that it is fed from disk (catchUp) until it is level
+   * again. So a burst costs no disk read, and a runner far behind costs no
+   * memory. A runner without a cursor gets it if it has room (counted as
+   * dropped if not).
    */
   private readonly deliverDurable = (events: readonly DeviceEvent[], acks: readonly (Acknowledge | undefined)[], from: number, to: number): void => {
     for (let i = from; i < to; i++) acks[i]?.();
+    const log = this.options.log;
+    if (!log) return;
     for (let i = from; i < to; i++) {
       const event = events[i];
       if (event === undefined) continue;
@@ -381,33 +393,32 @@ export class EventBroker {
           else this.countDrop(slot, event, 'inbox_full');
           continue;
         }
-        if (cursor.lagging) continue;
-        const seq = event.log?.seq ?? 0;
-        if (slot.queue.push(event)) {
-          cursor.delivered(seq);
+        // Read from disk from here on: the reader covers this event too.
+        if (cursor.reader) continue;
+        if (cursor.waiting === 0 && slot.queue.push(event)) {
+          cursor.delivered(event.log?.seq ?? 0);
           this.schedule(slot);
           continue;
         }
-        const log = this.options.log;
-        if (!log) continue;
-        cursor.reader = log.reader(seq);
+        if (cursor.waiting < MAX_WAITING_IN_MEMORY) cursor.pending.push(event);
+        else cursor.reader = log.reader(event.log?.seq ?? 0);
         void this.catchUp(slot, cursor);
       }
     }
   };
 
   /**
-   * Feeds a lagging durable runner from the log on disk, as its inbox makes
-   * room, until it has caught up with the head; then it is live again. One
-   * loop per runner; it ends when the runner leaves or the broker stops.
+   * Feeds a lagging durable runner as its inbox makes room: first the events
+   * waiting in memory, then (when it fell further behind) the log on disk,
+   * until it has caught up; then it is live again. One loop per runner; it
+   * ends when the runner leaves or the broker stops.
    */
   private async catchUp(slot: RunnerSlot, cursor: DurableCursor): Promise<void> {
     const log = this.options.log;
     if (!log || cursor.catchingUp) return;
     cursor.catchingUp = true;
     try {
-      while (!slot.removed && !this.stopped && cursor.reader) {
-        // First what was read before and did not fit.
+      while (!slot.removed && !this.stopped && cursor.lagging) {
         while (cursor.pendingHead < cursor.pending.length) {
           const event = cursor.pending[cursor.pendingHead];
           if (event === undefined || !slot.queue.push(event)) break;
@@ -416,13 +427,15 @@ export class EventBroker {
           if (event.log?.replay) cursor.replayed++;
           this.schedule(slot);
         }
-        if (cursor.pendingHead < cursor.pending.length) {
+        if (cursor.waiting > 0) {
           await this.waitForRoom(slot, undefined);
           continue;
         }
         cursor.pending = [];
         cursor.pendingHead = 0;
         const reader = cursor.reader;
+        // Nothing waits in memory and nothing is to be read: live again.
+        if (!reader) return;
         const records = await reader.next();
         if (slot.removed || this.stopped) return;
         if (records.length === 0) {

@@ -114,6 +114,7 @@ export class IngestLog {
         this.metrics.writeErrors.inc();
         if (this.logWriteError()) options.logger.error({ err: error, attempt }, 'writing the ingest log failed; devices are held back while it is retried');
       },
+      onSpareError: (error) => options.logger.warn({ err: error }, 'zero-filling the next ingest log segment ahead failed; appends extend the file instead (slower)'),
       onDurable: (lastSeq, stats) => this.durable(lastSeq, stats),
     });
   }
@@ -254,7 +255,7 @@ export class IngestLog {
     this.metrics.batches.inc();
     this.metrics.records.inc(stats.records);
     this.metrics.batchBytes.observe(stats.bytes);
-    if (this.options.durability === 'fsync') this.metrics.syncSeconds.observe(stats.syncMs / 1000);
+    this.metrics.writeSeconds.observe(stats.writeMs / 1000);
     this.metrics.commitSeconds.observe(stats.commitMs / 1000);
     const from = this.pendingHead;
     const to = from + (lastSeq - this.pendingFirst + 1);
@@ -374,9 +375,9 @@ function createMetrics(registry: Registry, log: IngestLog) {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
       registers,
     }),
-    syncSeconds: new Histogram({
-      name: 'nucleon_ingest_fsync_seconds',
-      help: 'fdatasync of one batch ("fsync" durability)',
+    writeSeconds: new Histogram({
+      name: 'nucleon_ingest_write_seconds',
+      help: 'The write of one batch (with "fsync" durability an O_DSYNC write: until the data is on disk)',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
       registers,
     }),
