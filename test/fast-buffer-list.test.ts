@@ -1,10 +1,10 @@
-// The BufferList fast path (src/mqtt/patches/fast-buffer-list.ts) must read exactly what
+// The BufferList fast path (src/mqtt/aedes/patches/fast-buffer-list.ts) must read exactly what
 // bl reads, also across chunk boundaries, and mqtt-packet must parse the same packets.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
-import { fastBufferListMethods } from '../src/mqtt/patches/fast-buffer-list.js';
+import { fastBufferListMethods } from '../src/mqtt/aedes/patches/fast-buffer-list.js';
 
 const require = createRequire(import.meta.url);
 const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
@@ -55,7 +55,7 @@ test('mqtt-packet parses the same packets whole and fed one byte at a time', () 
 });
 
 test("aedes' parsers read through the fast path (their buffer is a plain BufferList, see lean-parser.ts)", async () => {
-  const { dependencyPatches } = await import('../src/mqtt/patches/index.js');
+  const { dependencyPatches } = await import('../src/mqtt/aedes/patches/index.js');
   // quietDebug is checked in a fresh process (quiet-debug.test.ts): this file loads mqtt-packet before the patches.
   assert.equal(dependencyPatches.fastBufferList, 'installed');
   assert.equal(dependencyPatches.leanParser, 'installed');

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
 import { NucleonAedes } from '../src/mqtt/aedes/index.js';
-import { leanParserState } from '../src/mqtt/patches/lean-parser.js';
+import { leanParserState } from '../src/mqtt/aedes/patches/lean-parser.js';
 import { connect, startBroker, waitForEvents } from './mqtt-support.js';
 
 // nucleon-aedes.ts loads lean-parser.ts; importing it here keeps that import in use.

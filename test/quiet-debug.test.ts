@@ -1,5 +1,5 @@
 // mqtt-packet's per-packet `debug` calls become no-ops unless DEBUG enables
-// their namespace when the process starts (src/mqtt/patches/quiet-debug.ts).
+// their namespace when the process starts (src/mqtt/aedes/patches/quiet-debug.ts).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
@@ -7,7 +7,7 @@ import { repoRoot } from './helpers/index.js';
 
 // Parses one PINGREQ with mqtt-packet after loading Nucleon, and reports what quiet-debug did.
 const PROBE = `
-const { quietDebugState, quietened } = await import('./src/mqtt/patches/quiet-debug.ts');
+const { quietDebugState, quietened } = await import('./src/mqtt/aedes/patches/quiet-debug.ts');
 await import('./src/index.ts');
 const { default: mqttPacket } = await import('mqtt-packet');
 const parser = mqttPacket.parser();

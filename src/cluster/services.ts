@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import MQEmitterRedis from 'mqemitter-redis';
+import { redisEmitterState } from '../mqtt/aedes/mqemitter-redis.js';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../logger.js';
@@ -76,7 +77,7 @@ export class ClusterServices {
         await pubConn.connect();
         const mq = MQEmitterRedis({ subConn, pubConn, concurrency });
         // Without a listener, mqemitter-redis would throw its connection errors (RedisHealth logs them).
-        (mq as unknown as { state: NodeJS.EventEmitter }).state.on('error', (error: Error) => this.logger.debug({ err: error }, 'mqtt routing: redis error'));
+        redisEmitterState(mq).on('error', (error: Error) => this.logger.debug({ err: error }, 'mqtt routing: redis error'));
         return {
           value: mq,
           close: async () => {

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import AsyncRedisPersistence from 'aedes-persistence-redis/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { Redis } from 'ioredis';
+import { checkQueueLayout, redisQueueKey } from './aedes/queue-layout.js';
 import { isUnstoredPuback, SessionPolicy, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy } from './retained.js';
 
@@ -44,7 +45,7 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
     maxSessionDelivery: number,
   ) {
     super({ conn: redis, maxSessionDelivery });
-    this.policy = new SessionPolicy(options, (clientId) => this.redis.llen(`outgoing:${encodeURIComponent(clientId)}`));
+    this.policy = new SessionPolicy(options, (clientId) => this.redis.llen(redisQueueKey(clientId)));
     const retained = options.retained ?? defaultRetainedOptions();
     this.retained = retained.policy;
     this.onResyncFailed = retained.onResyncFailed ?? (() => undefined);
@@ -53,6 +54,14 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
   // aedes requires setup() to be an async function (it checks the constructor name).
   override async setup(broker: Aedes): Promise<void> {
     await super.setup(broker);
+    await checkQueueLayout('aedes-persistence-redis', {
+      enqueue: (sub, packet) => super.outgoingEnqueue(sub, packet),
+      count: (clientId) => this.redis.llen(redisQueueKey(clientId)),
+      remove: async (clientId, packet) => {
+        const { brokerId, brokerCounter } = packet as PublishPacket & { brokerId: string; brokerCounter: number };
+        await this.redis.del(redisQueueKey(clientId), `packet:${brokerId}:${brokerCounter}`);
+      },
+    });
     this.lastResync = Date.now();
     await this.retained.rebuild(this.storedRetained());
   }

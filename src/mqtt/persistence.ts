@@ -1,6 +1,7 @@
 import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
+import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
 import { Compactor } from './compactor.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
 
@@ -141,6 +142,11 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   // aedes requires setup() to be an async function (it checks the constructor name).
   override async setup(broker: Aedes): Promise<void> {
     await super.setup(broker);
+    await checkQueueLayout('aedes-persistence-level', {
+      enqueue: (sub, packet) => super.outgoingEnqueue(sub, packet),
+      count: (clientId) => this.countQueued(clientId, 10),
+      remove: (clientId) => this.db.clear(levelQueueRange(clientId)),
+    });
     await this.retained.rebuild(super.createRetainedStream('#') as AsyncIterable<PublishPacket>);
   }
 
@@ -181,10 +187,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {
-    // Same key layout as aedes-persistence-level: `outgoing:<encoded id>:<broker>:<counter>`.
-    const prefix = `outgoing:${encodeURIComponent(clientId)}:`;
     let count = 0;
-    for await (const _key of this.db.keys({ gte: prefix, lt: `${prefix.slice(0, -1)};`, limit })) count++;
+    for await (const _key of this.db.keys({ ...levelQueueRange(clientId), limit })) count++;
     return count;
   }
 }

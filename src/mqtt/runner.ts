@@ -13,8 +13,6 @@ import { Gate } from '../util/gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
 import { installAedesContacts, NucleonAedes } from './aedes/index.js';
-import { inactivePatches } from './patches/index.js';
-import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import type { SessionPersistence } from './persistence.js';
 import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
@@ -74,9 +72,6 @@ export class MqttRunner implements Runner {
     const mqtt = config.mqtt;
     const needsTls = mqtt.tls.enabled || (mqtt.ws.enabled && mqtt.ws.tls);
     const tls = needsTls ? await ensureServerTls(config.certs, logger) : undefined;
-    const inactive = inactivePatches();
-    // Not an error: MQTT works the same without them, only with more CPU and memory per message and connection.
-    if (Object.keys(inactive).length > 0) logger.warn({ inactive }, 'MQTT codec performance patches not applied (dependency versions changed?); running without them');
 
     const state: Started = { context, sessions: undefined, emitter: undefined, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
     this.started = state;
@@ -150,7 +145,7 @@ export class MqttRunner implements Runner {
     (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'mqtt broker error'));
     await aedes.listen();
     // Before any listener opens: a dependency whose internals moved fails the start here.
-    installAedesContacts(aedes, { maxSendBufferBytes: limits.max_send_buffer_bytes });
+    for (const warning of installAedesContacts(aedes, { maxSendBufferBytes: limits.max_send_buffer_bytes, maxPacketSize: limits.max_packet_size })) logger.warn(warning);
 
     await context.broker.publish({
       type: 'NewRunner',
@@ -160,14 +155,8 @@ export class MqttRunner implements Runner {
     });
     state.registered = true;
 
-    limitPacketSize(aedes, limits.max_packet_size);
-    let checked = false;
     const handle = (stream: Duplex, request?: IncomingMessage) => {
-      const client = aedes.handle(stream, request);
-      if (!checked) {
-        assertPacketLimitSupported(aedes, client);
-        checked = true;
-      }
+      aedes.handle(stream, request);
     };
     const limiter = new RateLimiter(limits.connections_per_second);
     const listenerContext = { mqtt, limits: config.limits, tls, handle, limiter, metrics, registry: context.metrics, logger };

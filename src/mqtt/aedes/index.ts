@@ -8,26 +8,74 @@
  * (test/aedes-contacts.test.ts checks the lock file against the guards).
  */
 import type { Aedes } from 'aedes';
+import { DependencyMismatchError } from '../../errors.js';
 import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
+import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
+import { dependencyPatches } from './patches/index.js';
 import { probeClient } from './probe.js';
 import { limitSlowConsumers } from './slow-consumers.js';
 import { enforceStrictPackets } from './strict-packets.js';
+import { installedVersion } from './versions.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
 export { SEND_BUFFER_FULL } from './slow-consumers.js';
 export { INVALID_UTF8, NULL_CHARACTER, ZERO_PACKET_ID } from './strict-packets.js';
 export { installedVersion } from './versions.js';
 
+export { redisEmitterState } from './mqemitter-redis.js';
+export { checkQueueLayout, levelQueueRange, redisQueueKey } from './queue-layout.js';
+
 export interface ContactOptions {
   /** mqtt.limits.max_send_buffer_bytes */
   maxSendBufferBytes: number;
+  /** mqtt.limits.max_packet_size */
+  maxPacketSize: number;
 }
 
-/** Checks and installs every contact for this aedes instance; throws DependencyMismatchError when one does not fit. */
-export function installAedesContacts(aedes: NucleonAedes, options: ContactOptions): void {
+/**
+ * Every contact, the version of its package it was written and checked
+ * against; package.json pins these exactly and test/aedes-contacts.test.ts
+ * checks that the lock file installs them.
+ */
+export const CONTACTS = [
+  { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish and the clients map' },
+  { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
+  { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
+  { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
+  { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
+  { file: 'patches/quiet-debug.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "its debug loggers, created when it loads" },
+  { file: 'patches/lean-parser.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._resetState' },
+  { file: 'patches/fast-buffer-list.ts', dependency: 'bl', verifiedWith: '6.1.6', what: 'BufferList readUInt8/16BE/32BE and _bufs' },
+  { file: 'queue-layout.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the outgoing queue key layout' },
+  { file: 'queue-layout.ts', dependency: 'aedes-persistence-redis', verifiedWith: '11.2.2', what: 'the outgoing queue list key' },
+  { file: 'mqemitter-redis.ts', dependency: 'mqemitter-redis', verifiedWith: '7.2.1', what: 'the private `state` emitter of Redis errors' },
+] as const;
+
+/**
+ * Checks and installs every contact for this aedes instance, before any
+ * listener opens; throws DependencyMismatchError naming the package and its
+ * installed version when one does not fit. Returns warnings that do not stop
+ * the start (a performance patch that could not apply because mqtt-packet was
+ * loaded before Nucleon: an import order, not a changed dependency).
+ */
+export function installAedesContacts(aedes: NucleonAedes, options: ContactOptions): string[] {
   checkNucleonAedes(aedes);
+  const warnings = checkPerformancePatches();
+  limitPacketSize(aedes, options.maxPacketSize);
   probeClient(aedes as Aedes, (probe) => {
     limitSlowConsumers(aedes, probe, options.maxSendBufferBytes);
     enforceStrictPackets(probe);
+    assertPacketLimitSupported(aedes, probe);
   });
+  return warnings;
+}
+
+function checkPerformancePatches(): string[] {
+  const { quietDebug, fastBufferList, leanParser } = dependencyPatches;
+  const warnings: string[] = [];
+  if (quietDebug === 'mqtt-packet-already-loaded') warnings.push('mqtt-packet was loaded before Nucleon: its disabled debug loggers still cost CPU (import Nucleon first)');
+  else if (quietDebug !== 'installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `quiet-debug: ${quietDebug}`);
+  if (leanParser !== 'installed' && leanParser !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser: ${leanParser}`);
+  if (fastBufferList !== 'installed') throw new DependencyMismatchError('bl', installedVersion('bl'), `fast-buffer-list: ${fastBufferList}`);
+  return warnings;
 }

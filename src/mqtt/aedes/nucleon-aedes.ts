@@ -1,5 +1,5 @@
 // First, before aedes loads mqtt-packet (see patches/index.ts).
-import '../patches/index.js';
+import './patches/index.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { Gate } from '../../util/gate.js';

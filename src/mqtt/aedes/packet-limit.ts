@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
-import type { Aedes, Client } from 'aedes';
+import type { Aedes } from 'aedes';
+import { DependencyMismatchError } from '../../errors.js';
+import { installedVersion } from './versions.js';
 
 /** The part of mqtt-packet's parser (inside each aedes client) the limit hooks into. */
 interface ParserInternals {
@@ -45,11 +47,11 @@ export function limitPacketSize(aedes: Aedes, maxBytes: number): void {
   hooked = true;
 }
 
-/** Fails loudly at start-up if an aedes / mqtt-packet upgrade moved the internals the limit relies on. */
-export function assertPacketLimitSupported(aedes: Aedes, client: Client): void {
+/** Fails the start (before any listener opens; run against the in-memory probe client) if an aedes / mqtt-packet upgrade moved the internals the limit relies on. */
+export function assertPacketLimitSupported(aedes: Aedes, client: object): void {
   const parser = (client as unknown as { _parser?: Partial<ParserInternals> })._parser;
   const hookedHere = (parser?._parseLength as { name?: string } | undefined)?.name === 'limitedParseLength';
   if (!hookedHere || typeof parser?._emitError !== 'function' || parser.client !== client || (client as unknown as { broker?: unknown }).broker !== aedes) {
-    throw new Error('mqtt.limits.max_packet_size cannot be enforced: the aedes client parser changed (check the aedes / mqtt-packet versions)');
+    throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'Parser._parseLength / _emitError or the parser-to-client link are not where src/mqtt/aedes/packet-limit.ts expects them (mqtt.limits.max_packet_size cannot be enforced)');
   }
 }

@@ -6,7 +6,7 @@
  * are created get a no-op function instead.
  *
  * This must run before aedes loads mqtt-packet, which is why
- * patches/index.ts imports it first and nucleon-aedes.ts imports that ahead
+ * patches/index.ts imports it first and aedes/nucleon-aedes.ts imports that ahead
  * of aedes. Namespaces enabled through the
  * DEBUG environment variable keep working; enabling one later from code
  * (`debug.enable()`) does not reach loggers created while it was off.
