@@ -16,7 +16,7 @@ import type { Event, EventOf, GroupInfo, ImageInfo } from '../src/events.js';
 import { silentLogger } from '../src/logger.js';
 import { parseVersionId } from '../src/protocol/index.js';
 import { LevelStore } from '../src/store/index.js';
-import { tempDir } from './helpers/index.js';
+import { tempDir, closeAfter } from './helpers/index.js';
 
 export const API_KEY = 'test-admin-key-0123456789abcdef';
 
@@ -95,7 +95,7 @@ export async function startFullInstance(t: TestContext, extra: ConfigInput = {})
     { logger: silentLogger() },
   );
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   const adminPort = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
   return { nucleon, adminPort, dir };
 }

@@ -17,7 +17,7 @@ import { createListener } from '../src/mqtt/listeners.js';
 import { MqttMetrics } from '../src/mqtt/metrics.js';
 import { RateLimiter } from '../src/mqtt/rate-limit.js';
 import { startAdmin } from './admin-harness.js';
-import { tempDir } from './helpers/index.js';
+import { tempDir, closeAfter } from './helpers/index.js';
 
 /** A pino logger that keeps its lines in memory. */
 function memoryLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
@@ -133,7 +133,7 @@ test('an MQTT-over-WebSocket port in use fails the start with LISTEN_FAILED inst
     },
     { logger: silentLogger() },
   );
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   // Bounded: before the fix the throw skipped the start's own error listener, and start() never settled.
   let timer: NodeJS.Timeout | undefined;
   const outcome = await Promise.race([

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EnvApp } from '../examples/env-app.js';
 import { createNucleon, protocol, silentLogger, type Event } from '../src/index.js';
-import { tempDir } from './helpers/index.js';
+import { tempDir, closeAfter } from './helpers/index.js';
 
 // The example app against the real broker; the MQTT end-to-end version is in test/example-app-mqtt.test.ts.
 test('EnvApp answers readings, emits points and serves stats by correlation id', async (t) => {
@@ -14,7 +14,7 @@ test('EnvApp answers readings, emits points and serves stats by correlation id',
   const seen: Event[] = [];
   await nucleon.addRunner(new EnvApp());
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   nucleon.broker.register({
     type: 'NewRunner',
     name: 'observer',

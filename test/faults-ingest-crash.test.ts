@@ -25,7 +25,8 @@ for (const [durability, defaultKills] of [
     const influxDown: [number, number] = [1, Math.max(2, Math.floor(killCount / 2))];
     const result = await runCrashScenario(t, { durability, devices: 64, kills: killCount, seed, loadMs: [300, 1500], influxDown, log: (line) => t.diagnostic(line) });
     summary(`faults ingest-crash ${durability}`, { seed, ...result, restartsMs: result.restartsMs.join('/') });
-    assert.ok(result.acknowledgedApp > 500 && result.acknowledgedTelemetry > 500, 'there was load');
+    // At least 200 acknowledged app messages per round (the harness waits for them before a kill).
+    assert.ok(result.acknowledgedApp >= 200 * killCount && result.acknowledgedTelemetry > 0, 'there was load');
     assert.equal(result.lostApp, 0, 'acknowledged app messages lost');
     assert.equal(result.lostTelemetry, 0, 'acknowledged telemetry points lost');
     assert.equal(result.duplicateAppWithOtherId, 0, 'a duplicate with another log id');

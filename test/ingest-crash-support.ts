@@ -41,6 +41,9 @@ export interface CrashResult {
   restartsMs: number[];
 }
 
+/** Acknowledged app messages in each round before its kill may come. */
+const MIN_PER_ROUND = 200;
+
 /** One telemetry message per device at a time, 2 ms apart: InfluxDB keys a point by its millisecond. */
 const TELEMETRY_GAP_MS = 2;
 
@@ -137,9 +140,11 @@ export async function runCrashScenario(t: TestContext, scenario: CrashScenario):
       vm = await startVictoriaMetrics(t, vmDir, vmPort);
       log(`kill ${kill}: victoria-metrics back`);
     }
+    const before = fleet.ackedApp.size;
     await fleet.start();
-
     const loadMs = scenario.loadMs[0] + rng.int(scenario.loadMs[1] - scenario.loadMs[0] + 1);
+    // Some load in every round, however busy the machine; then the drawn moment.
+    await waitFor(() => fleet.ackedApp.size >= before + MIN_PER_ROUND, `${MIN_PER_ROUND} acknowledged messages in round ${kill + 1}`, 60_000);
     await new Promise((resolve) => setTimeout(resolve, loadMs));
     await instance.kill();
     await fleet.stop();

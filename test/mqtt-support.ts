@@ -13,7 +13,7 @@ import { silentLogger } from '../src/logger.js';
 import type { MqttRunner } from '../src/mqtt/index.js';
 import { createNucleon, type Nucleon } from '../src/nucleon.js';
 import { EventRunner } from '../src/runner.js';
-import { tempDir, waitFor } from './helpers/index.js';
+import { tempDir, waitFor, closeAfter } from './helpers/index.js';
 
 export const RECORDED = ['ApplicationRequest', 'TelemetryReceived', 'OtaRequest', 'DeviceConnected', 'DeviceDisconnected'] as const satisfies readonly EventType[];
 type Recorded = Extract<Event, { type: (typeof RECORDED)[number] }>;
@@ -84,7 +84,7 @@ export async function startBroker(
   const recorder = options.recorder ?? new RecordingRunner();
   await nucleon.addRunner(recorder);
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   const runner = nucleon.runner('mqtt') as MqttRunner;
   const port = runner.port('tls') ?? 0;
   const ca = await readFile(path.join(dir, 'certs', 'ca.crt'));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { createNucleon, otaRunnerOf, silentLogger } from '../src/index.js';
 import { FileBlobStore } from '../src/store/blob-file.js';
-import { startProcess, tempDir, waitFor } from './helpers/index.js';
+import { startProcess, tempDir, waitFor, closeAfter } from './helpers/index.js';
 import { firmware } from './ota-harness.js';
 
 function isolated(dir: string) {
@@ -43,7 +43,7 @@ test('an upload killed part-way leaves no image and, after restart, no stray byt
 
   const nucleon = createNucleon(isolated(dir), { logger: silentLogger() });
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   const ota = otaRunnerOf(nucleon);
   assert.deepEqual(await ota.images(), []);
   assert.deepEqual(await filesUnder(path.join(dir, 'data', 'firmware')), []);
@@ -61,7 +61,7 @@ test('bytes stored without their image record (a crash between the two) are swep
   assert.ok(await blobs.stat(orphan.sha256));
   const nucleon = createNucleon(isolated(dir), { logger: silentLogger() });
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   assert.equal(await blobs.stat(orphan.sha256), undefined);
 });
 

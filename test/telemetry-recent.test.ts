@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { createNucleon, silentLogger } from '../src/index.js';
 import { LevelStore } from '../src/store/index.js';
 import { RecentTelemetry } from '../src/telemetry/index.js';
-import { tempDir, waitFor } from './helpers/index.js';
+import { tempDir, waitFor, closeAfter } from './helpers/index.js';
 
 test('keeps the newest N points per device, newest first, and lists at most the limit', async (t) => {
   const dir = await tempDir(t);
@@ -59,7 +59,7 @@ test('without [influx], Nucleon keeps recent telemetry in its store; with N = 0 
   });
   const nucleon = createNucleon(isolated('on', 2), { logger: silentLogger() });
   await nucleon.start();
-  t.after(() => nucleon.stop());
+  closeAfter(t, () => nucleon.stop());
   assert.ok(nucleon.broker.runnerNames().includes('telemetry-recent'));
   assert.ok(!nucleon.broker.runnerNames().includes('influx'));
   for (let i = 1; i <= 3; i++) await nucleon.broker.publish({ type: 'TelemetryReceived', uid: 'dev', telemetry: { rsrp: 60 + i }, receivedAt: i });
@@ -72,7 +72,7 @@ test('without [influx], Nucleon keeps recent telemetry in its store; with N = 0 
 
   const off = createNucleon(isolated('off', 0), { logger: silentLogger() });
   await off.start();
-  t.after(() => off.stop());
+  closeAfter(t, () => off.stop());
   assert.ok(!off.broker.runnerNames().includes('telemetry-recent'));
   await waitFor(() => off.running, 'started');
 });

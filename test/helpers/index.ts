@@ -13,12 +13,26 @@ export const cliPath = path.join(repoRoot, 'dist/bin.cjs');
 
 /** Processes started by each test, ended before its temporary folders are removed (they may still write there). */
 const started = new WeakMap<TestContext, RunningProcess[]>();
+/** In-process servers of each test, stopped (newest first) before its temporary folders are removed. */
+const closers = new WeakMap<TestContext, (() => Promise<unknown>)[]>();
+
+/**
+ * Stops `close` after the test, before the test's temporary folders are
+ * removed (t.after hooks run in the order they were added, and a folder is
+ * usually made before the server that writes into it).
+ */
+export function closeAfter(t: TestContext, close: () => Promise<unknown>): void {
+  closers.set(t, [...(closers.get(t) ?? []), close]);
+  t.after(close);
+}
 
 export async function tempDir(t: TestContext, prefix = 'nucleon-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   t.after(async () => {
+    for (const close of [...(closers.get(t) ?? [])].reverse()) await close();
     for (const proc of started.get(t) ?? []) await killProcess(proc);
-    await rm(dir, { recursive: true, force: true });
+    // Retried: a server of a failed test may not have been stopped through closeAfter and still write.
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   });
   return dir;
 }
