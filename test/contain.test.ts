@@ -95,7 +95,7 @@ test('an MQTT listener whose hand-over to aedes throws drops that connection and
       throw new Error('aedes internals moved');
     },
     limiter: new RateLimiter(1000),
-    metrics: new MqttMetrics(registry, () => ({ devices: 0, services: 0, paused: 0 })),
+    metrics: new MqttMetrics(registry, () => ({ devices: 0, services: 0, anonymous: 0, paused: 0 })),
     registry,
     logger: silentLogger(),
   });

@@ -62,11 +62,11 @@ test('server → device: ApplicationResponse, OtaResponse (empty = no update) an
   assert.deepEqual(chunk.get(2), Buffer.from([7, 8]));
 });
 
-test('service accounts: see device messages on +/app/p/#, publish to devices, but no $SYS; a device password cannot log in as one', async (t) => {
+test('service accounts: see device messages on +/app/p/#, publish to devices, read $SYS but no other $ topic; a device password cannot log in as one', async (t) => {
   const broker = await startBroker(t);
   const secret = await addServiceAccount(broker, 'backend');
   const service = await connect(t, broker, { clientId: 'svc:backend:1', username: 'svc:backend', password: secret });
-  assert.deepEqual(await subscribeCodes(service, ['+/app/p/#', '$SYS/#']), [1, 128]);
+  assert.deepEqual(await subscribeCodes(service, ['+/app/p/#', '$SYS/#', '$other/#']), [1, 1, 128]);
   const seen: string[] = [];
   service.on('message', (topic) => seen.push(topic));
 

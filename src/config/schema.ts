@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ruleProblem, type RuleWho } from './acl.js';
 
 /**
  * The one schema for config.toml. Every key has a default, so an empty file is a
@@ -154,6 +155,27 @@ export const configSchema = z.strictObject({
           retained_compact_interval_ms: int(100, 86_400_000).default(10_000),
         })
         .prefault({}),
+    })
+    .prefault({}),
+
+  acl: z
+    .strictObject({
+      rules: z
+        .array(
+          z
+            .strictObject({
+              who: text().transform((value) => value as RuleWho),
+              action: z.enum(['publish', 'subscribe', 'both'], { error: (iss) => `expected "publish", "subscribe" or "both", got ${show(iss.input)}` }),
+              effect: z.enum(['allow', 'deny'], { error: (iss) => `expected "allow" or "deny", got ${show(iss.input)}` }).default('allow'),
+              topic: text(),
+            })
+            .superRefine((rule, ctx) => {
+              const problem = ruleProblem(rule);
+              if (problem) ctx.addIssue({ code: 'custom', message: problem });
+            }),
+          { error: (iss) => `expected an array of rules ({who, action, effect, topic}), got ${show(iss.input)}` },
+        )
+        .default([]),
     })
     .prefault({}),
 

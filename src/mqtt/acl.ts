@@ -1,4 +1,5 @@
 import { parseDirection, parseTopic, type DeviceTopic, type TopicParseFailure } from '../protocol/index.js';
+import type { AclRules, Subject } from './acl-rules.js';
 
 /**
  * Who may publish and subscribe where (README "ACL"). Identity comes from the
@@ -6,7 +7,8 @@ import { parseDirection, parseTopic, type DeviceTopic, type TopicParseFailure } 
  * in the topic, we check it against the authenticated uid.
  */
 
-export type Principal = { kind: 'device'; uid: string } | { kind: 'service'; name: string };
+/** A device (its uid), a service account (its name), or, with `mqtt.auth.anonymous`, a client without an identity. */
+export type Principal = { kind: 'device'; uid: string } | { kind: 'service'; name: string } | { kind: 'anonymous'; clientId: string };
 
 export type PublishDecision =
   | { ok: true; topic: DeviceTopic }
@@ -54,6 +56,65 @@ export function mayServiceSubscribe(filter: string): boolean {
   return !filter.startsWith('$');
 }
 
-export function maySubscribe(principal: Principal, filter: string): boolean {
-  return principal.kind === 'device' ? mayDeviceSubscribe(principal.uid, filter) : mayServiceSubscribe(filter);
+/** What a PUBLISH may do, decided by the built-in rules and then the configured ones. */
+export type PublishVerdict =
+  /** Device data of the publishing device itself: into the ingest log. */
+  | { kind: 'ingest'; topic: DeviceTopic }
+  /** Into MQTT routing (a service account's server message, or a topic a rule allows). */
+  | { kind: 'route' }
+  | { kind: 'deny'; reason: TopicParseFailure | 'not_own_uid' | 'wrong_direction' | 'reserved' | 'device_topic' | 'denied_by_rule' | 'no_rule' };
+
+/**
+ * A topic the built-in rules own: its second level is `app`, `tel` or `ota`
+ * (even when the rest does not parse), so no configured rule can let anyone
+ * publish what would look like another device's data.
+ */
+function isDeviceDataShaped(topic: string): boolean {
+  const first = topic.indexOf('/');
+  if (first < 0) return false;
+  const second = topic.indexOf('/', first + 1);
+  const kind = second < 0 ? topic.slice(first + 1) : topic.slice(first + 1, second);
+  return kind === 'app' || kind === 'tel' || kind === 'ota';
+}
+
+/**
+ * Built-in rules first (README "ACL"): `$SYS` is the server's; a device data
+ * topic is the built-in rules' alone (a device publishes its own, a service
+ * account speaks for the server on `…/s`, nobody else); every other topic
+ * goes to the configured rules, first match decides, none: denied.
+ */
+export function decidePublish(subject: Subject, topic: string, rules: AclRules): PublishVerdict {
+  const principal = subject.principal;
+  if (topic.startsWith('$SYS')) return { kind: 'deny', reason: 'reserved' };
+  if (isDeviceDataShaped(topic)) {
+    if (principal.kind === 'device') {
+      const decision = decideDevicePublish(principal.uid, topic);
+      return decision.ok ? { kind: 'ingest', topic: decision.topic } : { kind: 'deny', reason: decision.reason };
+    }
+    if (principal.kind === 'service') {
+      const decision = decideServicePublish(topic);
+      return decision.ok ? { kind: 'route' } : { kind: 'deny', reason: decision.reason };
+    }
+    return { kind: 'deny', reason: 'device_topic' };
+  }
+  const effect = rules.publish(subject, topic);
+  if (effect === 'allow') return { kind: 'route' };
+  if (effect === 'deny') return { kind: 'deny', reason: 'denied_by_rule' };
+  // No rule: a device's malformed device topic keeps its parse failure as the reason.
+  if (principal.kind === 'device') {
+    const parsed = parseTopic(topic);
+    if (!parsed.ok) return { kind: 'deny', reason: parsed.reason };
+  }
+  return { kind: 'deny', reason: 'no_rule' };
+}
+
+/**
+ * Built-in subscriptions (a device: its own `…/s` topics; a service account:
+ * anything but `$`, and the broker's `$SYS/#`), then the configured rules.
+ */
+export function maySubscribe(subject: Subject, filter: string, rules: AclRules): boolean {
+  const principal = subject.principal;
+  if (principal.kind === 'device' && mayDeviceSubscribe(principal.uid, filter)) return true;
+  if (principal.kind === 'service' && (mayServiceSubscribe(filter) || filter === '$SYS/#' || filter.startsWith('$SYS/'))) return true;
+  return rules.subscribe(subject, filter) === 'allow';
 }

@@ -12,7 +12,10 @@ import type { Principal } from './acl.js';
  *    `svc:<name>` or `svc:<name>:<anything>`;
  * 2. a client certificate from our CA (when `auth.client_certificates`) → uid = CN;
  * 3. username + password (when `auth.passwords`) → uid = username;
- * 4. neither, with `auth.anonymous` (development) → uid = client id.
+ * 4. neither, with `auth.anonymous` (development, conformance testing): a
+ *    client id that is a valid uid is that device; any other (or one the
+ *    server made up for an empty one) is an anonymous client, governed by
+ *    the ACL rules alone (README "ACL rules").
  * A device's client id must equal its uid: sessions and queued messages are
  * keyed by client id, so a free choice would let one device take another's.
  */
@@ -39,6 +42,8 @@ export type AuthResult = { ok: true; identity: Identity } | { ok: false; failure
 
 export interface ConnectAttempt {
   clientId: string;
+  /** The client sent an empty client id and the server made this one up [MQTT-3.1.3-6]. */
+  clientIdAssigned?: boolean;
   username: string | undefined;
   password: Buffer | undefined;
   tls: TLSSocket | undefined;
@@ -98,8 +103,8 @@ export class Authenticator {
     }
 
     if (this.settings.anonymous) {
-      if (!isValidUid(clientId)) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
-      return { ok: true, identity: { principal: { kind: 'device', uid: clientId }, method: 'anonymous' } };
+      if (!attempt.clientIdAssigned && isValidUid(clientId)) return { ok: true, identity: { principal: { kind: 'device', uid: clientId }, method: 'anonymous' } };
+      return { ok: true, identity: { principal: { kind: 'anonymous', clientId }, method: 'anonymous' } };
     }
     return fail(ReturnCode.NOT_AUTHORIZED, 'no_credentials');
   }

@@ -4,6 +4,7 @@ import type { EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
 import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.js';
 import { maySubscribe } from './acl.js';
+import type { AclRules } from './acl-rules.js';
 import { SEND_BUFFER_FULL, type NucleonAedes } from './aedes/index.js';
 import { ReturnCode, tlsSocketOf, type Authenticator } from './auth.js';
 import type { MqttMetrics } from './metrics.js';
@@ -20,6 +21,8 @@ export interface GatewayOptions {
   keepaliveMaxS: number;
   /** Whether any service account exists now (device messages are then routed into MQTT for them). */
   serviceAccountsExist: () => Promise<boolean>;
+  /** The configured ACL rules at start (README "ACL rules"); `setRules` replaces them while running. */
+  rules: AclRules;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -36,10 +39,15 @@ export class Gateway {
   private readonly keepalives = new WeakMap<Client, number>();
   private connectedDevices = 0;
   private connectedServices = 0;
+  private connectedAnonymous = 0;
+  private rules: AclRules;
+  /** Whether each CONNECT named a client id itself (aedes makes one up for an empty one before authenticate). */
+  private readonly namedClientIds = new WeakMap<Client, { named: boolean; clean: boolean }>();
   private stopping = false;
   private routeDeviceMessages = false;
 
   constructor(private readonly options: GatewayOptions) {
+    this.rules = options.rules;
     this.path = new PublishPath({
       broker: options.broker,
       metrics: options.metrics,
@@ -47,11 +55,21 @@ export class Gateway {
       maxAclViolations: options.maxAclViolations,
       routeDeviceMessages: () => this.routeDeviceMessages,
       noteReason: (client, reason) => this.noteReason(client, reason),
+      rules: () => this.rules,
     });
   }
 
-  counts(): { devices: number; services: number; paused: number } {
-    return { devices: this.connectedDevices, services: this.connectedServices, paused: this.path.pausedClients };
+  counts(): { devices: number; services: number; anonymous: number; paused: number } {
+    return { devices: this.connectedDevices, services: this.connectedServices, anonymous: this.connectedAnonymous, paused: this.path.pausedClients };
+  }
+
+  /** New ACL rules: they decide new subscriptions and publishes from now on (existing subscriptions stay). */
+  setRules(rules: AclRules): void {
+    this.rules = rules;
+  }
+
+  get aclRules(): AclRules {
+    return this.rules;
   }
 
   /** From now on disconnects are reported with reason `server_stopping`. */
@@ -93,7 +111,7 @@ export class Gateway {
   /** For the session store: the ACL, asked again before a subscription is persisted. */
   readonly maySubscribe = (client: Client, filter: string): boolean => {
     const session = this.sessions.get(client);
-    return session !== undefined && maySubscribe(session.principal, filter);
+    return session !== undefined && maySubscribe({ principal: session.principal, clientId: client.id }, filter, this.rules);
   };
 
   /** The topic and payload of a server → device event; undefined (logged, counted) for an invalid uid or target. */
@@ -122,6 +140,7 @@ export class Gateway {
   // No new sessions while stopping: they would only be cut off again.
   private readonly preConnect = (client: Client, packet: ConnectPacket, callback: (error: Error | null, success: boolean) => void): void => {
     this.keepalives.set(client, packet.keepalive ?? 0);
+    this.namedClientIds.set(client, { named: packet.clientId !== '', clean: packet.clean !== false });
     callback(null, !this.stopping);
   };
 
@@ -141,7 +160,15 @@ export class Gateway {
       done(Object.assign(new Error(`keepalive ${keepalive} s is outside 1..${this.options.keepaliveMaxS} s`), { returnCode: ReturnCode.IDENTIFIER_REJECTED }), false);
       return;
     }
-    const attempt = { clientId: client.id, username, password, tls: tlsSocketOf(client), address: remoteAddressOf(client) };
+    // [MQTT-3.1.3-8]: a zero-length client id needs a clean session (the server then makes one up, MQTT-3.1.3-6).
+    const named = this.namedClientIds.get(client) ?? { named: true, clean: true };
+    this.namedClientIds.delete(client);
+    if (!named.named && !named.clean) {
+      this.options.metrics.refused.inc({ reason: 'bad_client_id' });
+      done(Object.assign(new Error('a zero-length client id needs a clean session [MQTT-3.1.3-8]'), { returnCode: ReturnCode.IDENTIFIER_REJECTED }), false);
+      return;
+    }
+    const attempt = { clientId: client.id, clientIdAssigned: !named.named, username, password, tls: tlsSocketOf(client), address: remoteAddressOf(client) };
     this.options.authenticator.authenticate(attempt).then(
       (result) => {
         if (!result.ok) {
@@ -152,7 +179,7 @@ export class Gateway {
           return;
         }
         const { principal, method } = result.identity;
-        this.sessions.set(client, new Session(principal, method, remoteAddressOf(client)));
+        this.sessions.set(client, new Session(principal, method, remoteAddressOf(client), client.id));
         if (principal.kind === 'service') this.routeDeviceMessages = true;
         done(null, true);
       },
@@ -166,7 +193,7 @@ export class Gateway {
 
   private readonly authorizeSubscribe = (client: Client, subscription: Subscription, callback: (error: Error | null, subscription?: Subscription | null) => void): void => {
     const session = this.sessions.get(client);
-    if (session && maySubscribe(session.principal, subscription.topic)) {
+    if (session && maySubscribe({ principal: session.principal, clientId: client.id }, subscription.topic, this.rules)) {
       callback(null, subscription);
       return;
     }
@@ -179,14 +206,19 @@ export class Gateway {
   private readonly onClientReady = (client: Client): void => {
     const session = this.sessions.get(client);
     if (!session) return;
-    if (session.principal.kind === 'service') {
+    const principal = session.principal;
+    if (principal.kind === 'service') {
       this.connectedServices++;
+      return;
+    }
+    if (principal.kind === 'anonymous') {
+      this.connectedAnonymous++;
       return;
     }
     this.connectedDevices++;
     this.options.broker.emit({
       type: 'DeviceConnected',
-      uid: session.principal.uid,
+      uid: principal.uid,
       clientId: client.id,
       remoteAddress: session.remoteAddress,
       authMethod: session.method,
@@ -201,12 +233,17 @@ export class Gateway {
     session.held?.gone.abort(new Error('connection closed'));
     const reason = this.stopping ? 'server_stopping' : (session.disconnectReason ?? 'closed');
     this.options.metrics.disconnects.inc({ reason: reason.startsWith('error') ? errorDisconnectReason(reason) : reason });
-    if (session.principal.kind === 'service') {
+    const principal = session.principal;
+    if (principal.kind === 'service') {
       this.connectedServices--;
       return;
     }
+    if (principal.kind === 'anonymous') {
+      this.connectedAnonymous--;
+      return;
+    }
     this.connectedDevices--;
-    this.options.broker.emit({ type: 'DeviceDisconnected', uid: session.principal.uid, clientId: client.id, reason, at: Date.now() });
+    this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };
 
   private readonly onClientError = (client: Client, error: Error): void => {

@@ -16,7 +16,7 @@ export class MqttMetrics {
   readonly sendFailures: Counter<'kind'>;
   readonly staleWills: Counter<'result'>;
 
-  constructor(registry: Registry, connected: () => { devices: number; services: number; paused: number }) {
+  constructor(registry: Registry, connected: () => { devices: number; services: number; anonymous: number; paused: number }) {
     const registers = [registry];
     const received = this.received;
     new Counter({
@@ -54,6 +54,7 @@ export class MqttMetrics {
         const now = connected();
         this.set({ kind: 'device' }, now.devices);
         this.set({ kind: 'service' }, now.services);
+        this.set({ kind: 'anonymous' }, now.anonymous);
       },
     });
     new Gauge({

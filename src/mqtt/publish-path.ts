@@ -3,7 +3,8 @@ import type { EventBroker } from '../broker/index.js';
 import type { DeviceEvent } from '../events.js';
 import { deviceEvent, type DeviceMessage } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
-import { decideDevicePublish, decideServicePublish, type Principal } from './acl.js';
+import { decidePublish, type Principal, type PublishVerdict } from './acl.js';
+import type { AclRules } from './acl-rules.js';
 import { markHandled, type NucleonAedes } from './aedes/index.js';
 import type { MqttMetrics } from './metrics.js';
 import { HeldPublishes, principalOfStaleWill, type PublishCallback, type Session } from './sessions.js';
@@ -37,6 +38,8 @@ export interface PublishPathOptions {
   routeDeviceMessages: () => boolean;
   /** Records why a client is about to be disconnected. */
   noteReason: (client: Client, reason: string) => void;
+  /** The configured ACL rules now (they can change while running). */
+  rules: () => AclRules;
 }
 
 /**
@@ -86,13 +89,13 @@ export class PublishPath {
       this.duplicateQos2(client, packet).then(
         (duplicate) => {
           if (duplicate) this.apply(client, session, packet, { kind: 'drop', reason: 'duplicate' }, callback);
-          else this.apply(client, session, packet, this.decide(session.principal, packet, session), callback);
+          else this.apply(client, session, packet, this.decide(session.principal, client.id, packet, session), callback);
         },
         (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))),
       );
       return;
     }
-    this.apply(client, session, packet, this.decide(session.principal, packet, session), callback);
+    this.apply(client, session, packet, this.decide(session.principal, client.id, packet, session), callback);
   }
 
   /** aedes has stored a QoS 2 publish in its incoming store: from now on the store answers for its duplicates. */
@@ -105,21 +108,20 @@ export class PublishPath {
 
   // ---- deciding ------------------------------------------------------------
 
-  private decide(principal: Principal, packet: PublishPacket, session: Session | undefined): Outcome {
-    if (principal.kind === 'service') {
-      const decision = decideServicePublish(packet.topic);
-      return decision.ok ? { kind: 'route' } : { kind: 'deny', reason: decision.reason };
-    }
-    let decision = session?.lastTopic === packet.topic ? session.lastDecision : undefined;
-    if (decision === undefined) {
-      decision = decideDevicePublish(principal.uid, packet.topic);
+  private decide(principal: Principal, clientId: string, packet: PublishPacket, session: Session | undefined): Outcome {
+    const rules = this.options.rules();
+    let verdict: PublishVerdict | undefined = session?.lastTopic === packet.topic && session.lastRulesVersion === rules.version ? session.lastVerdict : undefined;
+    if (verdict === undefined) {
+      verdict = decidePublish({ principal, clientId }, packet.topic, rules);
       if (session) {
         session.lastTopic = packet.topic;
-        session.lastDecision = decision;
+        session.lastVerdict = verdict;
+        session.lastRulesVersion = rules.version;
       }
     }
-    if (!decision.ok) return { kind: 'deny', reason: decision.reason };
-    const topic = decision.topic;
+    if (verdict.kind === 'route') return { kind: 'route' };
+    if (verdict.kind === 'deny') return { kind: 'deny', reason: verdict.reason };
+    const topic = verdict.topic;
     const raw = packet.payload as Buffer;
     // An app payload stays with its event (and waits in inboxes): copied, so the socket's read buffer is not held.
     const payload = topic.kind === 'app' ? Uint8Array.prototype.slice.call(raw) : raw;
@@ -225,7 +227,7 @@ export class PublishPath {
 
   private countDenied(reason: string): void {
     const metrics = this.options.metrics;
-    if (reason === 'not_own_uid' || reason === 'wrong_direction' || reason === 'reserved') metrics.aclDenied.inc({ action: 'publish', reason });
+    if (reason === 'not_own_uid' || reason === 'wrong_direction' || reason === 'reserved' || reason === 'device_topic' || reason === 'denied_by_rule' || reason === 'no_rule') metrics.aclDenied.inc({ action: 'publish', reason });
     else metrics.malformedTopics.inc({ reason });
   }
 
@@ -251,8 +253,8 @@ export class PublishPath {
   private staleWill(packet: PublishPacket, callback: PublishCallback): void {
     markHandled(packet);
     const principal = principalOfStaleWill(packet);
-    const outcome = principal ? this.decide(principal, packet, undefined) : ({ kind: 'deny', reason: 'unknown_client' } as const);
     const clientId = (packet as { clientId?: unknown }).clientId;
+    const outcome = principal ? this.decide(principal, String(clientId), packet, undefined) : ({ kind: 'deny', reason: 'unknown_client' } as const);
     this.options.metrics.staleWills.inc({ result: outcome.kind === 'route' || outcome.kind === 'ingest' ? 'published' : outcome.kind === 'deny' ? 'denied' : 'bad_payload' });
     switch (outcome.kind) {
       case 'route':

@@ -8,6 +8,7 @@ import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/in
 import type { EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
+import { AclRules } from './acl-rules.js';
 import { Gateway } from './gateway.js';
 import { Gate } from '../util/gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
@@ -100,6 +101,7 @@ export class MqttRunner implements Runner {
       maxAclViolations: limits.max_acl_violations,
       keepaliveMaxS: limits.keepalive_max_s,
       serviceAccountsExist: async () => (await services.list()).length > 0,
+      rules: new AclRules(config.acl.rules),
     });
     await gateway.refreshServiceAccounts();
     state.gateway = gateway;

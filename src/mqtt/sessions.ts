@@ -1,7 +1,7 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { AuthMethod, DeviceEvent } from '../events.js';
 import { isValidUid } from '../protocol/index.js';
-import type { Principal, PublishDecision } from './acl.js';
+import type { Principal, PublishVerdict } from './acl.js';
 import { SERVICE_PREFIX } from './auth.js';
 
 export type PublishCallback = (error?: Error | null) => void;
@@ -28,15 +28,17 @@ export class Session {
   violations = 0;
   /** Set while the client is paused for ingest room. */
   held: HeldPublishes | undefined;
-  /** Devices publish to a handful of topics; the last decision is reused for a repeated topic. */
+  /** Devices publish to a handful of topics; the last verdict is reused for a repeated topic (while the rules are the same). */
   lastTopic = '';
-  lastDecision: PublishDecision | undefined;
+  lastVerdict: PublishVerdict | undefined;
+  lastRulesVersion = 0;
   disconnectReason: string | undefined;
 
   constructor(
     readonly principal: Principal,
     readonly method: AuthMethod,
     readonly remoteAddress: string,
+    readonly clientId: string,
   ) {}
 }
 
@@ -65,5 +67,6 @@ export function principalOfStaleWill(packet: PublishPacket & { clientId?: unknow
     const name = clientId.slice(SERVICE_PREFIX.length).split(':')[0] ?? '';
     return name === '' ? undefined : { kind: 'service', name };
   }
-  return isValidUid(clientId) ? { kind: 'device', uid: clientId } : undefined;
+  // A device's client id is its uid; anything else was an anonymous client (mqtt.auth.anonymous).
+  return isValidUid(clientId) ? { kind: 'device', uid: clientId } : { kind: 'anonymous', clientId };
 }

@@ -44,3 +44,19 @@ declare module 'aedes-persistence-redis/asyncPersistence.js' {
     destroy(): Promise<void>;
   }
 }
+
+declare module 'qlobber' {
+  export interface QlobberOptions {
+    separator?: string;
+    wildcard_one?: string;
+    wildcard_some?: string;
+    match_empty_levels?: boolean;
+  }
+  export class Qlobber {
+    constructor(options?: QlobberOptions);
+    add(topic: string, value: unknown): this;
+    remove(topic: string, value?: unknown): this;
+    match(topic: string): unknown[];
+    clear(): this;
+  }
+}
