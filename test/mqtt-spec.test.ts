@@ -12,7 +12,14 @@ import { RawMqtt } from './helpers/mqtt.js';
 import { RecordingRunner, startBroker, type TestBroker } from './mqtt-support.js';
 
 async function tcpBroker(t: TestContext): Promise<TestBroker & { tcpPort: number }> {
-  const broker = await startBroker(t, { config: { mqtt: { tcp: { enabled: true, host: '127.0.0.1', port: 0 }, auth: { anonymous: true } } }, recorder: new RecordingRunner() });
+  const broker = await startBroker(t, {
+    config: {
+      mqtt: { tcp: { enabled: true, host: '127.0.0.1', port: 0 }, auth: { anonymous: true } },
+      // As examples/open-broker.toml: anyone may use any topic but the device data ones.
+      acl: { rules: [{ who: 'anyone', action: 'both', topic: '#' }] },
+    },
+    recorder: new RecordingRunner(),
+  });
   const tcpPort = (broker.nucleon.runner('mqtt') as MqttRunner).port('tcp') ?? 0;
   return { ...broker, tcpPort };
 }
@@ -121,4 +128,83 @@ test('[MQTT-4.3.3-2] a QoS 2 device message resent with DUP before PUBREL is han
     broker.recorder.of('ApplicationRequest').filter((e) => e.uid === uid).map((e) => Buffer.from(e.payload).toString()),
     ['seven', 'nine', 'nine again'],
   );
+});
+
+test('[MQTT-3.1.3-8] a zero-length client id with CleanSession 0 gets CONNACK 2; with CleanSession 1 the server assigns one [MQTT-3.1.3-6]', async (t) => {
+  const broker = await tcpBroker(t);
+  // mqtt-packet will not write this CONNECT: protocol MQTT 4, flags 0 (CleanSession 0), keepalive 60, client id of length 0.
+  const persistent = await RawMqtt.connect(t, broker.tcpPort, { clientId: 'unused' }, false);
+  persistent.send(Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0, 0, 60, 0, 0]));
+  assert.equal((await persistent.next('connack')).returnCode, 2);
+  assert.equal(await persistent.closesWithin(), true);
+  const clean = await RawMqtt.connect(t, broker.tcpPort, { clientId: '', clean: true });
+  assert.equal((await clean.next('connack')).returnCode, 0);
+});
+
+test('[MQTT-3.3.5-1] overlapping subscriptions: one copy at the highest granted QoS; a wildcard subscription never raises the QoS granted', async (t) => {
+  const broker = await tcpBroker(t);
+  const client = await connected(t, broker.tcpPort, 'overlap-1');
+  client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'TopicA/#', qos: 2 }, { topic: 'TopicA/+', qos: 1 }, { topic: 'Low/+', qos: 0 }] });
+  assert.deepEqual((await client.next('suback')).granted, [2, 1, 0]);
+  const sender = await connected(t, broker.tcpPort, 'overlap-2');
+  sender.send({ cmd: 'publish', topic: 'TopicA/C', payload: Buffer.from('overlap'), qos: 2, messageId: 1, retain: false, dup: false });
+  await sender.next('pubrec');
+  sender.send({ cmd: 'pubrel', messageId: 1 });
+  sender.send({ cmd: 'publish', topic: 'Low/x', payload: Buffer.from('low'), qos: 1, messageId: 2, retain: false, dup: false });
+  sender.send({ cmd: 'publish', topic: 'TopicA/end', payload: Buffer.from('end'), qos: 1, messageId: 3, retain: false, dup: false });
+  const received: { topic: string; qos: number }[] = [];
+  for (;;) {
+    const publish = await client.next('publish');
+    received.push({ topic: publish.topic, qos: publish.qos });
+    if (publish.qos === 1) client.send({ cmd: 'puback', messageId: publish.messageId });
+    if (publish.qos === 2) client.send({ cmd: 'pubrec', messageId: publish.messageId });
+    if (publish.topic === 'TopicA/end') break;
+  }
+  assert.deepEqual(received, [
+    { topic: 'TopicA/C', qos: 2 },
+    { topic: 'Low/x', qos: 0 },
+    { topic: 'TopicA/end', qos: 1 },
+  ]);
+});
+
+test('[MQTT-4.7.2-1] a publish to a $ topic is acknowledged and not delivered to # subscribers', async (t) => {
+  const broker = await tcpBroker(t);
+  const watcher = await connected(t, broker.tcpPort, 'dollar-watch');
+  watcher.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 1 }] });
+  await watcher.next('suback');
+  const sender = await connected(t, broker.tcpPort, 'dollar-send');
+  sender.send({ cmd: 'publish', topic: '$TopicA/B', payload: Buffer.from('x'), qos: 1, messageId: 5, retain: false, dup: false });
+  assert.equal((await sender.next('puback')).messageId, 5);
+  sender.send({ cmd: 'publish', topic: 'TopicA/marker', payload: Buffer.from('m'), qos: 1, messageId: 6, retain: false, dup: false });
+  const first = await watcher.next('publish');
+  assert.equal(first.topic, 'TopicA/marker', 'the $ topic never arrived before the marker');
+});
+
+test('[MQTT-4.4.0-1] unacknowledged QoS 1 and 2 messages are sent again, with DUP, when a persistent session reconnects', async (t) => {
+  const broker = await tcpBroker(t);
+  const client = await connected(t, broker.tcpPort, 'redeliver', false);
+  client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'TopicA/#', qos: 2 }] });
+  await client.next('suback');
+  const sender = await connected(t, broker.tcpPort, 'redeliver-sender');
+  sender.send({ cmd: 'publish', topic: 'TopicA/one', payload: Buffer.from('1'), qos: 1, messageId: 1, retain: false, dup: false });
+  sender.send({ cmd: 'publish', topic: 'TopicA/two', payload: Buffer.from('2'), qos: 2, messageId: 2, retain: false, dup: false });
+  // Received, never acknowledged.
+  await client.next('publish');
+  await client.next('publish');
+  client.end();
+  await client.closed;
+  const again = await RawMqtt.connect(t, broker.tcpPort, { clientId: 'redeliver', clean: false });
+  assert.equal((await again.next('connack')).sessionPresent, true);
+  const resent = [await again.next('publish'), await again.next('publish')].map((p) => ({ topic: p.topic, qos: p.qos, dup: p.dup }));
+  assert.deepEqual(resent.sort((a, b) => a.topic.localeCompare(b.topic)), [
+    { topic: 'TopicA/one', qos: 1, dup: true },
+    { topic: 'TopicA/two', qos: 2, dup: true },
+  ]);
+});
+
+test('an MQTT 5 CONNECT gets a clean refusal: CONNACK 1 (unacceptable protocol version) and the connection closed, no hang', async (t) => {
+  const broker = await tcpBroker(t);
+  const client = await RawMqtt.connect(t, broker.tcpPort, { clientId: 'v5-client', protocolVersion: 5 });
+  assert.equal((await client.next('connack')).returnCode, 1);
+  assert.equal(await client.closesWithin(), true);
 });

@@ -3,6 +3,7 @@ import AsyncRedisPersistence from 'aedes-persistence-redis/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { Redis } from 'ioredis';
 import { checkQueueLayout, redisQueueKey } from './aedes/queue-layout.js';
+import { markRedeliveries } from './aedes/redelivery.js';
 import { isUnstoredPuback, SessionPolicy, type SessionPersistence, type SessionStoreOptions } from './persistence.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy } from './retained.js';
 
@@ -109,7 +110,7 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
   }
 
   override outgoingStream(client: Client): Readable {
-    return Readable.from(super.outgoingStream(client));
+    return markRedeliveries(super.outgoingStream(client));
   }
 
   forget(clientId: string): void {

@@ -1,7 +1,9 @@
 import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
+import type { Readable } from 'node:stream';
 import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
+import { markRedeliveries } from './aedes/redelivery.js';
 import { Compactor } from './compactor.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
 
@@ -157,6 +159,10 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   override async delWill(client: { id: string; brokerId?: string }): Promise<unknown> {
     return super.delWill(client).catch((error: unknown) => this.policy.willDeleteFailed(client.id, error));
+  }
+
+  override outgoingStream(client: Client): Readable {
+    return markRedeliveries(super.outgoingStream(client));
   }
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {

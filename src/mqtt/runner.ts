@@ -13,7 +13,7 @@ import { Gateway } from './gateway.js';
 import { Gate } from '../util/gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
-import { installAedesContacts, NucleonAedes } from './aedes/index.js';
+import { grantHighestQos, installAedesContacts, NucleonAedes } from './aedes/index.js';
 import type { SessionPersistence } from './persistence.js';
 import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
@@ -74,6 +74,12 @@ export class MqttRunner implements Runner {
     const needsTls = mqtt.tls.enabled || (mqtt.ws.enabled && mqtt.ws.tls);
     const tls = needsTls ? await ensureServerTls(config.certs, logger) : undefined;
 
+    if (mqtt.auth.anonymous) {
+      logger.warn(
+        { rules: config.acl.rules.length },
+        'mqtt.auth.anonymous is on: clients without credentials connect (a client id that is a uid as that device, any other as an anonymous client governed by [acl] rules). For development and conformance testing only',
+      );
+    }
     const state: Started = { context, sessions: undefined, emitter: undefined, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
     this.started = state;
     this.stopping = undefined;
@@ -158,7 +164,8 @@ export class MqttRunner implements Runner {
     state.registered = true;
 
     const handle = (stream: Duplex, request?: IncomingMessage) => {
-      aedes.handle(stream, request);
+      // Before the client can subscribe: its deliveries get the highest QoS granted (src/mqtt/aedes/deliveries.ts).
+      grantHighestQos(aedes.handle(stream, request));
     };
     const limiter = new RateLimiter(limits.connections_per_second);
     const listenerContext = { mqtt, limits: config.limits, tls, handle, limiter, metrics, registry: context.metrics, logger };

@@ -62,12 +62,13 @@ export class RawMqtt {
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
-  static async connect(t: TestContext, port: number, connect: Partial<mqttPacket.IConnectPacket> & { clientId: string }): Promise<RawMqtt> {
+  /** Opens a connection and (unless `sendConnect` is false) sends CONNECT. */
+  static async connect(t: TestContext, port: number, connect: Partial<mqttPacket.IConnectPacket> & { clientId: string }, sendConnect = true): Promise<RawMqtt> {
     const socket = createConnection({ host: '127.0.0.1', port });
     await once(socket, 'connect');
     const client = new RawMqtt(socket);
     t.after(() => socket.destroy());
-    client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, ...connect });
+    if (sendConnect) client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 60, ...connect });
     return client;
   }
 

@@ -9,6 +9,7 @@
  */
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
+import { checkDeliveries } from './deliveries.js';
 import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { dependencyPatches } from './patches/index.js';
@@ -19,6 +20,7 @@ import { installedVersion } from './versions.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
 export { SEND_BUFFER_FULL } from './slow-consumers.js';
+export { filterMatches, grantHighestQos } from './deliveries.js';
 export { INVALID_UTF8, NULL_CHARACTER, ZERO_PACKET_ID } from './strict-packets.js';
 export { installedVersion } from './versions.js';
 
@@ -40,6 +42,7 @@ export interface ContactOptions {
 export const CONTACTS = [
   { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish and the clients map' },
   { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
+  { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS and subscriptions" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
   { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
@@ -66,6 +69,7 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
     limitSlowConsumers(aedes, probe, options.maxSendBufferBytes);
     enforceStrictPackets(probe);
     assertPacketLimitSupported(aedes, probe);
+    checkDeliveries(probe);
   });
   return warnings;
 }

@@ -1,0 +1,73 @@
+/*
+ * The QoS a client gets a message at. aedes calls the delivery function of
+ * the first of a client's subscriptions that matches (its own dedupe drops the
+ * others) and downgrades only by a subscription whose filter is the topic
+ * itself, so with overlapping or wildcard subscriptions a client got a copy
+ * at the publish QoS, or at the QoS of whichever subscription came first.
+ * MQTT 3.1.1 wants one copy at the highest QoS granted by any matching
+ * subscription, no higher than the QoS it was published with
+ * [MQTT-3.3.5-1]; retained messages sent on SUBSCRIBE likewise [MQTT-3.8.4-6].
+ *
+ * Each client's `deliver0` / `deliverQoS` (set per client in aedes' Client
+ * constructor, and captured by each subscription when it is made) is wrapped
+ * as soon as aedes has made the client: the QoS is worked out from all of the
+ * client's subscriptions, and the right one of aedes' functions is called.
+ */
+import { DependencyMismatchError } from '../../errors.js';
+import { installedVersion } from './versions.js';
+
+type Deliver = (packet: { topic: string; qos: 0 | 1 | 2 }, callback: () => void) => void;
+
+interface ClientDeliveries {
+  deliver0: Deliver;
+  deliverQoS: Deliver;
+  subscriptions: Record<string, { qos?: number } | undefined>;
+}
+
+/** Whether an MQTT topic filter matches a topic name (a wildcard first level never matches a `$` topic, MQTT-4.7.2-1). */
+export function filterMatches(filter: string, topic: string): boolean {
+  if (filter === topic) return true;
+  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    const level = f[i];
+    if (level === '#') return true;
+    if (i >= t.length) return false;
+    if (level !== '+' && level !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/** The highest QoS any of the client's subscriptions grants for `topic` (undefined: none matches). */
+function grantedQos(subscriptions: ClientDeliveries['subscriptions'], topic: string): number | undefined {
+  let granted: number | undefined;
+  for (const filter in subscriptions) {
+    const qos = subscriptions[filter]?.qos ?? 0;
+    if ((granted === undefined || qos > granted) && filterMatches(filter, topic)) granted = qos;
+  }
+  return granted;
+}
+
+export function checkDeliveries(probe: object): void {
+  const client = probe as Partial<ClientDeliveries>;
+  if (typeof client.deliver0 !== 'function' || typeof client.deliverQoS !== 'function' || typeof client.subscriptions !== 'object') {
+    throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no deliver0 / deliverQoS / subscriptions where src/mqtt/aedes/deliveries.ts expects them');
+  }
+}
+
+/** Wraps a new client's delivery functions (before it can subscribe). */
+export function grantHighestQos(client: object): void {
+  const target = client as ClientDeliveries;
+  const deliver0 = target.deliver0;
+  const deliverQoS = target.deliverQoS;
+  const deliver: Deliver = (packet, callback) => {
+    const granted = grantedQos(target.subscriptions, packet.topic);
+    const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
+    packet.qos = qos;
+    if (qos === 0) deliver0(packet, callback);
+    else deliverQoS(packet, callback);
+  };
+  target.deliver0 = deliver;
+  target.deliverQoS = deliver;
+}
