@@ -144,13 +144,17 @@ test('[MQTT-3.1.3-8] a zero-length client id with CleanSession 0 gets CONNACK 2;
 test('[MQTT-3.3.5-1] overlapping subscriptions: one copy at the highest granted QoS; a wildcard subscription never raises the QoS granted', async (t) => {
   const broker = await tcpBroker(t);
   const client = await connected(t, broker.tcpPort, 'overlap-1');
-  client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'TopicA/#', qos: 2 }, { topic: 'TopicA/+', qos: 1 }, { topic: 'Low/+', qos: 0 }] });
-  assert.deepEqual((await client.next('suback')).granted, [2, 1, 0]);
+  // The lower grant first: aedes delivered with the first matching subscription's function (QoS 0 here).
+  client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'TopicA/+', qos: 0 }, { topic: 'TopicA/#', qos: 2 }, { topic: 'Low/+', qos: 1 }] });
+  assert.deepEqual((await client.next('suback')).granted, [0, 2, 1]);
   const sender = await connected(t, broker.tcpPort, 'overlap-2');
   sender.send({ cmd: 'publish', topic: 'TopicA/C', payload: Buffer.from('overlap'), qos: 2, messageId: 1, retain: false, dup: false });
   await sender.next('pubrec');
   sender.send({ cmd: 'pubrel', messageId: 1 });
-  sender.send({ cmd: 'publish', topic: 'Low/x', payload: Buffer.from('low'), qos: 1, messageId: 2, retain: false, dup: false });
+  // Published at 2 to a wildcard subscription granted 1: delivered at 1 (aedes delivered at 2).
+  sender.send({ cmd: 'publish', topic: 'Low/x', payload: Buffer.from('low'), qos: 2, messageId: 2, retain: false, dup: false });
+  await sender.next('pubrec');
+  sender.send({ cmd: 'pubrel', messageId: 2 });
   sender.send({ cmd: 'publish', topic: 'TopicA/end', payload: Buffer.from('end'), qos: 1, messageId: 3, retain: false, dup: false });
   const received: { topic: string; qos: number }[] = [];
   for (;;) {
@@ -162,7 +166,7 @@ test('[MQTT-3.3.5-1] overlapping subscriptions: one copy at the highest granted 
   }
   assert.deepEqual(received, [
     { topic: 'TopicA/C', qos: 2 },
-    { topic: 'Low/x', qos: 0 },
+    { topic: 'Low/x', qos: 1 },
     { topic: 'TopicA/end', qos: 1 },
   ]);
 });
