@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { ConfigError, NucleonError } from './errors.js';
 import { serve, serveUsage } from './cli/serve.js';
 import { certs, certsUsage } from './cli/certs.js';
 import { devices, devicesUsage, serviceAccounts, serviceAccountsUsage } from './cli/devices.js';
 import { ota, otaUsage } from './cli/ota.js';
 import { groups, groupsUsage } from './cli/groups.js';
+import { nucleonVersion } from './version.js';
 
 type Command = { summary: string; usage: string; run: (argv: string[]) => Promise<number> };
 
@@ -19,10 +19,7 @@ const commands: Record<string, Command> = {
   groups: { summary: 'list OTA groups', usage: groupsUsage, run: groups },
 };
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
+const version = nucleonVersion;
 
 function help(): string {
   const width = Math.max(...Object.keys(commands).map((name) => name.length));

@@ -66,7 +66,7 @@ test('service accounts: see device messages on +/app/p/#, publish to devices, re
   const broker = await startBroker(t);
   const secret = await addServiceAccount(broker, 'backend');
   const service = await connect(t, broker, { clientId: 'svc:backend:1', username: 'svc:backend', password: secret });
-  assert.deepEqual(await subscribeCodes(service, ['+/app/p/#', '$SYS/#', '$other/#']), [1, 1, 128]);
+  assert.deepEqual(await subscribeCodes(service, ['+/app/p/#', '$SYS/broker/#', '$SYS/#', '$other/#']), [1, 1, 128, 128]);
   const seen: string[] = [];
   service.on('message', (topic) => seen.push(topic));
 

@@ -9,7 +9,7 @@ import type { TestContext } from 'node:test';
 import type { MqttRunner } from '../src/mqtt/index.js';
 import { waitFor } from './helpers/index.js';
 import { RawMqtt } from './helpers/mqtt.js';
-import { RecordingRunner, startBroker, type TestBroker } from './mqtt-support.js';
+import { addServiceAccount, RecordingRunner, startBroker, type TestBroker } from './mqtt-support.js';
 
 async function tcpBroker(t: TestContext): Promise<TestBroker & { tcpPort: number }> {
   const broker = await startBroker(t, {
@@ -211,4 +211,33 @@ test('an MQTT 5 CONNECT gets a clean refusal: CONNACK 1 (unacceptable protocol v
   const client = await RawMqtt.connect(t, broker.tcpPort, { clientId: 'v5-client', protocolVersion: 5 });
   assert.equal((await client.next('connack')).returnCode, 1);
   assert.equal(await client.closesWithin(), true);
+});
+
+test('$SYS/broker/… topics: published retained, readable by service accounts only, whatever the rules say', async (t) => {
+  const broker = await startBroker(t, {
+    config: {
+      mqtt: { sys_interval_s: 1, tcp: { enabled: true, host: '127.0.0.1', port: 0 }, auth: { anonymous: true } },
+      acl: { rules: [{ who: 'anyone', action: 'both', topic: '$SYS/#' }, { who: 'anyone', action: 'both', topic: '#' }] },
+    },
+    recorder: new RecordingRunner(),
+  });
+  const tcpPort = (broker.nucleon.runner('mqtt') as MqttRunner).port('tcp') ?? 0;
+  const password = await addServiceAccount(broker, 'monitor');
+  const service = await RawMqtt.connect(t, tcpPort, { clientId: 'svc:monitor', username: 'svc:monitor', password: Buffer.from(password) });
+  assert.equal((await service.next('connack')).returnCode, 0);
+  service.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/broker/#', qos: 0 }, { topic: '$SYS/#', qos: 0 }] });
+  assert.deepEqual((await service.next('suback')).granted, [0, 128], "only $SYS/broker/…: aedes' own cluster notices stay internal");
+  const seen = new Map<string, string>();
+  while (!seen.has('$SYS/broker/clients/connected') || !seen.has('$SYS/broker/version') || !seen.has('$SYS/broker/messages/received')) {
+    const message = await service.next('publish');
+    seen.set(message.topic, message.payload.toString());
+  }
+  assert.match(seen.get('$SYS/broker/version') ?? '', /^nucleon \d+\.\d+\.\d+/);
+  assert.match(seen.get('$SYS/broker/clients/connected') ?? '', /^\d+$/);
+  const device = await connected(t, tcpPort, 'sys-dev');
+  device.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/broker/#', qos: 0 }] });
+  assert.deepEqual((await device.next('suback')).granted, [128]);
+  const anon = await connected(t, tcpPort, 'not a uid');
+  anon.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$SYS/broker/clients/connected', qos: 0 }] });
+  assert.deepEqual((await anon.next('suback')).granted, [128]);
 });

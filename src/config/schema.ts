@@ -112,6 +112,7 @@ export const configSchema = z.strictObject({
 
   mqtt: z
     .strictObject({
+      sys_interval_s: int(0, 86_400).default(10),
       tls: z
         .strictObject({
           enabled: flag().default(true),

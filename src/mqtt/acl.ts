@@ -110,11 +110,13 @@ export function decidePublish(subject: Subject, topic: string, rules: AclRules):
 
 /**
  * Built-in subscriptions (a device: its own `…/s` topics; a service account:
- * anything but `$`, and the broker's `$SYS/#`), then the configured rules.
+ * anything but `$`, and the broker's `$SYS/broker/…`), then the configured
+ * rules. `$SYS` is for service accounts only: no rule grants it.
  */
 export function maySubscribe(subject: Subject, filter: string, rules: AclRules): boolean {
   const principal = subject.principal;
+  if (filter.startsWith('$SYS')) return principal.kind === 'service' && filter.startsWith('$SYS/broker/');
   if (principal.kind === 'device' && mayDeviceSubscribe(principal.uid, filter)) return true;
-  if (principal.kind === 'service' && (mayServiceSubscribe(filter) || filter === '$SYS/#' || filter.startsWith('$SYS/'))) return true;
+  if (principal.kind === 'service' && mayServiceSubscribe(filter)) return true;
   return rules.subscribe(subject, filter) === 'allow';
 }

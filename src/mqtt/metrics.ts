@@ -4,6 +4,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 export class MqttMetrics {
   /** Device messages ingested, per kind: plain numbers on the hot path, read at scrape time. */
   readonly received: Record<'app' | 'tel' | 'ota', number> = { app: 0, tel: 0, ota: 0 };
+  /** Every PUBLISH clients sent and every one they were sent (for $SYS/broker/messages/…). */
+  publishesIn = 0;
+  publishesOut = 0;
   readonly sent: Counter<'kind'>;
   readonly malformedTopics: Counter<'reason'>;
   readonly badPayloads: Counter<'kind' | 'reason'>;

@@ -77,6 +77,7 @@ export class PublishPath {
 
   /** A client's publish, or a will (`client` null: a will of a client from an earlier run). */
   handle(client: Client | null, session: Session | undefined, packet: PublishPacket, callback: PublishCallback): void {
+    this.options.metrics.publishesIn++;
     if (client === null) {
       this.staleWill(packet, callback);
       return;

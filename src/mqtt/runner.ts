@@ -10,6 +10,8 @@ import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
 import { AclRules } from './acl-rules.js';
 import { Gateway } from './gateway.js';
+import { SysTopics } from './sys-topics.js';
+import { nucleonVersion } from '../version.js';
 import { Gate } from '../util/gate.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
@@ -39,6 +41,7 @@ export interface MqttRunnerOptions {
 
 interface Started {
   context: RunnerContext;
+  sys?: SysTopics;
   sessions: Opened<SessionPersistence> | undefined;
   emitter: Opened<unknown> | undefined;
   aedes: NucleonAedes | undefined;
@@ -165,8 +168,15 @@ export class MqttRunner implements Runner {
 
     const handle = (stream: Duplex, request?: IncomingMessage) => {
       // Before the client can subscribe: its deliveries get the highest QoS granted (src/mqtt/aedes/deliveries.ts).
-      grantHighestQos(aedes.handle(stream, request));
+      grantHighestQos(aedes.handle(stream, request), () => metrics.publishesOut++);
     };
+    state.sys = new SysTopics(
+      aedes,
+      () => ({ version: nucleonVersion(), clients: gateway.counts(), received: metrics.publishesIn, sent: metrics.publishesOut }),
+      mqtt.sys_interval_s,
+      logger,
+    );
+    state.sys.start();
     const limiter = new RateLimiter(limits.connections_per_second);
     const listenerContext = { mqtt, limits: config.limits, tls, handle, limiter, metrics, registry: context.metrics, logger };
     const wanted: [ListenerName, { enabled: boolean; host: string; port: number }][] = [
@@ -230,6 +240,7 @@ export class MqttRunner implements Runner {
     if (!state) return;
     this.started = undefined;
     const { context } = state;
+    state.sys?.stop();
     if (state.registered) context.broker.unregister(this.name);
     state.gateway?.markStopping();
     // Stop accepting, then end every session (aedes publishes wills), then

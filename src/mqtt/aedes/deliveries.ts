@@ -7,6 +7,8 @@
  * MQTT 3.1.1 wants one copy at the highest QoS granted by any matching
  * subscription, no higher than the QoS it was published with
  * [MQTT-3.3.5-1]; retained messages sent on SUBSCRIBE likewise [MQTT-3.8.4-6].
+ * And aedes' retained store offers `$` topics (`$SYS/broker/…`) to a `#`
+ * subscription, which must not match them [MQTT-4.7.2-1]: those are dropped.
  *
  * Each client's `deliver0` / `deliverQoS` (set per client in aedes' Client
  * constructor, and captured by each subscription when it is made) is wrapped
@@ -56,13 +58,19 @@ export function checkDeliveries(probe: object): void {
   }
 }
 
-/** Wraps a new client's delivery functions (before it can subscribe). */
-export function grantHighestQos(client: object): void {
+/** Wraps a new client's delivery functions (before it can subscribe); `delivered` counts what it is sent. */
+export function grantHighestQos(client: object, delivered: () => void = () => undefined): void {
   const target = client as ClientDeliveries;
   const deliver0 = target.deliver0;
   const deliverQoS = target.deliverQoS;
   const deliver: Deliver = (packet, callback) => {
     const granted = grantedQos(target.subscriptions, packet.topic);
+    // A retained `$` message offered to a `#` subscription: aedes' retained store matches it, MQTT does not [MQTT-4.7.2-1].
+    if (granted === undefined && packet.topic.startsWith('$')) {
+      setImmediate(callback);
+      return;
+    }
+    delivered();
     const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
     packet.qos = qos;
     if (qos === 0) deliver0(packet, callback);
