@@ -163,7 +163,9 @@ export type Event =
       cleanSession: boolean;
       at: number;
     }
-  | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number };
+  | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number }
+  // ACL rules set live (admin acl.rules.set): the MQTT runner reloads them, on every cluster instance.
+  | { type: 'AclRulesChanged'; at: number };
 
 export type EventType = Event['type'];
 
@@ -199,6 +201,7 @@ export const EVENT_TYPES = [
   'OtaGroupListResponse',
   'DeviceConnected',
   'DeviceDisconnected',
+  'AclRulesChanged',
 ] as const satisfies readonly EventType[];
 
 // Fails to compile when EVENT_TYPES misses a member of the union.

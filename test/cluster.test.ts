@@ -45,3 +45,31 @@ test('an app response and an OTA push from instance A reach a device connected t
   const push = await waitFor(() => received.messages.find((m) => m.topic === 'dev-b/ota/s'), 'the OTA push on B');
   assert.ok(push.payload.length > 0, 'a package, not "no update"');
 });
+
+test('ACL rules set live through admin on A take effect on B for new subscriptions and publishes, without a restart', async (t) => {
+  const cluster = await startCluster(t);
+  if (!cluster) return;
+  await addDevice(cluster, 'rules-dev');
+  await addDevice(cluster, 'rules-watch');
+  const [a, b] = await Promise.all([startInstance(t, cluster, 'a'), startInstance(t, cluster, 'b')]);
+  const watcher = await device(t, b, 'rules-watch');
+  const publisher = await device(t, b, 'rules-dev');
+  // No rule yet: a device may not subscribe to fleet topics (SUBACK 0x80; mqtt.js rejects it).
+  const before = await watcher.subscribeAsync('fleet/#', { qos: 1 }).then(
+    (granted) => granted.map((g) => g.qos),
+    (error: { packet?: { granted?: number[] } }) => error.packet?.granted,
+  );
+  assert.deepEqual(before, [128]);
+  const adminA = await a.admin();
+  const set = await adminA.request<{ live: unknown[] }>('acl.rules.set', { rules: [{ who: 'devices', action: 'both', topic: 'fleet/#' }] });
+  assert.equal(set.live.length, 1);
+  assert.deepEqual(await adminA.request('acl.rules.list'), { configured: [], live: [{ who: 'devices', action: 'both', effect: 'allow', topic: 'fleet/#' }] });
+  // B reloads when the news comes through Redis routing: wait until a subscription is granted there.
+  await waitFor(async () => (await watcher.subscribeAsync('fleet/#', { qos: 1 }).then((granted) => granted[0]?.qos === 1, () => false)) || undefined, 'the rule on B');
+  const received = inbox(watcher);
+  await publisher.publishAsync('fleet/status', 'up', { qos: 1 });
+  const message = await waitFor(() => received.messages.find((m) => m.topic === 'fleet/status'), 'the fleet message on B');
+  assert.equal(message.payload.toString(), 'up');
+  // A bad rule is refused before anything is stored, naming the problem.
+  await assert.rejects(adminA.request('acl.rules.set', { rules: [{ who: 'devices', action: 'both', topic: 'a/#/b' }] }), /'#' must be a whole level/);
+});

@@ -27,6 +27,8 @@ const COMMANDS = [
   'ota.unlink',
   'groups.list',
   'ingest.status',
+  'acl.rules.list',
+  'acl.rules.set',
   'devices.list',
   'devices.get',
   'devices.add',

@@ -109,7 +109,7 @@ export class AdminRunner implements Runner {
     });
     // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
-    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes };
+    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes, acl: { configured: config.acl.rules, store } };
 
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);

@@ -10,6 +10,8 @@ import type { AdminMetrics } from './metrics.js';
 import type { PendingRequests } from './pending.js';
 import { AdminError } from './protocol.js';
 import type { UploadManager } from './uploads.js';
+import { loadLiveRules, saveLiveRules, type AclRule, type RuleStore } from '../acl/index.js';
+import { aclRuleSchema } from '../config/index.js';
 
 /** What commands may use; one instance per admin runner. */
 export interface CommandServices {
@@ -22,6 +24,8 @@ export interface CommandServices {
   credentials: CredentialStore;
   /** Largest chunk a client should send in `uploads.chunk` (leaves room for base64 and framing). */
   chunkBytes: number;
+  /** ACL rules: the configured ones (read-only) and the store the live ones are kept in. */
+  acl: { configured: readonly AclRule[]; store: RuleStore };
 }
 
 export interface CommandCall<A> {
@@ -157,6 +161,21 @@ export const COMMANDS = {
     const stats = services.broker.ingestStats();
     return stats ?? { durability: 'memory' };
   }),
+
+  'acl.rules.list': command(none, 'ACL rules: the configured ones, then the ones set live', async ({ services }) => ({
+    configured: services.acl.configured,
+    live: await loadLiveRules(services.acl.store),
+  })),
+
+  'acl.rules.set': command(
+    z.strictObject({ rules: z.array(aclRuleSchema).max(10_000) }),
+    'replace the live ACL rules (they come after the configured ones); every cluster instance takes them for new subscriptions and publishes',
+    async ({ args, services }) => {
+      await saveLiveRules(services.acl.store, args.rules);
+      services.broker.emit({ type: 'AclRulesChanged', at: Date.now() });
+      return { live: args.rules };
+    },
+  ),
 
   'devices.list': command(z.strictObject({ online: z.boolean().optional() }), 'the fleet view', async ({ args, services }) => {
     const devices = services.fleet.list();

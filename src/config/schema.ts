@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ruleProblem, type RuleWho } from './acl.js';
+import { ruleProblem, type RuleWho } from '../acl/index.js';
 
 /**
  * The one schema for config.toml. Every key has a default, so an empty file is a
@@ -48,6 +48,19 @@ const listener = (defaults: { enabled: boolean; host: string; port: number }) =>
       port: listenPort().default(defaults.port),
     })
     .prefault({});
+
+/** One ACL rule (README "ACL rules"); also what the admin command acl.rules.set takes. */
+export const aclRuleSchema = z
+  .strictObject({
+    who: text().transform((value) => value as RuleWho),
+    action: z.enum(['publish', 'subscribe', 'both'], { error: (iss) => `expected "publish", "subscribe" or "both", got ${show(iss.input)}` }),
+    effect: z.enum(['allow', 'deny'], { error: (iss) => `expected "allow" or "deny", got ${show(iss.input)}` }).default('allow'),
+    topic: text(),
+  })
+  .superRefine((rule, ctx) => {
+    const problem = ruleProblem(rule);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 export const configSchema = z.strictObject({
   log: z
@@ -163,17 +176,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       rules: z
         .array(
-          z
-            .strictObject({
-              who: text().transform((value) => value as RuleWho),
-              action: z.enum(['publish', 'subscribe', 'both'], { error: (iss) => `expected "publish", "subscribe" or "both", got ${show(iss.input)}` }),
-              effect: z.enum(['allow', 'deny'], { error: (iss) => `expected "allow" or "deny", got ${show(iss.input)}` }).default('allow'),
-              topic: text(),
-            })
-            .superRefine((rule, ctx) => {
-              const problem = ruleProblem(rule);
-              if (problem) ctx.addIssue({ code: 'custom', message: problem });
-            }),
+          aclRuleSchema,
           { error: (iss) => `expected an array of rules ({who, action, effect, topic}), got ${show(iss.input)}` },
         )
         .default([]),

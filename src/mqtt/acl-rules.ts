@@ -1,8 +1,8 @@
 import { Qlobber } from 'qlobber';
-import type { AclRule, RuleEffect, RuleWho } from '../config/acl.js';
+import type { AclRule, RuleEffect, RuleWho } from '../acl/index.js';
 import type { Principal } from './acl.js';
 
-export type { AclRule } from '../config/acl.js';
+export type { AclRule } from '../acl/index.js';
 
 /**
  * Configurable ACL rules (README "ACL rules"): topics beyond the built-in

@@ -8,6 +8,7 @@ import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/in
 import type { EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
+import { loadLiveRules } from '../acl/index.js';
 import { AclRules } from './acl-rules.js';
 import { Gateway } from './gateway.js';
 import { SysTopics } from './sys-topics.js';
@@ -20,8 +21,10 @@ import type { SessionPersistence } from './persistence.js';
 import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
 
-const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse'] as const;
-type Outgoing = EventOf<(typeof ACCEPTS)[number]>;
+const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse', 'AclRulesChanged'] as const;
+type Outgoing = EventOf<'ApplicationResponse' | 'OtaResponse' | 'OtaDownloadResponse'>;
+/** Internal (clients may subscribe only below $SYS/broker/): tells every cluster instance to reload the ACL rules. */
+const ACL_CHANGED_TOPIC = '$SYS/nucleon/acl/changed';
 
 /** mqemitter's concurrency; our router gate stays below it so mqemitter never queues. */
 const MQ_CONCURRENCY = 128;
@@ -110,7 +113,7 @@ export class MqttRunner implements Runner {
       maxAclViolations: limits.max_acl_violations,
       keepaliveMaxS: limits.keepalive_max_s,
       serviceAccountsExist: async () => (await services.list()).length > 0,
-      rules: new AclRules(config.acl.rules),
+      rules: await this.loadRules(context),
     });
     await gateway.refreshServiceAccounts();
     state.gateway = gateway;
@@ -155,6 +158,23 @@ export class MqttRunner implements Runner {
     // (aedes' typings omit the plain EventEmitter 'error' event.)
     (aedes as EventEmitter).on('error', (error: Error) => logger.error({ err: error }, 'mqtt broker error'));
     await aedes.listen();
+    // Rules set live on any instance: reloaded here when the news comes through routing.
+    await new Promise<void>((resolve) =>
+      aedes.subscribe(
+        ACL_CHANGED_TOPIC,
+        (_packet: unknown, done: () => void) => {
+          this.loadRules(context).then(
+            (rules) => {
+              gateway.setRules(rules);
+              logger.info({ rules: rules.size }, 'ACL rules reloaded');
+            },
+            (error: unknown) => logger.error({ err: error }, 'reloading the ACL rules failed; the previous ones stay'),
+          );
+          done();
+        },
+        () => resolve(),
+      ),
+    );
     // Before any listener opens: a dependency whose internals moved fails the start here.
     for (const warning of installAedesContacts(aedes, { maxSendBufferBytes: limits.max_send_buffer_bytes, maxPacketSize: limits.max_packet_size })) logger.warn(warning);
 
@@ -162,7 +182,12 @@ export class MqttRunner implements Runner {
       type: 'NewRunner',
       name: this.name,
       accepts: ACCEPTS,
-      inbox: { handle: (event) => this.send(state, gateway, event as Outgoing) },
+      inbox: {
+        handle: (event) => {
+          if (event.type === 'AclRulesChanged') return this.announceRulesChanged(aedes);
+          return this.send(state, gateway, event as Outgoing);
+        },
+      },
     });
     state.registered = true;
 
@@ -191,6 +216,18 @@ export class MqttRunner implements Runner {
       await listener.listen(settings.host, settings.port);
       this.boundPorts.set(name, listener.port);
     }
+  }
+
+  /** Through MQTT routing, so every cluster instance (this one too) reloads the rules from the shared store. */
+  private announceRulesChanged(aedes: NucleonAedes): Promise<void> {
+    return new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic: ACL_CHANGED_TOPIC, payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, (error?: Error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /** The configured rules, then the ones set live. */
+  private async loadRules(context: RunnerContext): Promise<AclRules> {
+    return new AclRules([...context.config.acl.rules, ...(await loadLiveRules(context.store))]);
   }
 
   /**

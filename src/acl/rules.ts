@@ -33,3 +33,25 @@ export function ruleProblem(rule: AclRule): string | undefined {
   return undefined;
 }
 
+
+/** Where the rules managed live (admin `acl.rules.set`) are kept: the shared store, so every cluster instance reads the same. */
+const LIVE_RULES_KEY = 'acl/rules';
+
+export interface RuleStore {
+  get<T>(key: string): Promise<T | undefined>;
+  put(key: string, value: unknown): Promise<void>;
+}
+
+/** The rules set live, in order (none: []). */
+export async function loadLiveRules(store: RuleStore): Promise<AclRule[]> {
+  return (await store.get<AclRule[]>(LIVE_RULES_KEY)) ?? [];
+}
+
+/** Checks every rule, then replaces the live rules; throws naming the first bad rule. */
+export async function saveLiveRules(store: RuleStore, rules: readonly AclRule[]): Promise<void> {
+  for (const [i, rule] of rules.entries()) {
+    const problem = ruleProblem(rule);
+    if (problem) throw new RangeError(`rule ${i}: ${problem}`);
+  }
+  await store.put(LIVE_RULES_KEY, rules);
+}
