@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import os from 'node:os';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/index.js';
@@ -10,7 +8,7 @@ import { retainedStoreOptions } from '../mqtt/session-backends.js';
 import type { RunnerContext } from '../runner.js';
 import { RedisBlobStore } from '../store/blob-redis.js';
 import { RedisStore } from '../store/index.js';
-import { ClusterPresence } from './presence.js';
+import { newInstanceId, RedisPresence } from '../presence/index.js';
 import { RedisHealth } from './redis-health.js';
 
 /**
@@ -24,9 +22,9 @@ export class ClusterServices {
   readonly instanceId: string;
   readonly health: RedisHealth;
   readonly store: RedisStore;
-  readonly presence: ClusterPresence;
   private readonly url: string;
   private readonly namespace: string;
+  private readonly presenceTtlMs: number;
 
   constructor(
     settings: NonNullable<Config['cluster']>,
@@ -35,12 +33,16 @@ export class ClusterServices {
   ) {
     this.url = settings.redis_url;
     this.namespace = `${settings.namespace}:`;
-    // Readable in logs and in Redis CLIENT LIST; random so a restarted process is a new owner.
-    this.instanceId = `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    this.instanceId = newInstanceId();
+    this.presenceTtlMs = settings.presence_ttl_s * 1000;
     this.health = new RedisHealth(logger.child({ component: 'cluster' }), metrics);
     this.store = new RedisStore(this.url, this.namespace);
     this.health.watch('store', this.store.client);
-    this.presence = new ClusterPresence({ url: this.url, namespace: this.namespace, instanceId: this.instanceId, ttlMs: settings.presence_ttl_s * 1000 }, this.health);
+  }
+
+  /** Device presence of the whole cluster (Nucleon builds it once; the MQTT gateway writes it). */
+  presence(logger: Logger): RedisPresence {
+    return new RedisPresence({ url: this.url, namespace: this.namespace, instanceId: this.instanceId, ttlMs: this.presenceTtlMs }, this.health, logger);
   }
 
   /** Firmware bytes for the OTA runner (and through it the HTTP download runner). */

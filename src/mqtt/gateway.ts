@@ -2,6 +2,7 @@ import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscript
 import type { EventBroker } from '../broker/index.js';
 import type { EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
+import type { PresenceService } from '../presence/index.js';
 import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.js';
 import { maySubscribe } from './acl.js';
 import { SEND_BUFFER_FULL, type NucleonAedes } from './aedes/index.js';
@@ -20,6 +21,8 @@ export interface GatewayOptions {
   keepaliveMaxS: number;
   /** Whether any service account exists now (device messages are then routed into MQTT for them). */
   serviceAccountsExist: () => Promise<boolean>;
+  /** Told of every device connection and its goodbye; the gateway is its only writer. */
+  presence: Pick<PresenceService, 'connected' | 'connections'>;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -34,7 +37,8 @@ export class Gateway {
   private readonly path: PublishPath;
   /** Keepalive of each CONNECT, from preConnect until authenticate decides. */
   private readonly keepalives = new WeakMap<Client, number>();
-  private connectedDevices = 0;
+  /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
+  private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
   private connectedServices = 0;
   private stopping = false;
   private routeDeviceMessages = false;
@@ -51,7 +55,7 @@ export class Gateway {
   }
 
   counts(): { devices: number; services: number; paused: number } {
-    return { devices: this.connectedDevices, services: this.connectedServices, paused: this.path.pausedClients };
+    return { devices: this.options.presence.connections, services: this.connectedServices, paused: this.path.pausedClients };
   }
 
   /** From now on disconnects are reported with reason `server_stopping`. */
@@ -183,16 +187,10 @@ export class Gateway {
       this.connectedServices++;
       return;
     }
-    this.connectedDevices++;
-    this.options.broker.emit({
-      type: 'DeviceConnected',
-      uid: session.principal.uid,
-      clientId: client.id,
-      remoteAddress: session.remoteAddress,
-      authMethod: session.method,
-      cleanSession: client.clean,
-      at: Date.now(),
-    });
+    const connection = { uid: session.principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
+    // Presence first, so a runner handling DeviceConnected finds the device online.
+    this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
+    this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean });
   };
 
   private readonly onClientDisconnect = (client: Client): void => {
@@ -205,7 +203,8 @@ export class Gateway {
       this.connectedServices--;
       return;
     }
-    this.connectedDevices--;
+    this.presenceGoodbyes.get(client)?.();
+    this.presenceGoodbyes.delete(client);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: session.principal.uid, clientId: client.id, reason, at: Date.now() });
   };
 
