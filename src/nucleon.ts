@@ -7,8 +7,9 @@ import { createMetricsRegistry } from './metrics.js';
 import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
-import { telemetryRunners } from './telemetry/index.js';
-import { embeddedSessions, MqttRunner, mqttListens } from './mqtt/index.js';
+import { RecentTelemetryRunner } from './telemetry/index.js';
+import { InfluxRunner } from './influx/index.js';
+import { embeddedSessions, MqttRunner, mqttListens, redisSessions } from './mqtt/index.js';
 import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
 import { LocalPresence, newInstanceId, type Presence, type PresenceService } from './presence/index.js';
@@ -30,7 +31,8 @@ export interface NucleonOptions {
  * In cluster mode the same runners get Redis-backed parts (src/cluster).
  */
 function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService): Runner[] {
-  const mqtt = new MqttRunner({ backend: cluster ? (context) => cluster.mqttBackend(context) : embeddedSessions, presence });
+  const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
+  const mqtt = new MqttRunner({ backend, presence });
   const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore() } : {};
   const admin = cluster ? new AdminRunner({ healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] }) : new AdminRunner();
   return [
@@ -39,6 +41,13 @@ function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | und
     ...telemetryRunners(config),
     ...(config.admin.enabled ? [admin] : []),
   ];
+}
+
+/** Where device telemetry goes: InfluxDB when `[influx]` is present, else the embedded keeper (unless N is 0). */
+function telemetryRunners(config: Readonly<Config>): Runner[] {
+  if (config.influx) return [new InfluxRunner()];
+  if (config.telemetry.recent_per_device > 0) return [new RecentTelemetryRunner()];
+  return [];
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
