@@ -9,4 +9,5 @@ export * from './errors.js';
 export { createLogger, silentLogger, type Logger } from './logger.js';
 export * as protocol from './protocol/index.js';
 export type { KvStore } from './store/index.js';
+export type { Presence, PresenceEntry, PresenceListener } from './presence/index.js';
 export { OtaRunner, OtaHttpRunner, OtaError, otaRunnerOf, type OtaErrorCode, type NewImage, type LinkRequest, type UnlinkRequest } from './ota/index.js';

@@ -7,10 +7,12 @@ import { createMetricsRegistry } from './metrics.js';
 import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
-import { telemetryRunners } from './telemetry/index.js';
-import { embeddedSessions, MqttRunner, mqttListens } from './mqtt/index.js';
+import { RecentTelemetryRunner } from './telemetry/index.js';
+import { InfluxRunner } from './influx/index.js';
+import { embeddedSessions, MqttRunner, mqttListens, redisSessions } from './mqtt/index.js';
 import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
+import { LocalPresence, newInstanceId, type Presence, type PresenceService } from './presence/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -26,17 +28,14 @@ export interface NucleonOptions {
 
 /**
  * The runners Nucleon brings, in start order. Each issue's runner is added here.
- * In cluster mode the same runners get Redis-backed parts (src/cluster) and the
- * presence runner joins first.
+ * In cluster mode the same runners get Redis-backed parts (src/cluster).
  */
-function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined): Runner[] {
-  const mqtt = new MqttRunner({ backend: cluster ? (context) => cluster.mqttBackend(context) : embeddedSessions });
-  const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore(), isOnline: (uid: string) => cluster.presence.get(uid) !== undefined } : {};
-  const admin = cluster
-    ? new AdminRunner({ sharedPresence: cluster.presence, healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] })
-    : new AdminRunner();
+function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService): Runner[] {
+  const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
+  const mqtt = new MqttRunner({ backend, presence });
+  const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore() } : {};
+  const admin = cluster ? new AdminRunner({ healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] }) : new AdminRunner();
   return [
-    ...(cluster ? [cluster.presence] : []),
     ...(mqttListens(config) ? [mqtt] : []),
     ...otaRunners(config, ota),
     ...telemetryRunners(config),
@@ -44,12 +43,20 @@ function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | und
   ];
 }
 
+/** Where device telemetry goes: InfluxDB when `[influx]` is present, else the embedded keeper (unless N is 0). */
+function telemetryRunners(config: Readonly<Config>): Runner[] {
+  if (config.influx) return [new InfluxRunner()];
+  if (config.telemetry.recent_per_device > 0) return [new RecentTelemetryRunner()];
+  return [];
+}
+
 type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
 /**
- * One Nucleon instance: store, broker and runners. Start order is store, broker,
- * the runners that do not listen (built-in, then added ones), then the listeners;
- * stop runs the other way round, draining the broker after the listeners close.
+ * One Nucleon instance: store, presence, broker and runners. Start order is
+ * store, ingest log, presence, broker, the runners that do not listen
+ * (built-in, then added ones), then the listeners; stop runs the other way
+ * round, draining the broker after the listeners close.
  */
 export class Nucleon implements AsyncDisposable {
   readonly config: Readonly<Config>;
@@ -61,6 +68,9 @@ export class Nucleon implements AsyncDisposable {
   readonly ingestLog: IngestLog | undefined;
   /** Cluster mode (`[cluster]`): the Redis-backed parts; undefined for a standalone instance. */
   readonly cluster: ClusterServices | undefined;
+  /** Who is online; the MQTT gateway writes it, runners read it through their context. */
+  readonly presence: Presence;
+  private readonly presenceService: PresenceService;
   private readonly runners: Runner[];
   private readonly started: Runner[] = [];
   private state: State = 'new';
@@ -91,7 +101,11 @@ export class Nucleon implements AsyncDisposable {
     });
     this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics) : undefined;
     this.store = options.store ?? this.cluster?.store ?? new LevelStore(path.join(config.store.path, 'kv'));
-    this.runners = builtinRunners(config, this.cluster);
+    // One presence per instance: shared through Redis in cluster mode, else in memory.
+    const presenceLogger = this.logger.child({ component: 'presence' });
+    this.presenceService = this.cluster?.presence(presenceLogger) ?? new LocalPresence(newInstanceId(), presenceLogger);
+    this.presence = this.presenceService;
+    this.runners = builtinRunners(config, this.cluster, this.presenceService);
   }
 
   /** Adds a runner (such as the application's). After `start()` it starts at once. */
@@ -108,6 +122,7 @@ export class Nucleon implements AsyncDisposable {
     try {
       await this.store.open();
       await this.ingestLog?.open();
+      await this.presenceService.start();
       this.broker.start();
       const ordered = [...this.runners.filter((r) => !r.listens), ...this.runners.filter((r) => r.listens)];
       for (const runner of ordered) await this.startRunner(runner);
@@ -146,6 +161,7 @@ export class Nucleon implements AsyncDisposable {
       logger: this.logger.child({ runner: runner.name }),
       metrics: this.metrics,
       store: this.store,
+      presence: this.presence,
     };
     await runner.start(context);
     this.started.push(runner);
@@ -164,6 +180,12 @@ export class Nucleon implements AsyncDisposable {
     await this.broker.drain(timeoutMs);
     for (const runner of workers) await this.stopRunner(runner);
     await this.broker.stop(timeoutMs);
+    try {
+      // After the MQTT runner, so its goodbyes are written (cluster mode).
+      await this.presenceService.stop();
+    } catch (error) {
+      this.logger.error({ err: error }, 'stopping presence failed');
+    }
     try {
       await this.ingestLog?.close(timeoutMs);
     } catch (error) {

@@ -3,6 +3,7 @@ import type { EventBroker } from './broker/index.js';
 import type { Config } from './config/index.js';
 import type { DurableMode, Event, EventType, LogPosition } from './events.js';
 import type { Logger } from './logger.js';
+import type { Presence } from './presence/index.js';
 import type { KvStore } from './store/index.js';
 
 /** What a runner gets when it starts: everything it may use, nothing global. */
@@ -13,6 +14,8 @@ export interface RunnerContext {
   logger: Logger;
   metrics: Registry;
   store: KvStore;
+  /** Who is online (in cluster mode: on any instance); written by the MQTT gateway only. */
+  presence: Presence;
 }
 
 /**

@@ -17,6 +17,7 @@ import { silentLogger } from '../src/logger.js';
 import { parseVersionId } from '../src/protocol/index.js';
 import { LevelStore } from '../src/store/index.js';
 import { tempDir, closeAfter } from './helpers/index.js';
+import { SimulatedDevices } from './helpers/presence.js';
 
 export const API_KEY = 'test-admin-key-0123456789abcdef';
 
@@ -29,7 +30,9 @@ export interface AdminHarness {
   port: number;
   wsUrl: string;
   httpUrl: string;
-  /** Stops the runner and starts a new one on the same store (restart). */
+  /** Sends a device event (a connect or disconnect changes presence first, as the MQTT gateway does) and waits until it is handled. */
+  device(event: Event): Promise<void>;
+  /** Stops the runner and starts a new one on the same store, with nobody online (an instance restart). */
   restart(): Promise<void>;
 }
 
@@ -41,7 +44,8 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
   broker.start();
   const store = new LevelStore(path.join(dir, 'data', 'kv'));
   await store.open();
-  const context = { config, broker, logger: silentLogger(), metrics, store };
+  let devices = new SimulatedDevices();
+  const context = () => ({ config, broker, logger: silentLogger(), metrics: harness.metrics, store, presence: devices.presence });
   const harness: AdminHarness = {
     runner: new AdminRunner(options.runner),
     broker,
@@ -51,12 +55,18 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
     port: 0,
     wsUrl: '',
     httpUrl: '',
+    device: async (event) => {
+      devices.apply(event);
+      await broker.publish(event);
+      await broker.drain(5000);
+    },
     restart: async () => {
       await harness.runner.stop();
       // A new registry: metric names are registered once per registry.
       harness.metrics = new Registry();
+      devices = new SimulatedDevices();
       harness.runner = new AdminRunner(options.runner);
-      await harness.runner.start({ ...context, metrics: harness.metrics });
+      await harness.runner.start(context());
       setAddress();
     },
   };
@@ -66,7 +76,7 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
     harness.wsUrl = `ws://127.0.0.1:${port}/ws`;
     harness.httpUrl = `http://127.0.0.1:${port}`;
   };
-  await harness.runner.start(context);
+  await harness.runner.start(context());
   setAddress();
   t.after(async () => {
     await harness.runner.stop();

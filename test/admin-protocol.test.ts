@@ -273,9 +273,9 @@ test('two clients at once each get only their own answers, and both receive the 
   assert.equal(app.seen.length, 40);
 
   const at = Date.now();
-  await admin.broker.publish({ type: 'DeviceConnected', uid: 'dev-1', clientId: 'dev-1', remoteAddress: '127.0.0.1:5000', authMethod: 'certificate', cleanSession: true, at });
-  await admin.broker.publish({ type: 'TelemetryReceived', uid: 'dev-1', telemetry: { version: '1.0.0-1-gaaaaaaa', rsrp: 55 }, receivedAt: at + 1 });
-  await admin.broker.publish({ type: 'DeviceDisconnected', uid: 'dev-1', clientId: 'dev-1', reason: 'client closed', at: at + 2 });
+  await admin.device({ type: 'DeviceConnected', uid: 'dev-1', clientId: 'dev-1', remoteAddress: '127.0.0.1:5000', authMethod: 'certificate', cleanSession: true, at });
+  await admin.device({ type: 'TelemetryReceived', uid: 'dev-1', telemetry: { version: '1.0.0-1-gaaaaaaa', rsrp: 55 }, receivedAt: at + 1 });
+  await admin.device({ type: 'DeviceDisconnected', uid: 'dev-1', clientId: 'dev-1', reason: 'client closed', at: at + 2 });
   await waitFor(() => alice.events.length >= 3 && bob.events.length >= 2, 'live events');
   assert.deepEqual(
     alice.events.map((e) => e.event),
@@ -295,8 +295,8 @@ test('two clients at once each get only their own answers, and both receive the 
   // A uid filter, then unsubscribe.
   await alice.request('events.subscribe', { uid: 'dev-2' });
   await bob.request('events.unsubscribe');
-  await admin.broker.publish({ type: 'DeviceConnected', uid: 'dev-1', clientId: 'dev-1', remoteAddress: 'x', authMethod: 'password', cleanSession: true, at });
-  await admin.broker.publish({ type: 'DeviceConnected', uid: 'dev-2', clientId: 'dev-2', remoteAddress: 'y', authMethod: 'password', cleanSession: true, at });
+  await admin.device({ type: 'DeviceConnected', uid: 'dev-1', clientId: 'dev-1', remoteAddress: 'x', authMethod: 'password', cleanSession: true, at });
+  await admin.device({ type: 'DeviceConnected', uid: 'dev-2', clientId: 'dev-2', remoteAddress: 'y', authMethod: 'password', cleanSession: true, at });
   await waitFor(() => alice.events.length === 4, 'the dev-2 event');
   assert.equal(alice.events[3]?.data.uid, 'dev-2');
   assert.equal((await bob.request('ping')).ok, true);
@@ -308,12 +308,12 @@ test('devices.list and devices.get: presence, telemetry, firmware state; persist
   const client = await AdminTestClient.authorized(t, admin.wsUrl);
   const at = 1_800_000_000_000;
   const connected = (uid: string, when: number) =>
-    admin.broker.publish({ type: 'DeviceConnected', uid, clientId: uid, remoteAddress: '10.0.0.7:4000', authMethod: 'certificate', cleanSession: false, at: when });
+    admin.device({ type: 'DeviceConnected', uid, clientId: uid, remoteAddress: '10.0.0.7:4000', authMethod: 'certificate', cleanSession: false, at: when });
   await connected('352656100000001', at);
   await connected('352656100000002', at);
   // A session takeover: the new connection arrives before the old one is dropped.
   await connected('352656100000002', at + 5);
-  await admin.broker.publish({ type: 'DeviceDisconnected', uid: '352656100000002', clientId: '352656100000002', reason: 'taken over', at: at + 6 });
+  await admin.device({ type: 'DeviceDisconnected', uid: '352656100000002', clientId: '352656100000002', reason: 'taken over', at: at + 6 });
   await admin.broker.publish({
     type: 'DeviceFirmwareUpdated',
     state: { uid: '352656100000001', reportedVersion: '1.0.0-1-gaaaaaaa', assignedImageId: '1.1.0-2-gbbbbbbb', bytesServed: 4096, downloadImageId: '1.1.0-2-gbbbbbbb' },

@@ -15,6 +15,7 @@ import { validateConfig, type ConfigInput } from '../src/config/index.js';
 import type { Telemetry } from '../src/events.js';
 import { InfluxRunner } from '../src/influx/index.js';
 import type { RunnerContext } from '../src/runner.js';
+import { LocalPresence } from '../src/presence/index.js';
 import { LevelStore } from '../src/store/index.js';
 
 /**
@@ -80,7 +81,7 @@ export async function startInfluxRunner(env: TestEnv, influx: NonNullable<Config
   await store.open();
   broker.start();
   const runner = new InfluxRunner();
-  const context: RunnerContext = { config, broker, logger, metrics: registry, store };
+  const context: RunnerContext = { config, broker, logger, metrics: registry, store, presence: new LocalPresence('test-instance', logger) };
   await runner.start(context);
   let stopping: Promise<void> | undefined;
   const stop = () =>

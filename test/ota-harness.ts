@@ -13,6 +13,7 @@ import { OtaRunner, type OtaRunnerOptions } from '../src/ota/runner.js';
 import type { RunnerContext } from '../src/runner.js';
 import { LevelStore } from '../src/store/index.js';
 import { tempDir, waitFor } from './helpers/index.js';
+import { SimulatedDevices } from './helpers/presence.js';
 
 export interface LogLine {
   level: number;
@@ -33,7 +34,7 @@ export interface OtaHarness {
   logs: LogLine[];
   /** Sends a management request and waits for the answer with its correlation id. */
   request<T extends Event>(event: Event & { correlationId: string }): Promise<T>;
-  /** Sends a device event and waits until the OTA runner has handled it. */
+  /** Sends a device event (a connect or disconnect changes presence first, as the MQTT gateway does) and waits until the OTA runner has handled it. */
   device(event: Event): Promise<void>;
   /** Stops everything this harness started (safe twice). */
   stop(): Promise<void>;
@@ -76,7 +77,8 @@ export async function startOta(t: TestContext, options: HarnessOptions = {}): Pr
   broker.start();
   const seen: Event[] = [];
   broker.register({ type: 'NewRunner', name: 'recorder', accepts: RECORDED, inbox: { handle: (event) => void seen.push(event) } });
-  const context: RunnerContext = { config, broker, logger, metrics, store };
+  const devices = new SimulatedDevices();
+  const context: RunnerContext = { config, broker, logger, metrics, store, presence: devices.presence };
   const ota = new OtaRunner(options);
   await ota.start(context);
   const http = options.http ? new OtaHttpRunner(ota) : undefined;
@@ -110,6 +112,7 @@ export async function startOta(t: TestContext, options: HarnessOptions = {}): Pr
       )) as T;
     },
     async device(event: Event): Promise<void> {
+      devices.apply(event);
       await broker.publish(event);
       await broker.drain(5000);
     },

@@ -16,7 +16,7 @@ import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
-import { FleetView, KvPresenceStore, type DeviceRecord, type PresenceStore, type SharedPresence } from './fleet.js';
+import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
 import { createRequestHandler, loadStaticFiles, staticDir, type Health } from './http-routes.js';
 import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
@@ -43,10 +43,8 @@ const FLEET_FLUSH_MS = 1000;
 const FRAME_OVERHEAD = 4096;
 
 export interface AdminRunnerOptions {
-  /** Replaces the embedded presence store (cluster mode: Redis with expiry). */
-  presence?: (context: RunnerContext) => PresenceStore;
-  /** Cluster mode: who is online on any instance; the fleet view lists those devices too. */
-  sharedPresence?: SharedPresence;
+  /** Replaces where the fleet records are kept (the KvStore by default). */
+  fleetStore?: (context: RunnerContext) => FleetStore;
   /** More reasons for `/healthz` to say degraded (cluster mode: Redis connections). */
   healthChecks?: HealthCheck[];
 }
@@ -94,8 +92,8 @@ export class AdminRunner implements Runner {
       windowMs: 60_000,
     });
 
-    const shared = this.options.sharedPresence;
-    const fleet = new FleetView(this.options.presence?.(context) ?? new KvPresenceStore(store), Date.now, shared);
+    const presence = context.presence;
+    const fleet = new FleetView(this.options.fleetStore?.(context) ?? new KvFleetStore(store), presence);
     await fleet.load();
     const uploads = new UploadManager(path.join(config.store.path, 'uploads'), admin.max_upload_bytes);
     await uploads.start();
@@ -135,14 +133,13 @@ export class AdminRunner implements Runner {
     const flushTimer = setInterval(() => this.flushFleet(), FLEET_FLUSH_MS);
     flushTimer.unref();
     // Devices on other instances come and go without a local event: stream those changes too.
-    const unsubscribePresence =
-      shared?.onChange((uid, entry, previous) => {
-        if ((entry ?? previous)?.instance === shared.instanceId) return;
-        const device = fleet.get(uid);
-        if (!device) return;
-        if (entry) this.broadcast('device', 'device.connected', device, { at: entry.connectedAt, remoteAddress: entry.remoteAddress, authMethod: entry.authMethod });
-        else this.broadcast('device', 'device.disconnected', device, { at: Date.now(), reason: 'elsewhere' });
-      }) ?? (() => undefined);
+    const unsubscribePresence = presence.onChange((uid, entry, previous) => {
+      if ((entry ?? previous)?.instance === presence.instanceId) return;
+      const device = fleet.get(uid);
+      if (!device) return;
+      if (entry) this.broadcast('device', 'device.connected', device, { at: entry.connectedAt, remoteAddress: entry.remoteAddress, authMethod: entry.authMethod });
+      else this.broadcast('device', 'device.disconnected', device, { at: Date.now(), reason: 'elsewhere' });
+    });
     const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false, unsubscribePresence };
     this.started = started;
 

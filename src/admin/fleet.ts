@@ -1,10 +1,11 @@
 import type { AuthMethod, DeviceFirmwareState, EventOf, Telemetry } from '../events.js';
+import type { Presence } from '../presence/index.js';
 import type { KvStore } from '../store/index.js';
-import type { PresenceEntry, PresenceView } from '../cluster/presence.js';
 
 /** What the admin knows about one device: presence, last telemetry, firmware. */
 export interface DeviceRecord {
   uid: string;
+  /** From presence when asked (stored records say false). */
   online: boolean;
   /** Last connect, disconnect or message, ms since the epoch. */
   lastSeen: number;
@@ -27,28 +28,22 @@ export interface DeviceRecord {
 /** `none`: no image assigned; `assigned`: told about one; `downloading`: bytes served; `updated`: reported done on the assigned image. */
 export type OtaStatus = 'none' | 'assigned' | 'downloading' | 'updated';
 
-/**
- * Where presence is kept between restarts. The embedded store is the default;
- * cluster mode will hold presence in Redis with expiry, so the fleet view only
- * talks to this interface.
- */
-export interface PresenceStore {
-  /** Every known device; nobody is online right after a (single-instance) start. */
+/** Where the fleet records are kept between restarts (the KvStore: embedded, or Redis in cluster mode). */
+export interface FleetStore {
+  /** Every known device. */
   load(): Promise<DeviceRecord[]>;
   save(records: readonly DeviceRecord[]): Promise<void>;
 }
 
 const PREFIX = 'admin/fleet/';
 
-export class KvPresenceStore implements PresenceStore {
+export class KvFleetStore implements FleetStore {
   constructor(private readonly store: KvStore) {}
 
   async load(): Promise<DeviceRecord[]> {
     const records: DeviceRecord[] = [];
-    for await (const [, record] of this.store.entries<DeviceRecord>(PREFIX)) {
-      // Connections do not survive a restart of the only instance.
-      records.push({ ...record, online: false });
-    }
+    // A stored `online` is from the time it was written; presence decides when a record is read.
+    for await (const [, record] of this.store.entries<DeviceRecord>(PREFIX)) records.push({ ...record, online: false });
     return records;
   }
 
@@ -57,45 +52,42 @@ export class KvPresenceStore implements PresenceStore {
   }
 }
 
-/**
- * Cluster mode: who is online on any instance (src/cluster/presence.ts, Redis
- * with expiry). When given, it decides `online` and the connection fields, and
- * devices connected elsewhere are listed too.
- */
-export type SharedPresence = PresenceView;
-export type SharedPresenceEntry = PresenceEntry;
-
 export type FleetEvent = EventOf<'DeviceConnected' | 'DeviceDisconnected' | 'TelemetryReceived' | 'DeviceFirmwareUpdated'>;
 
 /**
- * The fleet as the admin sees it, fed by broker events. Updates are in memory at
- * once and written to the presence store in batches (`flush`), so telemetry at
- * fleet rates costs one store write per interval, not one per message.
+ * The fleet as the admin sees it: a record per device ever seen, fed by broker
+ * events (last connect and disconnect, telemetry, firmware). Whether a device
+ * is online, and through which connection, is read from presence whenever a
+ * record is asked for, so the admin keeps no count of connections of its own;
+ * devices online (in a cluster: on other instances too) that it has no record
+ * of yet are listed as well. Updates are in memory at once and written to the
+ * fleet store in batches (`flush`), so telemetry at fleet rates costs one store
+ * write per interval, not one per message.
  */
 export class FleetView {
   private readonly devices = new Map<string, DeviceRecord>();
-  /** Open connections per uid: a session takeover connects the new one before the old one disconnects. */
-  private readonly connections = new Map<string, number>();
   private readonly dirty = new Set<string>();
 
   constructor(
-    private readonly store: PresenceStore,
+    private readonly store: FleetStore,
+    private readonly presence: Presence,
     private readonly now: () => number = Date.now,
-    private readonly shared?: SharedPresence,
   ) {}
 
   async load(): Promise<void> {
     for (const record of await this.store.load()) this.devices.set(record.uid, record);
   }
 
-  /** Applies an event and returns the device's new record. */
+  /** Applies an event and returns the device's new record (online as presence says now). */
   apply(event: FleetEvent): DeviceRecord {
+    const record = this.recordEvent(event);
+    return this.withPresence(record.uid, record);
+  }
+
+  private recordEvent(event: FleetEvent): DeviceRecord {
     switch (event.type) {
       case 'DeviceConnected': {
-        const open = (this.connections.get(event.uid) ?? 0) + 1;
-        this.connections.set(event.uid, open);
         return this.update(event.uid, {
-          online: true,
           lastSeen: event.at,
           connectedAt: event.at,
           remoteAddress: event.remoteAddress,
@@ -104,10 +96,8 @@ export class FleetView {
         });
       }
       case 'DeviceDisconnected': {
-        const open = Math.max(0, (this.connections.get(event.uid) ?? 0) - 1);
-        if (open === 0) this.connections.delete(event.uid);
-        else this.connections.set(event.uid, open);
-        return this.update(event.uid, { online: open > 0, lastSeen: event.at, disconnectedAt: event.at, disconnectReason: event.reason });
+        // Online or not is presence's to say: this may be the goodbye of a connection already taken over.
+        return this.update(event.uid, { lastSeen: event.at, disconnectedAt: event.at, disconnectReason: event.reason });
       }
       case 'TelemetryReceived': {
         const changes: Partial<DeviceRecord> = { lastSeen: event.receivedAt, telemetry: event.telemetry, telemetryAt: event.receivedAt };
@@ -123,46 +113,48 @@ export class FleetView {
   }
 
   get(uid: string): DeviceRecord | undefined {
-    return this.withSharedPresence(uid, this.devices.get(uid));
+    const record = this.devices.get(uid);
+    return record ? this.withPresence(uid, record) : this.unrecorded(uid);
   }
 
   list(): DeviceRecord[] {
-    const records = [...this.devices.values()].map((record) => this.withSharedPresence(record.uid, record) ?? record);
-    if (this.shared) {
-      for (const entry of this.shared.entries()) {
-        const record = this.devices.has(entry.uid) ? undefined : this.withSharedPresence(entry.uid, undefined);
-        if (record) records.push(record);
-      }
+    const records = [...this.devices.values()].map((record) => this.withPresence(record.uid, record));
+    for (const entry of this.presence.entries()) {
+      const record = this.devices.has(entry.uid) ? undefined : this.unrecorded(entry.uid);
+      if (record) records.push(record);
     }
     return records.sort((a, b) => a.uid.localeCompare(b.uid));
   }
 
   get size(): number {
-    if (!this.shared) return this.devices.size;
-    let elsewhere = 0;
-    for (const entry of this.shared.entries()) if (!this.devices.has(entry.uid)) elsewhere++;
-    return this.devices.size + elsewhere;
+    let unrecorded = 0;
+    for (const entry of this.presence.entries()) if (!this.devices.has(entry.uid)) unrecorded++;
+    return this.devices.size + unrecorded;
   }
 
   get onlineCount(): number {
-    return this.shared ? this.shared.size : this.connections.size;
+    return this.presence.size;
   }
 
-  /** Cluster mode: online state and connection fields from shared presence, wherever the device is connected. */
-  private withSharedPresence(uid: string, record: DeviceRecord | undefined): DeviceRecord | undefined {
-    if (!this.shared) return record;
-    const entry = this.shared.get(uid);
-    if (!entry) return record && { ...record, online: false };
-    const base = record ?? { uid, online: false, lastSeen: entry.connectedAt, otaStatus: 'none' as const };
+  /** A device online without a record here yet (its DeviceConnected still on its way, or connected to another instance). */
+  private unrecorded(uid: string): DeviceRecord | undefined {
+    const entry = this.presence.get(uid);
+    return entry && this.withPresence(uid, { uid, online: false, lastSeen: entry.connectedAt, otaStatus: 'none' });
+  }
+
+  /** The record with `online` and the connection fields from presence, wherever the device is connected. */
+  private withPresence(uid: string, record: DeviceRecord): DeviceRecord {
+    const entry = this.presence.get(uid);
+    if (!entry) return { ...record, online: false };
     return {
-      ...base,
+      ...record,
       online: true,
-      lastSeen: Math.max(base.lastSeen, entry.connectedAt),
+      lastSeen: Math.max(record.lastSeen, entry.connectedAt),
       connectedAt: entry.connectedAt,
       clientId: entry.clientId,
       remoteAddress: entry.remoteAddress,
       authMethod: entry.authMethod,
-      instance: entry.instance,
+      ...(this.presence.cluster ? { instance: entry.instance } : {}),
     };
   }
 

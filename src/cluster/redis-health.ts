@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
+import type { RedisConnections } from '../redis-connections.js';
 
 /** What `/healthz` shows for the cluster: every Redis connection and whether it is usable. */
 export interface RedisHealthReport {
@@ -16,7 +17,7 @@ export interface RedisHealthReport {
  * outage once when it begins and once when it ends, and keeps
  * `nucleon_cluster_redis_up{connection}` current.
  */
-export class RedisHealth {
+export class RedisHealth implements RedisConnections {
   private readonly clients = new Map<string, Redis>();
   private readonly down = new Map<string, number>();
   private readonly gauge: Gauge | undefined;

@@ -2,6 +2,7 @@ import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscript
 import type { EventBroker } from '../broker/index.js';
 import type { EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
+import type { PresenceService } from '../presence/index.js';
 import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.js';
 import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
@@ -23,6 +24,8 @@ export interface GatewayOptions {
   serviceAccountsExist: () => Promise<boolean>;
   /** The configured ACL rules at start (README "ACL rules"); `setRules` replaces them while running. */
   rules: AclRules;
+  /** Told of every device connection and its goodbye; the gateway is its only writer. */
+  presence: Pick<PresenceService, 'connected' | 'connections'>;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -37,7 +40,8 @@ export class Gateway {
   private readonly path: PublishPath;
   /** Keepalive of each CONNECT, from preConnect until authenticate decides. */
   private readonly keepalives = new WeakMap<Client, number>();
-  private connectedDevices = 0;
+  /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
+  private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
   private connectedServices = 0;
   private connectedAnonymous = 0;
   private rules: AclRules;
@@ -60,7 +64,7 @@ export class Gateway {
   }
 
   counts(): { devices: number; services: number; anonymous: number; paused: number } {
-    return { devices: this.connectedDevices, services: this.connectedServices, anonymous: this.connectedAnonymous, paused: this.path.pausedClients };
+    return { devices: this.options.presence.connections, services: this.connectedServices, anonymous: this.connectedAnonymous, paused: this.path.pausedClients };
   }
 
   /** New ACL rules: they decide new subscriptions and publishes from now on (existing subscriptions stay). */
@@ -215,16 +219,10 @@ export class Gateway {
       this.connectedAnonymous++;
       return;
     }
-    this.connectedDevices++;
-    this.options.broker.emit({
-      type: 'DeviceConnected',
-      uid: principal.uid,
-      clientId: client.id,
-      remoteAddress: session.remoteAddress,
-      authMethod: session.method,
-      cleanSession: client.clean,
-      at: Date.now(),
-    });
+    const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
+    // Presence first, so a runner handling DeviceConnected finds the device online.
+    this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
+    this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean });
   };
 
   private readonly onClientDisconnect = (client: Client): void => {
@@ -242,7 +240,8 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    this.connectedDevices--;
+    this.presenceGoodbyes.get(client)?.();
+    this.presenceGoodbyes.delete(client);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };
 

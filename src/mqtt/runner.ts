@@ -6,6 +6,7 @@ import { ensureServerTls, type ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
 import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/index.js';
 import type { EventOf } from '../events.js';
+import type { PresenceService } from '../presence/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
 import { loadLiveRules } from '../acl/index.js';
@@ -40,6 +41,8 @@ export function mqttListens(config: Readonly<Config>): boolean {
 
 export interface MqttRunnerOptions {
   backend?: (context: RunnerContext) => MqttBackend;
+  /** The instance's presence, which the gateway writes (runners read it through their context). */
+  presence: PresenceService;
 }
 
 interface Started {
@@ -67,7 +70,7 @@ export class MqttRunner implements Runner {
   private stopping: Promise<void> | undefined;
   private readonly boundPorts = new Map<ListenerName, number>();
 
-  constructor(private readonly options: MqttRunnerOptions = {}) {}
+  constructor(private readonly options: MqttRunnerOptions) {}
 
   /** The port a listener is bound to (useful with port 0); undefined when it is off. */
   port(listener: ListenerName): number | undefined {
@@ -114,6 +117,7 @@ export class MqttRunner implements Runner {
       keepaliveMaxS: limits.keepalive_max_s,
       serviceAccountsExist: async () => (await services.list()).length > 0,
       rules: await this.loadRules(context),
+      presence: this.options.presence,
     });
     await gateway.refreshServiceAccounts();
     state.gateway = gateway;

@@ -15,7 +15,7 @@ export interface Opened<T> {
 /**
  * Where sessions live and how messages travel between instances. The default
  * is the embedded one (LevelDB sessions, aedes' in-process emitter); cluster
- * mode supplies Redis for both (src/cluster).
+ * mode supplies Redis for both (redis-backend.ts).
  */
 export interface MqttBackend {
   openSessions(options: SessionStoreOptions): Promise<Opened<SessionPersistence>>;

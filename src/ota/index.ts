@@ -1,5 +1,4 @@
 import type { Config } from '../config/index.js';
-import type { Nucleon } from '../nucleon.js';
 import type { Runner } from '../runner.js';
 import { OtaHttpRunner } from './http-server.js';
 import { OtaRunner, type OtaRunnerOptions } from './runner.js';
@@ -20,8 +19,11 @@ export function otaRunners(config: Readonly<Config>, options: OtaRunnerOptions =
   return config.ota.http.enabled ? [ota, new OtaHttpRunner(ota)] : [ota];
 }
 
-/** The OTA runner of a Nucleon instance, for its typed API (`addImage`, `link`, `deviceState`, ...). */
-export function otaRunnerOf(nucleon: Nucleon): OtaRunner {
+/**
+ * The OTA runner of a Nucleon instance, for its typed API (`addImage`, `link`, `deviceState`, ...).
+ * Takes anything with `runner(name)` (a `Nucleon`), so this folder need not import the wiring.
+ */
+export function otaRunnerOf(nucleon: { runner(name: string): Runner | undefined }): OtaRunner {
   const runner = nucleon.runner('ota');
   if (!(runner instanceof OtaRunner)) throw new Error('this Nucleon has no OTA runner (ota.enabled = false?)');
   return runner;

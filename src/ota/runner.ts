@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { DeviceFirmwareState, EventOf, GroupInfo, ImageInfo, OtaPackage, OtaVersion } from '../events.js';
 import { assertNever } from '../events.js';
 import type { Logger } from '../logger.js';
+import type { Presence } from '../presence/index.js';
 import { parseVersionId } from '../protocol/index.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { FileBlobStore } from '../store/blob-file.js';
@@ -20,8 +21,8 @@ const ACCEPTS = [
   'OtaImageListRequest',
   'OtaGroupListRequest',
   'TelemetryReceived',
+  // Not for presence (that is context.presence): after a connect the device's next version report is checked against the store again.
   'DeviceConnected',
-  'DeviceDisconnected',
 ] as const;
 
 type OtaEvent = EventOf<(typeof ACCEPTS)[number]>;
@@ -36,12 +37,6 @@ export interface OtaRunnerOptions {
   clock?: () => Date;
   /** Replaces the embedded `<store.path>/firmware` file store (cluster mode: Redis). */
   blobs?: BlobStore;
-  /**
-   * Whether a device is connected anywhere (cluster mode: shared presence), for
-   * pushes to the online members of a group. Without it, devices connected to
-   * this instance count.
-   */
-  isOnline?: (uid: string) => boolean;
 }
 
 /** Everything that exists only while the runner runs. */
@@ -51,6 +46,8 @@ interface Running {
   blobs: BlobStore;
   metrics: OtaMetrics;
   logger: Logger;
+  /** Who is online (on any instance in cluster mode), for pushes to the online members of a group. */
+  presence: Presence;
   maxChunk: number;
   publicUrl: string;
 }
@@ -68,8 +65,6 @@ type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_ra
  */
 export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   private running: Running | undefined;
-  /** Device uid → client id of its live MQTT connection on this instance. */
-  private readonly online = new Map<string, string>();
   private readonly rejectCounts = new Map<RejectReason, number>();
 
   constructor(private readonly options: OtaRunnerOptions = {}) {
@@ -107,6 +102,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       blobs,
       metrics: otaMetrics(context.metrics),
       logger,
+      presence: context.presence,
       maxChunk: config.ota.max_chunk_size,
       publicUrl: config.ota.http.public_url.replace(/\/+$/, ''),
     };
@@ -116,7 +112,6 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const running = this.running;
     if (!running) return;
     this.running = undefined;
-    this.online.clear();
     try {
       await running.states.flush();
     } finally {
@@ -146,7 +141,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     if (image) {
       for (const uid of result.affected) {
         // Offline members ask with Check when they connect; the linked device is told in any case.
-        if (uid === result.deviceUid || this.online.has(uid) || this.options.isOnline?.(uid) === true) await this.publish({ type: 'OtaResponse', uid, package: this.packageFor(image, uid) });
+        if (uid === result.deviceUid || running.presence.isOnline(uid)) await this.publish({ type: 'OtaResponse', uid, package: this.packageFor(image, uid) });
       }
     }
     return result;
@@ -206,12 +201,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       case 'OtaRequest':
         return this.onDeviceRequest(event);
       case 'DeviceConnected':
-        this.online.set(event.uid, event.clientId);
         this.running?.states.forgetReported(event.uid);
-        return;
-      case 'DeviceDisconnected':
-        // A reconnect may arrive before the old connection's goodbye.
-        if (this.online.get(event.uid) === event.clientId) this.online.delete(event.uid);
         return;
       case 'OtaNewPackage':
         return this.answer(event.type, event.correlationId, async () => {
