@@ -1,6 +1,17 @@
 // Type-aware lint: no-floating-promises and friends catch the bugs STYLE.md warns about.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { importX } from 'eslint-plugin-import-x';
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
+
+const RUNNER_FOLDERS = ['admin', 'mqtt', 'ota', 'influx', 'telemetry'];
+function runnerZones() {
+  return RUNNER_FOLDERS.map((folder) => ({
+    target: `./src/${folder}`,
+    from: [...RUNNER_FOLDERS.filter((other) => other !== folder).map((other) => `./src/${other}`), './src/nucleon.ts', './src/cluster', './src/index.ts'],
+    message: 'runners talk through the event broker (src/events.ts), not by importing each other or the wiring',
+  }));
+}
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'data/**', 'test-output/**', 'src/admin/static/**', 'eslint.config.js'] },
@@ -18,6 +29,22 @@ export default tseslint.config(
       'no-empty': ['error', { allowEmptyCatch: false }],
       '@typescript-eslint/require-await': 'off',
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+    },
+  },
+  {
+    // No import circles (DESIGN: small modules around the core; runners talk through the broker).
+    files: ['src/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      // Without .ts here the rule never reads a TypeScript file and silently finds nothing.
+      'import-x/extensions': ['.ts', '.js'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import-x/resolver-next': [createTypeScriptImportResolver()],
+    },
+    rules: {
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
+      // Runners talk through the event broker: no runner folder imports another, or the wiring.
+      'import-x/no-restricted-paths': ['error', { zones: runnerZones() }],
     },
   },
   {
