@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../logger.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
 import type { Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
 import { LineBatch, LineBuffer } from './line-buffer.js';
-import { SerialQueue } from './serial-queue.js';
 import { Settlement } from './settlement.js';
 
 /** Where batches go; InfluxHttpSink in production. */
