@@ -5,13 +5,13 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
-import { ListenError } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
 import { contain } from '../contain.js';
 import { failResponse, rejectUpgrade, RequestRefusals } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { listenOrThrow } from '../util/listen.js';
 import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
@@ -229,7 +229,7 @@ export class AdminRunner implements Runner {
         accepts: ACCEPTS,
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
-      await listen(server, admin.host, admin.port);
+      await listenOrThrow(server, admin.host, admin.port, 'the admin endpoint');
       access.bind(server.address() as AddressInfo);
     } catch (error) {
       // Nucleon only stops runners that started; undo our half-start here.
@@ -360,17 +360,6 @@ function countUnauthenticated(connections: ReadonlyMap<string, AdminConnection>)
   let count = 0;
   for (const connection of connections.values()) if (!connection.authenticated) count++;
   return count;
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(new ListenError('the admin endpoint', `${host}:${port}`, error));
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }
 
 function formatHost(address: string): string {

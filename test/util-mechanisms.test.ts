@@ -1,0 +1,47 @@
+// The small shared mechanisms of src/util/ that several runners use: one test each, no sockets but loopback port 0.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { test } from 'node:test';
+import { ListenError } from '../src/errors.js';
+import { listenOrThrow } from '../src/util/listen.js';
+import { SerialQueue } from '../src/util/serial-queue.js';
+
+test('SerialQueue runs tasks one at a time in call order; a failure rejects only its own caller', async () => {
+  const queue = new SerialQueue();
+  const seen: string[] = [];
+  let running = 0;
+  const task = (name: string, fail = false) => async () => {
+    running++;
+    assert.equal(running, 1, 'never two at once');
+    await new Promise((resolve) => setImmediate(resolve));
+    seen.push(name);
+    running--;
+    if (fail) throw new Error(`${name} failed`);
+    return name;
+  };
+  const results = await Promise.allSettled([queue.run(task('a')), queue.run(task('b', true)), queue.run(task('c'))]);
+  assert.deepEqual(seen, ['a', 'b', 'c']);
+  assert.deepEqual(
+    results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message)),
+    ['a', 'b failed', 'c'],
+  );
+  await queue.idle();
+});
+
+test('listenOrThrow binds, and a port in use becomes ListenError naming what and where, with the cause', async (t) => {
+  const first = net.createServer();
+  await listenOrThrow(first, '127.0.0.1', 0, 'the first');
+  t.after(() => new Promise<void>((resolve) => first.close(() => resolve())));
+  const port = (first.address() as net.AddressInfo).port;
+  const second = net.createServer();
+  const error = await listenOrThrow(second, '127.0.0.1', port, 'the second').then(
+    () => undefined,
+    (failure: unknown) => failure,
+  );
+  assert.ok(error instanceof ListenError);
+  assert.equal(error.code, 'LISTEN_FAILED');
+  assert.equal(error.message, `cannot listen for the second on 127.0.0.1:${port}: address already in use`);
+  assert.equal((error.cause as NodeJS.ErrnoException).code, 'EADDRINUSE');
+  // The bind error was this call's: no listener left behind for it.
+  assert.equal(second.listenerCount('error'), 0);
+});
