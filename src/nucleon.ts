@@ -11,6 +11,7 @@ import { telemetryRunners } from './telemetry/index.js';
 import { embeddedSessions, MqttRunner, mqttListens } from './mqtt/index.js';
 import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
+import { Once } from './util/once.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -64,7 +65,7 @@ export class Nucleon implements AsyncDisposable {
   private readonly runners: Runner[];
   private readonly started: Runner[] = [];
   private state: State = 'new';
-  private stopping: Promise<void> | undefined;
+  private readonly stopping = new Once(() => this.doStop());
 
   constructor(config: Readonly<Config>, options: NucleonOptions = {}) {
     this.config = config;
@@ -122,8 +123,7 @@ export class Nucleon implements AsyncDisposable {
 
   /** Stops everything in reverse start order. Safe to call more than once. */
   stop(): Promise<void> {
-    this.stopping ??= this.doStop();
-    return this.stopping;
+    return this.stopping.run();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { ListenError } from '../src/errors.js';
 import { listenOrThrow } from '../src/util/listen.js';
+import { Once } from '../src/util/once.js';
 import { SerialQueue } from '../src/util/serial-queue.js';
 
 test('SerialQueue runs tasks one at a time in call order; a failure rejects only its own caller', async () => {
@@ -44,4 +45,25 @@ test('listenOrThrow binds, and a port in use becomes ListenError naming what and
   assert.equal((error.cause as NodeJS.ErrnoException).code, 'EADDRINUSE');
   // The bind error was this call's: no listener left behind for it.
   assert.equal(second.listenerCount('error'), 0);
+});
+
+test('Once runs its operation once; later calls share the promise until reset', async () => {
+  let runs = 0;
+  let finish: () => void = () => undefined;
+  const stop = new Once(() => {
+    runs++;
+    return new Promise<void>((resolve) => (finish = resolve));
+  });
+  const first = stop.run();
+  const second = stop.run();
+  assert.equal(first, second, 'a second stop waits for the one in progress');
+  finish();
+  await first;
+  assert.equal(stop.run(), first, 'and after it finished gets the same settled promise');
+  assert.equal(runs, 1);
+  stop.reset();
+  const again = stop.run();
+  finish();
+  await again;
+  assert.equal(runs, 2);
 });

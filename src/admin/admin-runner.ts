@@ -12,6 +12,7 @@ import { failResponse, rejectUpgrade, RequestRefusals } from '../http-request.js
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { listenOrThrow } from '../util/listen.js';
+import { Once } from '../util/once.js';
 import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
@@ -76,7 +77,7 @@ export class AdminRunner implements Runner {
   readonly name = 'admin';
   readonly listens = true;
   private started: Started | undefined;
-  private stopped: Promise<void> | undefined;
+  private readonly stopped = new Once(() => this.doStop());
 
   constructor(private readonly options: AdminRunnerOptions = {}) {}
 
@@ -249,8 +250,7 @@ export class AdminRunner implements Runner {
   }
 
   stop(): Promise<void> {
-    this.stopped ??= this.doStop();
-    return this.stopped;
+    return this.stopped.run();
   }
 
   private async doStop(): Promise<void> {

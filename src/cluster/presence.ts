@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { AuthMethod, EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { Once } from '../util/once.js';
 import type { RedisHealth } from './redis-health.js';
 
 /** A device connected somewhere in the cluster. */
@@ -110,7 +111,7 @@ export class ClusterPresence implements Runner, PresenceView {
   private running: { redis: Redis; sub: Redis; logger: Logger; timers: NodeJS.Timeout[]; context: RunnerContext } | undefined;
   private flushing = false;
   private resyncing = false;
-  private stopped: Promise<void> | undefined;
+  private readonly stopped = new Once(() => this.doStop());
 
   constructor(
     private readonly settings: ClusterPresenceSettings,
@@ -149,7 +150,7 @@ export class ClusterPresence implements Runner, PresenceView {
     const redis = this.health.connect('presence', url, { maxRetriesPerRequest: 1 });
     const sub = this.health.connect('presence-changes', url, { maxRetriesPerRequest: null });
     this.running = { redis, sub, logger, timers: [], context };
-    this.stopped = undefined;
+    this.stopped.reset();
     sub.on('message', (_channel: string, message: string) => this.onAnnouncement(message));
     // Announcements missed while the subscription was down are recovered by a full read.
     sub.on('ready', () => this.resync(true));
@@ -175,8 +176,7 @@ export class ClusterPresence implements Runner, PresenceView {
   }
 
   stop(): Promise<void> {
-    this.stopped ??= this.doStop();
-    return this.stopped;
+    return this.stopped.run();
   }
 
   private async doStop(): Promise<void> {
