@@ -4,6 +4,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import { ListenError } from '../src/errors.js';
 import { listenOrThrow } from '../src/util/listen.js';
+import { EveryNthPerKey, everyNth, shouldLog } from '../src/util/log-sampling.js';
 import { Once } from '../src/util/once.js';
 import { SerialQueue } from '../src/util/serial-queue.js';
 
@@ -66,4 +67,26 @@ test('Once runs its operation once; later calls share the promise until reset', 
   finish();
   await again;
   assert.equal(runs, 2);
+});
+
+test('log sampling: the first, then every Nth; with `first`, the first few; per key, each key counted apart', () => {
+  const sample = everyNth(3);
+  assert.deepEqual(
+    Array.from({ length: 7 }, () => sample()),
+    [true, false, true, false, false, true, false],
+  );
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 10].map((count) => shouldLog(count, 5, 3)),
+    [true, true, true, false, true, true],
+  );
+  const perReason = new EveryNthPerKey<'a' | 'b'>(2);
+  assert.deepEqual(
+    (['a', 'a', 'b', 'a'] as const).map((key) => perReason.note(key)),
+    [
+      { count: 1, log: true },
+      { count: 2, log: true },
+      { count: 1, log: true },
+      { count: 3, log: false },
+    ],
+  );
 });

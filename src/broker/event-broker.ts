@@ -4,6 +4,7 @@ import { DEVICE_EVENT_TYPES, EVENT_TYPES, type DeviceEvent, type Event, type Eve
 import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
 import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog, type IngestStats } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
+import { shouldLog } from '../util/log-sampling.js';
 import { DurableCursor } from './durable-cursor.js';
 import { BoundedQueue } from './inbox.js';
 
@@ -602,7 +603,7 @@ export class EventBroker {
     slot.dropped++;
     this.droppedTotal.inc({ runner: slot.name, reason });
     // Log the first drop and then every 1000th, so a flood cannot flood the log too.
-    if (slot.dropped === 1 || slot.dropped % 1000 === 0) {
+    if (shouldLog(slot.dropped, 1000)) {
       this.options.logger.warn({ runner: slot.name, event: event.type, reason, droppedSoFar: slot.dropped }, 'event dropped');
     }
   }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../logger.js';
+import { EveryNthPerKey, shouldLog } from '../util/log-sampling.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
@@ -94,7 +95,7 @@ export class InfluxWriter {
   private wakeUp: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private closing = false;
-  private readonly dropsLogged = new Map<DropReason, number>();
+  private readonly dropsLogged = new EveryNthPerKey<DropReason>(100);
   private readonly random: () => number;
   private readonly settlement: Settlement;
 
@@ -326,7 +327,7 @@ export class InfluxWriter {
     // Refusals such as 401 need an operator; say so each time. Outages: the first failure, then every 10th.
     const refused = outcome.status === 401 || outcome.status === 403 || outcome.status === 404;
     if (refused) this.options.logger.error(details, 'InfluxDB refuses the writes (check url, org, bucket and token); points are kept and retried');
-    else if (this.failures === 1 || this.failures % 10 === 0) this.options.logger.warn(details, 'InfluxDB write failed; retrying');
+    else if (shouldLog(this.failures, 10)) this.options.logger.warn(details, 'InfluxDB write failed; retrying');
     if (!batch.record && batch.attempts > this.options.maxRetries) {
       this.options.logger.warn({ points: this.bufferedPoints }, 'InfluxDB still unavailable after the configured retries; moving points to the spool');
       await this.spill();
@@ -389,9 +390,8 @@ export class InfluxWriter {
   /** Counts points given up and logs the first of each reason, then every 100th. */
   drop(reason: DropReason, points: number, details: Record<string, unknown>): void {
     this.options.metrics.dropped.inc({ reason }, points);
-    const count = (this.dropsLogged.get(reason) ?? 0) + 1;
-    this.dropsLogged.set(reason, count);
-    if (count === 1 || count % 100 === 0) {
+    const { count, log } = this.dropsLogged.note(reason);
+    if (log) {
       const message = MESSAGES[reason];
       this.options.logger.warn({ ...details, dropReason: reason, points, occurrences: count }, message);
     }
