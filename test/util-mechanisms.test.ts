@@ -7,6 +7,7 @@ import { listenOrThrow } from '../src/util/listen.js';
 import { EveryNthPerKey, everyNth, shouldLog } from '../src/util/log-sampling.js';
 import { Once } from '../src/util/once.js';
 import { SerialQueue } from '../src/util/serial-queue.js';
+import { WaitList } from '../src/util/wait-list.js';
 
 test('SerialQueue runs tasks one at a time in call order; a failure rejects only its own caller', async () => {
   const queue = new SerialQueue();
@@ -89,4 +90,24 @@ test('log sampling: the first, then every Nth; with `first`, the first few; per 
       { count: 3, log: false },
     ],
   );
+});
+
+test('WaitList: wakeAll resolves every waiter, failAll rejects them, an aborted waiter leaves at once', async () => {
+  const list = new WaitList();
+  const woken = [list.wait(), list.wait()];
+  assert.equal(list.size, 2);
+  list.wakeAll();
+  assert.equal(list.size, 0);
+  await Promise.all(woken);
+
+  const gone = new AbortController();
+  const leaving = list.wait(gone.signal);
+  const staying = list.wait();
+  gone.abort(new Error('connection closed'));
+  await assert.rejects(leaving, /connection closed/);
+  assert.equal(list.size, 1);
+  list.failAll(() => new Error('stopped'));
+  await assert.rejects(staying, /stopped/);
+  await assert.rejects(list.wait(gone.signal), /connection closed/, 'an already aborted signal is not parked');
+  assert.equal(list.size, 0);
 });

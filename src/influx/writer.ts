@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../logger.js';
 import { EveryNthPerKey, shouldLog } from '../util/log-sampling.js';
 import { SerialQueue } from '../util/serial-queue.js';
+import { WaitList } from '../util/wait-list.js';
 import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
 import type { Precision } from './points.js';
@@ -81,7 +82,7 @@ interface HeadBatch {
 export class InfluxWriter {
   private readonly buffer: LineBuffer;
   /** Producers waiting in accept() for the buffer to drain below maxBufferPoints. */
-  private roomWaiters: (() => void)[] = [];
+  private readonly roomWaiters = new WaitList();
   private readonly fullBatch: number;
   /** Points taken out of memory by spill() and not yet counted as spooled or dropped. */
   private spilling = 0;
@@ -143,7 +144,7 @@ export class InfluxWriter {
 
   private async makeRoom(): Promise<void> {
     while (this.buffer.length >= this.options.maxBufferPoints) {
-      if (this.keepingUp()) await this.room();
+      if (this.keepingUp()) await this.roomWaiters.wait();
       else await this.lock.run(() => this.spill('memory buffer full'));
     }
   }
@@ -153,16 +154,9 @@ export class InfluxWriter {
     return !this.closing && this.failures === 0 && this.options.spool.isEmpty;
   }
 
-  private room(): Promise<void> {
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
   /** After every step: producers re-check the buffer (it shrank, or the writer now fails and they spool). */
   private notifyRoom(): void {
-    const waiters = this.roomWaiters;
-    if (waiters.length === 0) return;
-    this.roomWaiters = [];
-    for (const resolve of waiters) resolve();
+    this.roomWaiters.wakeAll();
   }
 
   /** Stops within about `timeoutMs`: flushes what it can, spools the rest, closes the spool. Safe twice. */
