@@ -13,6 +13,7 @@ import { embeddedSessions, MqttRunner, mqttListens, redisSessions } from './mqtt
 import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
 import { LocalPresence, newInstanceId, type Presence, type PresenceService } from './presence/index.js';
+import { Once } from './util/once.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -74,7 +75,7 @@ export class Nucleon implements AsyncDisposable {
   private readonly runners: Runner[];
   private readonly started: Runner[] = [];
   private state: State = 'new';
-  private stopping: Promise<void> | undefined;
+  private readonly stopping = new Once(() => this.doStop());
 
   constructor(config: Readonly<Config>, options: NucleonOptions = {}) {
     this.config = config;
@@ -137,8 +138,7 @@ export class Nucleon implements AsyncDisposable {
 
   /** Stops everything in reverse start order. Safe to call more than once. */
   stop(): Promise<void> {
-    this.stopping ??= this.doStop();
-    return this.stopping;
+    return this.stopping.run();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

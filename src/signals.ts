@@ -1,6 +1,7 @@
 import type { Logger } from './logger.js';
 import type { Nucleon } from './nucleon.js';
 import { guardProcess } from './process-guard.js';
+import { Once } from './util/once.js';
 
 /**
  * Runs `nucleon` as the process: stops it on the first SIGINT or SIGTERM and
@@ -20,24 +21,21 @@ export function stopOnSignals(nucleon: Nucleon, logger: Logger = nucleon.logger)
     logger.flush();
     process.exit(code);
   };
-  let stopping: Promise<number> | undefined;
-  const stop = (): Promise<number> => {
-    stopping ??= (() => {
-      const force = setTimeout(() => {
-        logger.error({ timeoutMs: forceAfterMs }, 'clean stop took too long; exiting');
-        exitNow(1);
-      }, forceAfterMs);
-      force.unref();
-      return nucleon.stop().then(
-        () => 0,
-        (error: unknown) => {
-          logger.error({ err: error }, 'stop failed');
-          return 1;
-        },
-      );
-    })();
-    return stopping;
-  };
+  const stopping = new Once(() => {
+    const force = setTimeout(() => {
+      logger.error({ timeoutMs: forceAfterMs }, 'clean stop took too long; exiting');
+      exitNow(1);
+    }, forceAfterMs);
+    force.unref();
+    return nucleon.stop().then(
+      () => 0,
+      (error: unknown) => {
+        logger.error({ err: error }, 'stop failed');
+        return 1;
+      },
+    );
+  });
+  const stop = (): Promise<number> => stopping.run();
 
   guardProcess({
     logger,

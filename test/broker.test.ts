@@ -420,6 +420,6 @@ test('whenRoom with an aborted signal leaves the wait list at once (a producer t
   gone.abort(new Error('connection closed'));
   for (const wait of waits) await assert.rejects(wait, /connection closed/);
   await assert.rejects(broker.whenRoom('ApplicationRequest', gone.signal), /connection closed/);
-  const internals = broker as unknown as { slots: Map<string, { roomWaiters: unknown[] }> };
-  assert.equal(internals.slots.get('hung')?.roomWaiters.length, 0);
+  const internals = broker as unknown as { slots: Map<string, { roomWaiters: { size: number } }> };
+  assert.equal(internals.slots.get('hung')?.roomWaiters.size, 0);
 });

@@ -5,13 +5,14 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
-import { ListenError } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
 import { contain } from '../contain.js';
 import { failResponse, rejectUpgrade, RequestRefusals } from '../http-request.js';
 import { assertNever, type EventOf } from '../events.js';
 import type { Runner, RunnerContext } from '../runner.js';
+import { listenOrThrow } from '../util/listen.js';
+import { Once } from '../util/once.js';
 import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
@@ -74,7 +75,7 @@ export class AdminRunner implements Runner {
   readonly name = 'admin';
   readonly listens = true;
   private started: Started | undefined;
-  private stopped: Promise<void> | undefined;
+  private readonly stopped = new Once(() => this.doStop());
 
   constructor(private readonly options: AdminRunnerOptions = {}) {}
 
@@ -226,7 +227,7 @@ export class AdminRunner implements Runner {
         accepts: ACCEPTS,
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
-      await listen(server, admin.host, admin.port);
+      await listenOrThrow(server, admin.host, admin.port, 'the admin endpoint');
       access.bind(server.address() as AddressInfo);
     } catch (error) {
       // Nucleon only stops runners that started; undo our half-start here.
@@ -246,8 +247,7 @@ export class AdminRunner implements Runner {
   }
 
   stop(): Promise<void> {
-    this.stopped ??= this.doStop();
-    return this.stopped;
+    return this.stopped.run();
   }
 
   private async doStop(): Promise<void> {
@@ -357,17 +357,6 @@ function countUnauthenticated(connections: ReadonlyMap<string, AdminConnection>)
   let count = 0;
   for (const connection of connections.values()) if (!connection.authenticated) count++;
   return count;
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(new ListenError('the admin endpoint', `${host}:${port}`, error));
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
 }
 
 function formatHost(address: string): string {

@@ -2,6 +2,7 @@ import type { WebSocket, RawData } from 'ws';
 import { contain } from '../contain.js';
 import { NucleonError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { TokenBucket } from '../util/token-bucket.js';
 import type { AdminMetrics } from './metrics.js';
 import {
   AdminError,
@@ -62,8 +63,8 @@ export class AdminConnection {
   authenticated: boolean;
   subscription: Subscription | undefined;
   private inFlight = 0;
-  private tokens: number;
-  private lastRefill: number;
+  /** `messagesPerSecond`, bursts to twice that. */
+  private readonly messages: TokenBucket;
   private closed = false;
   private loginTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
@@ -79,8 +80,7 @@ export class AdminConnection {
     private readonly logger: Logger,
   ) {
     this.authenticated = authenticated;
-    this.tokens = limits.messagesPerSecond * 2;
-    this.lastRefill = Date.now();
+    this.messages = new TokenBucket({ perSecond: limits.messagesPerSecond, burst: limits.messagesPerSecond * 2, now: () => Date.now() });
     socket.on(
       'message',
       contain(logger, 'admin message', (data: RawData, isBinary: boolean) => this.onMessage(data, isBinary), () => this.close(CloseCode.internalError, 'internal error')),
@@ -148,7 +148,7 @@ export class AdminConnection {
     }
     const request = decoded.request;
     this.metrics.messages.inc({ direction: 'in', kind: this.authenticated ? request.cmd : 'unauthenticated' });
-    if (!this.takeToken()) {
+    if (!this.messages.tryTake()) {
       this.replyError(request, new AdminError('RATE_LIMITED', `more than ${this.limits.messagesPerSecond} messages per second; slow down`));
       return;
     }
@@ -209,16 +209,6 @@ export class AdminConnection {
     }
     if (!response.ok) this.metrics.errors.inc({ code: response.error.code });
     this.sendFrame(frame, response.ok ? (kind ?? 'result') : 'error');
-  }
-
-  private takeToken(): boolean {
-    const now = Date.now();
-    const capacity = this.limits.messagesPerSecond * 2;
-    this.tokens = Math.min(capacity, this.tokens + ((now - this.lastRefill) / 1000) * this.limits.messagesPerSecond);
-    this.lastRefill = now;
-    if (this.tokens < 1) return false;
-    this.tokens--;
-    return true;
   }
 
   private onClose(): void {

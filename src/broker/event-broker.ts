@@ -4,6 +4,8 @@ import { DEVICE_EVENT_TYPES, EVENT_TYPES, type DeviceEvent, type Event, type Eve
 import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
 import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog, type IngestStats } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
+import { shouldLog } from '../util/log-sampling.js';
+import { WaitList } from '../util/wait-list.js';
 import { DurableCursor } from './durable-cursor.js';
 import { BoundedQueue } from './inbox.js';
 
@@ -43,19 +45,14 @@ interface Waiter {
   reject: (error: Error) => void;
 }
 
-/** A producer waiting (once, for all it holds) until an inbox has room again. */
-interface RoomWaiter {
-  resolve: () => void;
-  reject: (error: Error) => void;
-}
-
 /** One event in this many has its handling time observed; timing every event cost more than the handler of a small one. */
 export const LATENCY_SAMPLE_EVERY = 16;
 
 class RunnerSlot {
   readonly queue: BoundedQueue;
   readonly waiters: Waiter[] = [];
-  readonly roomWaiters: RoomWaiter[] = [];
+  /** Producers waiting (once each, for all they hold) until the inbox has room again. */
+  readonly roomWaiters = new WaitList();
   /** Free places that wake room waiters together, so each wake-up has room for a batch, not one event. */
   readonly wakeAtFree: number;
   running = false;
@@ -65,7 +62,8 @@ class RunnerSlot {
   delivered = 0;
   dropped = 0;
   errors = 0;
-  idle: (() => void)[] = [];
+  /** Drains waiting for this runner to be idle. */
+  readonly idle = new WaitList();
 
   constructor(
     readonly name: string,
@@ -228,8 +226,8 @@ export class EventBroker {
       this.options.logger.warn({ runner: name, lost }, 'runner left with events still queued; they were dropped');
     }
     // The runner is gone: room waiters look again and find its route gone.
-    for (const waiter of slot.roomWaiters.splice(0)) waiter.resolve();
-    for (const resolve of slot.idle.splice(0)) resolve();
+    slot.roomWaiters.wakeAll();
+    slot.idle.wakeAll();
     this.options.logger.info({ runner: name }, 'runner unregistered');
   }
 
@@ -428,7 +426,7 @@ export class EventBroker {
           this.schedule(slot);
         }
         if (cursor.waiting > 0) {
-          await this.waitForRoom(slot, undefined);
+          await slot.roomWaiters.wait();
           continue;
         }
         cursor.pending = [];
@@ -493,37 +491,10 @@ export class EventBroker {
     const targets = this.routes.get(type);
     if (targets) {
       for (const slot of targets) {
-        if (slot.waiters.length > 0 || slot.queue.full) return this.waitForRoom(slot, signal);
+        if (slot.waiters.length > 0 || slot.queue.full) return slot.roomWaiters.wait(signal);
       }
     }
     return RESOLVED;
-  }
-
-  private waitForRoom(slot: RunnerSlot, signal: AbortSignal | undefined): Promise<void> {
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
-    return new Promise<void>((resolve, reject) => {
-      if (!signal) {
-        slot.roomWaiters.push({ resolve, reject });
-        return;
-      }
-      const onAbort = () => {
-        const at = slot.roomWaiters.indexOf(waiter);
-        if (at >= 0) slot.roomWaiters.splice(at, 1);
-        reject(abortReason(signal));
-      };
-      const waiter: RoomWaiter = {
-        resolve: () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      slot.roomWaiters.push(waiter);
-    });
   }
 
   accepts(type: EventType): boolean {
@@ -547,7 +518,7 @@ export class EventBroker {
       const timeout = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, remaining);
       });
-      await Promise.race([Promise.all(busy.map((slot) => new Promise<void>((resolve) => slot.idle.push(resolve)))), timeout]);
+      await Promise.race([Promise.all(busy.map((slot) => slot.idle.wait())), timeout]);
       clearTimeout(timer);
     }
   }
@@ -562,7 +533,7 @@ export class EventBroker {
     this.stopped = true;
     for (const slot of this.slots.values()) {
       for (const waiter of slot.waiters.splice(0)) waiter.reject(new BrokerStoppedError());
-      for (const waiter of slot.roomWaiters.splice(0)) waiter.reject(new BrokerStoppedError());
+      slot.roomWaiters.failAll(() => new BrokerStoppedError());
     }
     return drained;
   }
@@ -602,7 +573,7 @@ export class EventBroker {
     slot.dropped++;
     this.droppedTotal.inc({ runner: slot.name, reason });
     // Log the first drop and then every 1000th, so a flood cannot flood the log too.
-    if (slot.dropped === 1 || slot.dropped % 1000 === 0) {
+    if (shouldLog(slot.dropped, 1000)) {
       this.options.logger.warn({ runner: slot.name, event: event.type, reason, droppedSoFar: slot.dropped }, 'event dropped');
     }
   }
@@ -639,7 +610,7 @@ export class EventBroker {
       const event = slot.queue.shift();
       if (event === undefined) break;
       if (slot.waiters.length > 0) this.admitWaiter(slot);
-      else if (slot.roomWaiters.length > 0 && slot.queue.capacity - slot.queue.length >= slot.wakeAtFree) this.wakeRoomWaiters(slot);
+      else if (slot.roomWaiters.size > 0 && slot.queue.capacity - slot.queue.length >= slot.wakeAtFree) this.wakeRoomWaiters(slot);
       const timed = slot.delivered % LATENCY_SAMPLE_EVERY === 0;
       const started = timed ? performance.now() : 0;
       try {
@@ -666,13 +637,13 @@ export class EventBroker {
     }
     slot.running = false;
     // An inbox with fewer places than the wake-up threshold empties before reaching it.
-    if (slot.roomWaiters.length > 0) this.wakeRoomWaiters(slot);
-    if (!slot.busy) for (const resolve of slot.idle.splice(0)) resolve();
+    if (slot.roomWaiters.size > 0) this.wakeRoomWaiters(slot);
+    if (!slot.busy) slot.idle.wakeAll();
   }
 
   /** Wakes every room waiter; each moves what fits and waits again for the rest. */
   private wakeRoomWaiters(slot: RunnerSlot): void {
-    for (const waiter of slot.roomWaiters.splice(0)) waiter.resolve();
+    slot.roomWaiters.wakeAll();
   }
 
   private admitWaiter(slot: RunnerSlot): void {
@@ -682,8 +653,4 @@ export class EventBroker {
       waiter.resolve();
     }
   }
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error('wait for room aborted');
 }

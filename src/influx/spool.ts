@@ -1,9 +1,9 @@
 import { mkdir, open, readdir, rename, rm, stat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirectory } from '../util/fs.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import { crc32 } from 'node:zlib';
 import type { Precision } from './points.js';
-import { SerialQueue } from './serial-queue.js';
 
 /**
  * A durable FIFO of line-protocol batches on disk, bounded in bytes.

@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../logger.js';
+import { EveryNthPerKey, shouldLog } from '../util/log-sampling.js';
+import { SerialQueue } from '../util/serial-queue.js';
+import { WaitList } from '../util/wait-list.js';
 import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
 import type { Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
 import { LineBatch, LineBuffer } from './line-buffer.js';
-import { SerialQueue } from './serial-queue.js';
 import { Settlement } from './settlement.js';
 
 /** Where batches go; InfluxHttpSink in production. */
@@ -80,7 +82,7 @@ interface HeadBatch {
 export class InfluxWriter {
   private readonly buffer: LineBuffer;
   /** Producers waiting in accept() for the buffer to drain below maxBufferPoints. */
-  private roomWaiters: (() => void)[] = [];
+  private readonly roomWaiters = new WaitList();
   private readonly fullBatch: number;
   /** Points taken out of memory by spill() and not yet counted as spooled or dropped. */
   private spilling = 0;
@@ -94,7 +96,7 @@ export class InfluxWriter {
   private wakeUp: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private closing = false;
-  private readonly dropsLogged = new Map<DropReason, number>();
+  private readonly dropsLogged = new EveryNthPerKey<DropReason>(100);
   private readonly random: () => number;
   private readonly settlement: Settlement;
 
@@ -142,7 +144,7 @@ export class InfluxWriter {
 
   private async makeRoom(): Promise<void> {
     while (this.buffer.length >= this.options.maxBufferPoints) {
-      if (this.keepingUp()) await this.room();
+      if (this.keepingUp()) await this.roomWaiters.wait();
       else await this.lock.run(() => this.spill('memory buffer full'));
     }
   }
@@ -152,16 +154,9 @@ export class InfluxWriter {
     return !this.closing && this.failures === 0 && this.options.spool.isEmpty;
   }
 
-  private room(): Promise<void> {
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
   /** After every step: producers re-check the buffer (it shrank, or the writer now fails and they spool). */
   private notifyRoom(): void {
-    const waiters = this.roomWaiters;
-    if (waiters.length === 0) return;
-    this.roomWaiters = [];
-    for (const resolve of waiters) resolve();
+    this.roomWaiters.wakeAll();
   }
 
   /** Stops within about `timeoutMs`: flushes what it can, spools the rest, closes the spool. Safe twice. */
@@ -326,7 +321,7 @@ export class InfluxWriter {
     // Refusals such as 401 need an operator; say so each time. Outages: the first failure, then every 10th.
     const refused = outcome.status === 401 || outcome.status === 403 || outcome.status === 404;
     if (refused) this.options.logger.error(details, 'InfluxDB refuses the writes (check url, org, bucket and token); points are kept and retried');
-    else if (this.failures === 1 || this.failures % 10 === 0) this.options.logger.warn(details, 'InfluxDB write failed; retrying');
+    else if (shouldLog(this.failures, 10)) this.options.logger.warn(details, 'InfluxDB write failed; retrying');
     if (!batch.record && batch.attempts > this.options.maxRetries) {
       this.options.logger.warn({ points: this.bufferedPoints }, 'InfluxDB still unavailable after the configured retries; moving points to the spool');
       await this.spill();
@@ -389,9 +384,8 @@ export class InfluxWriter {
   /** Counts points given up and logs the first of each reason, then every 100th. */
   drop(reason: DropReason, points: number, details: Record<string, unknown>): void {
     this.options.metrics.dropped.inc({ reason }, points);
-    const count = (this.dropsLogged.get(reason) ?? 0) + 1;
-    this.dropsLogged.set(reason, count);
-    if (count === 1 || count % 100 === 0) {
+    const { count, log } = this.dropsLogged.note(reason);
+    if (log) {
       const message = MESSAGES[reason];
       this.options.logger.warn({ ...details, dropReason: reason, points, occurrences: count }, message);
     }

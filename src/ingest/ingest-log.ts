@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DeviceEvent, LogPosition } from '../events.js';
 import type { Logger } from '../logger.js';
 import { everyNth } from '../util/log-sampling.js';
+import { WaitList } from '../util/wait-list.js';
 import { readCursors, writeCursors, type Cursors } from './cursors.js';
 import { loadLogId } from './log-id.js';
 import type { DeviceMessage } from './record.js';
@@ -91,7 +92,7 @@ export class IngestLog {
   private source: CursorSource | undefined;
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
-  private roomWaiters: (() => void)[] = [];
+  private readonly roomWaiters = new WaitList();
   private opened = false;
   private readonly metrics: ReturnType<typeof createMetrics>;
   private readonly logWriteError = everyNth(100);
@@ -195,24 +196,10 @@ export class IngestLog {
   /** Resolves when `hasRoom` may be true again (check again), or rejects when `signal` aborts. */
   whenRoom(signal?: AbortSignal): Promise<void> {
     if (this.hasRoom) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason instanceof Error ? signal.reason : new Error('wait aborted'));
-        return;
-      }
-      const waiter = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        this.roomWaiters = this.roomWaiters.filter((w) => w !== waiter);
-        reject(signal?.reason instanceof Error ? signal.reason : new Error('wait aborted'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.roomWaiters.push(waiter);
-      // Full with nothing to free (every cursor current): unregistered cursors may be what pins it.
-      void this.saveCursors();
-    });
+    const room = this.roomWaiters.wait(signal);
+    // Full with nothing to free (every cursor current): unregistered cursors may be what pins it.
+    if (!signal?.aborted) void this.saveCursors();
+    return room;
   }
 
   reader(fromSeq: number): LogReader {
@@ -248,7 +235,7 @@ export class IngestLog {
     await this.saving;
     await this.saveCursors(true);
     this.opened = false;
-    for (const wake of this.roomWaiters.splice(0)) wake();
+    this.roomWaiters.wakeAll();
   }
 
   private durable(lastSeq: number, stats: BatchStats): void {
@@ -270,7 +257,7 @@ export class IngestLog {
       this.pendingAcks = acks.slice(to);
       this.pendingHead = 0;
     }
-    if (this.roomWaiters.length > 0 && this.hasRoom) this.wakeRoomWaiters();
+    if (this.roomWaiters.size > 0 && this.hasRoom) this.roomWaiters.wakeAll();
   }
 
   /** Saves changed cursors, then deletes the segments every cursor has passed. */
@@ -290,7 +277,7 @@ export class IngestLog {
       // With no durable runner at all, nothing needs the data once it is durable.
       const oldest = values.length === 0 ? this.headSeq : Math.min(...values);
       const freed = await this.segments.deleteThrough(oldest);
-      if (freed > 0 && this.hasRoom) this.wakeRoomWaiters();
+      if (freed > 0 && this.hasRoom) this.roomWaiters.wakeAll();
     });
     this.saving = this.saving.catch((error: unknown) => this.options.logger.error({ err: error }, 'saving the ingest log cursors failed; retrying'));
     return this.saving;
@@ -304,10 +291,6 @@ export class IngestLog {
       this.metrics.cursorsDropped.inc();
       delete next[name];
     }
-  }
-
-  private wakeRoomWaiters(): void {
-    for (const wake of this.roomWaiters.splice(0)) wake();
   }
 }
 

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import net, { type Server, type Socket } from 'node:net';
@@ -9,9 +8,9 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { ServerTls } from '../certs/index.js';
 import type { Config } from '../config/index.js';
 import { contain } from '../contain.js';
-import { ListenError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions, type Deadlines } from '../server-guard.js';
+import { listenOrThrow } from '../util/listen.js';
 import type { MqttMetrics } from './metrics.js';
 import type { RateLimiter } from './rate-limit.js';
 
@@ -68,12 +67,7 @@ export class Listener {
 
   async listen(host: string, port: number): Promise<string> {
     const what = { tls: 'MQTT over TLS', tcp: 'MQTT over TCP', ws: 'MQTT over WebSocket' }[this.name];
-    try {
-      this.server.listen(port, host);
-      await once(this.server, 'listening');
-    } catch (error) {
-      throw new ListenError(what, `${host}:${port}`, error);
-    }
+    await listenOrThrow(this.server, host, port, what);
     const address = this.server.address();
     const text = typeof address === 'object' && address !== null ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
     this.context.logger.info({ listener: this.name, address: text }, 'mqtt listening');

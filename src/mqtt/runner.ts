@@ -15,6 +15,7 @@ import { Gateway } from './gateway.js';
 import { SysTopics } from './sys-topics.js';
 import { nucleonVersion } from '../version.js';
 import { Gate } from '../util/gate.js';
+import { Once } from '../util/once.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
 import { grantHighestQos, installAedesContacts, NucleonAedes } from './aedes/index.js';
@@ -67,7 +68,7 @@ export class MqttRunner implements Runner {
   readonly name = 'mqtt';
   readonly listens = true;
   private started: Started | undefined;
-  private stopping: Promise<void> | undefined;
+  private readonly stopping = new Once(() => this.doStop());
   private readonly boundPorts = new Map<ListenerName, number>();
 
   constructor(private readonly options: MqttRunnerOptions) {}
@@ -91,7 +92,7 @@ export class MqttRunner implements Runner {
     }
     const state: Started = { context, sessions: undefined, emitter: undefined, aedes: undefined, gateway: undefined, metrics: undefined, sends: new Gate(MAX_SENDS, 1), listeners: [], registered: false };
     this.started = state;
-    this.stopping = undefined;
+    this.stopping.reset();
     try {
       await this.startBroker(state, config, tls);
     } catch (error) {
@@ -271,9 +272,8 @@ export class MqttRunner implements Runner {
     });
   }
 
-  async stop(): Promise<void> {
-    this.stopping ??= this.doStop();
-    return this.stopping;
+  stop(): Promise<void> {
+    return this.stopping.run();
   }
 
   private async doStop(): Promise<void> {

@@ -3,8 +3,8 @@ import type { GroupInfo, ImageInfo, ImageSource, ImageType, OtaVersion } from '.
 import { compareVersions, isValidUid, parseVersionId } from '../protocol/index.js';
 import type { BlobStore } from '../store/blob.js';
 import type { KvOperation, KvStore } from '../store/index.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import { OtaError } from './errors.js';
-import { SerialQueue } from './serial-queue.js';
 
 /**
  * Images, groups and links (device → group → image, as in Pyrinas), kept in the

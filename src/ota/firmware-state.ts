@@ -1,8 +1,8 @@
 import type { DeviceFirmwareState } from '../events.js';
 import { MAX_VERSION_LENGTH } from '../protocol/index.js';
 import type { KvStore } from '../store/index.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import { rfc3339 } from './catalog.js';
-import { SerialQueue } from './serial-queue.js';
 
 const STATE = 'ota/state/';
 

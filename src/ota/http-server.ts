@@ -5,7 +5,6 @@ import { finished, pipeline } from 'node:stream/promises';
 import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, loginGuard, type CredentialStore, type LoginGuard } from '../devices/index.js';
-import { ListenError } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { BAD_TARGET, RequestRefusals, requestUrl } from '../http-request.js';
 import type { ImageInfo } from '../events.js';
@@ -13,6 +12,7 @@ import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions } from '../server-guard.js';
+import { listenOrThrow } from '../util/listen.js';
 import { decideRange, ifRangeMatches, noneMatch } from './http-range.js';
 import { otaMetrics, type OtaMetrics } from './metrics.js';
 import type { OtaRunner } from './runner.js';
@@ -94,14 +94,7 @@ export class OtaHttpRunner implements Runner {
         else response.destroy();
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) => reject(new ListenError('OTA HTTP downloads', `${settings.host}:${settings.port}`, error));
-      server.once('error', onError);
-      server.listen(settings.port, settings.host, () => {
-        server.off('error', onError);
-        resolve();
-      });
-    });
+    await listenOrThrow(server, settings.host, settings.port, 'OTA HTTP downloads');
     server.on('error', (error) => logger.error({ err: error }, 'OTA HTTP server error'));
     this.listening = listening;
     logger.info({ url: this.url(), requireAuth }, 'OTA downloads listening');

@@ -7,6 +7,7 @@ import { parseVersionId } from '../protocol/index.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { FileBlobStore } from '../store/blob-file.js';
 import type { BlobStore } from '../store/blob.js';
+import { EveryNthPerKey } from '../util/log-sampling.js';
 import { OtaCatalog, type AddImageResult, type DeleteResult, type LinkRequest, type LinkResult, type NewImage, type UnlinkRequest, type UnlinkResult } from './catalog.js';
 import { OtaError, toErrorInfo } from './errors.js';
 import { FirmwareStates } from './firmware-state.js';
@@ -65,7 +66,7 @@ type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_ra
  */
 export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   private running: Running | undefined;
-  private readonly rejectCounts = new Map<RejectReason, number>();
+  private readonly rejectLog = new EveryNthPerKey<RejectReason>(1000, 20);
 
   constructor(private readonly options: OtaRunnerOptions = {}) {
     super('ota', ACCEPTS);
@@ -281,9 +282,8 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
    */
   private reject(running: Running, reason: RejectReason, details: Record<string, unknown>): void {
     running.metrics.rejected.inc({ reason });
-    const count = (this.rejectCounts.get(reason) ?? 0) + 1;
-    this.rejectCounts.set(reason, count);
-    if (count <= 20 || count % 1000 === 0) running.logger.warn({ ...details, reason, count }, `OTA download request refused: ${describeReject(reason)}`);
+    const { count, log } = this.rejectLog.note(reason);
+    if (log) running.logger.warn({ ...details, reason, count }, `OTA download request refused: ${describeReject(reason)}`);
   }
 
   private async answer(command: string, correlationId: string, work: () => Promise<unknown>): Promise<void> {

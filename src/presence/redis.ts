@@ -4,6 +4,7 @@ import type { RedisConnections } from '../redis-connections.js';
 import { ConnectionBook, entryOf } from './connections.js';
 import { PresenceListeners } from './listeners.js';
 import type { DeviceConnection, PresenceEntry, PresenceListener, PresenceService } from './presence.js';
+import { Once } from '../util/once.js';
 
 export interface RedisPresenceSettings {
   url: string;
@@ -93,7 +94,7 @@ export class RedisPresence implements PresenceService {
   private running: Running | undefined;
   private flushing = false;
   private resyncing = false;
-  private stopped: Promise<void> | undefined;
+  private readonly stopped = new Once(() => this.doStop());
 
   constructor(
     private readonly settings: RedisPresenceSettings,
@@ -165,7 +166,7 @@ export class RedisPresence implements PresenceService {
     const sub = this.redisConnections.connect('presence-changes', url, { maxRetriesPerRequest: null });
     const running: Running = { redis, sub, timers: [] };
     this.running = running;
-    this.stopped = undefined;
+    this.stopped.reset();
     sub.on('message', (_channel: string, message: string) => this.onAnnouncement(message));
     // Announcements missed while the subscription was down are recovered by a full read.
     sub.on('ready', () => this.resync(true));
@@ -189,8 +190,7 @@ export class RedisPresence implements PresenceService {
   }
 
   stop(): Promise<void> {
-    this.stopped ??= this.doStop();
-    return this.stopped;
+    return this.stopped.run();
   }
 
   private async doStop(): Promise<void> {

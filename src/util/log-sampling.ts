@@ -1,12 +1,37 @@
 /**
- * "Log the first, then every Nth": returns a function that says whether this
- * occurrence should be logged. A flood of the same problem then cannot flood
- * the log too, and the count tells how often it happened.
+ * "Log the first, then every Nth": a flood of the same problem then cannot
+ * flood the log too, and the count each logged line carries tells how often
+ * it happened. One rule, in three shapes for the three ways callers count.
  */
-export function everyNth(n: number): () => boolean {
+
+/** For a count kept elsewhere (counting from 1): the first `first` occurrences are logged, then every `n`th. */
+export function shouldLog(count: number, n: number, first = 1): boolean {
+  return count <= first || count % n === 0;
+}
+
+/** Counts the occurrences itself: each call is one, and says whether to log it. */
+export function everyNth(n: number, first = 1): () => boolean {
   let count = 0;
-  return () => {
-    count++;
-    return count === 1 || count % n === 0;
-  };
+  return () => shouldLog(++count, n, first);
+}
+
+/**
+ * `everyNth` counted apart per key, so one reason's flood does not silence
+ * another's first line. Keys come from a closed set (a reason union), so the
+ * map holds a handful of entries.
+ */
+export class EveryNthPerKey<K> {
+  private readonly counts = new Map<K, number>();
+
+  constructor(
+    private readonly n: number,
+    private readonly first = 1,
+  ) {}
+
+  /** Counts one occurrence of `key`: how many so far (this one included) and whether to log this one. */
+  note(key: K): { count: number; log: boolean } {
+    const count = (this.counts.get(key) ?? 0) + 1;
+    this.counts.set(key, count);
+    return { count, log: shouldLog(count, this.n, this.first) };
+  }
 }

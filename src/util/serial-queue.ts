@@ -1,11 +1,18 @@
 /**
- * Runs async tasks one at a time, in call order, so read-modify-write sequences
- * on the store never interleave (the OTA runner's events, library calls and
- * HTTP progress reports all mutate the same records).
+ * Runs async tasks one at a time, in call order, so code that touches the
+ * same files or state never interleaves: the OTA store's read-modify-write
+ * sequences (the OTA runner's events, library calls and HTTP progress reports
+ * all mutate the same records), the Influx spool's files, the Influx writer's
+ * steps. A failed task rejects its own caller only; the queue goes on with
+ * the next one.
  *
  * Callers await their task, so the queue holds at most one task per waiting
  * caller: it is bounded by whatever bounds the callers (the broker inbox, the
- * HTTP server's connection limit).
+ * HTTP server's connection limit, the writer's own loop).
+ *
+ * Our own rather than p-queue: one task at a time, in order, is all any
+ * caller needs; p-queue's concurrency, intervals, priorities and timeouts
+ * (and its two dependencies) would be unused weight for these lines.
  */
 export class SerialQueue {
   private tail: Promise<unknown> = Promise.resolve();
