@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { ConfigError, NucleonError } from './errors.js';
+import { ConfigError, exitCodeOf, NucleonError } from './errors.js';
 import { serve, serveUsage } from './cli/serve.js';
 import { certs, certsUsage } from './cli/certs.js';
 import { devices, devicesUsage, serviceAccounts, serviceAccountsUsage } from './cli/devices.js';
@@ -67,10 +67,10 @@ main(process.argv.slice(2)).then(
     if (error instanceof ConfigError) {
       // One line per problem, each naming the file and the key path.
       process.stderr.write(error.problems.map((problem) => `nucleon: ${problem}\n`).join(''));
-      process.exitCode = 2;
+      process.exitCode = exitCodeOf(error.code);
     } else if (error instanceof NucleonError) {
       process.stderr.write(`nucleon: ${error.message}\n`);
-      process.exitCode = 1;
+      process.exitCode = exitCodeOf(error.code);
     } else if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       process.stderr.write(`nucleon: ${(error as Error).message}\n`);
       process.exitCode = 2;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { deviceCredentials } from '../devices/index.js';
+import { httpStatusOf } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
 import { contain } from '../contain.js';
@@ -187,22 +188,22 @@ export class AdminRunner implements Runner {
         if (limiter.limited(address)) {
           metrics.connections.inc({ result: 'rate_limited' });
           metrics.authFailures.inc({ reason: 'rate_limited' });
-          return rejectUpgrade(socket, 429, 'too many failed logins; wrong keys are refused until Retry-After', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
+          return rejectUpgrade(socket, httpStatusOf('RATE_LIMITED'), 'too many failed logins; wrong keys are refused until Retry-After', { 'retry-after': String(limiter.retryAfterSeconds(address)) });
         }
         limiter.recordFailure(address);
         metrics.connections.inc({ result: 'unauthorized' });
         metrics.authFailures.inc({ reason: 'invalid' });
         logger.warn({ address, via: 'header' }, 'admin connection with a wrong API key');
-        return rejectUpgrade(socket, 401, 'invalid API key');
+        return rejectUpgrade(socket, httpStatusOf('UNAUTHORIZED'), 'invalid API key');
       }
       if (key === undefined && countUnauthenticated(connections) >= unauthenticatedLimit) {
         // Connections that still have to log in are capped apart, so idle sockets cannot lock out the real clients.
         metrics.connections.inc({ result: 'too_many_clients' });
-        return rejectUpgrade(socket, 503, `too many connections waiting to log in (at most ${unauthenticatedLimit})`);
+        return rejectUpgrade(socket, httpStatusOf('UNAVAILABLE'), `too many connections waiting to log in (at most ${unauthenticatedLimit})`);
       }
       if (connections.size >= admin.max_clients || started.stopping) {
         metrics.connections.inc({ result: 'too_many_clients' });
-        return rejectUpgrade(socket, 503, started.stopping ? 'shutting down' : `the admin endpoint has its maximum of ${admin.max_clients} clients`);
+        return rejectUpgrade(socket, httpStatusOf('UNAVAILABLE'), started.stopping ? 'shutting down' : `the admin endpoint has its maximum of ${admin.max_clients} clients`);
       }
       wss.handleUpgrade(request, socket, head, (ws) => {
         metrics.connections.inc({ result: 'accepted' });

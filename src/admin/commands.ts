@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { EventBroker } from '../broker/index.js';
 import type { CredentialStore } from '../devices/index.js';
-import { NucleonError } from '../errors.js';
+import { foreignCode, NucleonError } from '../errors.js';
 import type { ErrorInfo, Event, EventOf, EventType } from '../events.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
 import type { AdminConnection } from './connection.js';
@@ -296,7 +296,7 @@ function otaResult(answer: EventOf<'OtaCommandResult'>): unknown {
 
 /** Another runner's error, passed to the client with its own code. */
 function remoteError(error: ErrorInfo): NucleonError {
-  const code = typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(error.code) ? error.code : 'INTERNAL';
+  const code = typeof error.code === 'string' && /^[A-Z][A-Z0-9_]{0,63}$/.test(error.code) ? foreignCode(error.code) : 'INTERNAL';
   return new NucleonError(code, typeof error.message === 'string' ? error.message : 'failed');
 }
 

@@ -1,5 +1,5 @@
 import { Decoder, Encoder } from 'cbor-x';
-import { NucleonError } from '../errors.js';
+import { codesOf, NucleonError, type CodeOf } from '../errors.js';
 
 /**
  * The admin wire protocol, version 1 (README "Admin protocol").
@@ -37,23 +37,13 @@ export interface AdminEventMessage {
   data: unknown;
 }
 
-/** Stable error codes of the admin protocol; other runners' codes (from OTA, the app) pass through unchanged. */
-export const ADMIN_ERROR_CODES = [
-  'BAD_MESSAGE',
-  'UNSUPPORTED_VERSION',
-  'UNKNOWN_COMMAND',
-  'INVALID_ARGUMENT',
-  'UNAUTHENTICATED',
-  'UNAUTHORIZED',
-  'RATE_LIMITED',
-  'TOO_MANY_PENDING',
-  'TIMEOUT',
-  'UNAVAILABLE',
-  'NOT_FOUND',
-  'OVERLOADED',
-  'INTERNAL',
-] as const;
-export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
+/**
+ * The admin protocol's own error codes: the catalogue's `admin` codes
+ * (src/errors.ts). Other runners' codes (from OTA, the app) pass through
+ * unchanged. Clients match on these strings: they never change.
+ */
+export type AdminErrorCode = CodeOf<'admin'>;
+export const ADMIN_ERROR_CODES: readonly AdminErrorCode[] = codesOf('admin');
 
 /** An error answered to the client with its code; the connection stays open. */
 export class AdminError extends NucleonError {

@@ -7,7 +7,7 @@ import { Decoder, Encoder } from 'cbor-x';
 import WebSocket from 'ws';
 import { apiKeyFile, readKeyFile } from '../admin/index.js';
 import { loadConfigFile } from '../config/index.js';
-import { NucleonError } from '../errors.js';
+import { codeOfHttpStatus, foreignCode, hasCode, NucleonError, type ErrorCode, type ForeignCode } from '../errors.js';
 
 /**
  * The admin endpoint as the CLI (and scripts) use it: one WebSocket with the API
@@ -32,7 +32,7 @@ interface Reply {
 
 /** A failure the CLI prints as one line: the server's message and its stable code. */
 export class AdminClientError extends NucleonError {
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode | ForeignCode, message: string, options?: { cause?: unknown }) {
     super(code, `${message} [${code}]`, options);
   }
 }
@@ -90,7 +90,7 @@ export class AdminClient {
       try {
         return await this.requestOnce<T>(cmd, args);
       } catch (error) {
-        if (!(error instanceof AdminClientError) || error.code !== 'RATE_LIMITED' || attempt >= RATE_LIMIT_RETRIES) throw error;
+        if (!(error instanceof AdminClientError) || !hasCode(error, 'RATE_LIMITED') || attempt >= RATE_LIMIT_RETRIES) throw error;
         await new Promise((resolve) => setTimeout(resolve, RATE_LIMIT_BACKOFF_MS * attempt));
       }
     }
@@ -107,7 +107,8 @@ export class AdminClient {
       this.waiting.set(id, { resolve, reject, timer });
       this.socket.send(encoder.encode({ v: 1, id, cmd, args }));
     });
-    if (!reply.ok) throw new AdminClientError(reply.error?.code ?? 'INTERNAL', reply.error?.message ?? 'failed');
+    // The server's code as it sent it: its own, or another runner's passed through.
+    if (!reply.ok) throw new AdminClientError(reply.error ? foreignCode(reply.error.code) : 'INTERNAL', reply.error?.message ?? 'failed');
     return reply.result as T;
   }
 
@@ -192,10 +193,12 @@ function readBody(response: IncomingMessage): Promise<string> {
   });
 }
 
+/** The admin endpoint's refusal of the upgrade, by its HTTP status (the catalogue's, src/errors.ts). */
 function refusal(url: string, status: number, body: string): AdminClientError {
-  if (status === 401) return new AdminClientError('UNAUTHORIZED', `the admin endpoint at ${url} refused the API key`);
-  if (status === 429) return new AdminClientError('RATE_LIMITED', `the admin endpoint at ${url} refuses this address for now: ${body}`);
-  if (status === 503) return new AdminClientError('UNAVAILABLE', `the admin endpoint at ${url} is unavailable: ${body}`);
+  const code = codeOfHttpStatus(status);
+  if (code === 'UNAUTHORIZED') return new AdminClientError(code, `the admin endpoint at ${url} refused the API key`);
+  if (code === 'RATE_LIMITED') return new AdminClientError(code, `the admin endpoint at ${url} refuses this address for now: ${body}`);
+  if (code === 'UNAVAILABLE') return new AdminClientError(code, `the admin endpoint at ${url} is unavailable: ${body}`);
   return new AdminClientError('BAD_RESPONSE', `the admin endpoint at ${url} answered HTTP ${status}${body ? `: ${body}` : ''}`);
 }
 

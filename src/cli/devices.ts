@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, type Config } from '../config/index.js';
 import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
-import { NucleonError } from '../errors.js';
+import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
 import { withAdmin } from './admin-client.js';
 import { devicesList } from './devices-list.js';
@@ -39,7 +39,7 @@ function adminCredentials(values: AdminValues): Passwords {
         await call('devices.remove', { uid });
         return true;
       } catch (error) {
-        if ((error as { code?: string }).code === 'NOT_FOUND') return false;
+        if (hasCode(error, 'NOT_FOUND')) return false;
         throw error;
       }
     },
@@ -116,9 +116,8 @@ function opener(make: (store: LevelStore) => CredentialStore, viaAdmin: boolean)
       const store = await openStore(config);
       return { credentials: make(store), close: () => store.close() };
     } catch (error) {
-      const code = (error as { code?: string }).code;
       // A running server (or the cluster) owns the credentials: ask it.
-      if (viaAdmin && config.admin.enabled && (code === 'STORE_LOCKED' || code === 'STORE_SHARED')) {
+      if (viaAdmin && config.admin.enabled && (hasCode(error, 'STORE_LOCKED') || hasCode(error, 'STORE_SHARED'))) {
         return { credentials: adminCredentials(values), close: async () => undefined };
       }
       throw error;

@@ -6,8 +6,9 @@ import type { PresenceService } from '../presence/index.js';
 import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.js';
 import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
-import { SEND_BUFFER_FULL, type NucleonAedes } from './aedes/index.js';
+import type { NucleonAedes } from './aedes/index.js';
 import { ReturnCode, tlsSocketOf, type Authenticator } from './auth.js';
+import { disconnectReason, refusedReason } from './connection-errors.js';
 import type { MqttMetrics } from './metrics.js';
 import { PublishPath } from './publish-path.js';
 import { Session, Sessions } from './sessions.js';
@@ -108,7 +109,7 @@ export class Gateway {
     aedes.on('clientError', this.onClientError);
     aedes.on('keepaliveTimeout', (client: Client) => this.noteReason(client, 'keepalive_timeout'));
     aedes.on('connectionError', (_client: Client, error: Error) => {
-      this.options.metrics.refused.inc({ reason: connectionErrorReason(error) });
+      this.options.metrics.refused.inc({ reason: refusedReason(error) });
     });
   }
 
@@ -230,7 +231,7 @@ export class Gateway {
     if (!session) return;
     session.held?.gone.abort(new Error('connection closed'));
     const reason = this.stopping ? 'server_stopping' : (session.disconnectReason ?? 'closed');
-    this.options.metrics.disconnects.inc({ reason: reason.startsWith('error') ? errorDisconnectReason(reason) : reason });
+    this.options.metrics.disconnects.inc({ reason: this.stopping ? 'server_stopping' : (session.disconnectLabel ?? 'closed') });
     const principal = session.principal;
     if (principal.kind === 'service') {
       this.connectedServices--;
@@ -246,32 +247,20 @@ export class Gateway {
   };
 
   private readonly onClientError = (client: Client, error: Error): void => {
-    this.noteReason(client, `error: ${error.message}`);
+    this.noteReason(client, `error: ${error.message}`, disconnectReason(error));
   };
 
-  private noteReason(client: Client, reason: string): void {
+  /** The first reason a client goes is the one reported; `label` is its bounded metric label (the reason itself unless given). */
+  private noteReason(client: Client, reason: string, label = reason): void {
     const session = this.sessions.get(client);
-    if (session && session.disconnectReason === undefined) session.disconnectReason = reason;
+    if (session && session.disconnectReason === undefined) {
+      session.disconnectReason = reason;
+      session.disconnectLabel = label;
+    }
   }
 }
 
 function remoteAddressOf(client: Client): string {
   const socket = (client.conn as { remoteAddress?: string }).remoteAddress !== undefined ? (client.conn as { remoteAddress?: string }) : client.req?.socket;
   return socket?.remoteAddress ?? 'unknown';
-}
-
-/** Bounded label values for disconnects caused by an error, so slow consumers and oversized packets are counted apart. */
-function errorDisconnectReason(reason: string): string {
-  if (reason.includes('drain timeout')) return 'drain_timeout';
-  if (reason.includes(SEND_BUFFER_FULL)) return 'slow_consumer';
-  if (reason.includes('too large')) return 'packet_too_large';
-  return 'error';
-}
-
-function connectionErrorReason(error: Error): string {
-  if (error.message.includes('connect did not arrive in time')) return 'connect_timeout';
-  if (error.message.includes('too large')) return 'packet_too_large';
-  if (error.message.includes('keep alive limit')) return 'keepalive_out_of_bounds';
-  if (error.message.includes('identifier rejected')) return 'identifier_rejected';
-  return 'protocol_error';
 }

@@ -33,6 +33,8 @@ export class Session {
   lastVerdict: PublishVerdict | undefined;
   lastRulesVersion = 0;
   disconnectReason: string | undefined;
+  /** The metric label of `disconnectReason`: bounded, so slow consumers and oversized packets are counted apart. */
+  disconnectLabel: string | undefined;
 
   constructor(
     readonly principal: Principal,

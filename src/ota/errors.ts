@@ -1,21 +1,8 @@
-import { NucleonError } from '../errors.js';
+import { NucleonError, type CodeOf } from '../errors.js';
 import type { ErrorInfo } from '../events.js';
 
-/**
- * Stable codes of OTA management answers (`OtaCommandResult.error.code`);
- * README "OTA" lists them.
- */
-export type OtaErrorCode =
-  /** The image, group or device link named in the request does not exist. */
-  | 'NOT_FOUND'
-  /** A malformed id, uid, group name, range or source. */
-  | 'INVALID_ARGUMENT'
-  /** An image with this id already exists with different bytes. */
-  | 'CONFLICT'
-  /** The link would move a device to an older image than it runs; send `force` to do it anyway. */
-  | 'VERSION_DOWNGRADE'
-  /** Storing or reading bytes or metadata failed (disk full, permissions). */
-  | 'STORAGE_FAILED';
+/** Codes of OTA management answers (`OtaCommandResult.error.code`): the catalogue's `ota` codes (src/errors.ts). */
+export type OtaErrorCode = CodeOf<'ota'>;
 
 export class OtaError extends NucleonError {
   constructor(

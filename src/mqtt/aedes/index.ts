@@ -19,7 +19,6 @@ import { enforceStrictPackets } from './strict-packets.js';
 import { installedVersion } from './versions.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
-export { SEND_BUFFER_FULL } from './slow-consumers.js';
 export { filterMatches, grantHighestQos } from './deliveries.js';
 export { INVALID_UTF8, NULL_CHARACTER, ZERO_PACKET_ID } from './strict-packets.js';
 export { installedVersion } from './versions.js';

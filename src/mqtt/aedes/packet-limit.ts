@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Aedes } from 'aedes';
-import { DependencyMismatchError } from '../../errors.js';
+import { DependencyMismatchError, PacketTooLargeError } from '../../errors.js';
 import { installedVersion } from './versions.js';
 
 /** The part of mqtt-packet's parser (inside each aedes client) the limit hooks into. */
@@ -39,7 +39,7 @@ export function limitPacketSize(aedes: Aedes, maxBytes: number): void {
     const broker = this.client?.broker;
     const max = broker === undefined ? undefined : limits.get(broker);
     if (max !== undefined && this.packet.length > max) {
-      this._emitError(new Error(`packet too large: ${this.packet.length} bytes, the limit is ${max}`));
+      this._emitError(new PacketTooLargeError(this.packet.length, max));
       return false;
     }
     return true;

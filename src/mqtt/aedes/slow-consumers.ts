@@ -19,7 +19,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Aedes } from 'aedes';
-import { DependencyMismatchError } from '../../errors.js';
+import { DependencyMismatchError, SendBufferFullError } from '../../errors.js';
 import { installedVersion } from './versions.js';
 
 type DrainCallback = (error: Error | null, client: unknown) => void;
@@ -38,14 +38,11 @@ interface ClientInternals {
 /** The limit of each broker (aedes instance); clients find theirs through `client.broker`. */
 const limits = new WeakMap<object, number>();
 
-/** The error a client is disconnected with when its send buffer is over the limit. */
-export const SEND_BUFFER_FULL = 'send buffer full';
-
 function nonWaitingWaitForDrain(this: ClientInternals, callback: DrainCallback): void {
   const limit = limits.get(this.broker);
   const unsent = this.conn.writableLength;
   if (limit !== undefined && unsent > limit) {
-    const error = new Error(`${SEND_BUFFER_FULL}: ${unsent} bytes unsent, the limit is ${limit} (slow consumer)`);
+    const error = new SendBufferFullError(unsent, limit);
     this.conn.destroy(error);
     setImmediate(callback, error, this);
     return;
