@@ -1,7 +1,7 @@
 /**
  * Generates README's configuration reference from config.toml, the file that
  * documents every key. `node --import tsx scripts/config-reference.ts` rewrites
- * the README block; test/config-docs.test.ts fails when the two drift apart.
+ * the README block; test/unit/config-docs.test.ts fails when the two drift apart.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -15,7 +15,7 @@ import { encode } from 'cbor-x';
 import type { MqttClient } from 'mqtt';
 import WebSocket from 'ws';
 import { delay, repoRoot } from '../test/helpers/index.js';
-import { ADMIN_KEY, Canary, connectDevice, metricValue, round, startInstance, type Instance } from '../test/reliability-support.js';
+import { ADMIN_KEY, Canary, connectDevice, metricValue, round, startInstance, type Instance } from '../test/helpers/reliability-support.js';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, faults: { type: 'boolean', default: false } } });
 const minutes = Number(values.minutes);
@@ -234,10 +234,10 @@ async function main(): Promise<number> {
     let code = alive && !growth && canaryFailures === 0 ? 0 : 1;
     if (values.faults) {
       process.stdout.write('--faults: the 60 s InfluxDB outage with a restart in between\n');
-      const faults = spawnSync(process.execPath, ['--import', 'tsx', '--test', 'test/faults-influx.test.ts'], { cwd: repoRoot, env: { ...process.env, FAULTS_OUTAGE_S: '60' }, stdio: 'inherit' });
+      const faults = spawnSync(process.execPath, ['--import', 'tsx', '--test', 'test/system/faults-influx.test.ts'], { cwd: repoRoot, env: { ...process.env, FAULTS_OUTAGE_S: '60' }, stdio: 'inherit' });
       if (faults.status !== 0) code = 1;
-      process.stdout.write('--faults: 20 SIGKILLs of the server under load, each durability mode (test/faults-ingest-crash.test.ts)\n');
-      const crash = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=1800000', 'test/faults-ingest-crash.test.ts'], { cwd: repoRoot, env: { ...process.env, CRASH_KILLS: '20' }, stdio: 'inherit' });
+      process.stdout.write('--faults: 20 SIGKILLs of the server under load, each durability mode (test/system/faults-ingest-crash.test.ts)\n');
+      const crash = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=1800000', 'test/system/faults-ingest-crash.test.ts'], { cwd: repoRoot, env: { ...process.env, CRASH_KILLS: '20' }, stdio: 'inherit' });
       if (crash.status !== 0) code = 1;
     }
     return code;

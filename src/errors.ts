@@ -3,7 +3,7 @@
  * it is raised, and where it matters the `nucleon` exit code and HTTP status.
  * Codes never change once released: admin clients, scripts reading the CLI's
  * `[CODE]` and library callers match on them. README "Errors" documents each
- * one (test/errors-docs.test.ts keeps the two in step).
+ * one (test/unit/errors-docs.test.ts keeps the two in step).
  */
 
 /**

@@ -155,7 +155,7 @@ function guardTls(server: TlsServer, options: GuardOptions): void {
       options.logger.debug({ err: error, reason, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
     }
     // With a listener, Node leaves the socket open: a client that never sent a
-    // ClientHello kept it past the handshake deadline (test/abuse-mqtt.test.ts).
+    // ClientHello kept it past the handshake deadline (test/system/abuse-mqtt.test.ts).
     socket.destroy();
   });
   server.prependListener('secureConnection', (socket: TLSSocket) => {

@@ -28,7 +28,7 @@ const LIBUV_DEFAULT_POOL = 4;
  *   the first wave of guesses from one address, before its failures count,
  *   cannot keep the fleet's logins out. scrypt runs on libuv's thread pool, which file and store reads use
  *   too: unbounded, a guessing burst took every thread and made OTA range
- *   reads 39 times slower (test/abuse-password-guessing.test.ts).
+ *   reads 39 times slower (test/system/abuse-password-guessing.test.ts).
  * Limits are per instance: in a cluster each instance counts its own.
  */
 export class LoginGuard {

@@ -20,7 +20,7 @@ export class InvalidPointError extends Error {
  * Point class: building a Point (field and tag objects, sorted key lists, a
  * Date) cost 4 to 8 µs per point, the largest part of the Influx runner's CPU
  * at 150k points/s. The output is byte for byte what Point.toLineProtocol
- * writes (test/influx-points.test.ts compares them): tags and fields sorted by
+ * writes (test/unit/influx-points.test.ts compares them): tags and fields sorted by
  * key, the same escaping, `i` after integers, T/F for booleans.
  */
 

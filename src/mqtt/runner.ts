@@ -57,6 +57,8 @@ interface Started {
   sends: Gate;
   listeners: Listener[];
   registered: boolean;
+  /** Serves one connection, as every listener does. */
+  handle?: (stream: Duplex, request?: IncomingMessage) => void;
 }
 
 /**
@@ -72,6 +74,18 @@ export class MqttRunner implements Runner {
   private readonly boundPorts = new Map<ListenerName, number>();
 
   constructor(private readonly options: MqttRunnerOptions) {}
+
+  /**
+   * Serves one MQTT connection over any duplex stream, as the listeners do:
+   * in-memory streams in the unit tests, or a transport of a library user's
+   * own. Such a connection has no TLS certificate, so it logs in with a
+   * password (or, with `mqtt.auth.anonymous`, without).
+   */
+  connectStream(stream: Duplex): void {
+    const handle = this.started?.handle;
+    if (!handle) throw new Error('the MQTT runner is not running');
+    handle(stream);
+  }
 
   /** The port a listener is bound to (useful with port 0); undefined when it is off. */
   port(listener: ListenerName): number | undefined {
@@ -200,6 +214,7 @@ export class MqttRunner implements Runner {
       // Before the client can subscribe: its deliveries get the highest QoS granted (src/mqtt/aedes/deliveries.ts).
       grantHighestQos(aedes.handle(stream, request), () => metrics.publishesOut++);
     };
+    state.handle = handle;
     state.sys = new SysTopics(
       aedes,
       () => ({ version: nucleonVersion(), clients: gateway.counts(), received: metrics.publishesIn, sent: metrics.publishesOut }),

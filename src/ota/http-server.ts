@@ -76,7 +76,7 @@ export class OtaHttpRunner implements Runner {
       if (requireAuth) logger.warn('ota.http.tls is false: downloads authenticate with Basic passwords only, which cross the network in the clear unless a TLS proxy is in front');
     }
     // The port is open to anyone who can reach it: idle sockets from one
-    // address must not take the slots of the fleet (test/abuse-idle-sockets.test.ts).
+    // address must not take the slots of the fleet (test/system/abuse-idle-sockets.test.ts).
     const refused = httpRefusedCounter(context.metrics);
     guardServer(server, {
       deadlines,

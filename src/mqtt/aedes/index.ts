@@ -5,7 +5,7 @@
  * opens, against an in-memory client: when an internal it relies on is not
  * there, the start fails with DependencyMismatchError naming the package and
  * its installed version. package.json pins these packages to exact versions
- * (test/aedes-contacts.test.ts checks the lock file against the guards).
+ * (test/integration/aedes-contacts.test.ts checks the lock file against the guards).
  */
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
@@ -35,7 +35,7 @@ export interface ContactOptions {
 
 /**
  * Every contact, the version of its package it was written and checked
- * against; package.json pins these exactly and test/aedes-contacts.test.ts
+ * against; package.json pins these exactly and test/integration/aedes-contacts.test.ts
  * checks that the lock file installs them.
  */
 export const CONTACTS = [

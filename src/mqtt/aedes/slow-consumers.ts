@@ -4,7 +4,7 @@
  * with it: mqemitter's delivery to all subscribers of a message, the routing
  * gate, the MQTT runner's server → device sends. One device that stopped
  * reading its socket while answers kept coming held all of them until the
- * drain timeout (test/abuse-stalled-device.test.ts: 63-66 % of other
+ * drain timeout (test/system/abuse-stalled-device.test.ts: 63-66 % of other
  * devices' round trips lost for ~25 s).
  *
  * Here a write's callback never waits for the socket. What the client has

@@ -1,0 +1,309 @@
+// The ingest log on disk (src/ingest/): group commit, reading back across
+// segments, torn tails and damaged records, retention, cursors, the size
+// limit; and the broker feeding durable runners from it, live and after a
+// restart.
+import assert from 'node:assert/strict';
+import { open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import { EventBroker } from '../../src/broker/index.js';
+import type { DeviceEvent, Event } from '../../src/events.js';
+import { IngestLog, SegmentLog, deviceEvent, type DeviceMessage, type LogRecord } from '../../src/ingest/index.js';
+import { decodeRecord } from '../../src/ingest/record.js';
+import { silentLogger } from '../../src/logger.js';
+import { tempDir, waitFor } from '../helpers/index.js';
+
+function message(n: number, size = 40): DeviceMessage {
+  return { kind: 'app', uid: `dev-${n % 7}`, target: `t/${n}`, payload: Buffer.alloc(size, n % 251), receivedAt: 1_700_000_000_000 + n, qos: 1 };
+}
+
+async function appendAll(log: SegmentLog, count: number, size = 40): Promise<number[]> {
+  const seqs: number[] = [];
+  for (let n = 0; n < count; n++) seqs.push(log.append(message(n, size)));
+  await log.flushed();
+  return seqs;
+}
+
+async function readAll(log: SegmentLog, from = 1): Promise<LogRecord[]> {
+  const reader = log.reader(from);
+  const out: LogRecord[] = [];
+  for (let i = 0; i < 100_000; i++) {
+    const records = await reader.next(4096);
+    if (records.length === 0) return out;
+    out.push(...records);
+  }
+  throw new Error('reader never caught up');
+}
+
+test('group commit: many appends become few writes, read back in order and intact, across segments', async (t) => {
+  const dir = await tempDir(t);
+  const batches: number[] = [];
+  const log = new SegmentLog({ dir, durability: 'fsync', segmentBytes: 8 * 1024, onDurable: (_seq, stats) => batches.push(stats.records) });
+  await log.open();
+  const seqs = await appendAll(log, 1000);
+  assert.deepEqual(seqs, Array.from({ length: 1000 }, (_, i) => i + 1));
+  assert.equal(log.durableSeq, 1000);
+  assert.ok(batches.length < 50, `1000 appends in one turn took ${batches.length} writes`);
+  // One batch may overshoot a segment; the next batch starts a new one.
+  const more = [];
+  for (let round = 0; round < 20; round++) more.push(...(await appendAll(log, 10)));
+  assert.ok(log.segmentCount > 2, `segments: ${log.segmentCount}`);
+  const records = await readAll(log);
+  assert.deepEqual(
+    records.map((r) => r.seq),
+    Array.from({ length: 1200 }, (_, i) => i + 1),
+  );
+  const sample = records[499];
+  assert.ok(sample);
+  assert.deepEqual({ ...sample, payload: Buffer.from(sample.payload) }, { seq: 500, ...message(499), payload: Buffer.from(message(499).payload) });
+  // A reader that starts in the middle finds its place (through the sparse index or a scan).
+  assert.deepEqual(
+    (await readAll(log, 777)).map((r) => r.seq)[0],
+    777,
+  );
+  await log.close();
+});
+
+test('a torn tail is cut at reopen, counted, and appends continue after the last good record', async (t) => {
+  const dir = await tempDir(t);
+  const first = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20 });
+  await first.open();
+  await appendAll(first, 100);
+  await first.close();
+  const [segment] = (await readdir(dir)).filter((name) => name.endsWith('.seg'));
+  assert.ok(segment);
+  const file = path.join(dir, segment);
+  const size = (await stat(file)).size;
+  await truncate(file, size - 17); // half of the last record
+  const damage: string[] = [];
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, onDamage: (report) => damage.push(report.reason) });
+  const recovery = await log.open();
+  assert.equal(recovery.nextSeq, 100, 'record 100 was torn: the next append reuses its number');
+  assert.ok(recovery.truncatedBytes > 0);
+  assert.deepEqual(damage, ['torn or damaged tail cut']);
+  await appendAll(log, 5);
+  assert.deepEqual(
+    (await readAll(log)).map((r) => r.seq),
+    Array.from({ length: 104 }, (_, i) => i + 1),
+  );
+  await log.close();
+});
+
+for (const [where, at] of [
+  ['its payload', (start: number, size: number) => start + size - 5],
+  ['its length field', (start: number) => start + 1],
+] as const) {
+  test(`a flipped byte in the middle (${where}): that record is skipped and counted, the ones after it are read`, async (t) => {
+    const dir = await tempDir(t);
+    const first = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20 });
+    await first.open();
+    await appendAll(first, 50);
+    await first.close();
+    const [segment] = (await readdir(dir)).filter((name) => name.endsWith('.seg'));
+    const file = path.join(dir, segment ?? '');
+    const bytes = await readFile(file);
+    let start = 0;
+    for (let i = 0; i < 19; i++) {
+      const result = decodeRecord(bytes, start, bytes.length);
+      assert.equal(result.kind, 'record');
+      if (result.kind === 'record') start += result.size;
+    }
+    const twenty = decodeRecord(bytes, start, bytes.length);
+    assert.ok(twenty.kind === 'record' && twenty.record.seq === 20);
+    const index = at(start, twenty.size);
+    bytes[index] = (bytes[index] ?? 0) ^ 0xff;
+    await writeFile(file, bytes);
+    const damage: string[] = [];
+    const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, onDamage: (report) => damage.push(report.reason) });
+    const recovery = await log.open();
+    assert.equal(recovery.damagedRecords, 1);
+    assert.equal(recovery.nextSeq, 51);
+    const seqs = (await readAll(log)).map((r) => r.seq);
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: 50 }, (_, i) => i + 1).filter((n) => n !== 20),
+    );
+    assert.equal(damage.length, 1, damage.join(', '));
+    await log.close();
+  });
+}
+
+test('damage in an older segment is found when it is read: skipped, counted, reading goes on', async (t) => {
+  const dir = await tempDir(t);
+  const first = new SegmentLog({ dir, durability: 'write', segmentBytes: 2048 });
+  await first.open();
+  for (let i = 0; i < 10; i++) await appendAll(first, 20);
+  await first.close();
+  const segments = (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
+  assert.ok(segments.length >= 3);
+  const handle = await open(path.join(dir, segments[0] ?? ''), 'r+');
+  await handle.write(Buffer.from([0xde, 0xad, 0xbe, 0xef]), 0, 4, 300);
+  await handle.close();
+  const damage: string[] = [];
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 2048, onDamage: (report) => damage.push(report.reason) });
+  await log.open();
+  const seqs = (await readAll(log)).map((r) => r.seq);
+  assert.ok(damage.length >= 1, 'counted');
+  assert.ok(seqs.length >= 195 && seqs.length < 200, `${seqs.length} of 200 read`);
+  assert.equal(seqs.at(-1), 200);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  await log.close();
+});
+
+test('retention: whole segments before a position are deleted; the last one only once it is all passed', async (t) => {
+  const dir = await tempDir(t);
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1024 });
+  await log.open();
+  for (let i = 0; i < 10; i++) await appendAll(log, 20);
+  const before = log.segmentCount;
+  const bytes = log.retainedBytes;
+  const freed = await log.deleteThrough(100);
+  assert.ok(freed > 0 && log.retainedBytes === bytes - freed);
+  assert.ok(log.firstSeq <= 101, 'record 101 is kept');
+  assert.ok(log.segmentCount < before);
+  await log.deleteThrough(199);
+  assert.equal(log.segmentCount, 1, 'the segment holding 200 stays');
+  assert.deepEqual((await readAll(log, log.firstSeq)).at(-1)?.seq, 200);
+  await log.deleteThrough(200);
+  assert.equal(log.segmentCount, 0);
+  assert.equal(log.retainedBytes, 0);
+  await appendAll(log, 3);
+  assert.deepEqual(
+    (await readAll(log, 1)).map((r) => r.seq),
+    [201, 202, 203],
+  );
+  await log.close();
+});
+
+// ---- the broker and durable runners -------------------------------------------
+
+interface Setup {
+  log: IngestLog;
+  broker: EventBroker;
+  handled: DeviceEvent[];
+}
+
+async function setup(dir: string, options: { inbox?: number; handle?: (event: DeviceEvent) => Promise<void> | void; maxBytes?: number } = {}): Promise<Setup> {
+  const metrics = new Registry();
+  const log = new IngestLog({ dir, durability: 'fsync', maxBytes: options.maxBytes ?? 1 << 30, segmentBytes: 4096, cursorSaveMs: 20, logger: silentLogger(), metrics });
+  await log.open();
+  const broker = new EventBroker({ inboxSize: options.inbox ?? 64, maxWaiters: 10, logger: silentLogger(), metrics, log });
+  broker.start();
+  const handled: DeviceEvent[] = [];
+  broker.register({
+    type: 'NewRunner',
+    name: 'app',
+    accepts: ['ApplicationRequest'],
+    inbox: {
+      durable: 'handled',
+      handle: async (event: Event) => {
+        handled.push(event as DeviceEvent);
+        await options.handle?.(event as DeviceEvent);
+      },
+    },
+  });
+  return { log, broker, handled };
+}
+
+function ingest(broker: EventBroker, n: number, acks: number[]): void {
+  const msg = message(n);
+  const decoded = deviceEvent(msg);
+  assert.ok(decoded.ok);
+  assert.equal(
+    broker.ingest(decoded.event, msg, () => acks.push(n)),
+    true,
+  );
+}
+
+test('a durable runner gets every event once, with its log position, lagging in memory and then on disk; acknowledgements only after the write', async (t) => {
+  const dir = await tempDir(t);
+  // An inbox of 4 lets 1,024 events wait in memory; the rest of 3,000 are read back from disk.
+  const { log, broker, handled } = await setup(dir, { inbox: 4, handle: () => new Promise((resolve) => setImmediate(resolve)) });
+  const acks: number[] = [];
+  for (let n = 0; n < 3000; n++) ingest(broker, n, acks);
+  assert.equal(acks.length, 0, 'nothing acknowledged before the batch is durable');
+  await waitFor(() => acks.length === 3000, 'every message acknowledged');
+  assert.equal(broker.stats().find((s) => s.name === 'app')?.ingest?.lagging, true);
+  await waitFor(() => handled.length === 3000, 'every event handled');
+  assert.deepEqual(
+    handled.map((e) => e.log?.seq),
+    Array.from({ length: 3000 }, (_, i) => i + 1),
+  );
+  await waitFor(() => broker.stats().find((s) => s.name === 'app')?.ingest?.lagging === false, 'live again');
+  assert.ok(handled.every((e) => e.log?.replay === false && e.log.id === `${log.logId}:${e.log.seq}`));
+  await broker.stop(1000);
+  await log.close(1000);
+});
+
+test('after a crash, a durable runner is handed what it had not finished, marked as replays with the same ids', async (t) => {
+  const dir = await tempDir(t);
+  let release: () => void = () => undefined;
+  const stuck = new Promise<void>((resolve) => (release = resolve));
+  const first = await setup(dir, { inbox: 8, handle: (event) => (event.log && event.log.seq > 30 ? stuck : undefined) });
+  const acks: number[] = [];
+  for (let n = 0; n < 100; n++) ingest(first.broker, n, acks);
+  await waitFor(() => acks.length === 100 && first.handled.length === 31, 'acknowledged, 30 handled, the 31st stuck');
+  const ids = new Map(first.handled.map((e) => [e.log?.seq, e.log?.id]));
+  // Wait for a cursor save with the runner stuck at 31, then "crash": no stop, no close.
+  await waitFor(async () => JSON.parse(await readFile(path.join(dir, 'cursors.json'), 'utf8')).cursors.app === 30, 'cursor 30 saved');
+  void release;
+  const second = await setup(dir);
+  await waitFor(() => second.handled.length === 70, 'the 70 unfinished events handed out again');
+  assert.deepEqual(
+    second.handled.map((e) => e.log?.seq),
+    Array.from({ length: 70 }, (_, i) => i + 31),
+  );
+  assert.ok(second.handled.every((e) => e.log?.replay === true));
+  assert.equal(second.handled[0]?.log?.id, ids.get(31), 'the same id as before the crash');
+  // New events after the replay are live.
+  const acks2: number[] = [];
+  ingest(second.broker, 1000, acks2);
+  await waitFor(() => second.handled.length === 71, 'a new event');
+  assert.equal(second.handled[70]?.log?.replay, false);
+  assert.equal(second.handled[70]?.log?.seq, 101);
+  await second.broker.stop(1000);
+  await second.log.close(1000);
+  release();
+  await first.broker.stop(100);
+  await first.log.close(100);
+});
+
+test('the size limit: a full log has no room (devices wait) until the runner catches up and segments go', async (t) => {
+  const dir = await tempDir(t);
+  let release: () => void = () => undefined;
+  const stuck = new Promise<void>((resolve) => (release = resolve));
+  const { log, broker, handled } = await setup(dir, { maxBytes: 16 * 1024, handle: () => stuck });
+  const acks: number[] = [];
+  let n = 0;
+  while (log.hasRoom && n < 10_000) {
+    ingest(broker, n++, acks);
+    if (n % 50 === 0) await log.whenRoom().catch(() => undefined);
+  }
+  await waitFor(() => !log.hasRoom, 'the log full');
+  let roomAgain = false;
+  void log.whenRoom().then(() => (roomAgain = true));
+  assert.equal(roomAgain, false);
+  release();
+  await waitFor(() => roomAgain, 'room again once the runner caught up and segments were deleted');
+  await waitFor(() => handled.length === n, 'everything handled');
+  await broker.stop(1000);
+  await log.close(1000);
+});
+
+test('a cursors file that does not check out is ignored: every runner starts from the oldest segment', async (t) => {
+  const dir = await tempDir(t);
+  const first = await setup(dir, { handle: (event) => (event.log && event.log.seq > 5 ? new Promise<void>(() => undefined) : undefined) });
+  const acks: number[] = [];
+  for (let n = 0; n < 10; n++) ingest(first.broker, n, acks);
+  await waitFor(() => first.handled.length === 6, 'five handled, the sixth stuck');
+  await first.broker.stop(100);
+  await first.log.close(1000);
+  assert.equal(JSON.parse(await readFile(path.join(dir, 'cursors.json'), 'utf8')).cursors.app, 5);
+  await writeFile(path.join(dir, 'cursors.json'), '{"version":1,"cursors":{"app":5},"crc":1}');
+  const second = await setup(dir);
+  await waitFor(() => second.handled.length === 10, 'all ten again, the five handled ones too');
+  assert.ok(second.handled.every((e) => e.log?.replay));
+  await second.broker.stop(1000);
+  await second.log.close(1000);
+});

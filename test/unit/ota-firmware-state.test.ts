@@ -1,0 +1,126 @@
+// FirmwareStates against a real LevelStore, with a counting wrapper around it:
+// telemetry repeats the device's version in every message, and a repeat must
+// cost no store access (issue 8, scenario 8), while every change is still saved.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import type { DeviceFirmwareState } from '../../src/events.js';
+import { FirmwareStates } from '../../src/ota/firmware-state.js';
+import { LevelStore, type KvOperation, type KvStore } from '../../src/store/index.js';
+import { tempDir } from '../helpers/index.js';
+
+const V1 = '1.2.3-4-g965b9df';
+const V2 = '1.3.0-0-gaaaaaaa';
+
+/** Counts the calls that reach the store; the data goes to the real LevelStore. */
+class CountingStore implements KvStore {
+  gets = 0;
+  puts = 0;
+  failPuts = false;
+  constructor(private readonly inner: KvStore) {}
+  open(): Promise<void> {
+    return this.inner.open();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  get<T>(key: string): Promise<T | undefined> {
+    this.gets++;
+    return this.inner.get<T>(key);
+  }
+  put(key: string, value: unknown): Promise<void> {
+    this.puts++;
+    if (this.failPuts) return Promise.reject(new Error('disk full (test)'));
+    return this.inner.put(key, value);
+  }
+  del(key: string): Promise<void> {
+    return this.inner.del(key);
+  }
+  batch(operations: KvOperation[]): Promise<void> {
+    return this.inner.batch(operations);
+  }
+  entries<T>(prefix: string): AsyncIterable<[string, T]> {
+    return this.inner.entries<T>(prefix);
+  }
+}
+
+async function setup(t: TestContext, maxRememberedVersions?: number): Promise<{ store: CountingStore; states: FirmwareStates; changes: DeviceFirmwareState[] }> {
+  const dir = await tempDir(t, 'nucleon-fwstate-');
+  const level = new LevelStore(path.join(dir, 'kv'));
+  await level.open();
+  t.after(() => level.close());
+  const store = new CountingStore(level);
+  const changes: DeviceFirmwareState[] = [];
+  const states = new FirmwareStates({
+    store,
+    clock: () => new Date('2026-11-01T12:00:00Z'),
+    onChange: (state) => changes.push(state),
+    ...(maxRememberedVersions === undefined ? {} : { maxRememberedVersions }),
+  });
+  return { store, states, changes };
+}
+
+test('a repeated telemetry version costs no store read or write; a change is saved and announced once', async (t) => {
+  const { store, states, changes } = await setup(t);
+  assert.equal(await states.reported('dev1', V1), true);
+  assert.deepEqual([store.gets, store.puts, changes.length], [1, 1, 1]);
+  for (let i = 0; i < 1000; i++) assert.equal(await states.reported('dev1', V1), false);
+  assert.deepEqual([store.gets, store.puts, changes.length], [1, 1, 1]);
+  assert.equal(await states.reported('dev1', V2), true);
+  assert.deepEqual([store.gets, store.puts, changes.length], [2, 2, 2]);
+  assert.equal((await states.get('dev1'))?.reportedVersion, V2);
+  // Back to the first version (a rollback) is a change too.
+  await states.reported('dev1', V1);
+  assert.equal((await states.get('dev1'))?.reportedVersion, V1);
+  assert.equal(changes.length, 3);
+});
+
+test('reports queued back to back keep the newest version, also when they alternate', async (t) => {
+  const { states } = await setup(t);
+  // Not awaited one by one: V2 is queued while V1 is still being saved.
+  await Promise.all([states.reported('dev1', V1), states.reported('dev1', V2), states.reported('dev1', V1)]);
+  assert.equal((await states.get('dev1'))?.reportedVersion, V1);
+});
+
+test('after forgetReported (a device connects) the next report is checked against the store', async (t) => {
+  const { store, states } = await setup(t);
+  await states.reported('dev1', V1);
+  // Another instance of a cluster saved a newer version for this device.
+  await store.put('ota/state/dev1', { uid: 'dev1', bytesServed: 0, reportedVersion: V2 });
+  states.forgetReported('dev1');
+  const gets = store.gets;
+  assert.equal(await states.reported('dev1', V1), true);
+  assert.equal(store.gets, gets + 1);
+  assert.equal((await states.get('dev1'))?.reportedVersion, V1);
+});
+
+test('a report that could not be saved is tried again with the next telemetry', async (t) => {
+  const { store, states } = await setup(t);
+  store.failPuts = true;
+  await assert.rejects(states.reported('dev1', V1), /disk full/);
+  store.failPuts = false;
+  assert.equal(await states.reported('dev1', V1), true);
+  assert.equal((await states.get('dev1'))?.reportedVersion, V1);
+});
+
+test('the remembered versions are bounded: the least recently reported device is read again', async (t) => {
+  const { store, states } = await setup(t, 2);
+  await states.reported('a', V1);
+  await states.reported('b', V1);
+  await states.reported('a', V1); // a is now the most recent
+  await states.reported('c', V1); // evicts b
+  const gets = store.gets;
+  assert.equal(await states.reported('a', V1), false);
+  assert.equal(await states.reported('c', V1), false);
+  assert.equal(store.gets, gets);
+  assert.equal(await states.reported('b', V1), true);
+  assert.equal(store.gets, gets + 1);
+});
+
+test('a version longer than a version id can be is never stored nor remembered', async (t) => {
+  const { store, states, changes } = await setup(t);
+  await assert.rejects(states.reported('dev1', 'v'.repeat(200_000)), RangeError);
+  assert.equal(store.puts, 0);
+  assert.equal(changes.length, 0);
+  assert.equal(await states.get('dev1'), undefined);
+});
