@@ -137,6 +137,7 @@ export class RetainedPolicy {
   async rebuild(stored: AsyncIterable<Pick<PublishPacket, 'topic' | 'payload'>>): Promise<RetainedUsage> {
     const fresh = new RetainedPolicy(this.limits);
     for await (const packet of stored) {
+      if (isServerTopic(packet.topic)) continue;
       const payloadBytes = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
       if (payloadBytes > 0) fresh.set(packet.topic, Buffer.byteLength(packet.topic) + payloadBytes);
     }
@@ -179,6 +180,11 @@ export class RetainedPolicy {
   }
 }
 
+/** A topic only the server publishes ($SYS/…; the ACL refuses every client publish starting with $SYS). */
+function isServerTopic(topic: string): boolean {
+  return topic.startsWith('$SYS/');
+}
+
 /** The uid a retained topic counts against: its first level. */
 function ownerOf(topic: string): string {
   const slash = topic.indexOf('/');
@@ -191,6 +197,11 @@ function ownerOf(topic: string): string {
  * compact after a clear or recount after a refusal.
  */
 export async function storeRetainedWithin(policy: RetainedPolicy, packet: PublishPacket, write: (packet: PublishPacket) => Promise<void>): Promise<RetainedAdmission> {
+  if (isServerTopic(packet.topic)) {
+    // The broker's own $SYS topics: a fixed, small set no client can publish to, so outside the bounds.
+    await write(packet);
+    return { store: true, removed: false, undo: () => undefined };
+  }
   const admission = policy.admit(packet.topic, packet.payload);
   try {
     await write(admission.store ? packet : { ...packet, payload: EMPTY });
