@@ -102,7 +102,7 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionP
   }
 
   override createRetainedStreamCombi(patterns: string[]): Readable {
-    return Readable.from(super.createRetainedStreamCombi(patterns));
+    return this.policy.retainedStream(Readable.from(super.createRetainedStreamCombi(patterns)));
   }
 
   override createRetainedStream(pattern: string): Readable {

@@ -4,6 +4,7 @@ import type { ClassicLevel } from 'classic-level';
 import type { Readable } from 'node:stream';
 import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
 import { markRedeliveries } from './aedes/redelivery.js';
+import { reportRetainedReadErrors } from './aedes/retained-stream.js';
 import { Compactor } from './compactor.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
 
@@ -23,6 +24,8 @@ export interface SessionStoreOptions {
    * by a later sweep (at least once).
    */
   onWillDeleteFailed?: (clientId: string, error: unknown) => void;
+  /** Reading retained messages for a new subscription failed (see src/mqtt/aedes/retained-stream.ts). */
+  onRetainedReadFailed?: (error: Error) => void;
   /** The retained-message bounds; without them, config.toml's defaults apply, unreported. */
   retained?: RetainedStoreOptions;
 }
@@ -55,6 +58,11 @@ export class SessionPolicy {
 
   willDeleteFailed(clientId: string, error: unknown): void {
     this.options.onWillDeleteFailed?.(clientId, error);
+  }
+
+  /** A retained stream for aedes' subscribe handler, whose errors are reported instead of thrown. */
+  retainedStream(stream: Readable): Readable {
+    return reportRetainedReadErrors(stream, (error) => this.options.onRetainedReadFailed?.(error));
   }
 
   allowedSubscriptions(client: Client, subs: Subscription[]): Subscription[] {
@@ -163,6 +171,14 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   override outgoingStream(client: Client): Readable {
     return markRedeliveries(super.outgoingStream(client));
+  }
+
+  override createRetainedStreamCombi(patterns: string[]): Readable {
+    return this.policy.retainedStream(super.createRetainedStreamCombi(patterns) as Readable);
+  }
+
+  override createRetainedStream(pattern: string): Readable {
+    return this.policy.retainedStream(super.createRetainedStream(pattern) as Readable);
   }
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {

@@ -144,6 +144,7 @@ export class MqttRunner implements Runner {
       maySubscribe: gateway.maySubscribe,
       isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
       onWillDeleteFailed: (clientId, error) => logger.warn({ err: error, clientId }, 'deleting a published will failed; a later sweep publishes it again'),
+      onRetainedReadFailed: (error) => logger.warn({ err: error }, 'reading retained messages for a new subscription failed; that subscriber misses them'),
       onOfflineDrop: (clientId) => {
         metrics.offlineDropped.inc();
         logger.debug({ clientId }, 'offline queue full; message dropped');
