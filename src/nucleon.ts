@@ -1,4 +1,4 @@
-import { AdminRunner } from './admin/index.js';
+import { AdminRunner, type MetricsExposition } from './admin/index.js';
 import { EventBroker } from './broker/index.js';
 import { validateConfig, type Config, type ConfigInput } from './config/index.js';
 import type { Logger } from './logger.js';
@@ -25,17 +25,27 @@ export interface NucleonOptions {
   processMetrics?: boolean;
   /** Where relative paths in a config object passed in code are resolved; cwd by default. */
   baseDir?: string;
+  /** This instance's id in presence (`newInstanceId()` by default; a worker of `serve --workers` names its slot). */
+  instanceId?: string;
+  /**
+   * What the admin endpoint's `/metrics` serves; this instance's registry by
+   * default. A worker of `serve --workers` serves every worker's (src/workers/metrics.ts).
+   */
+  exposition?: MetricsExposition;
 }
 
 /**
  * The runners Nucleon brings, in start order. Each issue's runner is added here.
  * In cluster mode the same runners get Redis-backed parts (src/cluster).
  */
-function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService): Runner[] {
+function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService, exposition: MetricsExposition | undefined): Runner[] {
   const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
   const mqtt = new MqttRunner({ backend, presence });
   const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore() } : {};
-  const admin = cluster ? new AdminRunner({ healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] }) : new AdminRunner();
+  const admin = new AdminRunner({
+    ...(cluster ? { healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] } : {}),
+    ...(exposition ? { exposition } : {}),
+  });
   return [
     ...(mqttListens(config) ? [mqtt] : []),
     ...otaRunners(config, ota),
@@ -100,13 +110,14 @@ export class Nucleon implements AsyncDisposable {
       metrics: this.metrics,
       ...(this.ingestLog ? { log: this.ingestLog } : {}),
     });
-    this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics) : undefined;
+    const instanceId = options.instanceId ?? newInstanceId();
+    this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics, instanceId) : undefined;
     this.store = options.store ?? this.cluster?.store ?? new LevelStore(path.join(config.store.path, 'kv'));
     // One presence per instance: shared through Redis in cluster mode, else in memory.
     const presenceLogger = this.logger.child({ component: 'presence' });
-    this.presenceService = this.cluster?.presence(presenceLogger) ?? new LocalPresence(newInstanceId(), presenceLogger);
+    this.presenceService = this.cluster?.presence(presenceLogger) ?? new LocalPresence(instanceId, presenceLogger);
     this.presence = this.presenceService;
-    this.runners = builtinRunners(config, this.cluster, this.presenceService);
+    this.runners = builtinRunners(config, this.cluster, this.presenceService, options.exposition);
   }
 
   /** Adds a runner (such as the application's). After `start()` it starts at once. */

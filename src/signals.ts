@@ -15,7 +15,17 @@ import { Once } from './util/once.js';
  *
  * Used by `nucleon serve` and by programs that embed Nucleon (examples/main.ts).
  */
-export function stopOnSignals(nucleon: Nucleon, logger: Logger = nucleon.logger): Promise<number> {
+export interface StopOptions {
+  /**
+   * Another way to ask for the same clean stop: a worker of `serve --workers`
+   * registers the primary's stop message here. It does not count as a signal,
+   * so a worker told by both (Ctrl-C reaches the whole process group) still
+   * stops cleanly instead of taking it as the second, forcing signal.
+   */
+  onStopRequest?: (stop: (reason: string) => void) => void;
+}
+
+export function stopOnSignals(nucleon: Nucleon, logger: Logger = nucleon.logger, options: StopOptions = {}): Promise<number> {
   const forceAfterMs = nucleon.config.broker.stop_timeout_ms * 2;
   const exitNow = (code: number): never => {
     logger.flush();
@@ -61,5 +71,9 @@ export function stopOnSignals(nucleon: Nucleon, logger: Logger = nucleon.logger)
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    options.onStopRequest?.((reason) => {
+      logger.info({ reason }, 'stopping');
+      void stop().then(resolve);
+    });
   });
 }

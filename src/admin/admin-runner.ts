@@ -19,7 +19,7 @@ import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './au
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
-import { createRequestHandler, loadStaticFiles, staticDir, type Health } from './http-routes.js';
+import { createRequestHandler, loadStaticFiles, staticDir, type Health, type MetricsExposition } from './http-routes.js';
 import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
 import { AdminError, encodeMessage, eventMessage, type Encoding } from './protocol.js';
@@ -49,6 +49,8 @@ export interface AdminRunnerOptions {
   fleetStore?: (context: RunnerContext) => FleetStore;
   /** More reasons for `/healthz` to say degraded (cluster mode: Redis connections). */
   healthChecks?: HealthCheck[];
+  /** What `/metrics` serves instead of the instance's own registry (a worker of `serve --workers`: every worker's). */
+  exposition?: MetricsExposition;
 }
 
 /** One part of `/healthz`: `ok: false` makes the instance degraded; the rest is shown under `checks.<name>`. */
@@ -117,7 +119,7 @@ export class AdminRunner implements Runner {
     const deadlines = deadlinesOf(config.limits);
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
     const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });
-    const routes = createRequestHandler({ files, metrics: context.metrics, health: () => this.health(), admit: (request) => access.admit(request), refusals });
+    const routes = createRequestHandler({ files, metrics: this.options.exposition ?? context.metrics, health: () => this.health(), admit: (request) => access.admit(request), refusals });
     const server = createServer(httpServerOptions(deadlines), contain(logger, 'admin request', routes, (_request, response) => failResponse(response)));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     const refused = httpRefusedCounter(context.metrics);

@@ -3,7 +3,6 @@ import { readdir, readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Registry } from 'prom-client';
 import type { RequestRefusals } from '../http-request.js';
 import type { Admission } from './access.js';
 
@@ -55,9 +54,15 @@ export interface Health {
   [key: string]: unknown;
 }
 
+/** What `/metrics` answers with: a prom-client Registry, or anything that renders the same text. */
+export interface MetricsExposition {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
 export interface RouteOptions {
   files: ReadonlyMap<string, StaticFile>;
-  metrics: Registry;
+  metrics: MetricsExposition;
   health: () => Health;
   /** Target, Host (AdminAccess): what is not admitted is refused and counted by `refusals`. */
   admit: (request: IncomingMessage) => Admission;

@@ -28,10 +28,11 @@ export class ClusterServices {
     settings: NonNullable<Config['cluster']>,
     logger: Logger,
     metrics: Registry,
+    instanceId: string = newInstanceId(),
   ) {
     this.url = settings.redis_url;
     this.namespace = `${settings.namespace}:`;
-    this.instanceId = newInstanceId();
+    this.instanceId = instanceId;
     this.presenceTtlMs = settings.presence_ttl_s * 1000;
     this.health = new RedisHealth(logger.child({ component: 'cluster' }), metrics);
     this.store = new RedisStore(this.url, this.namespace);

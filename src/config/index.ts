@@ -1,2 +1,2 @@
-export { aclRuleSchema, configSchema, type Config, type ConfigInput } from './schema.js';
-export { loadConfigFile, validateConfig, defaultConfig, CONFIG_ENV, type LoadedConfig } from './load.js';
+export { aclRuleSchema, configSchema, MAX_WORKERS, type Config, type ConfigInput } from './schema.js';
+export { loadConfigFile, validateConfig, defaultConfig, workersNeedRedis, CONFIG_ENV, type LoadedConfig } from './load.js';

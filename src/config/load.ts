@@ -51,7 +51,15 @@ export function validateConfig(raw: unknown, options: { label?: string; env?: No
   const label = options.label ?? '<config>';
   const withEnv = applyEnv(raw, options.env ?? {});
   const result = configSchema.safeParse(withEnv, { reportInput: true });
-  if (!result.success) throw new ConfigError(result.error.issues.flatMap((issue) => describeIssue(label, issue)));
+  if (!result.success) {
+    const workers = requestedWorkers(withEnv);
+    throw new ConfigError(
+      result.error.issues.flatMap((issue) =>
+        // `[cluster] workers = N` without a Redis URL: say why Redis is needed rather than only that a key is missing.
+        workers !== undefined && workers !== 1 && isMissingRedisUrl(issue) ? [`${label}: cluster.workers: ${workersNeedRedis(workers)}`] : describeIssue(label, issue),
+      ),
+    );
+  }
   const config = options.baseDir ? resolvePaths(result.data, options.baseDir) : result.data;
   return deepFreeze(config);
 }
@@ -76,6 +84,27 @@ function applyEnv(raw: unknown, env: NodeJS.ProcessEnv): unknown {
     copy[section] = table;
   }
   return copy;
+}
+
+/**
+ * Why more than one worker needs cluster mode, for the config error of
+ * `[cluster] workers` and of `nucleon serve --workers`.
+ */
+export function workersNeedRedis(workers: number): string {
+  const what = workers === 0 ? 'workers = 0 (one process per core)' : `workers = ${workers}`;
+  return `${what} needs cluster mode: worker processes share MQTT sessions, routing, presence and the store through Redis and through nothing else; set cluster.redis_url (or NUCLEON_REDIS_URL), or workers = 1`;
+}
+
+function requestedWorkers(raw: unknown): number | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const cluster = (raw as Record<string, unknown>).cluster;
+  if (typeof cluster !== 'object' || cluster === null) return undefined;
+  const workers = (cluster as Record<string, unknown>).workers;
+  return typeof workers === 'number' ? workers : undefined;
+}
+
+function isMissingRedisUrl(issue: z.core.$ZodIssue): boolean {
+  return issue.code === 'invalid_type' && issue.input === undefined && issue.path.join('.') === 'cluster.redis_url';
 }
 
 function describeIssue(label: string, issue: z.core.$ZodIssue): string[] {

@@ -7,6 +7,9 @@ import { ruleProblem, type RuleWho } from '../acl/index.js';
  * Keys are spelled as in the file (snake_case) so the docs and the code agree.
  */
 
+/** Upper bound of `[cluster] workers` and `--workers`: far above any core count, low enough to catch a typo. */
+export const MAX_WORKERS = 256;
+
 /** Port 0 lets the OS choose (tests, embedding). */
 const listenPort = () =>
   z
@@ -255,6 +258,8 @@ export const configSchema = z.strictObject({
       namespace: text()
         .regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1..32 characters of A-Z a-z 0-9 _ -' })
         .default('nucleon'),
+      // 0: one per core. Only here, not in a section of its own: more than one needs Redis (cluster mode).
+      workers: int(0, MAX_WORKERS).default(1),
     })
     .optional(),
 });
