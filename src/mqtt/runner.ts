@@ -18,7 +18,7 @@ import { Gate } from '../util/gate.js';
 import { Once } from '../util/once.js';
 import { createListener, type Listener, type ListenerName } from './listeners.js';
 import { MqttMetrics } from './metrics.js';
-import { grantHighestQos, installAedesContacts, NucleonAedes } from './aedes/index.js';
+import { coalesceWrites, grantHighestQos, installAedesContacts, NucleonAedes } from './aedes/index.js';
 import type { SessionPersistence } from './persistence.js';
 import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
@@ -211,6 +211,8 @@ export class MqttRunner implements Runner {
     state.registered = true;
 
     const handle = (stream: Duplex, request?: IncomingMessage) => {
+      // One TLS record and one syscall per connection per loop turn, not per packet (src/mqtt/aedes/write-coalescing.ts).
+      coalesceWrites(stream);
       // Before the client can subscribe: its deliveries get the highest QoS granted (src/mqtt/aedes/deliveries.ts).
       grantHighestQos(aedes.handle(stream, request), () => metrics.publishesOut++);
     };
