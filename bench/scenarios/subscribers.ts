@@ -105,6 +105,10 @@ async function measureCase(context: ScenarioContext, target: Target, c: Case): P
     const subscriberS = subscriberCpu.elapsed();
     const genS = genCpu.elapsed();
     const delivered = counts.total;
+    if (process.env.BENCH_VERBOSE && target.name.startsWith('nucleon')) {
+      const text = await target.command<string>('metrics', {});
+      context.log(text.split('\n').filter((line) => /^nucleon_mqtt_(disconnects|overloaded|refused)_total/.test(line)).join('\n'));
+    }
     const closed = (await subscriber.call<{ closedReason?: string }>('stats', { latency: false })).closedReason;
     if (closed) throw new Error(`the subscriber's connection ended: ${closed}`);
     if (!target.alive()) throw new Error(`broker died: ${target.exitReason() ?? 'unknown'}`);
