@@ -110,3 +110,10 @@ export class RssWatcher {
     }
   }
 }
+
+/** Write-class system calls (write, writev, ...) a process has made so far (`syscw` of /proc/<pid>/io, all threads). */
+export function writeSyscalls(pid: number): number {
+  const match = /^syscw:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+  if (!match?.[1]) throw new Error(`no syscw in /proc/${pid}/io`);
+  return Number(match[1]);
+}

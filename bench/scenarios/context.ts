@@ -124,7 +124,7 @@ function setAll(metrics: Metric[], name: TargetName, text: string): void {
  * `maxMs` passes; returns the last counts (latency not summarized: ask
  * `target.stats()` for that once, after reading the CPU meters).
  */
-export async function settle(target: Target, want: number, maxMs: number, options: { quietMs?: number; targets?: string[] } = {}): Promise<AppStats> {
+export async function settle(target: Pick<Target, 'stats'>, want: number, maxMs: number, options: { quietMs?: number; targets?: string[] } = {}): Promise<AppStats> {
   const deadline = Date.now() + maxMs;
   const quietMs = options.quietMs ?? 2000;
   const counted = (s: AppStats) => (options.targets ? options.targets.reduce((n, t) => n + (s.byTarget[t] ?? 0), 0) : s.total);

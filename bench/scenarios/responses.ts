@@ -1,6 +1,6 @@
 import { monotonicMs } from '../lib/latency.js';
 import { sleep } from '../lib/net.js';
-import { CpuMeter } from '../lib/proc.js';
+import { CpuMeter, writeSyscalls } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import type { ReceiveResult } from '../loadgen/protocol.js';
 import { acrossTargets, deviceIds, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
@@ -37,6 +37,8 @@ export const scenario3: Scenario = {
         metric('app process CPU per message', 'µs', 2),
         metric('broker + app CPU per message', 'µs', 2),
         metric('load generator CPU per message', 'µs', 2),
+        // One TLS record and syscall per message, or several messages per write (src/mqtt/aedes/write-coalescing.ts).
+        metric('broker write syscalls per message', '', 2),
         metric('messages received', '', 0),
         metric('lost (sent by the app, not received)', '', 0, { kind: 'max', limit: 0 }),
       ],
@@ -55,6 +57,7 @@ export const scenario3: Scenario = {
         const brokerCpu = new CpuMeter([target.brokerPid]);
         const appCpu = target.appPid === undefined ? undefined : new CpuMeter([target.appPid]);
         const genCpu = new CpuMeter(context.gen.pids);
+        const writesBefore = writeSyscalls(target.brokerPid);
         const startedMs = monotonicMs();
         const sent = await target.respond({ uids, perDevice, payloadSize: PAYLOAD, window: APP_WINDOW });
         const after = await received(context, group, before.received + sent.published, 60_000);
@@ -62,6 +65,7 @@ export const scenario3: Scenario = {
         const seconds = (after.lastMs - startedMs) / 1000;
         if (after.disconnects > 0) result.notes.push(`${target.name}: ${after.disconnects} devices were disconnected`);
         const brokerUs = (brokerCpu.elapsed() * US_PER_S) / got;
+        const writes = writeSyscalls(target.brokerPid) - writesBefore;
         const appUs = appCpu ? (appCpu.elapsed() * US_PER_S) / got : undefined;
         return [
           got / seconds,
@@ -69,6 +73,7 @@ export const scenario3: Scenario = {
           appUs ?? 'in broker',
           brokerUs + (appUs ?? 0),
           (genCpu.elapsed() * US_PER_S) / got,
+          writes / got,
           got,
           sent.published - got,
         ];

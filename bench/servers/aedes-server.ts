@@ -8,20 +8,23 @@ import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondR
 import { notify, serveRpc } from '../lib/ipc.js';
 import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
-const [port, certPath, keyPath] = process.argv.slice(2);
-if (!port || !certPath || !keyPath) throw new Error('usage: aedes-server.ts <port> <cert> <key>');
+const [port, certPath, keyPath, appMode = 'app'] = process.argv.slice(2);
+if (!port || !certPath || !keyPath) throw new Error('usage: aedes-server.ts <port> <cert> <key> [app|no-app]');
 
 const counter = new AppCounter();
 const loopDelay = new LoopDelayMonitor();
 const broker = await Aedes.createBroker();
-broker.subscribe(
-  '+/app/p/#',
-  (packet: AedesPublishPacket, done: () => void) => {
-    counter.delivered(appTarget(packet.topic), packet.payload as Buffer);
-    done();
-  },
-  () => undefined,
-);
+// no-app (scenario 10): an MQTT subscriber process is the application instead.
+if (appMode === 'app') {
+  broker.subscribe(
+    '+/app/p/#',
+    (packet: AedesPublishPacket, done: () => void) => {
+      counter.delivered(appTarget(packet.topic), packet.payload as Buffer);
+      done();
+    },
+    () => undefined,
+  );
+}
 
 const server = tls.createServer({ cert: readFileSync(certPath), key: readFileSync(keyPath) }, (socket) => {
   socket.setNoDelay(true);

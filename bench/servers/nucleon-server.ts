@@ -2,6 +2,7 @@
 // config and an in-process counting app runner (what a user's app runner is).
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EventOf, EventRunner as EventRunnerType } from '../../src/index.js';
 import { AppCounter, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
@@ -17,6 +18,8 @@ if (!configJson) throw new Error('usage: nucleon-server.ts <config as JSON>');
 const entry = process.env.BENCH_NUCLEON_DIST ? `${process.env.BENCH_NUCLEON_DIST}/index.js` : fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 if (!existsSync(entry)) throw new Error(`${entry} not found: run "npm run build" first`);
 const nucleonModule = (await import(pathToFileURL(entry).href)) as NucleonModule;
+// Service accounts are not in the library API (the CLI makes them); scenario 10 needs one, from the same build.
+const devicesModule = (await import(pathToFileURL(path.join(path.dirname(entry), 'devices', 'index.js')).href)) as typeof import('../../src/devices/index.js');
 const { createNucleon, EventRunner, createLogger, otaRunnerOf } = nucleonModule;
 
 const counter = new AppCounter();
@@ -89,6 +92,11 @@ serveRpc(
       const data = randomBytes(args.size);
       const added = await otaRunnerOf(nucleon).addImage({ id: args.id, imageType: 'primary', description: 'bench image', source: { kind: 'bytes', data } });
       return { id: added.image.id, size: added.image.size };
+    },
+    // Scenario 10: a service account for the MQTT subscriber (username `svc:<name>`).
+    addServiceAccount: async (args: { name: string; password: string }) => {
+      await devicesModule.serviceCredentials(nucleon.store).add(args.name, args.password);
+      return { name: args.name };
     },
     gc: () => {
       if (typeof global.gc === 'function') global.gc();

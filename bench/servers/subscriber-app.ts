@@ -1,14 +1,28 @@
 // The Mosquitto baseline's "application": a separate MQTT subscriber process on
 // `+/app/p/#` (QoS 1), as a Mosquitto deployment runs it. Raw TLS + mqtt-packet,
 // PUBACKs batched per incoming chunk, so it costs as little as a client can.
+// Scenario 10 runs it against every broker as a service account: an optional
+// third argument (JSON, SubscriberOptions) sets its login and session.
 import tls from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
 import { notify, serveRpc } from '../lib/ipc.js';
 import { pubacks } from '../loadgen/packets.js';
 
-const [host = '127.0.0.1', port] = process.argv.slice(2);
-if (!port) throw new Error('usage: subscriber-app.ts <host> <port>');
+/** Who the subscriber logs in as and what it subscribes to (scenario 10: a service account, persistent or clean). */
+export interface SubscriberOptions {
+  clientId?: string;
+  username?: string;
+  password?: string;
+  /** false: a persistent session (CleanSession 0). */
+  clean?: boolean;
+  filter?: string;
+}
+
+const [host = '127.0.0.1', port, optionsJson] = process.argv.slice(2);
+if (!port) throw new Error('usage: subscriber-app.ts <host> <port> [options as JSON]');
+const options = (optionsJson ? JSON.parse(optionsJson) : {}) as SubscriberOptions;
+const filter = options.filter ?? '+/app/p/#';
 
 const counter = new AppCounter();
 const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -70,10 +84,22 @@ await new Promise<void>((resolve, reject) => {
   socket.once('error', reject);
 });
 const connack = expect('connack');
-socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'bench-app', clean: true, keepalive: 600 }));
-await connack;
+socket.write(
+  mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clientId: options.clientId ?? 'bench-app',
+    clean: options.clean ?? true,
+    keepalive: 600,
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: Buffer.from(options.password) }),
+  }),
+);
+const connacked = await connack;
+if (connacked.cmd !== 'connack' || connacked.returnCode !== 0) throw new Error(`subscriber app: CONNACK ${connacked.cmd === 'connack' ? String(connacked.returnCode) : connacked.cmd}`);
 const suback = expect('suback');
-socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '+/app/p/#', qos: 1 }] }));
+socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 1 }] }));
 const granted = await suback;
 if (granted.cmd !== 'suback' || granted.granted[0] !== 1) throw new Error('subscriber app: subscription not granted at QoS 1');
 
@@ -109,7 +135,7 @@ async function respond(args: RespondArgs): Promise<RespondResult> {
 
 serveRpc(
   {
-    stats: (options: StatsOptions) => ({ ...counter.stats(options.latency !== false), closedReason }),
+    stats: (statsOptions: StatsOptions) => ({ ...counter.stats(statsOptions.latency !== false), closedReason }),
     reset: () => counter.reset(),
     respond: (args: RespondArgs) => respond(args),
     gc: () => false,

@@ -48,6 +48,14 @@ export interface TargetOptions {
   influx?: Record<string, unknown>;
   /** Nucleon only: `[ingest] durability` (default "fsync"). */
   durability?: 'fsync' | 'write' | 'memory';
+  /**
+   * Baselines only: false starts aedes without its in-process `+/app/p/#`
+   * subscriber and Mosquitto without its subscriber process (scenario 10
+   * brings its own subscriber, which would otherwise get every message
+   * twice). Nucleon keeps its app runner: the ingest log feeds it whatever
+   * else subscribes.
+   */
+  app?: boolean;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -126,7 +134,7 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
 
 export async function startAedes(options: TargetOptions): Promise<Target> {
   const port = await freePort();
-  const server = new RpcChild('aedes', path.join(servers, 'aedes-server.ts'), [String(port), options.certs.serverCert, options.certs.serverKey], {
+  const server = new RpcChild('aedes', path.join(servers, 'aedes-server.ts'), [String(port), options.certs.serverCert, options.certs.serverKey, options.app === false ? 'no-app' : 'app'], {
     nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])],
   });
   await server.waitFor('ready', 60_000);
@@ -181,8 +189,10 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
   try {
     await waitForPort(port, 10_000, brokerAlive);
     if (broker.pid === undefined) throw new Error('mosquitto has no pid');
-    app = new RpcChild('mosquitto-app', path.join(servers, 'subscriber-app.ts'), ['127.0.0.1', String(port)]);
-    await app.waitFor('ready', 30_000);
+    if (options.app !== false) {
+      app = new RpcChild('mosquitto-app', path.join(servers, 'subscriber-app.ts'), ['127.0.0.1', String(port)]);
+      await app.waitFor('ready', 30_000);
+    }
   } catch (error) {
     await app?.stop();
     await kill();
@@ -190,22 +200,23 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
   }
   const subscriber = app;
   const brokerPid = broker.pid;
+  const noApp = () => Promise.reject(new Error('mosquitto was started without its subscriber app'));
   return {
     name: 'mosquitto',
     port,
     brokerPid,
-    appPid: subscriber.pid,
-    stats: (options = {}) => subscriber.call<AppStats>('stats', options),
-    reset: () => subscriber.call<void>('reset'),
-    respond: (args) => subscriber.call<RespondResult>('respond', args, 600_000),
+    appPid: subscriber?.pid,
+    stats: (statsOptions = {}) => subscriber?.call<AppStats>('stats', statsOptions) ?? noApp(),
+    reset: () => subscriber?.call<void>('reset') ?? noApp(),
+    respond: (args) => subscriber?.call<RespondResult>('respond', args, 600_000) ?? noApp(),
     gc: async () => undefined,
     otaHttpPort: undefined,
     command: (cmd) => Promise.reject(new Error(`mosquitto has no "${cmd}"`)),
-    alive: () => brokerAlive() && subscriber.alive,
-    exitReason: () => (brokerAlive() ? childExitReason(subscriber) : `mosquitto exited (code ${broker.exitCode}, signal ${broker.signalCode}): ${tail}`),
-    output: () => `${tail}\n${subscriber.output()}`,
+    alive: () => brokerAlive() && (subscriber?.alive ?? true),
+    exitReason: () => (brokerAlive() ? (subscriber ? childExitReason(subscriber) : undefined) : `mosquitto exited (code ${broker.exitCode}, signal ${broker.signalCode}): ${tail}`),
+    output: () => `${tail}\n${subscriber?.output() ?? ''}`,
     stop: async () => {
-      await subscriber.stop();
+      await subscriber?.stop();
       await kill();
     },
   };

@@ -17,11 +17,13 @@ import { probeClient } from './probe.js';
 import { limitSlowConsumers } from './slow-consumers.js';
 import { enforceStrictPackets } from './strict-packets.js';
 import { installedVersion } from './versions.js';
+import { checkWriteCoalescing } from './write-coalescing.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
 export { filterMatches, grantHighestQos } from './deliveries.js';
 export { INVALID_UTF8, NULL_CHARACTER, ZERO_PACKET_ID } from './strict-packets.js';
 export { installedVersion } from './versions.js';
+export { coalesceWrites } from './write-coalescing.js';
 
 export { redisEmitterState } from './mqemitter-redis.js';
 export { checkQueueLayout, levelQueueRange, redisQueueKey } from './queue-layout.js';
@@ -41,7 +43,9 @@ export interface ContactOptions {
 export const CONTACTS = [
   { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish and the clients map' },
   { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
-  { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS and subscriptions" },
+  { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates" },
+  { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },
+  { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
   { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
@@ -64,11 +68,12 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
   checkNucleonAedes(aedes);
   const warnings = checkPerformancePatches();
   limitPacketSize(aedes, options.maxPacketSize);
-  probeClient(aedes as Aedes, (probe) => {
+  probeClient(aedes as Aedes, (probe, stream) => {
     limitSlowConsumers(aedes, probe, options.maxSendBufferBytes);
     enforceStrictPackets(probe);
     assertPacketLimitSupported(aedes, probe);
     checkDeliveries(probe);
+    checkWriteCoalescing(probe, stream);
   });
   return warnings;
 }

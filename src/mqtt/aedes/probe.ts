@@ -7,7 +7,7 @@ import type { Aedes } from 'aedes';
  * neither) and checks their shape before any listener opens. Closed before
  * this returns, so it leaves no timer or listener behind.
  */
-export function probeClient<T>(aedes: Aedes, inspect: (client: object) => T): T {
+export function probeClient<T>(aedes: Aedes, inspect: (client: object, stream: Duplex) => T): T {
   const stream = new Duplex({
     read() {},
     write(_chunk, _encoding, callback) {
@@ -16,7 +16,7 @@ export function probeClient<T>(aedes: Aedes, inspect: (client: object) => T): T 
   });
   const client = aedes.handle(stream) as unknown as { close(done?: () => void): void };
   try {
-    return inspect(client);
+    return inspect(client, stream);
   } finally {
     client.close();
     stream.destroy();

@@ -1,0 +1,86 @@
+/*
+ * aedes writes each packet with mqtt-packet's `writeToStream`, which corks
+ * the connection and uncorks it on `process.nextTick`. aedes sends each
+ * delivery from its own `setImmediate`, and Node runs the nextTick queue
+ * after every immediate, so every packet left alone: over TLS one record,
+ * one encryption and one writev syscall per packet (37 % of the broker's CPU
+ * in bench scenario 3 was `writev`).
+ *
+ * Here a connection's first cork in an event-loop turn takes one more cork,
+ * released by a `setImmediate`: what is written to that connection until
+ * then leaves together, in one TLS record (Node's TLS socket encrypts a
+ * writev as one buffer) and one syscall. A write made from an I/O callback is
+ * released in the check phase of the same loop iteration; one made from an
+ * immediate is released in the next iteration's check phase, after the poll
+ * phase, which does not block while an immediate is pending. At light load
+ * that adds one loop iteration and never a timer. A corked socket still counts
+ * its buffered bytes in `writableLength`, so the send-buffer bound of
+ * slow-consumers.ts sees them as before, and `drain` still follows the flush.
+ */
+import { Writable, type Duplex } from 'node:stream';
+import { createRequire } from 'node:module';
+import { DependencyMismatchError } from '../../errors.js';
+import { installedVersion } from './versions.js';
+
+const HELD = Symbol('nucleon.turnCork');
+
+interface Coalescing extends Writable {
+  [HELD]?: boolean;
+}
+
+/** node:stream's own cork and uncork, called on each connection with `.call`. */
+const streamMethods: { cork: (this: Writable) => void; uncork: (this: Writable) => void } = Writable.prototype;
+const baseCork = streamMethods.cork;
+const baseUncork = streamMethods.uncork;
+
+function turnCork(this: Coalescing): void {
+  if (this[HELD] !== true) {
+    this[HELD] = true;
+    baseCork.call(this);
+    setImmediate(releaseTurn, this);
+  }
+  baseCork.call(this);
+}
+
+function releaseTurn(stream: Coalescing): void {
+  stream[HELD] = false;
+  // Always, even when destroyed: the cork count stays balanced and a destroyed stream writes nothing.
+  baseUncork.call(stream);
+}
+
+/**
+ * Coalesces the writes of one connection per event-loop turn. A stream that
+ * has its own `cork` (not the one of node:stream) is left as it is, and
+ * false says so.
+ */
+export function coalesceWrites(stream: Duplex): boolean {
+  if (stream.cork !== baseCork) return false;
+  (stream as Coalescing).cork = turnCork;
+  return true;
+}
+
+/**
+ * The internals this relies on, checked at start-up: aedes' mqtt-packet
+ * corks the stream it writes a packet to (so the first packet of a turn
+ * reaches `turnCork`), and an aedes client writes to the stream it was
+ * handed.
+ */
+export function checkWriteCoalescing(probe: object, probeStream: Duplex): void {
+  const require = createRequire(import.meta.url);
+  const mqttPacket = createRequire(require.resolve('aedes'))('mqtt-packet') as { writeToStream?: (packet: object, stream: Writable) => boolean };
+  if (typeof mqttPacket.writeToStream !== 'function') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream is gone (src/mqtt/aedes/write-coalescing.ts)');
+  const sink = new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
+  let corks = 0;
+  sink.cork = function countingCork(this: Writable) {
+    corks++;
+    baseCork.call(this);
+  };
+  mqttPacket.writeToStream({ cmd: 'pingresp' }, sink);
+  sink.destroy();
+  if (corks === 0) throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream no longer corks the stream (src/mqtt/aedes/write-coalescing.ts)');
+  if ((probe as { conn?: unknown }).conn !== probeStream) throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client's conn is not the stream it was handed (src/mqtt/aedes/write-coalescing.ts)");
+}
