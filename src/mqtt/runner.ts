@@ -12,6 +12,7 @@ import { Authenticator } from './auth.js';
 import { loadLiveRules } from '../acl/index.js';
 import { AclRules } from './acl-rules.js';
 import { Gateway } from './gateway.js';
+import { chronologicalBrokerId } from './aedes/broker-id.js';
 import { SysTopics } from './sys-topics.js';
 import { nucleonVersion } from '../version.js';
 import { Gate } from '../util/gate.js';
@@ -160,6 +161,8 @@ export class MqttRunner implements Runner {
     const persistence = state.sessions.value;
     state.emitter = await backend.openEmitter?.(MQ_CONCURRENCY);
     const aedes: NucleonAedes = new NucleonAedes({
+      // Offline queues are read back in key order, which includes this id: later runs sort later.
+      id: chronologicalBrokerId(),
       persistence,
       ...(state.emitter ? { mq: state.emitter.value } : {}),
       concurrency: MQ_CONCURRENCY,
