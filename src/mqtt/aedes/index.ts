@@ -14,6 +14,7 @@ import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { dependencyPatches } from './patches/index.js';
 import { probeClient } from './probe.js';
+import { leanClients } from './lean-client.js';
 import { limitSlowConsumers } from './slow-consumers.js';
 import { enforceStrictPackets } from './strict-packets.js';
 import { installedVersion } from './versions.js';
@@ -42,6 +43,7 @@ export const CONTACTS = [
   { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish and the clients map' },
   { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
   { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS and subscriptions" },
+  { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close and conn.client" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
   { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
@@ -69,6 +71,7 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
     enforceStrictPackets(probe);
     assertPacketLimitSupported(aedes, probe);
     checkDeliveries(probe);
+    leanClients(aedes, probe);
   });
   return warnings;
 }
