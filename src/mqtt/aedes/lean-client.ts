@@ -13,6 +13,11 @@
  *   handler); what `finished` adds is 'close'. One listener shared by all
  *   sockets does that; a stream that is not a socket (a WebSocket stream) or
  *   is closed already keeps aedes' own.
+ * - aedes listens with a bound function per client for the socket's 'end'
+ *   (`close.bind(client)`) and 'error' and the parser's 'error'
+ *   (`emit.bind(client, 'error')`). Shared functions find the client through
+ *   the emitter's `client` (set by aedes on both) and do the same; each takes
+ *   its bound function's place, last among that event's listeners.
  * - Objects with a null prototype made with `Object.create(null)` or
  *   `{ __proto__: null }` start in V8's dictionary mode: 184 B each, against
  *   56 B for an empty object whose prototype is then set to null (same
@@ -26,6 +31,7 @@
  *   property deleted is the last one added, and that listener is removed at
  *   CONNACK (the order of event names is nothing aedes or Node relies on).
  */
+import type { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
@@ -37,7 +43,7 @@ interface ClientInternals {
   subscriptions: Record<string, unknown>;
   duplicates: Record<string, unknown>;
   _events: Record<string, unknown>;
-  _parser: { _events: Record<string, unknown> };
+  _parser: EventEmitter & { _events: Record<string, unknown> };
   /** `finished()`'s cleanup, which aedes calls from close(). */
   _eos: () => void;
   close(): void;
@@ -46,6 +52,19 @@ interface ClientInternals {
 /** A socket's 'close' listener (the socket is `this`): closes its aedes client, as `finished` did. */
 function closeClientOfSocket(this: { client?: unknown }): void {
   (this.client as ClientInternals | undefined)?.close();
+}
+
+/** A socket's or parser's 'error' listener: the error goes to its client, as `client.emit.bind(client, 'error')` did. */
+function emitErrorOnClient(this: { client?: unknown }, error: Error): void {
+  (this.client as { emit(event: 'error', error: Error): void } | undefined)?.emit('error', error);
+}
+
+/** Puts `shared` in place of the bound function named `boundName` when that is `event`'s last listener. */
+function replaceLastBound(emitter: EventEmitter, event: string, boundName: string, shared: (this: { client?: unknown }, error: Error) => void): void {
+  const last = emitter.rawListeners(event).at(-1);
+  if (typeof last !== 'function' || last.name !== boundName) return;
+  emitter.removeListener(event, last as (...args: unknown[]) => void);
+  emitter.on(event, shared as (...args: unknown[]) => void);
 }
 
 /** Replaces `finished()`'s cleanup: aedes' close() calls it as a method of the client. */
@@ -73,11 +92,15 @@ function slim(client: ClientInternals): void {
   client.duplicates = table();
   client._events = fastTable(client._events, 'connected');
   client._parser._events = fastTable(client._parser._events);
+  replaceLastBound(client._parser, 'error', 'bound emit', emitErrorOnClient);
   const conn = client.conn;
   if (conn instanceof Socket && !conn.closed) {
     client._eos();
     conn.on('close', closeClientOfSocket);
     client._eos = forgetSocketClose;
+    // With finished()'s listeners gone, aedes' own are the last ones again.
+    replaceLastBound(conn, 'end', 'bound close', closeClientOfSocket);
+    replaceLastBound(conn, 'error', 'bound emit', emitErrorOnClient);
   }
 }
 
