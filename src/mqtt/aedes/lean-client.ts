@@ -18,6 +18,8 @@
  *   (`emit.bind(client, 'error')`). Shared functions find the client through
  *   the emitter's `client` (set by aedes on both) and do the same; each takes
  *   its bound function's place, last among that event's listeners.
+ * - Each parser gets its own copy of the same four state names (`_states`),
+ *   which it only reads: one frozen array serves all.
  * - Objects with a null prototype made with `Object.create(null)` or
  *   `{ __proto__: null }` start in V8's dictionary mode: 184 B each, against
  *   56 B for an empty object whose prototype is then set to null (same
@@ -43,7 +45,7 @@ interface ClientInternals {
   subscriptions: Record<string, unknown>;
   duplicates: Record<string, unknown>;
   _events: Record<string, unknown>;
-  _parser: EventEmitter & { _events: Record<string, unknown> };
+  _parser: EventEmitter & { _events: Record<string, unknown>; _states: readonly string[] };
   /** `finished()`'s cleanup, which aedes calls from close(). */
   _eos: () => void;
   close(): void;
@@ -72,6 +74,13 @@ function forgetSocketClose(this: ClientInternals): void {
   this.conn.removeListener('close', closeClientOfSocket);
 }
 
+/** mqtt-packet 9's parser states, in order. */
+const PARSER_STATES: readonly string[] = Object.freeze(['_parseHeader', '_parseLength', '_parsePayload', '_newPacket']);
+
+function sameStates(states: readonly string[]): boolean {
+  return Array.isArray(states) && states.length === PARSER_STATES.length && states.every((state, i) => state === PARSER_STATES[i]);
+}
+
 /** An empty object without prototype, in V8's fast mode (see above). */
 function table(): Record<string, unknown> {
   return Object.setPrototypeOf({}, null) as Record<string, unknown>;
@@ -92,6 +101,7 @@ function slim(client: ClientInternals): void {
   client.duplicates = table();
   client._events = fastTable(client._events, 'connected');
   client._parser._events = fastTable(client._parser._events);
+  if (sameStates(client._parser._states)) client._parser._states = PARSER_STATES;
   replaceLastBound(client._parser, 'error', 'bound emit', emitErrorOnClient);
   const conn = client.conn;
   if (conn instanceof Socket && !conn.closed) {
@@ -119,7 +129,8 @@ export function leanClients(aedes: Aedes, probe: object): void {
     emptyTable(client.subscriptions) &&
     emptyTable(client.duplicates) &&
     typeof client._events === 'object' &&
-    typeof client._parser?._events === 'object';
+    typeof client._parser?._events === 'object' &&
+    sameStates(client._parser._states);
   if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no _eos / close / conn.client / subscriptions / duplicates / _parser where src/mqtt/aedes/lean-client.ts expects them');
   const handle = aedes.handle as Aedes['handle'] & { lean?: true };
   if (handle.lean) return;
