@@ -11,7 +11,7 @@
  */
 import { quietDebugState } from './quiet-debug.js';
 import { fastBufferListMethods } from './fast-buffer-list.js';
-import { leanParserState } from './lean-parser.js';
+import { leanConnectState, leanParserState } from './lean-parser.js';
 
 export interface DependencyPatchStates {
   /** mqtt-packet's disabled `debug` loggers are no-ops. */
@@ -20,12 +20,15 @@ export interface DependencyPatchStates {
   fastBufferList: string;
   /** aedes' parsers buffer in a plain BufferList rather than a stream. */
   leanParser: string;
+  /** aedes' parsers keep shared settings rather than their CONNECT packet. */
+  leanConnect: string;
 }
 
 export const dependencyPatches: DependencyPatchStates = {
   quietDebug: quietDebugState,
   fastBufferList: fastBufferListMethods.length === 3 ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
   leanParser: leanParserState,
+  leanConnect: leanConnectState,
 };
 
 /** The patches that did not install (their reason), for a start-up warning. */
