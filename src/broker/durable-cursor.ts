@@ -67,6 +67,22 @@ export class DurableCursor {
     return this.reader !== undefined || this.waiting > 0;
   }
 
+  /**
+   * Events appended to the log (up to `appended`, durable or not yet) that
+   * this runner has not looked at: still being written, waiting in memory,
+   * or to be read from disk. Events handed to it and not yet committed do
+   * not count (its inbox bounds those).
+   */
+  behind(appended: number): number {
+    return Math.max(0, appended - this.looked());
+  }
+
+  /** The last sequence number the runner has looked at (taken into its inbox, or skipped as not its type). */
+  private looked(): number {
+    const waiting = this.pending[this.pendingHead]?.log?.seq;
+    return waiting !== undefined ? waiting - 1 : this.reader ? this.reader.nextSeq - 1 : this.head();
+  }
+
   /** Events waiting in memory for inbox room. */
   get waiting(): number {
     return this.pending.length - this.pendingHead;
@@ -83,8 +99,7 @@ export class DurableCursor {
   }
 
   committed(): number {
-    const waiting = this.pending[this.pendingHead]?.log?.seq;
-    const looked = waiting !== undefined ? waiting - 1 : this.reader ? this.reader.nextSeq - 1 : this.head();
+    const looked = this.looked();
     const oldest = this.inflight.peek();
     return oldest === undefined ? looked : Math.min(looked, oldest - 1);
   }

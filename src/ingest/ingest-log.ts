@@ -133,6 +133,11 @@ export class IngestLog {
     return this.segments.durableSeq;
   }
 
+  /** The last sequence number appended, durable or still being written. */
+  get appendedSeq(): number {
+    return this.segments.nextSeq - 1;
+  }
+
   /** The head when the log was opened: events up to it that are handed out again are replays. */
   get replayedThrough(): number {
     return this.recoveredHead;

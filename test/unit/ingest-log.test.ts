@@ -184,9 +184,9 @@ interface Setup {
   handled: DeviceEvent[];
 }
 
-async function setup(dir: string, options: { inbox?: number; handle?: (event: DeviceEvent) => Promise<void> | void; maxBytes?: number } = {}): Promise<Setup> {
+async function setup(dir: string, options: { inbox?: number; handle?: (event: DeviceEvent) => Promise<void> | void; maxBytes?: number; segmentBytes?: number } = {}): Promise<Setup> {
   const metrics = new Registry();
-  const log = new IngestLog({ dir, durability: 'fsync', maxBytes: options.maxBytes ?? 1 << 30, segmentBytes: 4096, cursorSaveMs: 20, logger: silentLogger(), metrics });
+  const log = new IngestLog({ dir, durability: 'fsync', maxBytes: options.maxBytes ?? 1 << 30, segmentBytes: options.segmentBytes ?? 4096, cursorSaveMs: 20, logger: silentLogger(), metrics });
   await log.open();
   const broker = new EventBroker({ inboxSize: options.inbox ?? 64, maxWaiters: 10, logger: silentLogger(), metrics, log });
   broker.start();
@@ -287,6 +287,40 @@ test('the size limit: a full log has no room (devices wait) until the runner cat
   release();
   await waitFor(() => roomAgain, 'room again once the runner caught up and segments were deleted');
   await waitFor(() => handled.length === n, 'everything handled');
+  await broker.stop(1000);
+  await log.close(1000);
+});
+
+test('a durable runner 65,536 events behind holds devices back although the log has room, and lets them go as it catches up', async (t) => {
+  const dir = await tempDir(t);
+  let release: () => void = () => undefined;
+  const stuck = new Promise<void>((resolve) => (release = resolve));
+  const { log, broker, handled } = await setup(dir, { segmentBytes: 16 << 20, handle: () => stuck });
+  const acks: number[] = [];
+  let n = 0;
+  const offer = (): boolean => {
+    const msg = message(n);
+    const decoded = deviceEvent(msg);
+    assert.ok(decoded.ok);
+    const taken = broker.ingest(decoded.event, msg, () => acks.push(n));
+    if (taken) n++;
+    return taken;
+  };
+  // A producer that takes every chance it is given, until it is held for half a second.
+  for (let rounds = 0; rounds < 1000; rounds++) {
+    while (n < 200_000 && offer());
+    const held = await Promise.race([broker.whenIngestRoom('ApplicationRequest').then(() => false), new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 500))]);
+    if (held) break;
+  }
+  // 65,536 behind, plus the inbox (64) and the one being handled: no more, though the log is far from full.
+  assert.ok(n >= 65_536 && n <= 65_536 + 65, `taken in while the runner was stuck: ${n}`);
+  assert.equal(log.hasRoom, true);
+  await waitFor(() => acks.length === n, 'everything taken in acknowledged');
+  let roomAgain = false;
+  void broker.whenIngestRoom('ApplicationRequest').then(() => (roomAgain = true));
+  release();
+  await waitFor(() => roomAgain, 'room again as the runner catches up');
+  await waitFor(() => handled.length === n, 'every event handled', 30_000);
   await broker.stop(1000);
   await log.close(1000);
 });
