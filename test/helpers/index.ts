@@ -1,4 +1,5 @@
 // Shared test helpers: temp dirs, free ports, waiting, child processes, binaries.
+import { readFileSync } from 'node:fs';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -44,17 +45,46 @@ async function killProcess(proc: RunningProcess): Promise<void> {
   }
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
+/** Ports this process has handed out already (never twice). */
+const handedOut = new Set<number>();
+
+/** Below the kernel's ephemeral range, so no client socket of another test takes it before the server binds. */
+function listenRange(): [number, number] {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 12_000) return [10_000, low - 1];
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  return [20_000, 32_767];
+}
+
+function tryListen(port: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' || error.code === 'EACCES' ? resolve(false) : reject(error)));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A port that was free a moment ago on 127.0.0.1, for a server a test starts
+ * in another process. Chosen at random below the ephemeral range: port 0's
+ * answer comes from that range, where the many client sockets of tests
+ * running at the same time take ports too, and one took a server's port
+ * between this call and its bind often enough to fail a loaded run.
+ */
+export async function freePort(): Promise<number> {
+  const [low, high] = listenRange();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (handedOut.has(port)) continue;
+    if (await tryListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found between ${low} and ${high} in 100 tries`);
 }
 
 export function delay(ms: number): Promise<void> {

@@ -206,26 +206,33 @@ export async function writeInstanceConfig(dir: string, ports: Ports, options: Pi
   return file;
 }
 
-/** Starts test/helpers/reliability-instance.ts and waits for /healthz; SIGKILLed after the test if still running. */
+/**
+ * Starts test/helpers/reliability-instance.ts and waits for /healthz; SIGKILLed after the test if still running.
+ * With ports of its own choosing, a port taken between freePorts() and the bind (another test file running
+ * at the same time) is no failure: it starts again on fresh ports, at most three times.
+ */
 export async function startInstance(t: TestContext, options: InstanceOptions = {}): Promise<Instance> {
   const dir = options.dir ?? (await tempDir(t, 'nucleon-rel-'));
-  const ports = options.ports ?? (await freePorts());
   const { ca, devices } = await provision(dir, options);
-  const configFile = await writeInstanceConfig(dir, ports, options);
-  const proc = startProcess(t, process.execPath, ['--import', TSX, ENTRY, configFile], {
-    cwd: dir,
-    env: options.recordFile ? { RECORD_FILE: options.recordFile } : {},
-  });
-  await waitFor(
-    () => {
-      if (proc.child.exitCode !== null) throw new Error(`the instance exited (${proc.child.exitCode}):\n${proc.output().slice(-3000)}`);
-      return proc.output().includes('reliability instance ready');
-    },
-    'the instance to start',
-    30_000,
-    50,
-  );
-  return instanceHandle(dir, ports, ca, configFile, proc, devices);
+  for (let attempt = 1; ; attempt++) {
+    const ports = options.ports ?? (await freePorts());
+    const configFile = await writeInstanceConfig(dir, ports, options);
+    const proc = startProcess(t, process.execPath, ['--import', TSX, ENTRY, configFile], {
+      cwd: dir,
+      env: options.recordFile ? { RECORD_FILE: options.recordFile } : {},
+    });
+    const outcome = await waitFor(
+      () => {
+        if (proc.child.exitCode !== null) return proc.output().includes('EADDRINUSE') && !options.ports && attempt < 3 ? 'port taken' : 'exited';
+        return proc.output().includes('reliability instance ready') ? 'ready' : undefined;
+      },
+      'the instance to start',
+      30_000,
+      50,
+    );
+    if (outcome === 'ready') return instanceHandle(dir, ports, ca, configFile, proc, devices);
+    if (outcome === 'exited') throw new Error(`the instance exited (${proc.child.exitCode}):\n${proc.output().slice(-3000)}`);
+  }
 }
 
 function instanceHandle(dir: string, ports: Ports, ca: Buffer, configFile: string, proc: RunningProcess, devices: Map<string, DeviceTls>): Instance {
