@@ -107,6 +107,38 @@ export async function waitFor<T>(check: () => T | Promise<T>, what: string, time
   }
 }
 
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Starts a command without blocking the event loop (a broker under test may
+ * be in this process); `done` resolves when it exits, SIGKILLed after
+ * `timeoutMs`. `output` is its stdout so far.
+ */
+export function spawnCollecting(command: string, args: string[], timeoutMs = 20_000): { output: () => string; done: Promise<Finished> } {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const done = new Promise<Finished>((resolve) =>
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  return { output: () => stdout, done };
+}
+
+/** `spawnCollecting`, waited for. */
+export function runToExit(command: string, args: string[], timeoutMs = 20_000): Promise<Finished> {
+  return spawnCollecting(command, args, timeoutMs).done;
+}
+
 export interface RunningProcess {
   child: ChildProcess;
   output: () => string;

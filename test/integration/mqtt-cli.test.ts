@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
@@ -8,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import mqtt from 'mqtt';
 import { deviceCredentials, serviceCredentials } from '../../src/devices/index.js';
 import { LevelStore } from '../../src/store/index.js';
-import { cliPath, freePort, requireBinary, runCli, startProcess, tempDir, waitFor } from '../helpers/index.js';
+import { cliPath, freePort, requireBinary, runCli, runToExit, startProcess, tempDir, waitFor } from '../helpers/index.js';
 import { writeServeConfig } from '../helpers/mqtt-support.js';
 
 // Runs the built binary (dist/cli.js): `npm run build` first.
@@ -24,18 +23,6 @@ async function serve(t: TestContext, file: string) {
   return proc;
 }
 
-/** Runs a command to completion without blocking the event loop (the broker may be in this process). */
-async function run(command: string, args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [code] = (await once(child, 'exit')) as [number | null];
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
 
 test('nucleon devices add/remove and service-accounts add: hashed in the store; a running server holds the store', async (t) => {
   const { dir, file } = await configFile(t, await freePort());
@@ -100,12 +87,12 @@ test('mosquitto_sub / mosquitto_pub over TLS with a device certificate from `nuc
   const tlsArgs = ['-h', 'localhost', '-p', String(port), '--cafile', path.join(out, 'ca.crt'), '--cert', path.join(out, `${uid}.crt`), '--key', path.join(out, `${uid}.key`), '-i', uid, '-V', 'mqttv311'];
 
   // A persistent session: subscribe and leave (-E), get a message while away, come back for it.
-  const subscribed = await run(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-E']);
+  const subscribed = await runToExit(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-E']);
   assert.equal(subscribed.code, 0, subscribed.stderr);
   const service = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ca: await readFile(path.join(out, 'ca.crt')), clientId: 'svc:ops', username: 'svc:ops', password: 'ops-secret', reconnectPeriod: 0 });
   t.after(() => service.endAsync(true));
   await service.publishAsync(`${uid}/app/s/led`, 'on', { qos: 1 });
-  const received = await run(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-C', '1', '-v', '-W', '10']);
+  const received = await runToExit(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-C', '1', '-v', '-W', '10']);
   assert.equal(received.code, 0, received.stderr);
   assert.equal(received.stdout, `${uid}/app/s/led on\n`);
 
@@ -113,15 +100,15 @@ test('mosquitto_sub / mosquitto_pub over TLS with a device certificate from `nuc
   await service.subscribeAsync('+/app/p/#', { qos: 1 });
   const seen: string[] = [];
   service.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`));
-  const published = await run(pub, [...tlsArgs, '-q', '1', '-t', `${uid}/app/p/hello`, '-m', 'from mosquitto']);
+  const published = await runToExit(pub, [...tlsArgs, '-q', '1', '-t', `${uid}/app/p/hello`, '-m', 'from mosquitto']);
   assert.equal(published.code, 0, published.stderr);
   await waitFor(() => seen.length > 0, 'the service account sees the mosquitto_pub message');
   assert.deepEqual(seen, [`${uid}/app/p/hello from mosquitto`]);
 
   // A certificate for this uid cannot publish as another device.
-  const spoof = await run(pub, [...tlsArgs, '-q', '1', '-t', '352656100000099/app/p/hello', '-m', 'spoof']);
+  const spoof = await runToExit(pub, [...tlsArgs, '-q', '1', '-t', '352656100000099/app/p/hello', '-m', 'spoof']);
   assert.equal(spoof.code, 0, spoof.stderr);
-  const marker = await run(pub, [...tlsArgs, '-q', '1', '-t', `${uid}/app/p/marker`, '-m', 'x']);
+  const marker = await runToExit(pub, [...tlsArgs, '-q', '1', '-t', `${uid}/app/p/marker`, '-m', 'x']);
   assert.equal(marker.code, 0);
   await waitFor(() => seen.length > 1, 'marker');
   assert.deepEqual(seen, [`${uid}/app/p/hello from mosquitto`, `${uid}/app/p/marker x`]);

@@ -5,12 +5,12 @@
 // QoS 2, overlapping subscriptions, $ topics, the refused subscription, zero-
 // length client ids, offline queueing) and mosquitto_pub / mosquitto_sub.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'smol-toml';
-import { cliPath, freePort, repoRoot, requireBinary, startProcess, tempDir, waitFor } from '../helpers/index.js';
+import { cliPath, freePort, repoRoot, requireBinary, runToExit as run, spawnCollecting as start, startProcess, tempDir, waitFor } from '../helpers/index.js';
 import { RawMqtt } from '../helpers/mqtt.js';
 
 const DEBIAN_PYTHON = '/usr/bin/python3';
@@ -46,30 +46,6 @@ async function startOpenBroker(t: Parameters<typeof tempDir>[0]): Promise<{ port
   return { port, output: proc.output };
 }
 
-interface Running {
-  output: () => string;
-  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-function start(command: string, args: string[], timeoutMs = 20_000): Running {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { output: () => stdout, done };
-}
-
-function run(command: string, args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return start(command, args, timeoutMs).done;
-}
 
 test('python3-paho-mqtt against examples/open-broker.toml: every check of test/fixtures/paho_conformance.py passes', async (t) => {
   if (!requireBinary(t, DEBIAN_PYTHON, 'python3')) return;
