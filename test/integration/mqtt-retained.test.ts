@@ -64,7 +64,17 @@ async function retainedKeys(dir: string): Promise<string[]> {
 
 async function directoryBytes(dir: string): Promise<number> {
   let total = 0;
-  for (const name of await readdir(dir)) total += (await stat(path.join(dir, name))).size;
+  for (const name of await readdir(dir)) {
+    // LevelDB's compaction deletes table files while the server runs: one gone since readdir holds nothing.
+    const size = await stat(path.join(dir, name)).then(
+      (info) => info.size,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return 0;
+        throw error;
+      },
+    );
+    total += size;
+  }
   return total;
 }
 
