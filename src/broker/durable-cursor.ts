@@ -1,5 +1,13 @@
 import type { DeviceEvent, DurableMode } from '../events.js';
 import type { LogReader } from '../ingest/index.js';
+import { BoundedQueue } from './inbox.js';
+
+/**
+ * Events of a lagging durable runner kept in memory before it is fed from
+ * disk instead: several group commits' worth (a batch under load holds
+ * thousands), so a burst costs no disk read; about 13 MB of small events.
+ */
+export const MAX_WAITING_IN_MEMORY = 65_536;
 
 /** Sequence numbers in order, with cheap removal at the front (a growable ring would do the same). */
 class SeqQueue {
@@ -49,9 +57,13 @@ export class DurableCursor {
   private readonly inflight = new SeqQueue();
   /** Set while the runner is fed from disk. */
   reader: LogReader | undefined;
-  /** Events for the runner that its inbox had no room for yet (live ones, or read from disk), in order from `pendingHead`. */
-  pending: DeviceEvent[] = [];
-  pendingHead = 0;
+  /**
+   * Events for the runner that its inbox had no room for yet (live ones, or
+   * read from disk), in order. A ring: under steady overload it never
+   * empties, and a list that is only cut when empty kept every event ever
+   * handed on alive (scenario 6: peak RSS grew with the run's length).
+   */
+  readonly pending = new BoundedQueue<DeviceEvent>(MAX_WAITING_IN_MEMORY);
   /** A catch-up loop is running (at most one per runner). */
   catchingUp = false;
   replayed = 0;
@@ -79,13 +91,13 @@ export class DurableCursor {
 
   /** The last sequence number the runner has looked at (taken into its inbox, or skipped as not its type). */
   private looked(): number {
-    const waiting = this.pending[this.pendingHead]?.log?.seq;
+    const waiting = this.pending.peek()?.log?.seq;
     return waiting !== undefined ? waiting - 1 : this.reader ? this.reader.nextSeq - 1 : this.head();
   }
 
   /** Events waiting in memory for inbox room. */
   get waiting(): number {
-    return this.pending.length - this.pendingHead;
+    return this.pending.length;
   }
 
   /** An event was put into the runner's inbox. */

@@ -6,7 +6,7 @@ import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKi
 import type { Logger } from '../logger.js';
 import { shouldLog } from '../util/log-sampling.js';
 import { WaitList } from '../util/wait-list.js';
-import { DurableCursor } from './durable-cursor.js';
+import { DurableCursor, MAX_WAITING_IN_MEMORY } from './durable-cursor.js';
 import { BoundedQueue } from './inbox.js';
 
 export interface EventBrokerOptions {
@@ -83,12 +83,6 @@ class RunnerSlot {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-/**
- * Events of a lagging durable runner kept in memory before it is fed from
- * disk instead: several group commits' worth (a batch under load holds
- * thousands), so a burst costs no disk read; about 13 MB of small events.
- */
-const MAX_WAITING_IN_MEMORY = 65_536;
 /**
  * How far a durable runner may fall behind the head of the ingest log before
  * devices are held back (no PUBACK, sockets paused) until it is back under.
@@ -444,10 +438,10 @@ export class EventBroker {
     try {
       while (!slot.removed && !this.stopped && cursor.lagging) {
         if (cursor.behind(log.appendedSeq) < MAX_LAG_EVENTS) this.lagRoom.wakeAll();
-        while (cursor.pendingHead < cursor.pending.length) {
-          const event = cursor.pending[cursor.pendingHead];
+        for (;;) {
+          const event = cursor.pending.peek();
           if (event === undefined || !slot.queue.push(event)) break;
-          cursor.pendingHead++;
+          cursor.pending.shift();
           cursor.delivered(event.log?.seq ?? 0);
           if (event.log?.replay) cursor.replayed++;
           this.schedule(slot);
@@ -456,11 +450,10 @@ export class EventBroker {
           await slot.roomWaiters.wait();
           continue;
         }
-        cursor.pending = [];
-        cursor.pendingHead = 0;
         const reader = cursor.reader;
         // Nothing waits in memory and nothing is to be read: live again.
         if (!reader) return;
+        // One read (at most 256 KB, a few thousand records) into an empty list always fits its 65,536 places.
         const records = await reader.next();
         if (slot.removed || this.stopped) return;
         if (records.length === 0) {

@@ -83,7 +83,6 @@ export class IngestLog {
   private pendingEvents: DeviceEvent[] = [];
   private pendingAcks: (Acknowledge | undefined)[] = [];
   private pendingFirst = 1;
-  private pendingHead = 0;
   private stored: Cursors = {};
   /** Set when the cursors file could not be read: where every runner without a cursor starts. */
   private fallbackCursor: number | undefined;
@@ -249,19 +248,16 @@ export class IngestLog {
     this.metrics.batchBytes.observe(stats.bytes);
     this.metrics.writeSeconds.observe(stats.writeMs / 1000);
     this.metrics.commitSeconds.observe(stats.commitMs / 1000);
-    const from = this.pendingHead;
-    const to = from + (lastSeq - this.pendingFirst + 1);
+    const to = lastSeq - this.pendingFirst + 1;
     this.pendingFirst = lastSeq + 1;
-    this.pendingHead = to;
     const events = this.pendingEvents;
     const acks = this.pendingAcks;
-    this.onDurable(events, acks, from, to);
-    // Under steady load the lists never empty: drop what was handed out, now and then.
-    if (to === events.length || to >= 4096) {
-      this.pendingEvents = events.slice(to);
-      this.pendingAcks = acks.slice(to);
-      this.pendingHead = 0;
-    }
+    this.onDurable(events, acks, 0, to);
+    // Drop what was handed out at once (copying only the few events of the batches still being written):
+    // kept until a later compaction, every event survived young-generation GCs and was promoted, and
+    // minor GC took 3 to 6 times as long as in "memory" mode (bench scenario 4, GC lines).
+    this.pendingEvents = events.slice(to);
+    this.pendingAcks = acks.slice(to);
     if (this.roomWaiters.size > 0 && this.hasRoom) this.roomWaiters.wakeAll();
   }
 

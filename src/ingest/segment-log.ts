@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirectory } from '../util/fs.js';
+import { WaitList } from '../util/wait-list.js';
 import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, type DeviceMessage, type LogRecord } from './record.js';
 
 /**
@@ -12,7 +13,13 @@ import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, t
  *   returns the record's sequence number. One write (with "fsync", an O_DSYNC
  *   write, which returns once the data is on disk) takes the whole batch; while it runs the next batch fills, so
  *   however many devices publish, durability costs one syscall pair per
- *   batch. `onDurable(lastSeq)` reports each batch once it is on disk.
+ *   batch. A write that is slow (a sync in the disk's tail) lets the next
+ *   batch start beside it, at the next place in the same segment; batches
+ *   become durable in order all the same: `onDurable(lastSeq)` reports each
+ *   once it and every batch before it are on disk. (After a power cut that
+ *   kept the second write and not the first, recovery counts the first as
+ *   damage and hands on the second's records: never acknowledged, so at
+ *   most a device's resend doubles them.)
  * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
  *   one has reached `segmentBytes`; whole segments are deleted once every
  *   reader has passed them (`deleteThrough`).
@@ -47,6 +54,8 @@ export interface SegmentLogOptions {
   onSpareError?: (error: Error) => void;
   /** Told after each batch is durable: its last sequence number and figures. */
   onDurable?: (lastSeq: number, stats: BatchStats) => void;
+  /** Writes a batch at a position (tests put slow or failing writes here); by default the whole buffer, in as many writes as it takes. */
+  writeAt?: (handle: FileHandle, buffer: Buffer, length: number, position: number) => Promise<void>;
 }
 
 export interface BatchStats {
@@ -86,6 +95,15 @@ const INITIAL_BATCH_BYTES = 1024 * 1024;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 5000;
 const READ_CHUNK_BYTES = 256 * 1024;
+/** Batches written at once at most (see `flush`). */
+const MAX_IN_FLIGHT = 2;
+/**
+ * A write in flight this much longer than usual (the running average) lets
+ * the next batch start beside it: only a write in the disk's tail, never
+ * the usual one (that would double the syncs, and their CPU, for nothing).
+ */
+const OVERLAP_AFTER_TIMES_USUAL = 3;
+const OVERLAP_AFTER_MIN_MS = 1;
 
 class Batch {
   buffer: Buffer;
@@ -96,6 +114,15 @@ class Batch {
   startedAt = 0;
   /** `[seq, offset in batch]` at index points. */
   index: number[] = [];
+  /** Where the batch goes, once placed; a retry writes the same bytes to the same place. */
+  target: { segment: Segment; handle: FileHandle } | undefined;
+  offset = 0;
+  written = false;
+  failures = 0;
+  startedWriting = 0;
+  writtenAt = 0;
+  /** Settles when the write (with its retries) has ended, written or given up. */
+  writing: Promise<void> = Promise.resolve();
 
   constructor(bytes: number) {
     this.buffer = Buffer.allocUnsafe(bytes);
@@ -105,6 +132,10 @@ class Batch {
     this.length = 0;
     this.records = 0;
     this.index = [];
+    this.target = undefined;
+    this.offset = 0;
+    this.written = false;
+    this.failures = 0;
   }
 }
 
@@ -112,25 +143,30 @@ export class SegmentLog {
   private readonly segments: Segment[] = [];
   private active: { segment: Segment; handle: FileHandle } | undefined;
   private filling = new Batch(INITIAL_BATCH_BYTES);
-  private spare = new Batch(INITIAL_BATCH_BYTES);
-  private flushing = false;
+  /** Batches being written, in sequence order; they become durable in this order. */
+  private readonly inFlight: Batch[] = [];
+  private readonly freeBatches: Batch[] = [];
+  /** End of the active segment including the batches placed in it and still being written. */
+  private placedEnd = 0;
   private flushScheduled = false;
+  private overlapTimer: NodeJS.Timeout | undefined;
+  /** Running average of a write's duration (ms). */
+  private usualWriteMs = 0;
   private closed = true;
   private seq = 1;
   private durable = 0;
   /** Bytes of the active segment that are durable (readers read up to here). */
   private durableOffset = 0;
   private bytes = 0;
-  private failures = 0;
   /** Bytes appended since the last index point. */
   private sinceIndexed = 0;
-  private wakeRetry: (() => void) | undefined;
+  private readonly wakeRetries = new Set<() => void>();
   /** The next segment being zero-filled ahead of time ("fsync"), resolving to its path when ready. */
   private spareSegment: Promise<string | undefined> | undefined;
   private readonly reported = new Set<string>();
   private readonly readHandles = new Map<string, FileHandle>();
-  private flushDone: Promise<void> = Promise.resolve();
-  private resolveFlushDone: (() => void) | undefined;
+  /** Woken each time a write ends (durable or given up). */
+  private readonly progress = new WaitList();
 
   constructor(private readonly options: SegmentLogOptions) {}
 
@@ -160,12 +196,14 @@ export class SegmentLog {
 
   /** Bytes appended and not yet durable. */
   get pendingBytes(): number {
-    return this.filling.length + (this.flushing ? this.spare.length : 0);
+    let bytes = this.filling.length;
+    for (const batch of this.inFlight) bytes += batch.length;
+    return bytes;
   }
 
   /** A write or sync failed and is being retried. */
   get failing(): boolean {
-    return this.failures > 0;
+    return this.inFlight.some((batch) => batch.failures > 0);
   }
 
   async open(): Promise<Recovery> {
@@ -195,6 +233,7 @@ export class SegmentLog {
       }
       this.active = { segment: last, handle };
       this.durableOffset = last.size;
+      this.placedEnd = last.size;
     }
     this.durable = this.seq - 1;
     for (const segment of this.segments) this.bytes += segment.size;
@@ -233,9 +272,9 @@ export class SegmentLog {
   /** Resolves once everything appended so far is durable (or the log closed). */
   async flushed(): Promise<void> {
     while (!this.closed) {
-      if (!this.flushing && this.filling.records > 0) this.flush();
-      if (!this.flushing) return;
-      await this.flushDone;
+      if (this.filling.records > 0) this.flush();
+      if (this.inFlight.length === 0 && this.filling.records === 0) return;
+      await this.progress.wait();
     }
   }
 
@@ -263,8 +302,9 @@ export class SegmentLog {
     // Everything durable is consumed: the segment being appended to goes too (the next batch starts a new one),
     // else a log filled by one large segment could never make room.
     const active = this.active;
-    if (active && seq >= this.durable && !this.flushing && active.segment.size > 0 && this.segments.at(-1) === active.segment) {
+    if (active && seq >= this.durable && this.inFlight.length === 0 && active.segment.size > 0 && this.segments.at(-1) === active.segment) {
       this.active = undefined;
+      this.placedEnd = 0;
       this.segments.pop();
       this.bytes -= active.segment.size;
       freed += active.segment.size;
@@ -291,8 +331,9 @@ export class SegmentLog {
     await Promise.race([this.flushed(), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
     this.closed = true;
-    this.wakeRetry?.();
-    if (this.flushing) await this.flushDone;
+    clearTimeout(this.overlapTimer);
+    for (const wake of this.wakeRetries) wake();
+    await Promise.all(this.inFlight.map((batch) => batch.writing));
     await this.spareSegment;
     const handles = [this.active?.handle, ...this.readHandles.values()];
     this.active = undefined;
@@ -383,61 +424,99 @@ export class SegmentLog {
   }
 
   private scheduleFlush(): void {
-    if (this.flushing || this.flushScheduled) return;
+    if (this.flushScheduled || this.overlapTimer !== undefined || this.inFlight.length >= MAX_IN_FLIGHT) return;
     this.flushScheduled = true;
     // After this turn's other socket reads: every device's message of this turn joins the batch.
     setImmediate(this.flush);
   }
 
+  /**
+   * Starts writing the batch being filled: at once when nothing is being
+   * written; beside the write in flight only once that one is in the tail
+   * (OVERLAP_AFTER_TIMES_USUAL): the batch behind a slow sync need not wait
+   * for its end, and becomes durable right after it. Only in the same
+   * segment, and never beside a failing write.
+   */
   private readonly flush = (): void => {
     this.flushScheduled = false;
-    if (this.flushing || this.filling.records === 0 || this.closed) return;
-    this.flushing = true;
-    this.flushDone = new Promise((resolve) => (this.resolveFlushDone = resolve));
-    // Swap: appends go to the other buffer while this one is written.
+    if (this.filling.records === 0 || this.closed || this.inFlight.length >= MAX_IN_FLIGHT) return;
+    const ahead = this.inFlight.at(-1);
+    if (ahead !== undefined) {
+      const active = this.active;
+      // The batch ahead must be placed in the active segment, with room after it, and not failing.
+      if (ahead.target === undefined || ahead.target !== active || ahead.failures > 0 || this.placedEnd >= this.options.segmentBytes) return;
+      const wait = ahead.startedWriting + Math.max(OVERLAP_AFTER_MIN_MS, OVERLAP_AFTER_TIMES_USUAL * this.usualWriteMs) - performance.now();
+      if (wait > 0) {
+        this.overlapTimer ??= setTimeout(() => {
+          this.overlapTimer = undefined;
+          this.flush();
+        }, Math.ceil(wait));
+        return;
+      }
+    }
+    clearTimeout(this.overlapTimer);
+    this.overlapTimer = undefined;
     const batch = this.filling;
-    this.filling = this.spare;
-    this.spare = batch;
-    void this.writeBatch(batch);
+    this.filling = this.freeBatches.pop() ?? new Batch(INITIAL_BATCH_BYTES);
+    this.inFlight.push(batch);
+    batch.writing = this.writeBatch(batch);
   };
 
   private async writeBatch(batch: Batch): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const target = await this.target(batch);
-        const started = performance.now();
-        await writeFully(target.handle, batch.buffer, batch.length, target.segment.size);
-        const written = performance.now();
-        this.commitBatch(target.segment, batch);
-        this.failures = 0;
-        this.options.onDurable?.(batch.lastSeq, { bytes: batch.length, records: batch.records, writeMs: written - started, commitMs: written - batch.startedAt });
+        if (batch.target === undefined) {
+          batch.target = await this.target(batch);
+          batch.offset = this.placedEnd;
+          this.placedEnd += batch.length;
+        }
+        batch.startedWriting = performance.now();
+        await (this.options.writeAt ?? writeFully)(batch.target.handle, batch.buffer, batch.length, batch.offset);
+        batch.writtenAt = performance.now();
+        this.usualWriteMs += ((batch.writtenAt - batch.startedWriting) - this.usualWriteMs) / 32;
+        batch.written = true;
+        batch.failures = 0;
         break;
       } catch (error) {
-        this.failures++;
+        batch.failures++;
         this.options.onWriteError?.(error instanceof Error ? error : new Error(String(error)), attempt);
         if (this.closed) break;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt - 1, 10)));
-          this.wakeRetry = () => {
+          const wake = () => {
             clearTimeout(timer);
+            this.wakeRetries.delete(wake);
             resolve();
           };
+          const timer = setTimeout(wake, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(attempt - 1, 10)));
+          this.wakeRetries.add(wake);
         });
-        this.wakeRetry = undefined;
         if (this.closed) break;
       }
     }
-    batch.reset();
-    this.flushing = false;
-    this.resolveFlushDone?.();
+    this.commitWritten();
     if (this.filling.records > 0 && !this.closed) this.flush();
+  }
+
+  /** Commits the written batches at the front, in order: a batch is durable only once all before it are. */
+  private commitWritten(): void {
+    while (this.inFlight[0]?.written) {
+      const batch = this.inFlight.shift() as Batch;
+      const target = batch.target as { segment: Segment };
+      this.commitBatch(target.segment, batch);
+      const stats = { bytes: batch.length, records: batch.records, writeMs: batch.writtenAt - batch.startedWriting, commitMs: performance.now() - batch.startedAt };
+      this.options.onDurable?.(batch.lastSeq, stats);
+      batch.reset();
+      if (this.freeBatches.length < MAX_IN_FLIGHT) this.freeBatches.push(batch);
+    }
+    if (this.closed) this.inFlight.length = 0;
+    this.progress.wakeAll();
   }
 
   /** The segment this batch goes to: the active one, or a new one named by the batch's first seq. */
   private async target(batch: Batch): Promise<{ segment: Segment; handle: FileHandle }> {
     const active = this.active;
-    // An empty segment takes the batch whatever its size (a retry after the segment was created).
-    if (active && (active.segment.size < this.options.segmentBytes || active.segment.size === 0)) return active;
+    // An empty segment takes the batch whatever its size.
+    if (active && (this.placedEnd < this.options.segmentBytes || this.placedEnd === 0)) return active;
     const file = path.join(this.options.dir, `${String(batch.firstSeq).padStart(16, '0')}.seg`);
     const spare = await this.takeSpare();
     if (spare) await rename(spare, file);
@@ -449,6 +528,7 @@ export class SegmentLog {
     this.segments.push(segment);
     this.active = { segment, handle };
     this.durableOffset = 0;
+    this.placedEnd = 0;
     return this.active;
   }
 

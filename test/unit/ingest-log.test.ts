@@ -65,6 +65,78 @@ test('group commit: many appends become few writes, read back in order and intac
   await log.close();
 });
 
+/** Writes for real; the calls listed in `hold` wait for `release()` after writing (and throw if told to). */
+function scriptedWrites(hold: Map<number, { fail: boolean }>) {
+  const calls: { position: number; length: number; done: boolean }[] = [];
+  const held: (() => void)[] = [];
+  const writeAt = async (handle: import('node:fs/promises').FileHandle, buffer: Buffer, length: number, position: number) => {
+    const call = { position, length, done: false };
+    calls.push(call);
+    const script = hold.get(calls.length);
+    const { bytesWritten } = await handle.write(buffer, 0, length, position);
+    assert.equal(bytesWritten, length);
+    if (script) {
+      await new Promise<void>((resolve) => held.push(resolve));
+      if (script.fail) throw new Error('scripted write failure');
+    }
+    call.done = true;
+  };
+  return { calls, writeAt, release: () => held.shift()?.() };
+}
+
+test('a slow write lets the next batch start beside it; the second is durable only after the first, and both read back', async (t) => {
+  const dir = await tempDir(t);
+  const durable: number[] = [];
+  const writes = scriptedWrites(new Map([[1, { fail: false }]]));
+  const log = new SegmentLog({ dir, durability: 'fsync', segmentBytes: 1024 * 1024, writeAt: writes.writeAt, onDurable: (seq) => durable.push(seq) });
+  await log.open();
+  for (let n = 0; n < 10; n++) log.append(message(n));
+  await waitFor(() => writes.calls.length === 1, 'the first write started');
+  for (let n = 10; n < 20; n++) log.append(message(n));
+  await waitFor(() => writes.calls[1]?.done === true, 'the second batch written beside the slow first');
+  const [first, second] = writes.calls;
+  assert.equal(second?.position, (first?.position ?? 0) + (first?.length ?? 0), 'the second batch goes right after the first');
+  assert.deepEqual(durable, [], 'nothing is durable while the first write runs');
+  assert.equal(log.durableSeq, 0);
+  writes.release();
+  await log.flushed();
+  assert.deepEqual(durable, [10, 20]);
+  await log.close();
+  const reopened = new SegmentLog({ dir, durability: 'fsync', segmentBytes: 1024 * 1024 });
+  const recovery = await reopened.open();
+  t.after(() => reopened.close());
+  assert.equal(recovery.damagedRecords, 0);
+  assert.deepEqual(
+    (await readAll(reopened)).map((r) => r.seq),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});
+
+test('a slow write that then fails is retried in its place; the batch written beside it waits for it', async (t) => {
+  const dir = await tempDir(t);
+  const durable: number[] = [];
+  const writes = scriptedWrites(new Map([[1, { fail: true }]]));
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1024 * 1024, writeAt: writes.writeAt, onDurable: (seq) => durable.push(seq) });
+  await log.open();
+  t.after(() => log.close());
+  for (let n = 0; n < 10; n++) log.append(message(n));
+  await waitFor(() => writes.calls.length === 1, 'the first write started');
+  for (let n = 10; n < 20; n++) log.append(message(n));
+  await waitFor(() => writes.calls[1]?.done === true, 'the second batch written');
+  writes.release();
+  await waitFor(() => log.failing, 'the first write failed');
+  assert.deepEqual(durable, []);
+  await log.flushed();
+  assert.equal(writes.calls.length, 3);
+  assert.equal(writes.calls[2]?.position, writes.calls[0]?.position, 'the retry writes the same place');
+  assert.deepEqual(durable, [10, 20]);
+  assert.equal(log.failing, false);
+  assert.deepEqual(
+    (await readAll(log)).map((r) => r.seq),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});
+
 test('a torn tail is cut at reopen, counted, and appends continue after the last good record', async (t) => {
   const dir = await tempDir(t);
   const first = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20 });
