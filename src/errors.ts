@@ -68,7 +68,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { meaning: 'more than `admin.messages_per_second` (bursts to twice that), or a wrong key after too many failed logins', areas: ['admin', 'cli'], httpStatus: 429 },
   TOO_MANY_PENDING: { meaning: 'more than `admin.max_pending_per_client` commands in flight on this connection, or more than 4 open uploads', areas: ['admin'] },
   TIMEOUT: { meaning: 'the OTA or app runner did not answer within `admin.request_timeout_ms`; for the CLI, the admin endpoint did not answer in time', areas: ['admin', 'cli'] },
-  UNAVAILABLE: { meaning: 'no runner handles the request (OTA disabled, no app runner), or the connection or server is closing or full', areas: ['admin', 'cli'], httpStatus: 503 },
+  UNAVAILABLE: { meaning: 'no runner handles the request (OTA disabled, no app runner; for a campaign: the OTA runner did not answer), or the connection or server is closing or full', areas: ['campaigns', 'admin', 'cli'], httpStatus: 503 },
   OVERLOADED: { meaning: 'the event broker refused the request (inboxes full)', areas: ['admin'] },
   INTERNAL: { meaning: 'a bug; details only in the server log', areas: ['admin', 'cli'] },
   NO_API_KEY: { meaning: 'no API key: pass `--api-key`, set `NUCLEON_ADMIN_API_KEY`, or give `--config` (the generated key is read from the store)', areas: ['cli'] },
