@@ -82,7 +82,9 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   private readonly clock: () => number;
 
   constructor(private readonly options: CampaignRunnerOptions = {}) {
-    super('campaigns', ACCEPTS);
+    // Device events live only: the runner never holds the ingest log back, and what a crash
+    // loses is seen again (devices repeat their version in every telemetry message).
+    super('campaigns', ACCEPTS, { durable: false });
     this.clock = options.clock ?? Date.now;
   }
 
@@ -381,7 +383,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   }
 
   private async ask(running: Running, what: string, build: (correlationId: string) => Event): Promise<Accepted | undefined> {
-    const { correlationId, answer } = running.requests.create(what);
+    const { correlationId, answer } = running.requests.create(this.name, what);
     const request = build(correlationId);
     if (!this.context?.broker.accepts(request.type)) {
       running.requests.fail(correlationId, new CampaignError('UNAVAILABLE', `no runner handles ${request.type} (is OTA enabled?)`));
