@@ -7,6 +7,7 @@ import { SerialQueue } from '../util/serial-queue.js';
 import type { Observation } from './device-machine.js';
 import { CampaignEngine, type Effect } from './engine.js';
 import { CampaignError, toErrorInfo } from './errors.js';
+import { campaignMetrics } from './metrics.js';
 import { OtaRequests } from './requests.js';
 import { parseCampaignSpec, type CampaignSpec } from './spec.js';
 import { CampaignStore } from './store.js';
@@ -64,6 +65,7 @@ interface Running {
   /** Links to the OTA runner, sent one at a time with back-pressure, never from the inbox handler. */
   outbox: SerialQueue;
   ticking: boolean;
+  detachMetrics: () => void;
 }
 
 /**
@@ -110,6 +112,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       saves: new SerialQueue(),
       outbox: new SerialQueue(),
       ticking: false,
+      detachMetrics: campaignMetrics(context.metrics, () => [...engines.values()].map((engine) => engine.summary())),
     };
     const active = [...engines.values()].filter((engine) => engine.active).map((engine) => engine.id);
     if (active.length > 0) context.logger.info({ campaigns: active }, 'continuing campaigns');
@@ -119,6 +122,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const running = this.running;
     if (!running) return;
     clearInterval(running.timer);
+    running.detachMetrics();
     running.requests.cancelAll('the campaigns runner stopped');
     await running.commands.idle();
     await running.outbox.idle();

@@ -33,7 +33,8 @@ async function setUp(t: TestContext) {
   const logger = silentLogger();
   const broker = new EventBroker({ inboxSize: 4096, maxWaiters: 4096, logger, metrics: new Registry() });
   broker.start();
-  const context: RunnerContext = { config, broker, logger, metrics: new Registry(), store, presence: new LocalPresence('test', logger) };
+  const metrics = new Registry();
+  const context: RunnerContext = { config, broker, logger, metrics, store, presence: new LocalPresence('test', logger) };
   const ota = new OtaRunner();
   await ota.start(context);
   const clock = { now: T0 };
@@ -65,6 +66,7 @@ async function setUp(t: TestContext) {
   let next = 0;
   return {
     broker,
+    metrics,
     seen,
     clock,
     runner: () => campaigns,
@@ -153,6 +155,10 @@ test('through the broker: a campaign created by CampaignCommand notifies stage b
   // Every transition was announced as a CampaignDeviceState event.
   const states = s.seen.filter((e): e is EventOf<'CampaignDeviceState'> => e.type === 'CampaignDeviceState' && e.device.uid === notified[0]).map((e) => e.device.state);
   assert.deepEqual(states, ['notified', 'downloaded', 'rebooting', 'confirmed', 'healthy']);
+  const gauges = `${await s.metrics.getSingleMetricAsString('nucleon_campaign_devices')}\n${await s.metrics.getSingleMetricAsString('nucleon_campaign_stage')}`;
+  assert.match(gauges, /^nucleon_campaign_devices\{campaign="c1",state="healthy"\} 20$/m);
+  assert.match(gauges, /^nucleon_campaign_devices\{campaign="c1",state="failed"\} 0$/m);
+  assert.match(gauges, /^nucleon_campaign_stage\{campaign="c1",state="completed"\} 2$/m);
   const answer = await s.command({ command: 'pause', id: 'c1' });
   assert.equal(answer.error?.code, 'CAMPAIGN_STATE');
 });
