@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import { importX } from 'eslint-plugin-import-x';
 import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
 
-const RUNNER_FOLDERS = ['admin', 'mqtt', 'ota', 'influx', 'telemetry'];
+const RUNNER_FOLDERS = ['admin', 'mqtt', 'ota', 'influx', 'telemetry', 'campaigns'];
 function runnerZones() {
   return RUNNER_FOLDERS.map((folder) => ({
     target: `./src/${folder}`,

@@ -11,10 +11,11 @@
  * - `server`: starting or running Nucleon (`nucleon serve`, `createNucleon`, the event broker);
  * - `mqtt`: a device connection is closed with it (the disconnect reason and its metric label);
  * - `ota`: an OTA management answer (`OtaCommandResult.error`) or `OtaError` from the OTA runner's methods;
+ * - `campaigns`: a campaign management answer (`CampaignCommandResult.error`) or `CampaignError` from the campaigns runner's methods;
  * - `admin`: an admin protocol answer (`error.code`);
  * - `cli`: the `nucleon` command prints it and exits with its exit code.
  */
-export type ErrorArea = 'server' | 'mqtt' | 'ota' | 'admin' | 'cli';
+export type ErrorArea = 'server' | 'mqtt' | 'ota' | 'campaigns' | 'admin' | 'cli';
 
 export interface ErrorCodeInfo {
   /** What it means and what to do; README "Errors" shows this text as it is. */
@@ -47,14 +48,18 @@ export const ERROR_CODES = {
   SEND_BUFFER_FULL: { meaning: 'more than `mqtt.limits.max_send_buffer_bytes` unsent to a client; counted as `slow_consumer`', areas: ['mqtt'] },
 
   // Answers to requests: OTA management, the admin protocol, the CLI.
-  NOT_FOUND: { meaning: 'no such device, image, group, link, upload or password', areas: ['ota', 'admin', 'cli'] },
+  NOT_FOUND: { meaning: 'no such device, image, group, link, upload, password or campaign', areas: ['ota', 'campaigns', 'admin', 'cli'] },
   INVALID_ARGUMENT: {
-    meaning: 'an argument is missing, unknown or malformed, and the message names it (for OTA: an id, uid, group name `[A-Za-z0-9_.-]{1,64}` or image type, an empty image, an unreadable source file, an incomplete link)',
-    areas: ['ota', 'admin', 'cli'],
+    meaning: 'an argument is missing, unknown or malformed, and the message names it (for OTA: an id, uid, group name `[A-Za-z0-9_.-]{1,64}` or image type, an empty image, an unreadable source file, an incomplete link; for a campaign: the path of the field, such as `stages.2.percent`)',
+    areas: ['ota', 'campaigns', 'admin', 'cli'],
   },
   CONFLICT: { meaning: 'an image with this id exists with different bytes; delete it first', areas: ['ota'] },
   VERSION_DOWNGRADE: { meaning: 'the link would move a device to an older image than it runs; send `force` to do it anyway', areas: ['ota'] },
   STORAGE_FAILED: { meaning: 'storing or reading OTA bytes or metadata failed (disk full, permissions); logged as an error', areas: ['ota'] },
+  CAMPAIGN_EXISTS: { meaning: 'a campaign with this id exists already; campaigns are never replaced, pick another id', areas: ['campaigns'] },
+  CAMPAIGN_STATE: { meaning: 'the command does not apply to the campaign in its state (resume one that is not paused, promote at the last stage, anything but show on an aborted or completed one)', areas: ['campaigns'] },
+  CAMPAIGN_OVERLAP: { meaning: 'devices of the new campaign are still in progress in another running or paused campaign; the message names some of them', areas: ['campaigns'] },
+  CAMPAIGN_EMPTY: { meaning: 'the campaign target resolves to no device (empty groups, no device online for the whole fleet)', areas: ['campaigns'] },
   BAD_MESSAGE: { meaning: 'not JSON / not CBOR, not an object, missing or bad `id` or `cmd`', areas: ['admin'] },
   UNSUPPORTED_VERSION: { meaning: '`v` is not 1', areas: ['admin'] },
   UNKNOWN_COMMAND: { meaning: 'no such command (the message lists the known ones)', areas: ['admin'] },
@@ -63,7 +68,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { meaning: 'more than `admin.messages_per_second` (bursts to twice that), or a wrong key after too many failed logins', areas: ['admin', 'cli'], httpStatus: 429 },
   TOO_MANY_PENDING: { meaning: 'more than `admin.max_pending_per_client` commands in flight on this connection, or more than 4 open uploads', areas: ['admin'] },
   TIMEOUT: { meaning: 'the OTA or app runner did not answer within `admin.request_timeout_ms`; for the CLI, the admin endpoint did not answer in time', areas: ['admin', 'cli'] },
-  UNAVAILABLE: { meaning: 'no runner handles the request (OTA disabled, no app runner), or the connection or server is closing or full', areas: ['admin', 'cli'], httpStatus: 503 },
+  UNAVAILABLE: { meaning: 'no runner handles the request (OTA disabled, no app runner; for a campaign: the OTA runner did not answer), or the connection or server is closing or full', areas: ['campaigns', 'admin', 'cli'], httpStatus: 503 },
   OVERLOADED: { meaning: 'the event broker refused the request (inboxes full)', areas: ['admin'] },
   INTERNAL: { meaning: 'a bug; details only in the server log', areas: ['admin', 'cli'] },
   NO_API_KEY: { meaning: 'no API key: pass `--api-key`, set `NUCLEON_ADMIN_API_KEY`, or give `--config` (the generated key is read from the store)', areas: ['cli'] },

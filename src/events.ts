@@ -94,6 +94,70 @@ export interface DeviceFirmwareState {
   doneImageId?: string;
 }
 
+// ---- OTA campaigns (src/campaigns, README "Campaigns") ----------------------
+
+/** Where a device stands in a campaign; `healthy` and `failed` are final. */
+export type CampaignDeviceStateName = 'pending' | 'notified' | 'downloading' | 'downloaded' | 'rebooting' | 'confirmed' | 'healthy' | 'failed';
+
+/** Why a device failed in a campaign (README "Campaigns" says how each is detected). */
+export type CampaignFailReason = 'download_timeout' | 'no_reconnect' | 'version_reverted' | 'boot_loop' | 'telemetry_silent' | 'device_rejected' | 'link_refused';
+
+/** One device of a campaign, as stored under `campaign/device/<id>/<uid>`. */
+export interface CampaignDeviceStatus {
+  uid: string;
+  /** Index into the campaign's stages (the canary stage, when there is one, is 0). */
+  stage: number;
+  state: CampaignDeviceStateName;
+  /** The image it was linked to when the campaign was created: where a rollback takes it. */
+  previousImageId?: string;
+  /** Times in ms since the epoch. */
+  notifiedAt?: number;
+  downloadedAt?: number;
+  /** When it went offline or reconnected after the download (the reboot). */
+  rebootAt?: number;
+  confirmedAt?: number;
+  lastTelemetryAt?: number;
+  settledAt?: number;
+  /** Bytes served of the campaign image so far, and that as a percentage of its size. */
+  bytes?: number;
+  percent?: number;
+  /** Connections opened since the download, inside the boot-loop window. */
+  recentConnects?: number[];
+  reason?: CampaignFailReason;
+  /** What failed, in words (e.g. the refused link's error). */
+  detail?: string;
+  /** Set when an abort with rollback linked it back. */
+  rolledBackTo?: string;
+}
+
+export type CampaignState = 'running' | 'paused' | 'aborted' | 'completed';
+
+/** A campaign as events and the admin protocol show it. */
+export interface CampaignSummary {
+  id: string;
+  imageId: string;
+  state: CampaignState;
+  /** The stage being rolled out (index into `stages`). */
+  stage: number;
+  stages: { label: string; devices: number; startedAt?: number }[];
+  /** Devices per state, over the whole campaign. */
+  counts: Record<CampaignDeviceStateName, number>;
+  /** Why it is in its state now: `created`, `operator`, `abort_rule`, `gate_not_met`, `stage_passed`, `all_stages_passed`. */
+  reason: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What an operator (admin `campaigns.*`) or library code asks of the campaigns runner. */
+export type CampaignCommandRequest =
+  | { command: 'create'; spec: unknown }
+  | { command: 'list' }
+  | { command: 'show'; id: string; devices?: boolean }
+  | { command: 'pause'; id: string }
+  | { command: 'resume'; id: string }
+  | { command: 'abort'; id: string; rollback?: boolean }
+  | { command: 'promote'; id: string };
+
 /**
  * Where a device event sits in the durable ingest log (README "Durable
  * ingest"). An event read back after a restart carries the same position as
@@ -165,7 +229,12 @@ export type Event =
     }
   | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number }
   // ACL rules set live (admin acl.rules.set): the MQTT runner reloads them, on every cluster instance.
-  | { type: 'AclRulesChanged'; at: number };
+  | { type: 'AclRulesChanged'; at: number }
+  // OTA campaigns: management by correlation id, and every change as a notice.
+  | { type: 'CampaignCommand'; correlationId: string; request: CampaignCommandRequest }
+  | { type: 'CampaignCommandResult'; correlationId: string; result?: unknown; error?: ErrorInfo }
+  | { type: 'CampaignDeviceState'; campaignId: string; device: CampaignDeviceStatus; previous: CampaignDeviceStateName; at: number }
+  | { type: 'CampaignStateChanged'; campaign: CampaignSummary; at: number };
 
 export type EventType = Event['type'];
 
@@ -202,6 +271,10 @@ export const EVENT_TYPES = [
   'DeviceConnected',
   'DeviceDisconnected',
   'AclRulesChanged',
+  'CampaignCommand',
+  'CampaignCommandResult',
+  'CampaignDeviceState',
+  'CampaignStateChanged',
 ] as const satisfies readonly EventType[];
 
 // Fails to compile when EVENT_TYPES misses a member of the union.

@@ -11,3 +11,4 @@ export * as protocol from './protocol/index.js';
 export type { KvStore } from './store/index.js';
 export type { Presence, PresenceEntry, PresenceListener } from './presence/index.js';
 export { OtaRunner, OtaHttpRunner, OtaError, otaRunnerOf, type OtaErrorCode, type NewImage, type LinkRequest, type UnlinkRequest } from './ota/index.js';
+export { CampaignRunner, CampaignError, campaignRunnerOf, parseCampaignSpec, type CampaignErrorCode, type CampaignSpec } from './campaigns/index.js';

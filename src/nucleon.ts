@@ -7,6 +7,7 @@ import { createMetricsRegistry } from './metrics.js';
 import type { Runner, RunnerContext } from './runner.js';
 import { LevelStore, type KvStore } from './store/index.js';
 import { otaRunners } from './ota/index.js';
+import { CampaignRunner } from './campaigns/index.js';
 import { RecentTelemetryRunner } from './telemetry/index.js';
 import { InfluxRunner } from './influx/index.js';
 import { embeddedSessions, MqttRunner, mqttListens, redisSessions } from './mqtt/index.js';
@@ -49,6 +50,8 @@ function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | und
   return [
     ...(mqttListens(config) ? [mqtt] : []),
     ...otaRunners(config, ota),
+    // Campaigns notify through the OTA runner. In a cluster every instance would drive them: that needs the lock issue 18 asks for, not built yet.
+    ...(config.ota.enabled && !cluster ? [new CampaignRunner()] : []),
     ...telemetryRunners(config),
     ...(config.admin.enabled ? [admin] : []),
   ];

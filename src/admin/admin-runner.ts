@@ -35,6 +35,9 @@ const ACCEPTS = [
   'DeviceDisconnected',
   'TelemetryReceived',
   'DeviceFirmwareUpdated',
+  'CampaignCommandResult',
+  'CampaignStateChanged',
+  'CampaignDeviceState',
 ] as const;
 type Accepted = EventOf<(typeof ACCEPTS)[number]>;
 
@@ -284,6 +287,7 @@ export class AdminRunner implements Runner {
       case 'OtaImageListResponse':
       case 'OtaGroupListResponse':
       case 'ApplicationManagementResponse':
+      case 'CampaignCommandResult':
         if (!started.services.pending.settle(event.correlationId, event)) {
           started.context.logger.debug({ event: event.type, correlationId: event.correlationId }, 'answer nobody waits for (timed out or client gone)');
         }
@@ -308,21 +312,32 @@ export class AdminRunner implements Runner {
         this.broadcast('ota', 'ota.progress', device, { at: Date.now(), state: event.state });
         return;
       }
+      case 'CampaignStateChanged':
+        this.send('campaign', 'campaign.state', undefined, { at: event.at, campaign: event.campaign });
+        return;
+      case 'CampaignDeviceState':
+        this.send('campaign', 'campaign.device', event.device.uid, { uid: event.device.uid, at: event.at, campaignId: event.campaignId, previous: event.previous, device: event.device });
+        return;
       default:
         assertNever(event);
     }
   }
 
-  /** Sends a live event to every subscriber; each encoding is encoded once. */
+  /** Sends a live device event to every subscriber. */
   private broadcast(kind: string, name: string, device: DeviceRecord, extra: Record<string, unknown>): void {
+    this.send(kind, name, device.uid, { uid: device.uid, ...extra, device });
+  }
+
+  /** Sends a live event to every subscriber of its kind (and of its device, if it has one); each encoding is encoded once. */
+  private send(kind: string, name: string, uid: string | undefined, data: Record<string, unknown>): void {
     const started = this.started;
     if (!started) return;
-    const message = eventMessage(name, { uid: device.uid, ...extra, device });
+    const message = eventMessage(name, data);
     const frames: Partial<Record<Encoding, string | Buffer>> = {};
     for (const connection of started.connections.values()) {
       const subscription = connection.subscription;
       if (!subscription || !subscription.kinds.has(kind)) continue;
-      if (subscription.uid !== undefined && subscription.uid !== device.uid) continue;
+      if (subscription.uid !== undefined && subscription.uid !== uid) continue;
       const frame = (frames[subscription.encoding] ??= encodeMessage(message, subscription.encoding));
       connection.sendFrame(frame, name);
     }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { EventBroker } from '../broker/index.js';
 import type { CredentialStore } from '../devices/index.js';
 import { foreignCode, NucleonError } from '../errors.js';
-import type { ErrorInfo, Event, EventOf, EventType } from '../events.js';
+import type { CampaignCommandRequest, ErrorInfo, Event, EventOf, EventType } from '../events.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
 import type { AdminConnection } from './connection.js';
 import type { FleetView } from './fleet.js';
@@ -63,7 +63,10 @@ const bytes = z.union([
 const imageType = z.enum(['primary', 'secondary']).default('primary');
 const none = z.strictObject({});
 
-const EVENT_KINDS = ['device', 'telemetry', 'ota'] as const;
+const EVENT_KINDS = ['device', 'telemetry', 'ota', 'campaign'] as const;
+/** What `events.subscribe` without `kinds` streams: campaign events came later and are asked for by name. */
+const DEFAULT_KINDS = ['device', 'telemetry', 'ota'] as const;
+const campaignId = z.string().min(1).max(64);
 
 // --- the commands ---------------------------------------------------------
 
@@ -115,11 +118,11 @@ export const COMMANDS = {
       const { args, connection, services } = call;
       if (args.data !== undefined) {
         services.metrics.uploadBytes.inc(args.data.byteLength);
-        return otaResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'bytes', data: args.data ?? new Uint8Array() })));
+        return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'bytes', data: args.data ?? new Uint8Array() })));
       }
       const upload = await services.uploads.finish(connection.id, args.uploadId ?? '');
       try {
-        return otaResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'file', path: upload.file })));
+        return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'file', path: upload.file })));
       } finally {
         // The OTA runner has stored (or refused) the image by now; the upload copy is ours to remove.
         await services.uploads.discard(upload.file);
@@ -128,7 +131,7 @@ export const COMMANDS = {
   ),
 
   'images.remove': command(z.strictObject({ id: imageId }), 'delete an image', async (call) =>
-    otaResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaDeletePackage', correlationId, id: call.args.id }))),
+    commandResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaDeletePackage', correlationId, id: call.args.id }))),
   ),
 
   'ota.link': command(
@@ -138,7 +141,7 @@ export const COMMANDS = {
     'link a device to a group and/or an image, or a group to an image',
     async (call) => {
       const { device, group, image, force } = call.args;
-      return otaResult(
+      return commandResult(
         await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaLink', correlationId, deviceUid: device, group, imageId: image, force })),
       );
     },
@@ -149,7 +152,7 @@ export const COMMANDS = {
       message: 'give a device, a group, or both',
     }),
     'remove a device or group link',
-    async (call) => otaResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaUnlink', correlationId, deviceUid: call.args.device, group: call.args.group }))),
+    async (call) => commandResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaUnlink', correlationId, deviceUid: call.args.device, group: call.args.group }))),
   ),
 
   'groups.list': command(none, 'groups with their image and devices', async (call) => {
@@ -215,12 +218,43 @@ export const COMMANDS = {
 
   'events.subscribe': command(
     z.strictObject({ kinds: z.array(z.enum(EVENT_KINDS)).min(1).optional(), uid: uid.optional() }),
-    'live stream: device, telemetry and ota events',
+    'live stream: device, telemetry and ota events; campaign events when asked for',
     async ({ args, connection, encoding }) => {
-      const kinds = new Set<string>(args.kinds ?? EVENT_KINDS);
+      const kinds = new Set<string>(args.kinds ?? DEFAULT_KINDS);
       connection.subscription = { kinds, encoding, ...(args.uid !== undefined ? { uid: args.uid } : {}) };
       return { kinds: [...kinds], uid: args.uid ?? null };
     },
+  ),
+
+  'campaigns.create': command(
+    // The campaigns runner validates the spec itself (one owner of the rules); its INVALID_ARGUMENT names the field.
+    z.record(z.string(), z.unknown()),
+    'create and start a staged OTA campaign (README "Campaigns"); answers its summary',
+    async (call) => commandResult(await askCampaigns(call, { command: 'create', spec: call.args })),
+  ),
+
+  'campaigns.list': command(none, 'every campaign, with its state, stage and device counts', async (call) => commandResult(await askCampaigns(call, { command: 'list' }))),
+
+  'campaigns.show': command(z.strictObject({ id: campaignId, devices: z.boolean().optional() }), 'one campaign and its spec; with devices: true, every device record', async (call) =>
+    commandResult(await askCampaigns(call, { command: 'show', id: call.args.id, ...(call.args.devices !== undefined ? { devices: call.args.devices } : {}) })),
+  ),
+
+  'campaigns.pause': command(z.strictObject({ id: campaignId }), 'stop notifying new devices; devices in progress are still watched', async (call) =>
+    commandResult(await askCampaigns(call, { command: 'pause', id: call.args.id })),
+  ),
+
+  'campaigns.resume': command(z.strictObject({ id: campaignId }), 'resume a paused campaign (its stage gate is checked again at once)', async (call) =>
+    commandResult(await askCampaigns(call, { command: 'resume', id: call.args.id })),
+  ),
+
+  'campaigns.abort': command(
+    z.strictObject({ id: campaignId, rollback: z.boolean().optional() }),
+    "stop the campaign; rollback (default: the campaign's setting) links the stage's notified devices back",
+    async (call) => commandResult(await askCampaigns(call, { command: 'abort', id: call.args.id, ...(call.args.rollback !== undefined ? { rollback: call.args.rollback } : {}) })),
+  ),
+
+  'campaigns.promote': command(z.strictObject({ id: campaignId }), 'start the next stage now, whatever its soak time and gate say', async (call) =>
+    commandResult(await askCampaigns(call, { command: 'promote', id: call.args.id })),
   ),
 
   'events.unsubscribe': command(none, 'stop the live stream', async ({ connection }) => {
@@ -258,7 +292,7 @@ function describeIssues(error: z.ZodError): string {
 
 // --- asking other runners -------------------------------------------------
 
-type Answer = EventOf<'OtaCommandResult' | 'OtaImageListResponse' | 'OtaGroupListResponse' | 'ApplicationManagementResponse'>;
+type Answer = EventOf<'OtaCommandResult' | 'OtaImageListResponse' | 'OtaGroupListResponse' | 'ApplicationManagementResponse' | 'CampaignCommandResult'>;
 
 /** The request type each answer type belongs to, to tell "nobody handles this" up front. */
 const REQUEST_FOR: Record<Answer['type'], (event: Event) => EventType> = {
@@ -266,7 +300,15 @@ const REQUEST_FOR: Record<Answer['type'], (event: Event) => EventType> = {
   OtaImageListResponse: () => 'OtaImageListRequest',
   OtaGroupListResponse: () => 'OtaGroupListRequest',
   ApplicationManagementResponse: () => 'ApplicationManagementRequest',
+  CampaignCommandResult: () => 'CampaignCommand',
 };
+
+/** Which runner a request type is for, to say what is missing when none takes it. */
+function runnerFor(requestType: EventType): string {
+  if (requestType.startsWith('Ota')) return 'OTA';
+  if (requestType.startsWith('Campaign')) return 'campaigns';
+  return 'application';
+}
 
 /**
  * Sends a request event with a fresh correlation id and waits for the answering
@@ -278,7 +320,7 @@ async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerT
   const request = build(correlationId);
   const requestType = REQUEST_FOR[answerType](request);
   if (!broker.accepts(requestType)) {
-    pending.fail(correlationId, new AdminError('UNAVAILABLE', `no runner handles ${requestType} (is the ${requestType.startsWith('Ota') ? 'OTA' : 'application'} runner running?)`));
+    pending.fail(correlationId, new AdminError('UNAVAILABLE', `no runner handles ${requestType} (is the ${runnerFor(requestType)} runner running?)`));
   } else {
     broker.publish(request).catch((error: unknown) => {
       pending.fail(correlationId, new AdminError('OVERLOADED', `could not hand ${requestType} to the broker: ${(error as Error).message}`, { cause: error }));
@@ -289,7 +331,12 @@ async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerT
   return event as EventOf<K>;
 }
 
-function otaResult(answer: EventOf<'OtaCommandResult'>): unknown {
+function askCampaigns(call: CommandCall<unknown>, request: CampaignCommandRequest): Promise<EventOf<'CampaignCommandResult'>> {
+  return ask(call, 'CampaignCommandResult', (correlationId) => ({ type: 'CampaignCommand', correlationId, request }));
+}
+
+/** The result of an OTA or campaign command, or its error with the answering runner's code. */
+function commandResult(answer: EventOf<'OtaCommandResult' | 'CampaignCommandResult'>): unknown {
   if (answer.error) throw remoteError(answer.error);
   return answer.result ?? null;
 }

@@ -57,7 +57,7 @@ test('README "Events" has one row per event type, and "accepted by" is what the 
   const withInflux = await registrations(t, { influx: { url: 'http://127.0.0.1:9', bucket: 'nucleon' } });
   const embedded = await registrations(t, {});
   const runners = new Map([...withInflux, ...embedded]);
-  assert.deepEqual([...runners.keys()].sort(), ['admin', 'app', 'influx', 'mqtt', 'ota', 'telemetry-recent']);
+  assert.deepEqual([...runners.keys()].sort(), ['admin', 'app', 'campaigns', 'influx', 'mqtt', 'ota', 'telemetry-recent']);
 
   for (const [type, acceptedBy] of documented) {
     if (type === 'NewRunner') {
