@@ -6,9 +6,18 @@
  * hashing (scrypt) to a few of libuv's thread-pool threads, which file reads
  * need too (src/devices/login-guard.ts).
  */
+interface Waiter {
+  start: () => void;
+  bounded: boolean;
+}
+
 export class Gate {
   private running = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** Waiting starts, in order from `head` (a list cut now and then: `shift` on a long one is slow). */
+  private waiting: (Waiter | undefined)[] = [];
+  private head = 0;
+  /** Waiters that came through `enter`: only they count against `maxWaiting`. */
+  private bounded = 0;
 
   constructor(
     private readonly limit: number,
@@ -20,7 +29,7 @@ export class Gate {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waiting.length - this.head;
   }
 
   /** Takes a slot if one is free now (the caller then runs its operation and calls `leave`). */
@@ -37,18 +46,45 @@ export class Gate {
       start();
       return true;
     }
-    if (this.waiting.length >= this.maxWaiting) return false;
-    this.waiting.push(start);
+    if (this.bounded >= this.maxWaiting) return false;
+    this.bounded++;
+    this.waiting.push({ start, bounded: true });
     return true;
+  }
+
+  /**
+   * Runs `start` now or when a slot frees, never refusing: for callers whose
+   * waits are bounded where they come from. A client's publishes are: aedes
+   * reads no more of its socket until every publish of the last read is done,
+   * so each connection has at most one read's worth waiting. They do not
+   * count against `maxWaiting`, so they never crowd out the bounded callers.
+   */
+  enterWaiting(start: () => void): void {
+    if (this.running < this.limit) {
+      this.running++;
+      start();
+      return;
+    }
+    this.waiting.push({ start, bounded: false });
   }
 
   /** Ends one operation and starts the next waiting one, if any. */
   leave(): void {
-    const next = this.waiting.shift();
+    const next = this.waiting[this.head];
     if (next) {
+      this.waiting[this.head] = undefined;
+      this.head++;
+      if (this.head === this.waiting.length) {
+        this.waiting = [];
+        this.head = 0;
+      } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+        this.waiting = this.waiting.slice(this.head);
+        this.head = 0;
+      }
+      if (next.bounded) this.bounded--;
       // The freed slot passes straight to the waiter; on a fresh stack, so a
       // long wait list cannot build a deep synchronous chain.
-      setImmediate(next);
+      setImmediate(next.start);
       return;
     }
     this.running--;
@@ -57,7 +93,7 @@ export class Gate {
   /** Resolves when nothing runs or waits, or false after `timeoutMs`. */
   async idle(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (this.running > 0 || this.waiting.length > 0) {
+    while (this.running > 0 || this.queued > 0) {
       if (Date.now() > deadline) return false;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }

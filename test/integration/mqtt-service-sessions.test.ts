@@ -74,3 +74,33 @@ test('an online persistent service account gets every acknowledged message of ma
     assert.equal(got.size, PER_DEVICE, `device ${i}: every message arrived`);
   }
 });
+
+// A group commit acknowledges thousands of device messages at once, and each
+// is then routed to the service account through the router's gate (1,000 at
+// a time). Its wait list refused past 10,000: aedes took the refusal as an
+// error and closed the device's connection, with its QoS 0 messages (bench
+// scenario 10: 17,752 not delivered). A device's publishes now wait for the
+// gate, its socket unread meanwhile.
+test('a burst of QoS 0 from many devices, routed to a service account, loses nothing and disconnects no device', async (t) => {
+  const dir = await tempDir(t);
+  const broker = await startBroker(t, { dir, config: { mqtt: { auth: { anonymous: true } } } });
+  await addServiceAccount(broker, SERVICE.name, SERVICE.password);
+  const service = await connect(t, broker, { clientId: `svc:${SERVICE.name}`, username: `svc:${SERVICE.name}`, password: SERVICE.password });
+  let received = 0;
+  service.on('message', () => received++);
+  await service.subscribeAsync('+/app/p/#', { qos: 0 });
+
+  const DEVICES = 16;
+  const PER_DEVICE = 2000;
+  const devices = await Promise.all(Array.from({ length: DEVICES }, (_, i) => connect(t, broker, { clientId: `q0-dev-${i}` })));
+  let closed = 0;
+  for (const device of devices) device.on('close', () => closed++);
+  // QoS 0: mqtt.js writes them all at once; the broker reads them in large chunks.
+  await Promise.all(devices.flatMap((device, i) => Array.from({ length: PER_DEVICE }, (_, n) => device.publishAsync(`q0-dev-${i}/app/p/data`, String(n), { qos: 0 }))));
+  await waitFor(() => received >= DEVICES * PER_DEVICE || closed > 0, `all ${DEVICES * PER_DEVICE} messages at the service account`, 60_000).catch((error: unknown) => {
+    throw new Error(`${String(error)}; got ${received}`);
+  });
+  assert.equal(closed, 0, 'no device was disconnected');
+  assert.equal(received, DEVICES * PER_DEVICE);
+  assert.doesNotMatch(await broker.nucleon.metrics.metrics(), /nucleon_mqtt_overloaded_total\{where="router"\} [1-9]/);
+});
