@@ -4,7 +4,7 @@
 // connection (request, messages) is app.js's and passed in.
 import { STEPS, FUNNEL_STEPS, bytesServed, estimate, failedByReason, funnel, reached } from './campaign-funnel.js';
 
-/** Recent device changes shown in the detail: older ones are dropped, so a long rollout cannot grow the page. */
+/** Recent device changes shown in the detail (index.html says "the last 30"): older ones are dropped, so a long rollout cannot grow the page. */
 const MAX_LOG = 30;
 /** Device events come in bursts (a stage starts): the detail is drawn at most this often. */
 const RENDER_DELAY_MS = 100;
