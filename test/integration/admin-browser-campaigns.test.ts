@@ -5,19 +5,19 @@
 // the page follows them live. Then the operator buttons: pause, resume,
 // promote, a promote the server refuses, and an abort with rollback.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Encoder } from 'cbor-x';
 import mqtt, { type MqttClient } from 'mqtt';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import type { MqttRunner } from '../../src/mqtt/index.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
 import { repoRoot, requireBinary } from '../helpers/index.js';
 import { API_KEY, AdminTestClient, startFullInstance } from '../helpers/admin-harness.js';
+import { openChromium } from '../helpers/browser.js';
 
 const OLD = '1.0.0-0-gaaaaaaa';
 const NEW = '1.1.0-0-gbbbbbbb';
@@ -86,23 +86,21 @@ test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a
   const telemetry = (client: MqttClient, version: string) => client.publishAsync(`${client.options.clientId}/tel/p`, cbor.encode(new Map<number, unknown>([[0, version]])), { qos: 1 });
   const logged = (uid: string, change: string) => page.waitForSelector(`#campaign-log li:has-text("${uid}: ${change}")`);
 
-  // GOOD: the whole image, a reboot, back with the new version → confirmed.
-  await download(await devices.connect(GOOD), SIZE);
-  await logged(GOOD, 'notified → downloaded');
-  await devices.disconnect(GOOD);
-  await logged(GOOD, 'downloaded → rebooting');
-  await telemetry(await devices.connect(GOOD), NEW);
-  await logged(GOOD, 'rebooting → confirmed');
+  /** The whole image, a "reboot", back reporting `version`: confirmed with the new one, failed with another. */
+  const installAndReboot = async (uid: string, version: string, outcome: string) => {
+    await download(await devices.connect(uid), SIZE);
+    await logged(uid, 'notified → downloaded');
+    await devices.disconnect(uid);
+    await logged(uid, 'downloaded → rebooting');
+    await telemetry(await devices.connect(uid), version);
+    await logged(uid, `rebooting → ${outcome}`);
+  };
+  await installAndReboot(GOOD, NEW, 'confirmed');
   // SLOW: a quarter of the image so far → downloading.
   await download(await devices.connect(SLOW), SIZE / 4);
   await logged(SLOW, 'notified → downloading');
-  // REVERTED: the whole image, a reboot, back on the old version → failed(version_reverted).
-  await download(await devices.connect(REVERTED), SIZE);
-  await logged(REVERTED, 'notified → downloaded');
-  await devices.disconnect(REVERTED);
-  await logged(REVERTED, 'downloaded → rebooting');
-  await telemetry(await devices.connect(REVERTED), OLD);
-  await logged(REVERTED, 'rebooting → failed (version_reverted)');
+  // REVERTED: back on the old version, as after an MCUboot revert.
+  await installAndReboot(REVERTED, OLD, 'failed (version_reverted)');
 
   // The funnel, the stage table, the failures and the bytes, all without a reload.
   const stageRow = `#campaign-funnel tbody tr[data-stage="0"]`;
@@ -168,22 +166,9 @@ test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a
   assert.deepEqual(pageErrors, []);
 });
 
-/** Chromium, logged in to the dashboard; closed (and its profile removed) after the test. */
+/** Chromium, logged in to the dashboard. */
 async function openDashboard(t: TestContext, chromiumPath: string, adminPort: number): Promise<Page> {
-  const userDataDir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-chromium-'));
-  const launched: { context?: BrowserContext } = {};
-  t.after(async () => {
-    await launched.context?.close();
-    await rm(userDataDir, { recursive: true, force: true });
-  });
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1400, height: 900 },
-  });
-  launched.context = context;
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await openChromium(t, chromiumPath);
   await page.goto(`http://127.0.0.1:${adminPort}/`);
   await page.fill('#api-key', API_KEY);
   await page.click('#login-button');
