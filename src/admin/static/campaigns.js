@@ -10,6 +10,8 @@ const MAX_LOG = 30;
 const RENDER_DELAY_MS = 100;
 /** The estimates are relative to now: redrawn this often while a campaign is shown. */
 const CLOCK_REFRESH_MS = 5000;
+/** Device events of campaigns not shown carry no summary: their list row is asked for again, at most this often. */
+const LIST_REFRESH_MS = 2000;
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -21,27 +23,47 @@ export function createCampaignsView({ request, imageSize, formatBytes }) {
     campaigns: new Map(),
     /** The campaign shown in detail: its summary, spec and device records by uid. */
     selected: undefined,
+    /** A `campaigns.show` in flight: the device records that changed meanwhile, by uid, to apply after its answer. */
+    showing: undefined,
     log: [],
     renderTimer: undefined,
     clockTimer: undefined,
+    listTimer: undefined,
     busy: false,
   };
 
   // --- data ---------------------------------------------------------------------
+  //
+  // Answers and events may cross: an answer can be older than an event that
+  // arrived before it. So a summary never replaces a newer one (`updatedAt`
+  // moves on every campaign change), device records that change while
+  // `campaigns.show` is in flight are applied again after its answer (a
+  // device's events come in order, so its last one wins), and the list's
+  // counts of the shown campaign come from its device records.
 
   async function refresh() {
     const { campaigns } = await request('campaigns.list');
-    view.campaigns = new Map(campaigns.map((campaign) => [campaign.id, campaign]));
+    // Campaigns are never deleted (ids are not reused): the known ones are only brought up to date.
+    for (const campaign of campaigns) accept(campaign);
     renderList();
     if (view.selected) await select(view.selected.campaign.id);
   }
 
   async function select(id) {
-    const answer = await request('campaigns.show', { id, devices: true });
+    const showing = { id, changed: new Map() };
+    view.showing = showing;
+    let answer;
+    try {
+      answer = await request('campaigns.show', { id, devices: true });
+    } finally {
+      if (view.showing === showing) view.showing = undefined;
+    }
     const keepLog = view.selected?.campaign.id === id;
-    view.selected = { campaign: answer.campaign, spec: answer.spec, devices: new Map(answer.devices.map((device) => [device.uid, device])) };
+    const devices = new Map(answer.devices.map((device) => [device.uid, device]));
+    for (const [uid, device] of showing.changed) devices.set(uid, device);
+    accept(answer.campaign);
+    view.selected = { campaign: view.campaigns.get(id) ?? answer.campaign, spec: answer.spec, devices };
     if (!keepLog) view.log = [];
-    view.campaigns.set(id, answer.campaign);
     hideError();
     renderList();
     renderDetail();
@@ -49,29 +71,44 @@ export function createCampaignsView({ request, imageSize, formatBytes }) {
     view.clockTimer = setInterval(() => renderDetail(), CLOCK_REFRESH_MS);
   }
 
+  /** Takes a summary unless a newer one is known; the shown campaign follows. */
+  function accept(summary) {
+    const known = view.campaigns.get(summary.id);
+    if (known && known.updatedAt > summary.updatedAt) return;
+    view.campaigns.set(summary.id, summary);
+    if (view.selected?.campaign.id === summary.id && view.selected.campaign.updatedAt <= summary.updatedAt) view.selected.campaign = summary;
+  }
+
   /** A `campaign.*` event from the live stream. */
   function onEvent(name, data) {
     if (name === 'campaign.state') {
-      view.campaigns.set(data.campaign.id, data.campaign);
-      if (view.selected?.campaign.id === data.campaign.id) {
-        view.selected.campaign = data.campaign;
-        addLog(`${time(data.at)} campaign ${data.campaign.state}, stage ${stageName(data.campaign)} (${data.campaign.reason})`);
-      }
+      accept(data.campaign);
+      if (view.selected?.campaign.id === data.campaign.id) addLog(`${time(data.at)} campaign ${data.campaign.state}, stage ${stageName(data.campaign)} (${data.campaign.reason})`);
       scheduleRender();
     } else if (name === 'campaign.device') {
-      const summary = view.campaigns.get(data.campaignId);
-      // The summary's counts follow the device changes between two campaign.state events.
-      if (summary && data.previous !== data.device.state) {
-        summary.counts[data.previous] = Math.max(0, (summary.counts[data.previous] ?? 0) - 1);
-        summary.counts[data.device.state] = (summary.counts[data.device.state] ?? 0) + 1;
-      }
+      if (view.showing?.id === data.campaignId) view.showing.changed.set(data.device.uid, data.device);
       if (view.selected?.campaign.id === data.campaignId) {
         view.selected.devices.set(data.device.uid, data.device);
         const why = data.device.state === 'failed' ? ` (${data.device.reason ?? 'unknown'})` : data.device.rolledBackTo ? ` (rolled back to ${data.device.rolledBackTo})` : '';
         addLog(`${time(data.at)} ${data.device.uid}: ${data.previous} → ${data.device.state}${why}`);
+      } else {
+        scheduleListRefresh();
       }
       scheduleRender();
     }
+  }
+
+  function scheduleListRefresh() {
+    if (view.listTimer !== undefined) return;
+    view.listTimer = setTimeout(() => {
+      view.listTimer = undefined;
+      request('campaigns.list')
+        .then(({ campaigns }) => {
+          for (const campaign of campaigns) accept(campaign);
+          scheduleRender();
+        })
+        .catch((error) => console.warn('campaigns.list', error));
+    }, LIST_REFRESH_MS);
   }
 
   function addLog(text) {
@@ -83,8 +120,12 @@ export function createCampaignsView({ request, imageSize, formatBytes }) {
   function reset() {
     clearInterval(view.clockTimer);
     clearTimeout(view.renderTimer);
+    clearTimeout(view.listTimer);
+    view.renderTimer = undefined;
+    view.listTimer = undefined;
     view.campaigns.clear();
     view.selected = undefined;
+    view.showing = undefined;
     view.log = [];
     renderList();
     renderDetail();
@@ -99,9 +140,7 @@ export function createCampaignsView({ request, imageSize, formatBytes }) {
     hideError();
     renderButtons();
     try {
-      const summary = await request(cmd, { id: view.selected.campaign.id, ...args });
-      view.campaigns.set(summary.id, summary);
-      if (view.selected?.campaign.id === summary.id) view.selected.campaign = summary;
+      accept(await request(cmd, { id: view.selected.campaign.id, ...args }));
     } catch (error) {
       showError(`${cmd} refused: ${error.message}`);
     } finally {
@@ -167,14 +206,15 @@ export function createCampaignsView({ request, imageSize, formatBytes }) {
         show.addEventListener('click', () => void select(campaign.id).catch((error) => showError(`campaigns.show: ${error.message}`)));
         const actions = document.createElement('td');
         actions.append(show);
-        const total = Object.values(campaign.counts).reduce((sum, n) => sum + n, 0);
+        const counts = view.selected?.campaign.id === campaign.id ? funnel(campaign, view.selected.devices.values()).total.counts : campaign.counts;
+        const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
         row.append(
           cell(campaign.id, 'mono'),
           cell(campaign.imageId, 'mono'),
           stateCell(campaign.state),
           cell(stageName(campaign), 'stage'),
-          cell(String(campaign.counts.healthy), 'healthy'),
-          cell(String(campaign.counts.failed), campaign.counts.failed > 0 ? 'failed warn' : 'failed'),
+          cell(String(counts.healthy), 'healthy'),
+          cell(String(counts.failed), counts.failed > 0 ? 'failed warn' : 'failed'),
           cell(String(total), 'total'),
           actions,
         );
