@@ -139,7 +139,8 @@ export interface CampaignSummary {
   state: CampaignState;
   /** The stage being rolled out (index into `stages`). */
   stage: number;
-  stages: { label: string; devices: number; startedAt?: number }[];
+  /** `soakMs`: how long the stage runs at least (the dashboard's earliest-end estimate needs it). */
+  stages: { label: string; devices: number; soakMs: number; startedAt?: number }[];
   /** Devices per state, over the whole campaign. */
   counts: Record<CampaignDeviceStateName, number>;
   /** Why it is in its state now: `created`, `operator`, `abort_rule`, `gate_not_met`, `stage_passed`, `all_stages_passed`. */

@@ -163,7 +163,7 @@ export class CampaignEngine {
       imageId: this.record.spec.imageId,
       state,
       stage,
-      stages: this.record.stages.map(({ label, devices, startedAt }) => (startedAt === undefined ? { label, devices } : { label, devices, startedAt })),
+      stages: this.record.stages.map(({ label, devices, soakMs, startedAt }) => (startedAt === undefined ? { label, devices, soakMs } : { label, devices, soakMs, startedAt })),
       counts,
       reason,
       createdAt,

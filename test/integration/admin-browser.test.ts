@@ -2,19 +2,18 @@
 // a real Nucleon: MQTT over TLS, the OTA runner, the admin endpoint. A real
 // mqtt.js device connects with a client certificate while the page watches.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Encoder } from 'cbor-x';
 import mqtt from 'mqtt';
-import { chromium, type BrowserContext } from 'playwright-core';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import type { MqttRunner } from '../../src/mqtt/index.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
 import { repoRoot, requireBinary, waitFor } from '../helpers/index.js';
 import { API_KEY, startFullInstance } from '../helpers/admin-harness.js';
+import { openChromium } from '../helpers/browser.js';
 
 const UID = '352656100000001';
 const IMAGE_ID = '1.2.3-4-g965b9df';
@@ -28,21 +27,7 @@ test('the dashboard logs in, sees a device connect live, uploads an image and li
   const { nucleon, adminPort, dir } = await startFullInstance(t);
   const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
 
-  // Chromium writes its profile until it has closed, so the folder goes only after that.
-  const userDataDir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-chromium-'));
-  const launched: { context?: BrowserContext } = {};
-  t.after(async () => {
-    await launched.context?.close();
-    await rm(userDataDir, { recursive: true, force: true });
-  });
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1400, height: 900 },
-  });
-  launched.context = context;
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await openChromium(t, chromiumPath);
   const pageErrors: string[] = [];
   page.on('pageerror', (error) => pageErrors.push(error.message));
   // Offline by design: every request the page makes goes to the admin server itself.

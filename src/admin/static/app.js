@@ -1,6 +1,8 @@
 // The Nucleon dashboard: plain JavaScript, no build, nothing from a CDN.
 // It speaks the admin protocol (JSON text frames) over /ws and logs in with the
 // first message, because browsers cannot set headers on a WebSocket.
+import { createCampaignsView } from './campaigns.js';
+
 const SUBPROTOCOL = 'nucleon.admin.v1';
 const KEY_STORAGE = 'nucleon.admin.key';
 const MAX_FEED = 50;
@@ -21,6 +23,12 @@ const state = {
   ingestTimer: null,
 };
 const INGEST_REFRESH_MS = 2000;
+
+const campaigns = createCampaignsView({
+  request,
+  imageSize: (id) => state.images.find((image) => image.id === id)?.size,
+  formatBytes: bytes,
+});
 
 // --- connection ---------------------------------------------------------------
 
@@ -49,8 +57,8 @@ function connect(apiKey) {
     setStatus('connected', 'online');
     showDashboard();
     try {
-      await request('events.subscribe', { kinds: ['device', 'telemetry', 'ota'] });
-      await Promise.all([refreshDevices(), refreshImages(), refreshGroups(), refreshIngest()]);
+      await request('events.subscribe', { kinds: ['device', 'telemetry', 'ota', 'campaign'] });
+      await Promise.all([refreshDevices(), refreshImages(), refreshGroups(), refreshIngest(), refreshCampaigns()]);
       clearInterval(state.ingestTimer);
       state.ingestTimer = setInterval(() => void refreshIngest().catch((error) => console.warn('ingest status', error)), INGEST_REFRESH_MS);
     } catch (error) {
@@ -120,6 +128,11 @@ function onMessage(text) {
 }
 
 function onEvent(name, data) {
+  // Campaign events carry a campaign's device record as `device`, not a fleet record: they go to their own view.
+  if (name.startsWith('campaign.')) {
+    campaigns.onEvent(name, data);
+    return;
+  }
   if (data && data.device) {
     state.devices.set(data.device.uid, data.device);
     renderDevices();
@@ -166,6 +179,14 @@ async function refreshIngest() {
     const row = document.createElement('tr');
     row.append(cell(runner.name), cell(String(runner.committed)), cell(String(runner.lagEvents), runner.lagEvents > 0 ? 'warn' : ''), cell(runner.registered ? 'yes' : 'no (kept until the log is full)'));
     body.append(row);
+  }
+}
+
+async function refreshCampaigns() {
+  try {
+    await campaigns.refresh();
+  } catch (error) {
+    showMessage(`campaigns: ${error.message}`, true);
   }
 }
 
@@ -388,6 +409,7 @@ $('#logout-button').addEventListener('click', () => {
   sessionStorage.removeItem(KEY_STORAGE);
   state.loggedOut = true;
   state.socket?.close(1000, 'logged out');
+  campaigns.reset();
   showLogin();
 });
 
