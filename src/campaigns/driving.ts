@@ -37,6 +37,10 @@ export interface ObservationRelay {
   unlisten(): Promise<void>;
   /** Sends one event to the driver; fire and forget (failures are logged and counted by the relay). */
   forward(event: ObservedEvent): void;
+  /** Driver: tells the others a campaign changed (created, finished), so they re-read whose events to forward now. */
+  announceChange(): void;
+  /** Follower: called when the driver announced a change. */
+  onChange(listener: () => void): void;
   /** Closes the relay's connections. */
   close(): Promise<void>;
 }

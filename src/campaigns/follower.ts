@@ -18,6 +18,7 @@ export class CampaignFollower {
   private byCampaign = new Map<string, readonly string[]>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private again = false;
 
   constructor(
     private readonly store: KvStore,
@@ -28,6 +29,10 @@ export class CampaignFollower {
 
   start(): void {
     if (this.timer) return;
+    // A new campaign's devices are told at once: re-read then rather than at the next interval.
+    this.relay.onChange(() => {
+      if (this.timer) this.scheduled();
+    });
     this.scheduled();
     this.timer = setInterval(() => this.scheduled(), this.intervalMs);
     this.timer.unref();
@@ -67,10 +72,20 @@ export class CampaignFollower {
   }
 
   private scheduled(): void {
-    if (this.refreshing) return;
+    if (this.refreshing) {
+      // A change announced during a refresh may not be in what it read: read once more after it.
+      this.again = true;
+      return;
+    }
     this.refreshing = this.refresh()
       .catch((error: unknown) => this.logger.warn({ err: error }, 'could not read which devices are in campaigns; trying again'))
-      .finally(() => (this.refreshing = undefined));
+      .finally(() => {
+        this.refreshing = undefined;
+        if (this.again && this.timer) {
+          this.again = false;
+          this.scheduled();
+        }
+      });
   }
 
   private async refresh(): Promise<void> {

@@ -165,9 +165,10 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         }
         await this.follower?.stop();
         await cluster.relay.listen((event) => this.fromRelay(event));
-        const running = await this.drive(context, () => {
+        const fence = () => {
           if (!cluster.seat.held) throw new CampaignError('UNAVAILABLE', 'this instance no longer holds the campaign lease; the decision was not written');
-        });
+        };
+        const running = await this.drive(context, fence, () => cluster.relay.announceChange());
         if (change === this.seatChange && cluster.seat.held) {
           this.running = running;
           return;
@@ -178,8 +179,8 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   }
 
   /** Loads every campaign and starts the tick: this instance drives from now on. */
-  private async drive(context: RunnerContext, fence: () => void): Promise<Running> {
-    const store = new CampaignStore(context.store, fence);
+  private async drive(context: RunnerContext, fence: () => void, campaignChanged?: () => void): Promise<Running> {
+    const store = new CampaignStore(context.store, fence, campaignChanged);
     const engines = new Map<string, CampaignEngine>();
     const byDevice = new Map<string, CampaignEngine>();
     for (const engine of await store.loadAll()) {

@@ -20,6 +20,8 @@ export class CampaignStore {
   constructor(
     private readonly store: KvStore,
     private readonly fence: () => void = () => undefined,
+    /** Called after a batch that changed a campaign's record (created, new stage, finished...). */
+    private readonly campaignChanged: () => void = () => undefined,
   ) {}
 
   /** Saves what changed in the engine since its last save, in one batch. */
@@ -29,6 +31,7 @@ export class CampaignStore {
     const operations: KvOperation[] = changes.devices.map((device) => ({ type: 'put', key: deviceKey(engine.id, device.uid), value: device }));
     if (changes.campaign) operations.push({ type: 'put', key: META + changes.campaign.id, value: changes.campaign });
     if (operations.length > 0) await this.store.batch(operations);
+    if (changes.campaign) this.campaignChanged();
   }
 
   async exists(id: string): Promise<boolean> {

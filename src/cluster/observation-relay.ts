@@ -16,7 +16,9 @@ import type { Logger } from '../logger.js';
  */
 export class RedisObservationRelay implements ObservationRelay {
   private deliver: ((event: ObservedEvent) => void) | undefined;
+  private changed: (() => void) | undefined;
   private failures = 0;
+  private readonly changes: string;
 
   constructor(
     private readonly pub: Redis,
@@ -25,14 +27,17 @@ export class RedisObservationRelay implements ObservationRelay {
     private readonly logger: Logger,
     private readonly release: () => Promise<void> = async () => undefined,
   ) {
+    this.changes = `${channel}:changes`;
     sub.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.received(message);
+      else if (channel === this.changes) this.changed?.();
     });
   }
 
   async open(): Promise<void> {
     if (this.pub.status === 'wait') await this.pub.connect();
     if (this.sub.status === 'wait') await this.sub.connect();
+    await this.sub.subscribe(this.changes);
   }
 
   async listen(deliver: (event: ObservedEvent) => void): Promise<void> {
@@ -52,6 +57,17 @@ export class RedisObservationRelay implements ObservationRelay {
       () => undefined,
       (error: unknown) => this.failed(error),
     );
+  }
+
+  announceChange(): void {
+    this.pub.publish(this.changes, '1').then(
+      () => undefined,
+      (error: unknown) => this.failed(error),
+    );
+  }
+
+  onChange(listener: () => void): void {
+    this.changed = listener;
   }
 
   async close(): Promise<void> {
