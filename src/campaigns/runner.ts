@@ -127,6 +127,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       if (running) await this.park(running, true);
     } finally {
       this.running = undefined;
+      this.follower = undefined;
       // After the last write: the next driver reads everything this one decided.
       await this.options.cluster?.relay.close();
       await this.options.cluster?.seat.stop();
