@@ -119,9 +119,9 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   }
 
   protected override async onStop(): Promise<void> {
-    this.seatChange++;
     await this.follower?.stop();
     try {
+      // No seat change is queued after this (onSeat ignores a stopped runner); one under way finishes first.
       await this.seatChanges.idle();
       const running = this.running;
       if (running) await this.park(running, true);
@@ -166,8 +166,9 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         }
         await this.follower?.stop();
         await cluster.relay.listen((event) => this.fromRelay(event));
+        // Bound to this tenure: a save left over from an earlier one stays refused even when the lease was taken again since.
         const fence = () => {
-          if (!cluster.seat.held) throw new CampaignError('UNAVAILABLE', 'this instance no longer holds the campaign lease; the decision was not written');
+          if (!cluster.seat.held || change !== this.seatChange) throw new CampaignError('UNAVAILABLE', 'this instance no longer holds the campaign lease; the decision was not written');
         };
         const running = await this.drive(context, fence, () => cluster.relay.announceChange());
         if (change === this.seatChange && cluster.seat.held) {
