@@ -39,7 +39,7 @@ export interface NucleonOptions {
  * The runners Nucleon brings, in start order. Each issue's runner is added here.
  * In cluster mode the same runners get Redis-backed parts (src/cluster).
  */
-function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService, exposition: MetricsExposition | undefined): Runner[] {
+function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService, exposition: MetricsExposition | undefined, logger: Logger): Runner[] {
   const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
   const mqtt = new MqttRunner({ backend, presence });
   const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore() } : {};
@@ -50,8 +50,8 @@ function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | und
   return [
     ...(mqttListens(config) ? [mqtt] : []),
     ...otaRunners(config, ota),
-    // Campaigns notify through the OTA runner. In a cluster every instance would drive them: that needs the lock issue 18 asks for, not built yet.
-    ...(config.ota.enabled && !cluster ? [new CampaignRunner()] : []),
+    // Campaigns notify through the OTA runner. In a cluster the holder of a Redis lease drives them; the others forward their devices' events.
+    ...(config.ota.enabled ? [new CampaignRunner(cluster ? { cluster: cluster.campaignDriving(logger.child({ component: 'campaigns-lease' })) } : {})] : []),
     ...telemetryRunners(config),
     ...(config.admin.enabled ? [admin] : []),
   ];
@@ -120,7 +120,7 @@ export class Nucleon implements AsyncDisposable {
     const presenceLogger = this.logger.child({ component: 'presence' });
     this.presenceService = this.cluster?.presence(presenceLogger) ?? new LocalPresence(instanceId, presenceLogger);
     this.presence = this.presenceService;
-    this.runners = builtinRunners(config, this.cluster, this.presenceService, options.exposition);
+    this.runners = builtinRunners(config, this.cluster, this.presenceService, options.exposition, this.logger);
   }
 
   /** Adds a runner (such as the application's). After `start()` it starts at once. */

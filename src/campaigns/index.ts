@@ -4,6 +4,7 @@ import { CampaignRunner } from './runner.js';
 export { CampaignRunner, type CampaignRunnerOptions } from './runner.js';
 export { CampaignError, type CampaignErrorCode } from './errors.js';
 export { parseCampaignSpec, type CampaignSpec } from './spec.js';
+export type { DrivingSeat, ObservationRelay, ObservedEvent } from './driving.js';
 
 /**
  * The campaigns runner of a Nucleon instance, for its typed API (`create`, `pause`, `abort`, ...).
@@ -11,6 +12,6 @@ export { parseCampaignSpec, type CampaignSpec } from './spec.js';
  */
 export function campaignRunnerOf(nucleon: { runner(name: string): Runner | undefined }): CampaignRunner {
   const runner = nucleon.runner('campaigns');
-  if (!(runner instanceof CampaignRunner)) throw new Error('this Nucleon has no campaigns runner (ota.enabled = false, or cluster mode)');
+  if (!(runner instanceof CampaignRunner)) throw new Error('this Nucleon has no campaigns runner (ota.enabled = false)');
   return runner;
 }

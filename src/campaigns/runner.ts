@@ -5,11 +5,13 @@ import type { Logger } from '../logger.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import type { Observation } from './device-machine.js';
+import { isObserved, type DrivingSeat, type ObservationRelay, type ObservedEvent } from './driving.js';
 import { CampaignEngine, type Effect } from './engine.js';
 import { CampaignError, toErrorInfo } from './errors.js';
 import { campaignMetrics } from './metrics.js';
 import { OtaRequests } from './requests.js';
 import { parseCampaignSpec, type CampaignSpec } from './spec.js';
+import { CampaignFollower } from './follower.js';
 import { CampaignStore } from './store.js';
 import { resolveTarget } from './target.js';
 
@@ -39,6 +41,12 @@ export interface CampaignRunnerOptions {
   tickIntervalMs?: number;
   /** How long a new campaign waits for the OTA runner's image and group lists; 10 s by default. */
   requestTimeoutMs?: number;
+  /**
+   * Cluster mode: only the holder of `seat` drives the campaigns; the others
+   * forward their devices' events to it through `relay`. Without it this
+   * instance always drives (standalone).
+   */
+  cluster?: { seat: DrivingSeat; relay: ObservationRelay };
 }
 
 /** What a link sent for a campaign was for, by its correlation id. */
@@ -80,8 +88,16 @@ interface Running {
  * throw CampaignError.
  */
 export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
+  /** Set while this instance drives the campaigns (always, once started, when standalone). */
   private running: Running | undefined;
   private readonly clock: () => number;
+  /** Cluster mode, while not driving: forwards device events and answers the read-only commands. */
+  private follower: CampaignFollower | undefined;
+  /** Seat changes take effect in order; `seatChange` counts them so a stale takeover gives up. */
+  private readonly seatChanges = new SerialQueue();
+  private seatChange = 0;
+  /** Events forwarded by other instances, handled one at a time like the inbox's. */
+  private readonly relayed = new SerialQueue();
 
   constructor(private readonly options: CampaignRunnerOptions = {}) {
     // Device events live only: the runner never holds the ingest log back, and what a crash
@@ -91,7 +107,82 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   }
 
   protected override async onStart(context: RunnerContext): Promise<void> {
-    const store = new CampaignStore(context.store);
+    const cluster = this.options.cluster;
+    if (!cluster) {
+      this.running = await this.drive(context, () => undefined);
+      return;
+    }
+    this.follower = new CampaignFollower(context.store, cluster.relay, context.logger, this.options.tickIntervalMs ?? 1000);
+    this.follower.start();
+    await cluster.relay.open();
+    await cluster.seat.start((driving) => this.onSeat(context, cluster, driving));
+  }
+
+  protected override async onStop(): Promise<void> {
+    await this.follower?.stop();
+    try {
+      // No seat change is queued after this (onSeat ignores a stopped runner); one under way finishes first.
+      await this.seatChanges.idle();
+      const running = this.running;
+      if (running) await this.park(running, true);
+    } finally {
+      this.running = undefined;
+      this.follower = undefined;
+      // After the last write: the next driver reads everything this one decided.
+      await this.options.cluster?.relay.close();
+      await this.options.cluster?.seat.stop();
+    }
+  }
+
+  // ---- who drives ----------------------------------------------------------
+
+  /**
+   * The seat (cluster lease) was taken or lost. Losing stops driving at once:
+   * no tick, event or command of this instance decides anything after it, and
+   * a save already under way is refused by the store's fence. Taking loads
+   * every campaign from the shared store and goes on from there, exactly like
+   * a restart.
+   */
+  private onSeat(context: RunnerContext, cluster: { seat: DrivingSeat; relay: ObservationRelay }, driving: boolean): void {
+    // Stopping: onStop does the rest (the keeper reports `false` as it gives the lease up).
+    if (!this.context) return;
+    const change = ++this.seatChange;
+    if (!driving) {
+      const running = this.running;
+      this.running = undefined;
+      if (running) {
+        clearInterval(running.timer);
+        running.detachMetrics();
+        running.requests.cancelAll('this instance no longer drives the campaigns');
+      }
+      this.follower?.start();
+    }
+    this.seatChanges
+      .run(async () => {
+        if (change !== this.seatChange) return;
+        if (!driving) {
+          await cluster.relay.unlisten();
+          return;
+        }
+        await this.follower?.stop();
+        await cluster.relay.listen((event) => this.fromRelay(event));
+        // Bound to this tenure: a save left over from an earlier one stays refused even when the lease was taken again since.
+        const fence = () => {
+          if (!cluster.seat.held || change !== this.seatChange) throw new CampaignError('UNAVAILABLE', 'this instance no longer holds the campaign lease; the decision was not written');
+        };
+        const running = await this.drive(context, fence, () => cluster.relay.announceChange());
+        if (change === this.seatChange && cluster.seat.held) {
+          this.running = running;
+          return;
+        }
+        await this.park(running, false);
+      })
+      .catch((error: unknown) => context.logger.error({ err: error, driving }, 'changing who drives the campaigns failed'));
+  }
+
+  /** Loads every campaign and starts the tick: this instance drives from now on. */
+  private async drive(context: RunnerContext, fence: () => void, campaignChanged?: () => void): Promise<Running> {
+    const store = new CampaignStore(context.store, fence, campaignChanged);
     const engines = new Map<string, CampaignEngine>();
     const byDevice = new Map<string, CampaignEngine>();
     for (const engine of await store.loadAll()) {
@@ -100,7 +191,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     }
     const timer = setInterval(() => this.scheduledTick(), this.options.tickIntervalMs ?? 1000);
     timer.unref();
-    this.running = {
+    const running: Running = {
       logger: context.logger,
       store,
       engines,
@@ -116,11 +207,11 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     };
     const active = [...engines.values()].filter((engine) => engine.active).map((engine) => engine.id);
     if (active.length > 0) context.logger.info({ campaigns: active }, 'continuing campaigns');
+    return running;
   }
 
-  protected override async onStop(): Promise<void> {
-    const running = this.running;
-    if (!running) return;
+  /** Stops driving: waits for work under way and, when `flush`, writes the quiet changes. */
+  private async park(running: Running, flush: boolean): Promise<void> {
     clearInterval(running.timer);
     running.detachMetrics();
     running.requests.cancelAll('the campaigns runner stopped');
@@ -128,8 +219,36 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     await running.outbox.idle();
     await running.saves.idle();
     // Quiet changes (last telemetry times) are written on the next tick; write them now.
-    for (const engine of running.engines.values()) await running.store.save(engine);
-    this.running = undefined;
+    if (flush) for (const engine of running.engines.values()) await running.store.save(engine);
+  }
+
+  /** A device event another instance forwarded: handled as if it came through this inbox. */
+  private fromRelay(event: ObservedEvent): void {
+    this.relayed
+      .run(async () => {
+        // Only a driver handles them; a follower would forward them again.
+        if (this.running) await this.handle(event);
+      })
+      .catch((error: unknown) => this.running?.logger.error({ err: error, type: event.type }, 'handling a forwarded device event failed'));
+  }
+
+  /** What the runner does with an event while another instance drives. */
+  private follow(event: Accepted): void {
+    const follower = this.follower;
+    if (!follower) return;
+    if (isObserved(event)) {
+      follower.observe(event);
+      return;
+    }
+    if (event.type !== 'CampaignCommand') return;
+    const seat = this.options.cluster?.seat;
+    const answered = (seat ? seat.holder() : Promise.resolve(undefined))
+      .then((holder) => follower.answer(event.request, holder))
+      .then(
+        (result): EventOf<'CampaignCommandResult'> => ({ type: 'CampaignCommandResult', correlationId: event.correlationId, result }),
+        (error: unknown): EventOf<'CampaignCommandResult'> => ({ type: 'CampaignCommandResult', correlationId: event.correlationId, error: toErrorInfo(error) }),
+      );
+    answered.then((answer) => this.publish(answer)).catch((error: unknown) => this.context?.logger.error({ err: error, correlationId: event.correlationId }, 'answering a campaign command failed'));
   }
 
   // ---- library API -------------------------------------------------------
@@ -180,7 +299,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
 
   protected handle(event: Accepted): void | Promise<void> {
     const running = this.running;
-    if (!running) return;
+    if (!running) return this.follow(event);
     switch (event.type) {
       case 'CampaignCommand':
         // Not awaited: a command waits for OTA answers that come through this same inbox.
@@ -404,6 +523,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
   }
 
   private require(): Running {
+    if (!this.running && this.follower) throw new CampaignError('UNAVAILABLE', 'this instance does not drive the campaigns (cluster mode): another instance holds the campaign lease');
     if (!this.running) throw new Error('the campaigns runner is not started');
     return this.running;
   }

@@ -12,14 +12,26 @@ const DEVICE = 'campaign/device/';
  * after a restart no device is notified again for a stage it was notified for.
  */
 export class CampaignStore {
-  constructor(private readonly store: KvStore) {}
+  /**
+   * `fence` runs before every batch and throws when this instance may no
+   * longer write decisions (cluster mode: it lost the campaign lease); the
+   * changes stay taken, as the engine is dropped with the lease.
+   */
+  constructor(
+    private readonly store: KvStore,
+    private readonly fence: () => void = () => undefined,
+    /** Called after a batch that changed a campaign's record (created, new stage, finished...). */
+    private readonly campaignChanged: () => void = () => undefined,
+  ) {}
 
   /** Saves what changed in the engine since its last save, in one batch. */
   async save(engine: CampaignEngine): Promise<void> {
+    this.fence();
     const changes = engine.takeChanges();
     const operations: KvOperation[] = changes.devices.map((device) => ({ type: 'put', key: deviceKey(engine.id, device.uid), value: device }));
     if (changes.campaign) operations.push({ type: 'put', key: META + changes.campaign.id, value: changes.campaign });
     if (operations.length > 0) await this.store.batch(operations);
+    if (changes.campaign) this.campaignChanged();
   }
 
   async exists(id: string): Promise<boolean> {
@@ -36,6 +48,27 @@ export class CampaignStore {
     }
     return engines;
   }
+}
+
+/**
+ * The uids of every running or paused campaign, for an instance that does not
+ * drive them (cluster mode) to know whose events to forward. A campaign's
+ * devices are fixed when it is created, so `known` (campaign id → uids, from
+ * the last call) spares reading them again.
+ */
+export async function activeMembers(store: KvStore, known: ReadonlyMap<string, readonly string[]>): Promise<Map<string, readonly string[]>> {
+  const active = new Map<string, readonly string[]>();
+  for await (const [, record] of store.entries<CampaignRecord>(META)) {
+    if (record.state !== 'running' && record.state !== 'paused') continue;
+    let uids = known.get(record.id);
+    if (!uids) {
+      const found: string[] = [];
+      for await (const [, device] of store.entries<CampaignDeviceStatus>(`${DEVICE}${record.id}/`)) found.push(device.uid);
+      uids = found;
+    }
+    active.set(record.id, uids);
+  }
+  return active;
 }
 
 function deviceKey(campaignId: string, uid: string): string {

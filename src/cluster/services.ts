@@ -5,6 +5,8 @@ import { RedisBlobStore } from '../store/blob-redis.js';
 import { RedisStore } from '../store/index.js';
 import { newInstanceId, RedisPresence } from '../presence/index.js';
 import { RedisHealth } from './redis-health.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { RedisObservationRelay } from './observation-relay.js';
 
 /**
  * Everything cluster mode changes in one instance, built from `[cluster]`:
@@ -23,6 +25,7 @@ export class ClusterServices {
   /** Key prefix with its colon, e.g. `nucleon:`. */
   readonly namespace: string;
   private readonly presenceTtlMs: number;
+  private readonly campaignLeaseMs: number;
 
   constructor(
     settings: NonNullable<Config['cluster']>,
@@ -34,6 +37,7 @@ export class ClusterServices {
     this.namespace = `${settings.namespace}:`;
     this.instanceId = instanceId;
     this.presenceTtlMs = settings.presence_ttl_s * 1000;
+    this.campaignLeaseMs = settings.campaign_lease_ms;
     this.health = new RedisHealth(logger.child({ component: 'cluster' }), metrics);
     this.store = new RedisStore(this.url, this.namespace);
     this.health.watch('store', this.store.client);
@@ -48,5 +52,19 @@ export class ClusterServices {
   blobStore(): RedisBlobStore {
     const redis = this.health.connect('blobs', this.url, { maxRetriesPerRequest: 1 });
     return new RedisBlobStore(redis, { namespace: this.namespace, release: () => this.health.release('blobs') });
+  }
+
+  /**
+   * Who drives the campaigns (the holder of `<ns>campaigns:lease`) and how the
+   * device events of the other instances reach it (README "Campaigns").
+   */
+  campaignDriving(logger: Logger): { seat: LeaseKeeper; relay: RedisObservationRelay } {
+    const redis = this.health.connect('campaigns', this.url, { maxRetriesPerRequest: 1 });
+    const sub = this.health.connect('campaigns-observations', this.url, { maxRetriesPerRequest: null });
+    const seat = new LeaseKeeper(redis, { key: `${this.namespace}campaigns:lease`, instanceId: this.instanceId, ttlMs: this.campaignLeaseMs }, logger, {
+      release: () => this.health.release('campaigns'),
+    });
+    const relay = new RedisObservationRelay(redis, sub, `${this.namespace}campaigns:observations`, logger, () => this.health.release('campaigns-observations'));
+    return { seat, relay };
   }
 }

@@ -255,6 +255,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       redis_url: text().regex(/^rediss?:\/\/./, { error: 'expected a Redis URL such as redis://127.0.0.1:6379' }),
       presence_ttl_s: int(1, 3600).default(30),
+      campaign_lease_ms: int(1000, 600_000).default(10_000),
       namespace: text()
         .regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'expected 1..32 characters of A-Z a-z 0-9 _ -' })
         .default('nucleon'),

@@ -51,8 +51,9 @@ export async function addDevice(cluster: Cluster, uid: string): Promise<string> 
  * Starts one instance: plain MQTT on loopback (password logins), OTA HTTP
  * without TLS, admin with a fixed key, `[cluster]` on the test's Redis.
  * `via: 'cli'` runs `node dist/cli.js serve` (no app runner; `npm run build` first).
+ * `campaignLeaseMs` sets `[cluster] campaign_lease_ms` (10 s by default).
  */
-export async function startInstance(t: TestContext, cluster: Cluster, name: string, options: { via?: 'app' | 'cli' } = {}): Promise<Instance> {
+export async function startInstance(t: TestContext, cluster: Cluster, name: string, options: { via?: 'app' | 'cli'; campaignLeaseMs?: number } = {}): Promise<Instance> {
   const [mqttPort, adminPort, httpPort] = [await freePort(), await freePort(), await freePort()];
   const file = path.join(cluster.dir, `${name}.toml`);
   const lines = [
@@ -79,6 +80,7 @@ export async function startInstance(t: TestContext, cluster: Cluster, name: stri
     '[cluster]',
     `redis_url = "${cluster.redis.url}"`,
     `presence_ttl_s = ${PRESENCE_TTL_S}`,
+    ...(options.campaignLeaseMs === undefined ? [] : [`campaign_lease_ms = ${options.campaignLeaseMs}`]),
   ];
   await writeFile(file, `${lines.join('\n')}\n`);
   const args = options.via === 'cli' ? [cliPath, 'serve', '--config', file] : ['--import', 'tsx', path.join(repoRoot, 'test/helpers/cluster-instance.ts'), file];
