@@ -12,8 +12,13 @@ export type BudgetDecision = { kind: 'free' } | { kind: 'wait'; ms: number; camp
 
 const FREE: BudgetDecision = { kind: 'free' };
 
-/** Tokens saved up when idle: a tenth of a second's bytes, so a ramp starts close to the rate instead of a second's burst above it. */
-const BURST_SECONDS = 0.1;
+/**
+ * Bytes saved up when idle: a quarter of a second's. Enough that a process
+ * stalled for a moment (a busy machine) catches up instead of losing the
+ * time, small enough that a ramp or a pause does not turn into a second's
+ * burst above the rate.
+ */
+const BURST_SECONDS = 0.25;
 
 interface Active {
   budget: DownloadBudget;

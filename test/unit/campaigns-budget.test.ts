@@ -161,12 +161,12 @@ test('DownloadBudgets: campaign devices share one rate over both paths; other de
   let now = 0;
   const budgets = new DownloadBudgets(() => now);
   budgets.set({ campaignId: 'c', imageId: NEW_IMAGE, bytesPerSecond: 10_000, maxDelayMs: 1000, devices: ['a', 'b'] });
-  // A tenth of a second's bytes are there when idle.
+  // A quarter of a second's bytes are there when idle.
   assert.deepEqual(budgets.request('a', NEW_IMAGE, 1000), { kind: 'wait', ms: 0, campaignId: 'c' });
-  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'wait', ms: 400, campaignId: 'c' });
-  assert.deepEqual(budgets.request('a', NEW_IMAGE, 4000), { kind: 'wait', ms: 800, campaignId: 'c' });
-  // 0.8 s of debt: another 4,000 bytes would wait 1.2 s, past maxDelayMs.
-  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'over', retryAfterMs: 1200, campaignId: 'c' });
+  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'wait', ms: 250, campaignId: 'c' });
+  assert.deepEqual(budgets.request('a', NEW_IMAGE, 4000), { kind: 'wait', ms: 650, campaignId: 'c' });
+  // 0.65 s of debt: another 4,000 bytes would wait 1.05 s, past maxDelayMs.
+  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'over', retryAfterMs: 1050, campaignId: 'c' });
   assert.deepEqual(budgets.request('other', NEW_IMAGE, 4000), { kind: 'free' });
   assert.deepEqual(budgets.request('a', OLD_IMAGE, 4000), { kind: 'free' });
   assert.deepEqual(budgets.request(undefined, NEW_IMAGE, 4000), { kind: 'free' });
