@@ -2,10 +2,11 @@
 // for CI on a busy 2-core machine; test/integration/campaign-budget.test.ts
 // runs a small one):
 //
-//   node --import tsx scripts/campaign-budget.ts [devices=200] [bytesPerSecond=2000000] [maxConcurrent=100] [imageKiB=256]
+//   node --import tsx scripts/campaign-budget.ts [devices=200] [bytesPerSecond=2000000] [maxConcurrent=50] [imageKiB=512] [chunk=4096]
 //
 // One process holds a whole Nucleon (MQTT/TLS, OTA, campaigns) and the fleet
-// (mqtt.js clients with device certificates, 4 KiB DownloadBytes chunks). It
+// (mqtt.js clients with device certificates, DownloadBytes chunks of `chunk`
+// bytes). It
 // prints the bytes per second of every full 10 s window between the ramp
 // (2 s after the first byte) and the tail (fewer than maxConcurrent devices
 // left), and the most devices that downloaded at once.
@@ -22,8 +23,7 @@ import { BudgetFleet, windowRates } from '../test/helpers/budget-fleet.js';
 import { baseConfig } from '../test/helpers/mqtt-support.js';
 import { firmware } from '../test/helpers/ota-harness.js';
 
-const [devices = 200, budget = 2_000_000, slots = 100, imageKiB = 256] = process.argv.slice(2).map(Number);
-const CHUNK = 4096;
+const [devices = 200, budget = 2_000_000, slots = 50, imageKiB = 512, CHUNK = 4096] = process.argv.slice(2).map(Number);
 const WINDOW_MS = 10_000;
 const RAMP_MS = 2000;
 const IMAGE = '3.0.0-1-gbench01';
@@ -60,6 +60,7 @@ async function main(): Promise<void> {
         budgetBytesPerSecond: budget,
         maxConcurrent: slots,
         imageBytes: size,
+        chunkBytes: CHUNK,
         totalSeconds: Math.round((performance.now() - started) / 100) / 10,
         windowsBytesPerSecond: rates.map(Math.round),
         worstDeviationPercent: Math.round(worst * 1000) / 10,
