@@ -96,6 +96,20 @@ export interface DeviceFirmwareState {
 
 // ---- OTA campaigns (src/campaigns, README "Campaigns") ----------------------
 
+/**
+ * The bytes a campaign's devices may be served, MQTT chunks and HTTP ranges
+ * together, while they download `imageId`. Set again whole when it changes;
+ * other devices and other images are not limited by it.
+ */
+export interface DownloadBudget {
+  campaignId: string;
+  imageId: string;
+  bytesPerSecond: number;
+  /** A request that would wait longer than this is not served now: no reply over MQTT, 503 with Retry-After over HTTP. */
+  maxDelayMs: number;
+  devices: string[];
+}
+
 /** Where a device stands in a campaign; `healthy` and `failed` are final. */
 export type CampaignDeviceStateName = 'pending' | 'notified' | 'downloading' | 'downloaded' | 'rebooting' | 'confirmed' | 'healthy' | 'failed';
 
@@ -218,6 +232,9 @@ export type Event =
   | { type: 'OtaImageListResponse'; correlationId: string; images: ImageInfo[] }
   | { type: 'OtaGroupListRequest'; correlationId: string }
   | { type: 'OtaGroupListResponse'; correlationId: string; groups: GroupInfo[] }
+  // A campaign's byte budget (README "Campaigns"), set by the campaigns runner, applied by the OTA serving paths.
+  | { type: 'OtaBudgetSet'; budget: DownloadBudget }
+  | { type: 'OtaBudgetCleared'; campaignId: string }
   // Device presence.
   | {
       type: 'DeviceConnected';
@@ -269,6 +286,8 @@ export const EVENT_TYPES = [
   'OtaImageListResponse',
   'OtaGroupListRequest',
   'OtaGroupListResponse',
+  'OtaBudgetSet',
+  'OtaBudgetCleared',
   'DeviceConnected',
   'DeviceDisconnected',
   'AclRulesChanged',

@@ -67,6 +67,10 @@ export class CampaignEngine {
   private readonly failedByStage: number[];
   private dirtyCampaign = false;
   private readonly rules: DeviceRules;
+  /** Pending devices of started stages, in notification order: they wait for a download slot (`budget.maxConcurrent`). */
+  private readonly queue: string[] = [];
+  /** Devices notified and not yet downloaded or failed: they count against `budget.maxConcurrent`. */
+  private downloading = 0;
 
   private constructor(
     private readonly record: CampaignRecord,
@@ -79,7 +83,13 @@ export class CampaignEngine {
       this.byStage[device.stage]?.push(device.uid);
       if (isOpen(device)) this.open.add(device.uid);
       if (device.state !== 'pending') this.tally(device, 'pending');
+      if (isDownloading(device.state)) this.downloading++;
     }
+    // A restored campaign goes on notifying the started stages' waiting devices, in stage order.
+    record.stages.forEach((stage, index) => {
+      if (stage.startedAt === undefined) return;
+      for (const uid of this.byStage[index] ?? []) if (devices.get(uid)?.state === 'pending') this.queue.push(uid);
+    });
     this.rules = { imageId: record.spec.imageId, imageSize: record.imageSize, health: record.spec.health };
   }
 
@@ -254,6 +264,7 @@ export class CampaignEngine {
     if (!this.active) return;
     if (this.abortRuleHolds()) return this.stop('abort_rule', now, this.record.spec.rollback?.enabled ?? false, effects);
     if (this.record.state !== 'running') return;
+    this.notifyWaiting(now, effects);
     const index = this.record.stage;
     const stage = this.record.stages[index];
     if (!stage || stage.startedAt === undefined) return;
@@ -320,17 +331,45 @@ export class CampaignEngine {
     if (!stage || stage.startedAt !== undefined) return;
     this.record.stage = index;
     stage.startedAt = now;
-    for (const uid of this.byStage[index] ?? []) {
+    for (const uid of this.byStage[index] ?? []) if (this.devices.get(uid)?.state === 'pending') this.queue.push(uid);
+    this.notifyWaiting(now, effects);
+  }
+
+  /**
+   * Pacing: notifies waiting devices while fewer than `budget.maxConcurrent`
+   * are downloading (all of them without a limit). Called when a stage
+   * starts and after every decision, so a device that finishes or fails
+   * frees its slot for the next at once. Only while running: a paused
+   * campaign notifies nobody new.
+   */
+  private notifyWaiting(now: number, effects: Effect[]): void {
+    if (this.record.state !== 'running') return;
+    const limit = this.record.spec.budget?.maxConcurrent ?? Number.POSITIVE_INFINITY;
+    let taken = 0;
+    while (taken < this.queue.length && this.downloading < limit) {
+      const uid = this.queue[taken++] ?? '';
       const device = this.devices.get(uid);
       if (!device || device.state !== 'pending') continue;
       device.state = 'notified';
       device.notifiedAt = now;
       this.tally(device, 'pending');
+      this.downloading++;
       this.open.add(uid);
       this.dirtyDevices.add(uid);
       effects.push({ kind: 'notify', campaignId: this.id, uid, imageId: this.record.spec.imageId });
       effects.push({ kind: 'device', campaignId: this.id, device: copy(device), previous: 'pending' });
     }
+    this.queue.splice(0, taken);
+  }
+
+  /** Devices notified and not yet downloaded or failed (they hold a download slot). */
+  get downloadingCount(): number {
+    return this.downloading;
+  }
+
+  /** Pending devices of started stages, waiting for a download slot. */
+  get waitingCount(): number {
+    return this.queue.length;
   }
 
   /** Counts a device's move from `previous` to its state (healthy and failed are final, so each is counted once). */
@@ -348,6 +387,7 @@ export class CampaignEngine {
   private applied(device: CampaignDeviceStatus, previous: CampaignDeviceStateName, change: Change, effects: Effect[]): void {
     if (change === 'none') return;
     this.tally(device, previous);
+    if (isDownloading(previous) && !isDownloading(device.state)) this.downloading--;
     this.dirtyDevices.add(device.uid);
     if (!isOpen(device)) this.open.delete(device.uid);
     if (change === 'event') effects.push({ kind: 'device', campaignId: this.id, device: copy(device), previous });
@@ -363,6 +403,10 @@ export class CampaignEngine {
   private require(state: CampaignState, action: string): void {
     if (this.record.state !== state) throw new CampaignError('CAMPAIGN_STATE', `campaign ${this.id} is ${this.record.state}; only a ${state} campaign can ${action}`);
   }
+}
+
+function isDownloading(state: CampaignDeviceStateName): boolean {
+  return state === 'notified' || state === 'downloading';
 }
 
 function copy(device: CampaignDeviceStatus): CampaignDeviceStatus {

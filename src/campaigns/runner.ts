@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import type { Observation } from './device-machine.js';
+import { budgetEvent } from './budget.js';
 import { isObserved, type DrivingSeat, type ObservationRelay, type ObservedEvent } from './driving.js';
 import { CampaignEngine, type Effect } from './engine.js';
 import { CampaignError, toErrorInfo } from './errors.js';
@@ -207,6 +208,8 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     };
     const active = [...engines.values()].filter((engine) => engine.active).map((engine) => engine.id);
     if (active.length > 0) context.logger.info({ campaigns: active }, 'continuing campaigns');
+    // The OTA runner keeps budgets in memory only: tell it again those of the campaigns that go on.
+    for (const engine of engines.values()) if (engine.active) this.sendBudget(running, engine);
     return running;
   }
 
@@ -385,7 +388,10 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
           assertNever(effect);
       }
     }
-    if (!engine.active) this.forgetDevices(running, engine);
+    if (!engine.active) {
+      this.forgetDevices(running, engine);
+      this.sendBudget(running, engine);
+    }
     if (links.length > 0) {
       running.outbox.run(() => this.sendLinks(running, links)).catch((error: unknown) => running.logger.error({ err: error, campaign: engine.id }, 'sending campaign links failed'));
     }
@@ -408,6 +414,18 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         await this.onLinkResult(running, { type: 'OtaCommandResult', correlationId: link.correlationId, error: toErrorInfo(error) });
       }
     }
+  }
+
+  /** Tells the OTA runner the campaign's byte budget (or that it ended), in order with the links. */
+  private sendBudget(running: Running, engine: CampaignEngine): void {
+    const event = budgetEvent(engine);
+    if (!event) return;
+    running.outbox
+      .run(async () => {
+        if (this.context?.broker.accepts(event.type) !== true) return;
+        await this.publish(event);
+      })
+      .catch((error: unknown) => running.logger.error({ err: error, campaign: engine.id }, 'sending the campaign byte budget failed'));
   }
 
   private scheduledTick(): void {
@@ -479,6 +497,8 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const { engine, effects } = CampaignEngine.create(spec, image.size, target, this.clock());
     running.engines.set(engine.id, engine);
     for (const device of target) running.byDevice.set(device.uid, engine);
+    // Before the first links in the outbox, so no device downloads before its budget applies.
+    this.sendBudget(running, engine);
     await this.decided(running, engine, effects, true);
     return engine.summary();
   }

@@ -48,6 +48,22 @@ const healthSchema = z.strictObject({
   successRatio: z.number().min(0).max(1).default(0.95),
 });
 
+/**
+ * The campaign's share of the OTA serving paths (README "Campaigns"). The
+ * OTA runner holds the campaign's devices to `bytesPerSecond` over MQTT
+ * chunks and HTTP ranges together; the campaigns runner keeps at most
+ * `maxConcurrent` devices downloading (notified, not yet downloaded or
+ * failed) and notifies the next as one finishes.
+ */
+const budgetSchema = z
+  .strictObject({
+    bytesPerSecond: z.number().int().min(1024).max(10_000_000_000).optional(),
+    maxConcurrent: z.number().int().min(1).max(1_000_000).optional(),
+    /** A download request that would wait longer than this for the budget is not served now (no MQTT reply; HTTP 503 with Retry-After). */
+    maxDelayMs: z.number().int().min(100).max(60_000).default(10_000),
+  })
+  .refine((budget) => budget.bytesPerSecond !== undefined || budget.maxConcurrent !== undefined, { message: 'give bytesPerSecond, maxConcurrent or both' });
+
 const specSchema = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected [A-Za-z0-9_.-], 1..64 characters' }),
@@ -67,6 +83,7 @@ const specSchema = z
     health: healthSchema.prefault({}),
     /** Abort once `failedPercent` of the notified devices have failed and at least `minFailed` of them (both must hold, as AWS IoT Jobs abortConfig). */
     abort: z.strictObject({ failedPercent: z.number().gt(0).max(100), minFailed: z.number().int().min(1) }).optional(),
+    budget: budgetSchema.optional(),
     /** On abort, link the devices of the stage being rolled out back to their previous image (or to `imageId`). */
     rollback: z.strictObject({ enabled: z.boolean().default(true), imageId: imageId.optional() }).optional(),
   })

@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { finished, pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { ensureServerTls } from '../certs/index.js';
 import { deviceCredentials, loginGuard, type CredentialStore, type LoginGuard } from '../devices/index.js';
@@ -165,6 +166,15 @@ export class OtaHttpRunner implements Runner {
     }
     const start = decision.kind === 'partial' ? decision.start : 0;
     const end = decision.kind === 'partial' ? decision.end : image.size;
+    // A campaign's byte budget: the first piece is counted before the status line, so a spent budget can still say 503.
+    const firstPiece = Math.min(end - start, SMALL_RANGE_BYTES);
+    const budget = request.method === 'HEAD' ? undefined : this.ota.budgetFor(uid, image.id, firstPiece, 'http');
+    if (budget?.kind === 'over') {
+      response.removeHeader('Accept-Ranges');
+      response.setHeader('Retry-After', String(Math.max(1, Math.ceil(budget.retryAfterMs / 1000))));
+      return send(response, 503, 'the download budget of this campaign is spent; try again later');
+    }
+    if (budget?.kind === 'wait' && budget.ms > 0) await sleep(budget.ms);
     response.setHeader('Content-Type', 'application/octet-stream');
     response.setHeader('Content-Length', end - start);
     if (decision.kind === 'partial') response.setHeader('Content-Range', `bytes ${start}-${end - 1}/${image.size}`);
@@ -178,8 +188,9 @@ export class OtaHttpRunner implements Runner {
     const stream = this.ota.blobStore().createReadStream(image.sha256, { start, end });
     let sent = 0;
     stream.on('data', (chunk: Buffer) => (sent += chunk.length));
+    const paced = budget?.kind === 'wait' ? paceBytes(this.ota, uid, image.id, firstPiece) : passThrough;
     try {
-      await pipeline(stream, response);
+      await pipeline(stream, paced, response);
     } finally {
       // Count what left, also when the device hung up part-way.
       if (sent > 0) {
@@ -232,6 +243,40 @@ export class OtaHttpRunner implements Runner {
     if (checked.reason === 'password_checks_busy') return { kind: 'refused', status: 503, reason: 'too many logins at once; try again later', retryAfterS: 1 };
     return { kind: 'refused', status: 429, reason: 'too many failed logins; try again later', retryAfterS: listening.logins.retryAfterSeconds() };
   }
+}
+
+async function* passThrough(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield* source;
+}
+
+/** Rounds a streamed range may wait for its budget per piece before the download is cut (the device resumes with a Range). */
+const MAX_BUDGET_ROUNDS = 100;
+
+/**
+ * Streams a large range at the campaign's byte budget: each piece read is
+ * counted and waited for; the first `prepaid` bytes were counted before the
+ * status line. After the headers a 503 is no longer possible, so a spent
+ * budget means waiting, a bounded number of times.
+ */
+function paceBytes(ota: OtaRunner, uid: string | undefined, imageId: string, prepaid: number) {
+  return async function* pace(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    let credit = prepaid;
+    for await (const chunk of source) {
+      const owed = chunk.length - Math.min(credit, chunk.length);
+      credit -= chunk.length - owed;
+      for (let round = 0; owed > 0; round++) {
+        if (round >= MAX_BUDGET_ROUNDS) throw new Error(`the campaign budget stayed spent for ${MAX_BUDGET_ROUNDS} rounds`);
+        const decision = ota.budgetFor(uid, imageId, owed, 'http');
+        if (decision.kind === 'free') break;
+        if (decision.kind === 'wait') {
+          if (decision.ms > 0) await sleep(decision.ms);
+          break;
+        }
+        await sleep(decision.retryAfterMs);
+      }
+      yield chunk;
+    }
+  };
 }
 
 /** The CN of a client certificate the TLS layer verified against our CA. */

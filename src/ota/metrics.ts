@@ -7,6 +7,7 @@ export interface OtaMetrics {
   bytesServed: Counter<'path'>;
   commands: Counter<'command' | 'result'>;
   httpRequests: Counter<'method' | 'status'>;
+  budget: Counter<'path' | 'result'>;
 }
 
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
@@ -22,5 +23,6 @@ export function otaMetrics(registry: Registry): OtaMetrics {
     bytesServed: counter(registry, 'nucleon_ota_bytes_served_total', 'Firmware bytes served, per path (mqtt, http)', ['path']),
     commands: counter(registry, 'nucleon_ota_commands_total', 'OTA management requests, per command and result code', ['command', 'result']),
     httpRequests: counter(registry, 'nucleon_ota_http_requests_total', 'OTA HTTP requests, per method and status', ['method', 'status']),
+    budget: counter(registry, 'nucleon_ota_budget_requests_total', "Download requests of campaign devices held to the campaign's byte budget, per path and result (delayed, over)", ['path', 'result']),
   };
 }

@@ -8,6 +8,7 @@ import { EventRunner, type RunnerContext } from '../runner.js';
 import { FileBlobStore } from '../store/blob-file.js';
 import type { BlobStore } from '../store/blob.js';
 import { EveryNthPerKey } from '../util/log-sampling.js';
+import { DownloadBudgets, type BudgetDecision } from './budget.js';
 import { OtaCatalog, type AddImageResult, type DeleteResult, type LinkRequest, type LinkResult, type NewImage, type UnlinkRequest, type UnlinkResult } from './catalog.js';
 import { OtaError, toErrorInfo } from './errors.js';
 import { FirmwareStates } from './firmware-state.js';
@@ -24,6 +25,9 @@ const ACCEPTS = [
   'TelemetryReceived',
   // Not for presence (that is context.presence): after a connect the device's next version report is checked against the store again.
   'DeviceConnected',
+  // Byte budgets of running campaigns (src/ota/budget.ts).
+  'OtaBudgetSet',
+  'OtaBudgetCleared',
 ] as const;
 
 type OtaEvent = EventOf<(typeof ACCEPTS)[number]>;
@@ -51,10 +55,13 @@ interface Running {
   presence: Presence;
   maxChunk: number;
   publicUrl: string;
+  budgets: DownloadBudgets;
+  /** Chunk answers held back by a byte budget; cleared on stop (the devices ask again). */
+  held: Set<NodeJS.Timeout>;
 }
 
 /** Why a DownloadBytes request got no reply; the README lists them. */
-type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_range' | 'beyond_image' | 'chunk_too_large' | 'read_failed';
+type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_range' | 'beyond_image' | 'chunk_too_large' | 'read_failed' | 'over_budget';
 
 /**
  * The OTA worker: images, groups and links, the device side of the Pyrinas OTA
@@ -106,6 +113,8 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       presence: context.presence,
       maxChunk: config.ota.max_chunk_size,
       publicUrl: config.ota.http.public_url.replace(/\/+$/, ''),
+      budgets: new DownloadBudgets(),
+      held: new Set(),
     };
   }
 
@@ -113,6 +122,8 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const running = this.running;
     if (!running) return;
     this.running = undefined;
+    for (const timer of running.held) clearTimeout(timer);
+    running.held.clear();
     try {
       await running.states.flush();
     } finally {
@@ -173,6 +184,19 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     return this.require().blobs;
   }
 
+  /**
+   * What the byte budget of the device's campaign says about serving it
+   * `bytes` of `imageId` (the HTTP download runner asks here; MQTT chunks
+   * internally). `wait` has counted the bytes already: serve them after it.
+   */
+  budgetFor(uid: string | undefined, imageId: string, bytes: number, via: DownloadPath): BudgetDecision {
+    const running = this.require();
+    const decision = running.budgets.request(uid, imageId, bytes);
+    if (decision.kind === 'over') running.metrics.budget.inc({ path: via, result: 'over' });
+    else if (decision.kind === 'wait' && decision.ms > 0) running.metrics.budget.inc({ path: via, result: 'delayed' });
+    return decision;
+  }
+
   /** Counts bytes served to a device (HTTP downloads report here; MQTT chunks internally). */
   async recordServed(uid: string | undefined, image: ImageInfo, bytes: number, via: DownloadPath): Promise<void> {
     const running = this.require();
@@ -203,6 +227,12 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         return this.onDeviceRequest(event);
       case 'DeviceConnected':
         this.running?.states.forgetReported(event.uid);
+        return;
+      case 'OtaBudgetSet':
+        this.require().budgets.set(event.budget);
+        return;
+      case 'OtaBudgetCleared':
+        this.require().budgets.clear(event.campaignId);
         return;
       case 'OtaNewPackage':
         return this.answer(event.type, event.correlationId, async () => {
@@ -264,6 +294,31 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     if (end <= start) return this.reject(running, 'empty_range', details);
     if (end > image.size) return this.reject(running, 'beyond_image', { ...details, size: image.size });
     if (end - start > running.maxChunk) return this.reject(running, 'chunk_too_large', { ...details, maxChunk: running.maxChunk });
+    const budget = this.budgetFor(uid, image.id, end - start, 'mqtt');
+    // Over budget: no reply, as for any refused range; Pyrinas firmware asks again (README "Campaigns").
+    if (budget.kind === 'over') return this.reject(running, 'over_budget', { ...details, campaign: budget.campaignId });
+    if (budget.kind === 'wait' && budget.ms > 0) return this.holdChunk(running, budget.ms, event, image);
+    return this.sendChunk(running, event, image);
+  }
+
+  /**
+   * Answers the chunk after `ms`, off the inbox: one device's wait must not
+   * hold up the OTA events of every other device. Bounded by the budget's
+   * `maxDelayMs` (a longer wait is refused instead), so at most that many
+   * milliseconds of the budget's bytes wait here.
+   */
+  private holdChunk(running: Running, ms: number, event: EventOf<'OtaRequest'>, image: ImageInfo): void {
+    const timer = setTimeout(() => {
+      running.held.delete(timer);
+      if (this.running !== running) return;
+      this.sendChunk(running, event, image).catch((error: unknown) => running.logger.error({ err: error, uid: event.uid, id: image.id }, 'answering a held OTA chunk failed'));
+    }, Math.ceil(ms));
+    running.held.add(timer);
+  }
+
+  private async sendChunk(running: Running, event: EventOf<'OtaRequest'>, image: ImageInfo): Promise<void> {
+    const { uid, id, startPos: start = 0, endPos: end = 0 } = event;
+    const details = { uid, id, start, end };
     let data: Buffer;
     try {
       data = await running.blobs.readRange(image.sha256, start, end);
@@ -357,6 +412,8 @@ function describeReject(reason: RejectReason): string {
       return 'range is larger than ota.max_chunk_size';
     case 'read_failed':
       return 'the bytes could not be read';
+    case 'over_budget':
+      return "the campaign's byte budget is spent for longer than its maxDelayMs";
     default:
       return assertNever(reason);
   }

@@ -33,6 +33,27 @@ export class TokenBucket {
     return true;
   }
 
+  /**
+   * Takes `count` tokens now, into debt if need be, and says how many ms
+   * until the debt is paid: the caller waits that long before it acts, so
+   * callers served in turn share the rate exactly (the OTA byte budget).
+   * Nothing is taken, and undefined returned, when the wait would be longer
+   * than `maxWaitMs`: waiters stay bounded.
+   */
+  reserve(count: number, maxWaitMs: number): number | undefined {
+    this.refill();
+    const waitMs = this.tokens >= count ? 0 : (count - this.tokens) / this.perMs;
+    if (waitMs > maxWaitMs) return undefined;
+    this.tokens -= count;
+    return waitMs;
+  }
+
+  /** Ms until `count` tokens are there (0 when they are now); nothing is taken. */
+  waitFor(count: number): number {
+    this.refill();
+    return this.tokens >= count ? 0 : (count - this.tokens) / this.perMs;
+  }
+
   /** Whether a token is there now, without taking it. */
   has(): boolean {
     this.refill();

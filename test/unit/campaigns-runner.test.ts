@@ -53,7 +53,7 @@ async function setUp(t: TestContext) {
 
   // What reaches the devices and what the campaigns runner announces.
   const seen: Event[] = [];
-  const accepts: EventType[] = ['OtaResponse', 'CampaignDeviceState', 'CampaignStateChanged', 'CampaignCommandResult'];
+  const accepts: EventType[] = ['OtaResponse', 'CampaignDeviceState', 'CampaignStateChanged', 'CampaignCommandResult', 'OtaBudgetSet', 'OtaBudgetCleared'];
   await broker.publish({ type: 'NewRunner', name: 'recorder', accepts, inbox: { handle: (event) => void seen.push(event) } });
 
   await ota.addImage({ id: OLD, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(1) } });
@@ -215,4 +215,34 @@ test('through the broker: bad specs, unknown images and groups, taken ids and ov
   assert.deepEqual(missing.error, { code: 'NOT_FOUND', message: 'no campaign nope' });
   const list = await s.command({ command: 'list' });
   assert.deepEqual((list.result as { campaigns: CampaignSummary[] }).campaigns.map((c) => c.id), ['c1']);
+});
+
+test('through the broker: a budget paces notifications through the OTA runner; the byte budget is told before the first package, again after a restart, and cleared on abort', async (t) => {
+  const s = await setUp(t);
+  const spec = { ...SPEC, stages: [{ percent: 100 }], budget: { bytesPerSecond: 100_000, maxConcurrent: 3 } };
+  assert.equal((await s.command({ command: 'create', spec })).error, undefined);
+  await waitFor(() => s.packagesOf(NEW).length === 3, 'three devices notified');
+  const budgetAt = s.seen.findIndex((e) => e.type === 'OtaBudgetSet');
+  const firstPackage = s.seen.findIndex((e) => e.type === 'OtaResponse' && e.package?.id === NEW);
+  assert.ok(budgetAt >= 0 && budgetAt < firstPackage, 'the budget reached the OTA runner before any package');
+  const set = s.seen[budgetAt];
+  assert.ok(set?.type === 'OtaBudgetSet');
+  assert.deepEqual({ ...set.budget, devices: [...set.budget.devices].sort() }, { campaignId: 'c1', imageId: NEW, bytesPerSecond: 100_000, maxDelayMs: 10_000, devices: [...DEVICES].sort() });
+
+  // One device downloads: the next is told, still three at once.
+  const [first] = s.packagesOf(NEW);
+  assert.ok(first);
+  await s.broker.publish({ type: 'OtaRequest', uid: first, cmd: 'DownloadBytes', id: NEW, startPos: 0, endPos: SIZE, receivedAt: s.clock.now });
+  await waitFor(() => s.packagesOf(NEW).length === 4, 'the fourth device notified');
+  await s.broker.drain(5000);
+  assert.equal(s.packagesOf(NEW).length, 4);
+
+  await s.restart();
+  await waitFor(() => s.seen.filter((e) => e.type === 'OtaBudgetSet').length === 2, 'the budget told again after the restart');
+  await advance(s, 1000, []);
+  assert.equal(s.packagesOf(NEW).length, 4, 'nobody told twice, nobody more while three download');
+
+  assert.equal((await s.command({ command: 'abort', id: 'c1' })).error, undefined);
+  await waitFor(() => s.seen.find((e) => e.type === 'OtaBudgetCleared' && e.campaignId === 'c1'), 'the budget cleared');
+  assert.equal(s.packagesOf(NEW).length, 4, 'the waiting devices were never notified');
 });
