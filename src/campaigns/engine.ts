@@ -2,6 +2,7 @@ import type { CampaignDeviceStateName, CampaignDeviceStatus, CampaignState, Camp
 import { checkDeadlines, isOpen, observeDevice, type Change, type DeviceRules, type Observation } from './device-machine.js';
 import { CampaignError } from './errors.js';
 import { planStages } from './plan.js';
+import { insideSchedule } from './schedule.js';
 import type { CampaignSpec } from './spec.js';
 
 /** A campaign as stored under `campaign/meta/<id>`; its devices are stored one record each. */
@@ -343,7 +344,7 @@ export class CampaignEngine {
    * campaign notifies nobody new.
    */
   private notifyWaiting(now: number, effects: Effect[]): void {
-    if (this.record.state !== 'running') return;
+    if (this.record.state !== 'running' || !insideSchedule(this.record.spec.schedule, now)) return;
     const limit = this.record.spec.budget?.maxConcurrent ?? Number.POSITIVE_INFINITY;
     let taken = 0;
     while (taken < this.queue.length && this.downloading < limit) {

@@ -64,6 +64,18 @@ const budgetSchema = z
   })
   .refine((budget) => budget.bytesPerSecond !== undefined || budget.maxConcurrent !== undefined, { message: 'give bytesPerSecond, maxConcurrent or both' });
 
+const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, { message: 'expected a UTC time of day HH:MM' });
+const instant = z.iso.datetime({ offset: true, message: 'expected an ISO 8601 date and time, such as 2026-12-01T02:00:00Z' });
+
+/** When new devices may be notified (src/campaigns/schedule.ts). */
+const scheduleSchema = z
+  .strictObject({
+    notBefore: instant.optional(),
+    notAfter: instant.optional(),
+    daily: z.strictObject({ from: timeOfDay, to: timeOfDay }).refine((d) => d.from !== d.to, { message: 'from and to are the same time: an empty window' }).optional(),
+  })
+  .refine((s) => s.notBefore === undefined || s.notAfter === undefined || Date.parse(s.notBefore) < Date.parse(s.notAfter), { message: 'notBefore must be before notAfter', path: ['notAfter'] });
+
 const specSchema = z
   .strictObject({
     id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'expected [A-Za-z0-9_.-], 1..64 characters' }),
@@ -84,6 +96,7 @@ const specSchema = z
     /** Abort once `failedPercent` of the notified devices have failed and at least `minFailed` of them (both must hold, as AWS IoT Jobs abortConfig). */
     abort: z.strictObject({ failedPercent: z.number().gt(0).max(100), minFailed: z.number().int().min(1) }).optional(),
     budget: budgetSchema.optional(),
+    schedule: scheduleSchema.optional(),
     /** On abort, link the devices of the stage being rolled out back to their previous image (or to `imageId`). */
     rollback: z.strictObject({ enabled: z.boolean().default(true), imageId: imageId.optional() }).optional(),
   })
