@@ -44,6 +44,9 @@ export interface DeviceLog {
   downloaded: string[];
   /** MQTT connections it opened (boots and reconnects). */
   connects: number;
+  /** Connection attempts at boot that failed (and were tried again), and the last reason. */
+  connectFailures: number;
+  lastConnectError?: string;
   chunkRequests: number;
 }
 
@@ -51,7 +54,7 @@ type Chunk = { start: number; data: Buffer };
 
 export class SimDevice {
   version: string;
-  readonly log: DeviceLog = { offers: new Map(), downloaded: [], connects: 0, chunkRequests: 0 };
+  readonly log: DeviceLog = { offers: new Map(), downloaded: [], connects: 0, connectFailures: 0, chunkRequests: 0 };
   /** 'gone' once it stopped for good (bricked, looped out, or stop()). */
   status: 'off' | 'running' | 'updating' | 'gone' = 'off';
   private client: MqttClient | undefined;
@@ -101,15 +104,14 @@ export class SimDevice {
   }
 
   private async boot(): Promise<void> {
-    const { uid, url, login, timings } = this.options;
-    const client = await mqtt.connectAsync(url, {
-      ...login,
-      clientId: uid,
-      username: uid,
-      protocolVersion: 4,
-      connectTimeout: 5000,
-      reconnectPeriod: timings.reconnectPeriodMs,
-    });
+    const { uid } = this.options;
+    const client = await this.connect();
+    if (!client) return;
+    if (this.stopped()) {
+      // stop() came while it connected: it must not leave this client open.
+      await client.endAsync(true);
+      return;
+    }
     // A broker restart: mqtt.js reconnects and subscribes again; the device does not boot, so it does not check.
     client.on('connect', () => this.log.connects++);
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
@@ -121,6 +123,24 @@ export class SimDevice {
     await this.sendTelemetry();
     await this.publish(`${uid}/ota/p`, encodeCbor(new Map<number, unknown>([[0, 0]])));
     if (this.telemetryOn) this.startTelemetry();
+  }
+
+  /**
+   * Connects as firmware does at boot: a refused or timed-out attempt (a busy
+   * or restarting broker) is tried again until it works or the device is stopped.
+   */
+  private async connect(): Promise<MqttClient | undefined> {
+    const { uid, url, login, timings } = this.options;
+    while (!this.stopped()) {
+      try {
+        return await mqtt.connectAsync(url, { ...login, clientId: uid, username: uid, protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: timings.reconnectPeriodMs });
+      } catch (error) {
+        this.log.connectFailures++;
+        this.log.lastConnectError = error instanceof Error ? error.message : String(error);
+        await this.sleep(timings.reconnectPeriodMs);
+      }
+    }
+    return undefined;
   }
 
   private async disconnect(): Promise<void> {
