@@ -19,7 +19,7 @@ export interface DeviceTimings {
   chunkTimeoutMs: number;
   /** Connections a boot-looping device opens (and drops) before it stays offline. */
   bootLoopConnects: number;
-  /** Reconnect delay after an unexpected disconnect (a restarting broker). */
+  /** Delay before another connection attempt (a refused or lost connection). */
   reconnectPeriodMs: number;
 }
 
@@ -47,6 +47,8 @@ export interface DeviceLog {
   /** Connection attempts at boot that failed (and were tried again), and the last reason. */
   connectFailures: number;
   lastConnectError?: string;
+  /** The last error of its connection (mqtt.js reconnects after it). */
+  lastError?: string;
   chunkRequests: number;
 }
 
@@ -65,6 +67,7 @@ export class SimDevice {
   private readonly waitingChunks = new Map<number, (chunk: Chunk) => void>();
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private work: Promise<void> = Promise.resolve();
+  private reconnecting: Promise<void> = Promise.resolve();
   /** The first failure of its background work; the fleet reports it. */
   failure: unknown;
 
@@ -78,6 +81,10 @@ export class SimDevice {
 
   get behaviour(): Behaviour {
     return this.options.behaviour;
+  }
+
+  connected(): boolean {
+    return this.client?.connected ?? false;
   }
 
   offersOf(imageId: string): number {
@@ -101,28 +108,56 @@ export class SimDevice {
     this.sleeps.clear();
     await this.disconnect();
     await this.work;
+    await this.reconnecting;
   }
 
+  /** Power-on: connects, reports its version and checks for an update. */
   private async boot(): Promise<void> {
+    if (!(await this.attach())) return;
+    await this.sendTelemetry();
+    await this.publish(`${this.uid}/ota/p`, encodeCbor(new Map<number, unknown>([[0, 0]])));
+  }
+
+  /**
+   * Connects and subscribes; false when stopped meanwhile. A connection lost
+   * without the device meaning it (a broker restart) is made again by the
+   * device itself, not by mqtt.js: mqtt.js gives up after a refused CONNACK
+   * (the broker sheds logins with "server unavailable" while busy), firmware
+   * does not. Reconnecting is no boot, so it does not check for an update.
+   */
+  private async attach(): Promise<boolean> {
     const { uid } = this.options;
     const client = await this.connect();
-    if (!client) return;
+    if (!client) return false;
     if (this.stopped()) {
       // stop() came while it connected: it must not leave this client open.
       await client.endAsync(true);
-      return;
+      return false;
     }
-    // A broker restart: mqtt.js reconnects and subscribes again; the device does not boot, so it does not check.
-    client.on('connect', () => this.log.connects++);
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    // Errors while the broker is away are expected; mqtt.js keeps trying.
-    client.on('error', () => undefined);
+    // The last error is kept for reports; what to do about it is the 'close' handler's job.
+    client.on('error', (error) => {
+      this.log.lastError = error.message;
+    });
+    client.once('close', () => {
+      if (this.client !== client) return; // closed on purpose (reboot, stop)
+      this.client = undefined;
+      this.stopTelemetry();
+      this.reconnecting = this.reattach().catch((error: unknown) => {
+        this.failure ??= error;
+      });
+    });
     this.client = client;
     this.log.connects++;
     await client.subscribeAsync([`${uid}/ota/s`, `${uid}/ota/s/d`], { qos: 1 });
-    await this.sendTelemetry();
-    await this.publish(`${uid}/ota/p`, encodeCbor(new Map<number, unknown>([[0, 0]])));
     if (this.telemetryOn) this.startTelemetry();
+    return true;
+  }
+
+  private async reattach(): Promise<void> {
+    await this.sleep(this.options.timings.reconnectPeriodMs);
+    if (this.stopped()) return;
+    await this.attach();
   }
 
   /**
@@ -133,7 +168,7 @@ export class SimDevice {
     const { uid, url, login, timings } = this.options;
     while (!this.stopped()) {
       try {
-        return await mqtt.connectAsync(url, { ...login, clientId: uid, username: uid, protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: timings.reconnectPeriodMs });
+        return await mqtt.connectAsync(url, { ...login, clientId: uid, username: uid, protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: 0 });
       } catch (error) {
         this.log.connectFailures++;
         this.log.lastConnectError = error instanceof Error ? error.message : String(error);

@@ -157,19 +157,28 @@ test('nucleon serve stopped (SIGTERM) and killed (SIGKILL) mid-campaign: it goes
     const before = await waitForCampaign(serve, 'restart', `stage ${stage + 1}`, (s) => s.campaign.stage >= stage, 45_000);
     assert.equal(before.campaign.stage, stage, 'the restart comes while this stage runs');
     // Every device of the stage has its offer, so the restart does not fall between a stored decision and its link (README "Storage and restarts").
-    await waitFor(() => uids.filter((uid) => stageOf.get(uid) === stage).every((uid) => fleet.device(uid).offersOf(NEW_IMAGE) > 0), `offers of stage ${stage + 1}`, 20_000, 100);
+    const members = uids.filter((uid) => stageOf.get(uid) === stage);
+    try {
+      await waitFor(() => members.every((uid) => fleet.device(uid).offersOf(NEW_IMAGE) > 0), `offers of stage ${stage + 1}`, 20_000, 100);
+    } catch (error) {
+      const shown = await showCampaign(serve, 'restart');
+      const waiting = members.filter((uid) => fleet.device(uid).offersOf(NEW_IMAGE) === 0);
+      const records = shown.devices.filter((d) => waiting.includes(d.uid)).map((d) => `${d.uid}: ${d.state} ${d.detail ?? ''} sim ${fleet.device(d.uid).status} connected=${String(fleet.device(d.uid).connected())}`);
+      throw new Error(`${waiting.length} of ${members.length} without an offer: ${records.join('; ')}`, { cause: error });
+    }
     const seen = await showCampaign(serve, 'restart');
     await (how === 'stop' ? serve.stop() : serve.kill());
     serve = await startServe(t, serve.dir, serve.ports);
     const after = await showCampaign(serve, 'restart');
-    assert.deepEqual(
-      after.campaign.stages.map((s) => s.startedAt),
-      seen.campaign.stages.map((s) => s.startedAt),
-      'stage start times survive',
-    );
-    assert.equal(after.campaign.stage, seen.campaign.stage);
+    // The next stage may have started since (its soak time ran on while the server was down), never a stage again.
+    seen.campaign.stages.forEach((s, i) => {
+      if (s.startedAt !== undefined) assert.equal(after.campaign.stages[i]?.startedAt, s.startedAt, `stage ${i + 1} start time survives`);
+    });
+    assert.ok(after.campaign.stage >= seen.campaign.stage, `stage ${after.campaign.stage + 1} after the restart, ${seen.campaign.stage + 1} before`);
     const notifiedAt = new Map(after.devices.map((d) => [d.uid, d.notifiedAt]));
-    for (const device of seen.devices) assert.equal(notifiedAt.get(device.uid), device.notifiedAt, `${device.uid} notifiedAt survives`);
+    for (const device of seen.devices) {
+      if (device.notifiedAt !== undefined) assert.equal(notifiedAt.get(device.uid), device.notifiedAt, `${device.uid} notifiedAt survives (notified once)`);
+    }
   };
   await restartAt(1, 'stop');
   await restartAt(2, 'kill');
