@@ -125,7 +125,7 @@ export class SimDevice {
    * (the broker sheds logins with "server unavailable" while busy), firmware
    * does not. Reconnecting is no boot, so it does not check for an update.
    */
-  private async attach(): Promise<boolean> {
+  private async attach(telemetry = true): Promise<boolean> {
     const { uid } = this.options;
     const client = await this.connect();
     if (!client) return false;
@@ -149,8 +149,10 @@ export class SimDevice {
     });
     this.client = client;
     this.log.connects++;
-    await client.subscribeAsync([`${uid}/ota/s`, `${uid}/ota/s/d`], { qos: 1 });
-    if (this.telemetryOn) this.startTelemetry();
+    // mqtt.js queues a SUBSCRIBE on a closed connection for a reconnect that never comes here: the 'close'
+    // handler above makes the connection again, and this attempt gives up.
+    if (!(await untilClosed(client, client.subscribeAsync([`${uid}/ota/s`, `${uid}/ota/s/d`], { qos: 1 })))) return false;
+    if (telemetry && this.telemetryOn) this.startTelemetry();
     return true;
   }
 
@@ -168,7 +170,12 @@ export class SimDevice {
     const { uid, url, login, timings } = this.options;
     while (!this.stopped()) {
       try {
-        return await mqtt.connectAsync(url, { ...login, clientId: uid, username: uid, protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: 0 });
+        // allowRetries false: a connection closed before CONNACK (a handshake the busy broker dropped) rejects
+        // instead of leaving the promise pending with nothing left to settle it.
+        const client = await mqtt.connectAsync(url, { ...login, clientId: uid, username: uid, protocolVersion: 4, connectTimeout: 10_000, reconnectPeriod: 0, queueQoSZero: false }, false);
+        if (client.connected) return client;
+        await client.endAsync(true);
+        throw new Error('the connection ended before CONNACK');
       } catch (error) {
         this.log.connectFailures++;
         this.log.lastConnectError = error instanceof Error ? error.message : String(error);
@@ -220,8 +227,9 @@ export class SimDevice {
         this.status = 'gone';
         return;
       case 'boot_loop':
+        // It crashes while starting: connects, then drops, before it sends anything.
         for (let i = 0; i < this.options.timings.bootLoopConnects && !this.stopped(); i++) {
-          await this.boot();
+          await this.attach(false);
           await this.sleep(this.options.timings.rebootMs);
           await this.disconnect();
         }
@@ -299,7 +307,13 @@ export class SimDevice {
   private async publish(topic: string, payload: Buffer): Promise<void> {
     const client = this.client;
     if (!client?.connected) return;
-    await client.publishAsync(topic, payload, { qos: 0 });
+    try {
+      await client.publishAsync(topic, payload, { qos: 0 });
+    } catch (error) {
+      // Lost with the connection it was sent on, as on a device; any other failure is the simulator's.
+      if (client.connected) throw error;
+      this.log.lastError = error instanceof Error ? error.message : String(error);
+    }
   }
 
   /** A method, not a field test, since stop() changes the status while an update awaits. */
@@ -316,4 +330,23 @@ export class SimDevice {
       this.sleeps.add(entry);
     });
   }
+}
+
+/** Resolves true when `work` settles first, false when the connection closes first (then `work` is left to mqtt.js). */
+function untilClosed(client: MqttClient, work: Promise<unknown>): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const onClose = () => resolve(false);
+    client.once('close', onClose);
+    work.then(
+      () => {
+        client.off('close', onClose);
+        resolve(true);
+      },
+      (error: unknown) => {
+        client.off('close', onClose);
+        if (client.connected) reject(error instanceof Error ? error : new Error(String(error)));
+        else resolve(false);
+      },
+    );
+  });
 }
