@@ -40,6 +40,13 @@ export interface DeviceOptions {
 export interface DeviceLog {
   /** Packages offered for another image than the one it runs (push or check answer), by image id. */
   offers: Map<string, number>;
+  /**
+   * Of those, the ones pushed unasked: the server telling it of a link (a
+   * campaign notifying it). A package that comes while a check of its is
+   * unanswered counts as that check's answer (topic order is kept, so this is
+   * exact unless a push and an answer cross).
+   */
+  pushes: Map<string, number>;
   /** Images it downloaded completely, in order. */
   downloaded: string[];
   /** MQTT connections it opened (boots and reconnects). */
@@ -56,13 +63,15 @@ type Chunk = { start: number; data: Buffer };
 
 export class SimDevice {
   version: string;
-  readonly log: DeviceLog = { offers: new Map(), downloaded: [], connects: 0, connectFailures: 0, chunkRequests: 0 };
+  readonly log: DeviceLog = { offers: new Map(), pushes: new Map(), downloaded: [], connects: 0, connectFailures: 0, chunkRequests: 0 };
   /** 'gone' once it stopped for good (bricked, looped out, or stop()). */
   status: 'off' | 'running' | 'updating' | 'gone' = 'off';
   private client: MqttClient | undefined;
   private telemetryTimer: NodeJS.Timeout | undefined;
   private telemetryOn = true;
   private updates = 0;
+  /** Checks sent on this connection and not answered yet. */
+  private uncheckedAnswers = 0;
   private readonly reverted = new Set<string>();
   private readonly waitingChunks = new Map<number, (chunk: Chunk) => void>();
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
@@ -87,8 +96,14 @@ export class SimDevice {
     return this.client?.connected ?? false;
   }
 
+  /** Packages for `imageId` it received: pushed or answering a check. */
   offersOf(imageId: string): number {
     return this.log.offers.get(imageId) ?? 0;
+  }
+
+  /** Packages for `imageId` pushed to it unasked: how often it was notified. */
+  pushesOf(imageId: string): number {
+    return this.log.pushes.get(imageId) ?? 0;
   }
 
   /** Boots: connects, subscribes, reports its version and checks for an update. */
@@ -111,11 +126,15 @@ export class SimDevice {
     await this.reconnecting;
   }
 
-  /** Power-on: connects, reports its version and checks for an update. */
+  /** Power-on: connects (which checks for an update) and reports its version. */
   private async boot(): Promise<void> {
     if (!(await this.attach())) return;
     await this.sendTelemetry();
-    await this.publish(`${this.uid}/ota/p`, encodeCbor(new Map<number, unknown>([[0, 0]])));
+  }
+
+  /** Check: what is linked to me? Answered on ota/s with the package or an empty payload. */
+  private async check(): Promise<void> {
+    if (await this.publish(`${this.uid}/ota/p`, encodeCbor(new Map<number, unknown>([[0, 0]])))) this.uncheckedAnswers++;
   }
 
   /**
@@ -153,6 +172,11 @@ export class SimDevice {
     // handler above makes the connection again, and this attempt gives up.
     if (!(await untilClosed(client, client.subscribeAsync([`${uid}/ota/s`, `${uid}/ota/s/d`], { qos: 1 })))) return false;
     if (telemetry && this.telemetryOn) this.startTelemetry();
+    // Every connection checks for an update, as Pyrinas firmware does once connected: a push sent while it
+    // was offline (a link made during a broker restart) is lost, the check finds the link all the same.
+    // A boot loop drops before it gets that far.
+    this.uncheckedAnswers = 0;
+    if (telemetry) await this.check();
     return true;
   }
 
@@ -199,12 +223,15 @@ export class SimDevice {
       this.waitingChunks.get(start)?.({ start, data: Buffer.from(chunk.get(2) as Uint8Array) });
       return;
     }
+    const answer = this.uncheckedAnswers > 0;
+    if (answer) this.uncheckedAnswers--;
     if (payload.length === 0) return; // "no update"
     const pkg = decodeCbor(payload) as Map<number, unknown>;
     const imageId = String(pkg.get(0));
     const size = Number(pkg.get(3));
     if (imageId === this.version) return;
     this.log.offers.set(imageId, (this.log.offers.get(imageId) ?? 0) + 1);
+    if (!answer) this.log.pushes.set(imageId, (this.log.pushes.get(imageId) ?? 0) + 1);
     // A reverted image is not taken again (else the check at boot would start the same failure over).
     if (this.status !== 'running' || this.reverted.has(imageId)) return;
     this.status = 'updating';
@@ -304,15 +331,17 @@ export class SimDevice {
    * QoS 0 while disconnected would be queued by mqtt.js and sent late; a
    * device offline loses what it meant to send, so nothing is sent then.
    */
-  private async publish(topic: string, payload: Buffer): Promise<void> {
+  private async publish(topic: string, payload: Buffer): Promise<boolean> {
     const client = this.client;
-    if (!client?.connected) return;
+    if (!client?.connected) return false;
     try {
       await client.publishAsync(topic, payload, { qos: 0 });
+      return true;
     } catch (error) {
       // Lost with the connection it was sent on, as on a device; any other failure is the simulator's.
       if (client.connected) throw error;
       this.log.lastError = error instanceof Error ? error.message : String(error);
+      return false;
     }
   }
 

@@ -57,18 +57,20 @@ export class Fleet {
   }
 
   /** Devices per version they run now, and per status. */
-  summary(): { versions: Record<string, number>; status: Record<string, number>; offers: Record<string, number>; downloads: number } {
+  summary(): { versions: Record<string, number>; status: Record<string, number>; offers: Record<string, number>; pushes: Record<string, number>; downloads: number } {
     const versions: Record<string, number> = {};
     const status: Record<string, number> = {};
     const offers: Record<string, number> = {};
+    const pushes: Record<string, number> = {};
     let downloads = 0;
     for (const device of this.devices) {
       versions[device.version] = (versions[device.version] ?? 0) + 1;
       status[device.status] = (status[device.status] ?? 0) + 1;
       for (const [imageId, count] of device.log.offers) offers[imageId] = (offers[imageId] ?? 0) + count;
+      for (const [imageId, count] of device.log.pushes) pushes[imageId] = (pushes[imageId] ?? 0) + count;
       downloads += device.log.downloaded.length;
     }
-    return { versions, status, offers, downloads };
+    return { versions, status, offers, pushes, downloads };
   }
 }
 

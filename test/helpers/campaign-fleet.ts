@@ -14,7 +14,7 @@ import type { CampaignDeviceStatus, CampaignSummary } from '../../src/events.js'
 import { LevelStore } from '../../src/store/index.js';
 import { Fleet } from '../../scripts/fleet-sim/fleet.js';
 import type { Behaviour, DeviceTimings } from '../../scripts/fleet-sim/device.js';
-import { cliPath, startProcess, waitFor, type RunningProcess } from './index.js';
+import { cliPath, skipOutsideCi, startProcess, tempDir, waitFor, type RunningProcess } from './index.js';
 import { ADMIN_KEY, freePorts, writeInstanceConfig, type Ports } from './reliability-support.js';
 import { firmware } from './ota-harness.js';
 
@@ -87,6 +87,23 @@ export async function startServe(t: TestContext, dir: string, ports?: Ports): Pr
     await proc.exited;
   };
   return { dir, ports: chosen, ca: await readFile(path.join(dir, 'certs', 'ca.crt')), process: proc, alive, stop: () => signal('SIGTERM'), kill: () => signal('SIGKILL') };
+}
+
+/**
+ * A provisioned `nucleon serve` with `count` devices in GROUP on OLD_IMAGE and both images uploaded;
+ * undefined (the test skipped, or failed under CI=true) when dist/bin.cjs is missing.
+ */
+export async function startCampaignServer(t: TestContext, count: number): Promise<{ serve: Serve; uids: string[] } | undefined> {
+  if (!builtCliExists()) {
+    skipOutsideCi(t, 'dist/bin.cjs is missing: run npm run build');
+    return undefined;
+  }
+  const dir = await tempDir(t, 'nucleon-campaigns-');
+  const uids = deviceUids(count);
+  await provision(dir, uids);
+  const serve = await startServe(t, dir);
+  await prepareImages(serve, uids);
+  return { serve, uids };
 }
 
 /** One admin connection for `work`, closed after it. */

@@ -6,20 +6,15 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { runCli, skipOutsideCi, tempDir } from '../helpers/index.js';
-import { builtCliExists, deviceUids, GROUP, NEW_IMAGE, prepareImages, provision, startServe } from '../helpers/campaign-fleet.js';
+import { runCli } from '../helpers/index.js';
+import { GROUP, NEW_IMAGE, startCampaignServer } from '../helpers/campaign-fleet.js';
 import { ADMIN_KEY } from '../helpers/reliability-support.js';
 
 test('nucleon campaigns create (TOML and JSON) → list → show → pause → resume → promote → abort, and its errors', async (t) => {
-  if (!builtCliExists()) {
-    skipOutsideCi(t, 'dist/bin.cjs is missing: run npm run build');
-    return;
-  }
-  const dir = await tempDir(t, 'nucleon-cli-campaigns-');
-  const uids = deviceUids(4);
-  await provision(dir, uids);
-  const serve = await startServe(t, dir);
-  await prepareImages(serve, uids);
+  const setup = await startCampaignServer(t, 4);
+  if (!setup) return;
+  const { serve, uids } = setup;
+  const dir = serve.dir;
   const connection = ['--url', `ws://127.0.0.1:${serve.ports.admin}`, '--api-key', ADMIN_KEY];
   const cli = (...args: string[]) => runCli(['campaigns', ...args, ...connection], { env: { NUCLEON_ADMIN_API_KEY: '', NUCLEON_ADMIN_URL: '' }, timeoutMs: 30_000 });
 

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Behaviour } from '../../scripts/fleet-sim/device.js';
 import type { CampaignFailReason } from '../../src/events.js';
-import { skipOutsideCi, tempDir } from '../helpers/index.js';
-import { builtCliExists, deviceUids, GROUP, NEW_IMAGE, OLD_IMAGE, prepareImages, provision, startFleet, startServe, waitForCampaign, withAdminOf } from '../helpers/campaign-fleet.js';
+import { GROUP, NEW_IMAGE, OLD_IMAGE, startCampaignServer, startFleet, waitForCampaign, withAdminOf } from '../helpers/campaign-fleet.js';
 
 const EXPECTED: Partial<Record<Behaviour, CampaignFailReason>> = {
   revert: 'version_reverted',
@@ -17,15 +16,9 @@ const EXPECTED: Partial<Record<Behaviour, CampaignFailReason>> = {
 };
 
 test('version_reverted, boot_loop, telemetry_silent and download_timeout, each detected from real devices; the good ones become healthy', async (t) => {
-  if (!builtCliExists()) {
-    skipOutsideCi(t, 'dist/bin.cjs is missing: run npm run build');
-    return;
-  }
-  const dir = await tempDir(t, 'nucleon-campaigns-bad-');
-  const uids = deviceUids(20);
-  await provision(dir, uids);
-  const serve = await startServe(t, dir);
-  await prepareImages(serve, uids);
+  const setup = await startCampaignServer(t, 20);
+  if (!setup) return;
+  const { serve, uids } = setup;
   // Two devices of each misbehaviour, spread over the list; the rest good.
   const behaviours = new Map<string, Behaviour>(uids.map((uid) => [uid, 'good']));
   (Object.keys(EXPECTED) as Behaviour[]).forEach((behaviour, i) => {
