@@ -5,6 +5,7 @@ import { certs, certsUsage } from './cli/certs.js';
 import { devices, devicesUsage, serviceAccounts, serviceAccountsUsage } from './cli/devices.js';
 import { ota, otaUsage } from './cli/ota.js';
 import { groups, groupsUsage } from './cli/groups.js';
+import { campaigns, campaignsUsage } from './cli/campaigns.js';
 import { nucleonVersion } from './version.js';
 
 type Command = { summary: string; usage: string; run: (argv: string[]) => Promise<number> };
@@ -17,6 +18,7 @@ const commands: Record<string, Command> = {
   'service-accounts': { summary: 'service accounts (backend MQTT clients)', usage: serviceAccountsUsage(), run: serviceAccounts },
   ota: { summary: 'firmware images and links (add, list, link, unlink, remove)', usage: otaUsage, run: ota },
   groups: { summary: 'list OTA groups', usage: groupsUsage, run: groups },
+  campaigns: { summary: 'staged OTA campaigns (create, list, show, pause, resume, abort, promote)', usage: campaignsUsage, run: campaigns },
 };
 
 const version = nucleonVersion;

@@ -114,9 +114,13 @@ function onTelemetry(device: CampaignDeviceStatus, version: string | undefined, 
   if (version === rules.imageId && device.state !== 'confirmed') return confirm(device, at);
   if (version !== undefined && version !== rules.imageId && (device.state === 'rebooting' || device.state === 'confirmed')) {
     // Before the reboot the device still runs the old image; after it, the old version means MCUboot reverted.
+    // Telemetry goes through the ingest log and connections do not, so a report sent just before the
+    // reboot can arrive after it: one stamped before the reboot (or the confirmation) is stale.
+    if (at <= Math.max(device.rebootAt ?? 0, device.confirmedAt ?? 0)) return 'none';
     return fail(device, 'version_reverted', at, `came back reporting ${version}`);
   }
   if (device.state !== 'confirmed') return 'none';
+  if (at <= (device.lastTelemetryAt ?? 0)) return 'none';
   device.lastTelemetryAt = at;
   return 'save';
 }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { parse as parseToml } from 'smol-toml';
 import { parseCampaignSpec } from '../../src/campaigns/spec.js';
 import type { CampaignFailReason } from '../../src/events.js';
 import { repoRoot } from '../helpers/index.js';
@@ -32,6 +33,16 @@ test('the worked example of README "Campaigns" is a valid campaigns.create reque
   const spec = parseCampaignSpec(request.args);
   assert.equal(spec.id, 'fw-1.3.0');
   assert.deepEqual(spec.abort, { failedPercent: 5, minFailed: 5 });
+});
+
+test('the TOML spec of README "Campaigns" (for nucleon campaigns create) is valid and says what the JSON example says', () => {
+  const from = section.indexOf('# rollout.toml');
+  assert.ok(from >= 0, 'README "Campaigns" has the rollout.toml example');
+  const spec = parseCampaignSpec(parseToml(section.slice(from, section.indexOf('```', from))));
+  assert.equal(spec.id, 'fw-1.3.0');
+  assert.deepEqual(spec.stages, [{ percent: 1 }, { percent: 10 }, { percent: 100, soakMs: 0 }]);
+  assert.deepEqual(spec.abort, { failedPercent: 5, minFailed: 5 });
+  assert.deepEqual(spec.target, { groups: ['field', 'lab'] });
 });
 
 test('README "Campaigns" lists every failure reason, and no other', () => {
