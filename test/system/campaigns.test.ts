@@ -65,7 +65,14 @@ test('10% of the devices never come back: the campaign aborts in stage 1 or 2, l
   const setup = await startCampaignServer(t, 80);
   if (!setup) return;
   const { serve, uids } = setup;
-  const spec = specOf('bricks', { abort: { failedPercent: 5, minFailed: 3 }, rollback: { enabled: true } });
+  // Stage 2 soaks long enough for its bricks to fail first (download, then reconnectTimeoutMs): with the
+  // campaign's 3 s its healthy devices could meet the gate before that on a busy machine, and the rule
+  // then tripped only in stage 3.
+  const spec = specOf('bricks', {
+    stages: [{ percent: 10 }, { percent: 40, soakMs: 15_000 }, { percent: 100 }],
+    abort: { failedPercent: 5, minFailed: 3 },
+    rollback: { enabled: true },
+  });
   // 10% of each stage bricks (at least one in the first), so the rule trips in stage 2 whatever the hash order.
   const stageOf = stagesOf(spec, uids);
   const behaviours = new Map<string, Behaviour>();
