@@ -138,6 +138,16 @@ export class NucleonError extends Error {
   }
 }
 
+/**
+ * The code and message an answer to another runner or a client carries: a
+ * NucleonError's own; anything else `fallback`, with the error's message
+ * unless `message` replaces it (to keep internals out).
+ */
+export function errorAnswer(error: unknown, fallback: ErrorCode, message?: string): { code: string; message: string } {
+  if (error instanceof NucleonError) return { code: error.code, message: error.message };
+  return { code: fallback, message: message ?? (error instanceof Error ? error.message : String(error)) };
+}
+
 /** Whether `error` is a NucleonError with `code`: how callers test for one failure without matching text. */
 export function hasCode(error: unknown, code: ErrorCode): error is NucleonError {
   return error instanceof NucleonError && error.code === code;

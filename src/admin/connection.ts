@@ -1,6 +1,6 @@
 import type { WebSocket, RawData } from 'ws';
 import { contain } from '../contain.js';
-import { NucleonError } from '../errors.js';
+import { errorAnswer } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import type { AdminMetrics } from './metrics.js';
@@ -226,6 +226,5 @@ export class AdminConnection {
 
 /** The code and message a client sees; unexpected errors are INTERNAL without internals. */
 export function errorBody(error: unknown): ErrorBody {
-  if (error instanceof NucleonError) return { code: error.code, message: error.message };
-  return { code: 'INTERNAL', message: 'internal error; see the server log' };
+  return errorAnswer(error, 'INTERNAL', 'internal error; see the server log');
 }

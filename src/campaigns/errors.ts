@@ -1,4 +1,4 @@
-import { NucleonError, type CodeOf } from '../errors.js';
+import { errorAnswer, NucleonError, type CodeOf } from '../errors.js';
 import type { ErrorInfo } from '../events.js';
 
 /** Codes of campaign management answers (`CampaignCommandResult.error.code`): the catalogue's `campaigns` codes (src/errors.ts). */
@@ -20,6 +20,5 @@ export class CampaignError extends NucleonError {
  * INTERNAL (the runner logs it with its stack).
  */
 export function toErrorInfo(error: unknown): ErrorInfo {
-  if (error instanceof NucleonError) return { code: error.code, message: error.message };
-  return { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+  return errorAnswer(error, 'INTERNAL');
 }

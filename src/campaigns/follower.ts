@@ -62,7 +62,7 @@ export class CampaignFollower {
         return { campaigns: engines.map((engine) => engine.summary()) };
       }
       case 'show': {
-        const engine = (await new CampaignStore(this.store).loadAll()).find((candidate) => candidate.id === request.id);
+        const engine = await new CampaignStore(this.store).load(request.id);
         if (!engine) throw new CampaignError('NOT_FOUND', `no campaign ${request.id}`);
         return { campaign: engine.summary(), spec: engine.spec, ...(request.devices === true ? { devices: engine.deviceList() } : {}) };
       }

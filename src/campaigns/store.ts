@@ -41,12 +41,20 @@ export class CampaignStore {
   /** Every stored campaign, as engines. */
   async loadAll(): Promise<CampaignEngine[]> {
     const engines: CampaignEngine[] = [];
-    for await (const [, record] of this.store.entries<CampaignRecord>(META)) {
-      const devices: CampaignDeviceStatus[] = [];
-      for await (const [, device] of this.store.entries<CampaignDeviceStatus>(`${DEVICE}${record.id}/`)) devices.push(device);
-      engines.push(CampaignEngine.restore(record, devices));
-    }
+    for await (const [, record] of this.store.entries<CampaignRecord>(META)) engines.push(await this.restore(record));
     return engines;
+  }
+
+  /** One stored campaign, if there is one. */
+  async load(id: string): Promise<CampaignEngine | undefined> {
+    const record = await this.store.get<CampaignRecord>(META + id);
+    return record === undefined ? undefined : this.restore(record);
+  }
+
+  private async restore(record: CampaignRecord): Promise<CampaignEngine> {
+    const devices: CampaignDeviceStatus[] = [];
+    for await (const [, device] of this.store.entries<CampaignDeviceStatus>(`${DEVICE}${record.id}/`)) devices.push(device);
+    return CampaignEngine.restore(record, devices);
   }
 }
 

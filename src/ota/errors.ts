@@ -1,4 +1,4 @@
-import { NucleonError, type CodeOf } from '../errors.js';
+import { errorAnswer, NucleonError, type CodeOf } from '../errors.js';
 import type { ErrorInfo } from '../events.js';
 
 /** Codes of OTA management answers (`OtaCommandResult.error.code`): the catalogue's `ota` codes (src/errors.ts). */
@@ -16,6 +16,5 @@ export class OtaError extends NucleonError {
 
 /** What goes back to the admin client: our own errors keep their code, anything else is a storage failure. */
 export function toErrorInfo(error: unknown): ErrorInfo {
-  if (error instanceof OtaError) return { code: error.code, message: error.message };
-  return { code: 'STORAGE_FAILED', message: error instanceof Error ? error.message : String(error) };
+  return errorAnswer(error, 'STORAGE_FAILED');
 }

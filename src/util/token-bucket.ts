@@ -41,8 +41,7 @@ export class TokenBucket {
    * than `maxWaitMs`: waiters stay bounded.
    */
   reserve(count: number, maxWaitMs: number): number | undefined {
-    this.refill();
-    const waitMs = this.tokens >= count ? 0 : (count - this.tokens) / this.perMs;
+    const waitMs = this.waitFor(count);
     if (waitMs > maxWaitMs) return undefined;
     this.tokens -= count;
     return waitMs;
