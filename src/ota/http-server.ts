@@ -188,9 +188,10 @@ export class OtaHttpRunner implements Runner {
     const stream = this.ota.blobStore().createReadStream(image.sha256, { start, end });
     let sent = 0;
     stream.on('data', (chunk: Buffer) => (sent += chunk.length));
-    const paced = budget?.kind === 'wait' ? paceBytes(this.ota, uid, image.id, firstPiece) : passThrough;
     try {
-      await pipeline(stream, paced, response);
+      // Only a campaign's download goes through the pacing stage; every other one is piped straight.
+      if (budget?.kind === 'wait') await pipeline(stream, paceBytes(this.ota, uid, image.id, firstPiece), response);
+      else await pipeline(stream, response);
     } finally {
       // Count what left, also when the device hung up part-way.
       if (sent > 0) {
@@ -243,10 +244,6 @@ export class OtaHttpRunner implements Runner {
     if (checked.reason === 'password_checks_busy') return { kind: 'refused', status: 503, reason: 'too many logins at once; try again later', retryAfterS: 1 };
     return { kind: 'refused', status: 429, reason: 'too many failed logins; try again later', retryAfterS: listening.logins.retryAfterSeconds() };
   }
-}
-
-async function* passThrough(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  yield* source;
 }
 
 /** Rounds a streamed range may wait for its budget per piece before the download is cut (the device resumes with a Range). */
