@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { DrivingSeat } from '../campaigns/driving.js';
 import type { Logger } from '../logger.js';
+import { Once } from '../util/once.js';
 import { RedisLease } from './lease.js';
 
 export interface LeaseKeeperOptions {
@@ -27,7 +28,7 @@ export class LeaseKeeper implements DrivingSeat {
   private expiry: NodeJS.Timeout | undefined;
   private attempt: Promise<void> | undefined;
   private stopped = false;
-  private stopping: Promise<void> | undefined;
+  private readonly stopping = new Once(() => this.doStop());
 
   constructor(
     private readonly redis: Redis,
@@ -61,8 +62,7 @@ export class LeaseKeeper implements DrivingSeat {
 
   /** Safe to call more than once: later calls wait for the first. */
   stop(): Promise<void> {
-    this.stopping ??= this.doStop();
-    return this.stopping;
+    return this.stopping.run();
   }
 
   private async doStop(): Promise<void> {
