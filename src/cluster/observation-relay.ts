@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { ObservationRelay, ObservedEvent } from '../campaigns/driving.js';
 import { isObserved } from '../campaigns/driving.js';
 import type { Logger } from '../logger.js';
+import { shouldLog } from '../util/log-sampling.js';
 
 /**
  * Device events of non-driving instances to the driving one, over a Redis
@@ -92,6 +93,7 @@ export class RedisObservationRelay implements ObservationRelay {
 
   private failed(error: unknown): void {
     // Logged once per 100 so a Redis outage does not flood the log; the device repeats itself.
-    if (this.failures++ % 100 === 0) this.logger.warn({ err: error, failures: this.failures }, 'could not forward a device event to the driving instance');
+    this.failures++;
+    if (shouldLog(this.failures, 100)) this.logger.warn({ err: error, failures: this.failures }, 'could not forward a device event to the driving instance');
   }
 }
