@@ -1,5 +1,6 @@
 import type { DeviceEvent, DurableMode } from '../events.js';
 import type { LogReader } from '../ingest/index.js';
+import { Fifo } from '../util/fifo.js';
 import { BoundedQueue } from './inbox.js';
 
 /**
@@ -9,13 +10,12 @@ import { BoundedQueue } from './inbox.js';
  */
 export const MAX_WAITING_IN_MEMORY = 65_536;
 
-/** Sequence numbers in order, with cheap removal at the front (a growable ring would do the same). */
+/** Sequence numbers in order, with cheap removal at the front. */
 class SeqQueue {
-  private items: number[] = [];
-  private head = 0;
+  private readonly items = new Fifo<number>();
 
   get size(): number {
-    return this.items.length - this.head;
+    return this.items.size;
   }
 
   push(seq: number): void {
@@ -23,19 +23,12 @@ class SeqQueue {
   }
 
   peek(): number | undefined {
-    return this.items[this.head];
+    return this.items.peek();
   }
 
   /** Removes every number up to and including `seq`. */
   dropThrough(seq: number): void {
-    while (this.head < this.items.length && (this.items[this.head] ?? 0) <= seq) this.head++;
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+    while ((this.items.peek() ?? Number.POSITIVE_INFINITY) <= seq) this.items.shift();
   }
 }
 

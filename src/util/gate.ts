@@ -1,3 +1,10 @@
+import { Fifo } from './fifo.js';
+
+interface Waiter {
+  start: () => void;
+  bounded: boolean;
+}
+
 /**
  * A counting semaphore with a bounded wait list: at most `limit` operations run
  * at once. Used to keep the number of messages inside aedes' mqemitter below
@@ -6,16 +13,9 @@
  * hashing (scrypt) to a few of libuv's thread-pool threads, which file reads
  * need too (src/devices/login-guard.ts).
  */
-interface Waiter {
-  start: () => void;
-  bounded: boolean;
-}
-
 export class Gate {
   private running = 0;
-  /** Waiting starts, in order from `head` (a list cut now and then: `shift` on a long one is slow). */
-  private waiting: (Waiter | undefined)[] = [];
-  private head = 0;
+  private readonly waiting = new Fifo<Waiter>();
   /** Waiters that came through `enter`: only they count against `maxWaiting`. */
   private bounded = 0;
 
@@ -29,7 +29,7 @@ export class Gate {
   }
 
   get queued(): number {
-    return this.waiting.length - this.head;
+    return this.waiting.size;
   }
 
   /** Takes a slot if one is free now (the caller then runs its operation and calls `leave`). */
@@ -70,17 +70,8 @@ export class Gate {
 
   /** Ends one operation and starts the next waiting one, if any. */
   leave(): void {
-    const next = this.waiting[this.head];
+    const next = this.waiting.shift();
     if (next) {
-      this.waiting[this.head] = undefined;
-      this.head++;
-      if (this.head === this.waiting.length) {
-        this.waiting = [];
-        this.head = 0;
-      } else if (this.head > 1024 && this.head * 2 > this.waiting.length) {
-        this.waiting = this.waiting.slice(this.head);
-        this.head = 0;
-      }
       if (next.bounded) this.bounded--;
       // The freed slot passes straight to the waiter; on a fresh stack, so a
       // long wait list cannot build a deep synchronous chain.
