@@ -42,7 +42,7 @@ export interface NucleonOptions {
 function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService, exposition: MetricsExposition | undefined, logger: Logger): Runner[] {
   const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
   const mqtt = new MqttRunner({ backend, presence });
-  const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore() } : {};
+  const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore(), budgetBuckets: cluster.budgetBuckets() } : {};
   const admin = new AdminRunner({
     ...(cluster ? { healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] } : {}),
     ...(exposition ? { exposition } : {}),

@@ -1,5 +1,6 @@
-import type { Event } from '../events.js';
+import type { DownloadBudget, Event } from '../events.js';
 import type { CampaignEngine } from './engine.js';
+import type { CampaignSpec } from './spec.js';
 
 /**
  * What the OTA runner must be told of a campaign's byte budget: set while
@@ -8,17 +9,18 @@ import type { CampaignEngine } from './engine.js';
  * (its `maxConcurrent` is the campaigns runner's own pacing).
  */
 export function budgetEvent(engine: CampaignEngine): Event | undefined {
-  const bytesPerSecond = engine.spec.budget?.bytesPerSecond;
+  return budgetEventOf(engine.id, engine.spec, engine.active, () => engine.deviceList().map((device) => device.uid));
+}
+
+/** The same from what a non-driving instance reads of a campaign (cluster mode). */
+export function budgetEventOf(id: string, spec: CampaignSpec, active: boolean, uids: () => string[]): Event | undefined {
+  const budget = downloadBudget(id, spec, uids);
+  if (budget === undefined) return undefined;
+  return active ? { type: 'OtaBudgetSet', budget } : { type: 'OtaBudgetCleared', campaignId: id };
+}
+
+function downloadBudget(id: string, spec: CampaignSpec, uids: () => string[]): DownloadBudget | undefined {
+  const bytesPerSecond = spec.budget?.bytesPerSecond;
   if (bytesPerSecond === undefined) return undefined;
-  if (!engine.active) return { type: 'OtaBudgetCleared', campaignId: engine.id };
-  return {
-    type: 'OtaBudgetSet',
-    budget: {
-      campaignId: engine.id,
-      imageId: engine.imageId,
-      bytesPerSecond,
-      maxDelayMs: engine.spec.budget?.maxDelayMs ?? 10_000,
-      devices: engine.deviceList().map((device) => device.uid),
-    },
-  };
+  return { campaignId: id, imageId: spec.imageId, bytesPerSecond, maxDelayMs: spec.budget?.maxDelayMs ?? 10_000, devices: uids() };
 }

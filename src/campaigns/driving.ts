@@ -1,4 +1,4 @@
-import type { EventOf } from '../events.js';
+import type { CampaignCommandRequest, ErrorInfo, EventOf } from '../events.js';
 
 /**
  * Who drives the campaigns. A standalone instance always does; in cluster
@@ -27,12 +27,21 @@ export interface DrivingSeat {
 export const OBSERVED_TYPES = ['DeviceConnected', 'DeviceDisconnected', 'TelemetryReceived', 'OtaRequest', 'DeviceFirmwareUpdated'] as const;
 export type ObservedEvent = EventOf<(typeof OBSERVED_TYPES)[number]>;
 
-/** Carries device events from the instances their devices are on to the driving instance. */
+/** What the driver answered to a campaign command another instance forwarded. */
+export type CommandAnswer = { result: unknown } | { error: ErrorInfo };
+
+/**
+ * Carries device events from the instances their devices are on to the
+ * driving instance, and campaign commands an operator sent to another
+ * instance to the driver and its answer back.
+ */
 export interface ObservationRelay {
   /** Opens the relay's connections (every instance, driving or not, so health shows them). */
   open(): Promise<void>;
-  /** Starts receiving what other instances forward (only the driver listens). */
-  listen(deliver: (event: ObservedEvent) => void): Promise<void>;
+  /** Starts receiving what other instances forward: device events, and commands to run (only the driver listens). */
+  listen(deliver: (event: ObservedEvent) => void, run: (request: CampaignCommandRequest) => Promise<CommandAnswer>): Promise<void>;
+  /** Follower: has the driver run a command and waits for its answer (UNAVAILABLE when none drives or it does not answer in time). */
+  ask(request: CampaignCommandRequest): Promise<CommandAnswer>;
   /** Stops receiving. */
   unlisten(): Promise<void>;
   /** Sends one event to the driver; fire and forget (failures are logged and counted by the relay). */

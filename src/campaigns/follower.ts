@@ -1,9 +1,10 @@
-import type { CampaignCommandRequest } from '../events.js';
+import type { CampaignCommandRequest, Event } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { KvStore } from '../store/index.js';
 import type { ObservationRelay, ObservedEvent } from './driving.js';
 import { CampaignError } from './errors.js';
-import { activeMembers, CampaignStore } from './store.js';
+import { budgetEventOf } from './budget.js';
+import { activeCampaigns, CampaignStore, type ActiveCampaign } from './store.js';
 
 /**
  * The campaigns runner of an instance that does not drive (cluster mode):
@@ -11,11 +12,15 @@ import { activeMembers, CampaignStore } from './store.js';
  * campaign to the driver, and answers the read-only campaign commands from
  * the shared store. Which devices those are it re-reads every `intervalMs`
  * (campaign records only; a campaign's device list once), so most device
- * events never leave the instance.
+ * events never leave the instance. From the same reading it tells this
+ * instance's OTA runner the byte budgets of those campaigns, so the bytes
+ * this instance serves draw on the campaign's one budget too.
  */
 export class CampaignFollower {
   private members = new Set<string>();
-  private byCampaign = new Map<string, readonly string[]>();
+  private byCampaign = new Map<string, ActiveCampaign>();
+  /** Campaigns whose budget this instance's OTA runner holds (set by this follower, or by this instance while it drove). */
+  private budgeted = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private again = false;
@@ -25,10 +30,14 @@ export class CampaignFollower {
     private readonly relay: ObservationRelay,
     private readonly logger: Logger,
     private readonly intervalMs: number,
+    /** Hands a budget event to this instance's OTA runner (through the event broker). */
+    private readonly tellOta: (event: Event) => Promise<void>,
   ) {}
 
-  start(): void {
+  /** `budgeted`: campaigns whose budget this instance set while it drove; they are cleared here once they end. */
+  start(budgeted: Iterable<string> = []): void {
     if (this.timer) return;
+    for (const id of budgeted) this.budgeted.add(id);
     // A new campaign's devices are told at once: re-read then rather than at the next interval.
     this.relay.onChange(() => {
       if (this.timer) this.scheduled();
@@ -54,21 +63,15 @@ export class CampaignFollower {
     this.relay.forward(event);
   }
 
-  /** `list` and `show` from the store; commands that change a campaign go to the driver. */
-  async answer(request: CampaignCommandRequest, holder: string | undefined): Promise<unknown> {
-    switch (request.command) {
-      case 'list': {
-        const engines = await new CampaignStore(this.store).loadAll();
-        return { campaigns: engines.map((engine) => engine.summary()) };
-      }
-      case 'show': {
-        const engine = await new CampaignStore(this.store).load(request.id);
-        if (!engine) throw new CampaignError('NOT_FOUND', `no campaign ${request.id}`);
-        return { campaign: engine.summary(), spec: engine.spec, ...(request.devices === true ? { devices: engine.deviceList() } : {}) };
-      }
-      default:
-        throw new CampaignError('UNAVAILABLE', `campaigns.${request.command} goes to the instance driving the campaigns (${holder ?? 'none right now: a takeover is under way'}); this instance does not drive them`);
+  /** `list` and `show` from the shared store; the commands that change a campaign go to the driver (`ObservationRelay.ask`). */
+  async answer(request: Extract<CampaignCommandRequest, { command: 'list' | 'show' }>): Promise<unknown> {
+    if (request.command === 'list') {
+      const engines = await new CampaignStore(this.store).loadAll();
+      return { campaigns: engines.map((engine) => engine.summary()) };
     }
+    const engine = await new CampaignStore(this.store).load(request.id);
+    if (!engine) throw new CampaignError('NOT_FOUND', `no campaign ${request.id}`);
+    return { campaign: engine.summary(), spec: engine.spec, ...(request.devices === true ? { devices: engine.deviceList() } : {}) };
   }
 
   private scheduled(): void {
@@ -89,7 +92,24 @@ export class CampaignFollower {
   }
 
   private async refresh(): Promise<void> {
-    this.byCampaign = await activeMembers(this.store, this.byCampaign);
-    this.members = new Set([...this.byCampaign.values()].flat());
+    this.byCampaign = await activeCampaigns(this.store, this.byCampaign);
+    this.members = new Set([...this.byCampaign.values()].flatMap((campaign) => campaign.uids));
+    await this.tellBudgets();
+  }
+
+  /** New budgets are set, those of ended campaigns cleared; a budget never changes while its campaign runs. */
+  private async tellBudgets(): Promise<void> {
+    for (const [id, { record, uids }] of this.byCampaign) {
+      if (this.budgeted.has(id)) continue;
+      const event = budgetEventOf(id, record.spec, true, () => [...uids]);
+      if (event === undefined) continue;
+      await this.tellOta(event);
+      this.budgeted.add(id);
+    }
+    for (const id of this.budgeted) {
+      if (this.byCampaign.has(id)) continue;
+      await this.tellOta({ type: 'OtaBudgetCleared', campaignId: id });
+      this.budgeted.delete(id);
+    }
   }
 }

@@ -4,7 +4,7 @@ import { CampaignRunner } from './runner.js';
 export { CampaignRunner, type CampaignRunnerOptions } from './runner.js';
 export { CampaignError, type CampaignErrorCode } from './errors.js';
 export { parseCampaignSpec, type CampaignSpec } from './spec.js';
-export type { DrivingSeat, ObservationRelay, ObservedEvent } from './driving.js';
+export type { CommandAnswer, DrivingSeat, ObservationRelay, ObservedEvent } from './driving.js';
 
 /**
  * The campaigns runner of a Nucleon instance, for its typed API (`create`, `pause`, `abort`, ...).

@@ -6,7 +6,7 @@ import { EventRunner, type RunnerContext } from '../runner.js';
 import { SerialQueue } from '../util/serial-queue.js';
 import type { Observation } from './device-machine.js';
 import { budgetEvent } from './budget.js';
-import { isObserved, type DrivingSeat, type ObservationRelay, type ObservedEvent } from './driving.js';
+import { isObserved, type CommandAnswer, type DrivingSeat, type ObservationRelay, type ObservedEvent } from './driving.js';
 import { CampaignEngine, type Effect } from './engine.js';
 import { CampaignError, toErrorInfo } from './errors.js';
 import { campaignMetrics } from './metrics.js';
@@ -113,7 +113,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       this.running = await this.drive(context, () => undefined);
       return;
     }
-    this.follower = new CampaignFollower(context.store, cluster.relay, context.logger, this.options.tickIntervalMs ?? 1000);
+    this.follower = new CampaignFollower(context.store, cluster.relay, context.logger, this.options.tickIntervalMs ?? 1000, (event) => this.publish(event));
     this.follower.start();
     await cluster.relay.open();
     await cluster.seat.start((driving) => this.onSeat(context, cluster, driving));
@@ -156,7 +156,9 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         running.detachMetrics();
         running.requests.cancelAll('this instance no longer drives the campaigns');
       }
-      this.follower?.start();
+      // The budgets this instance set as driver stay with its OTA runner; the follower clears them when their campaigns end.
+      const budgeted = running ? [...running.engines.values()].filter((engine) => engine.active && budgetEvent(engine) !== undefined).map((engine) => engine.id) : [];
+      this.follower?.start(budgeted);
     }
     this.seatChanges
       .run(async () => {
@@ -166,7 +168,10 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
           return;
         }
         await this.follower?.stop();
-        await cluster.relay.listen((event) => this.fromRelay(event));
+        await cluster.relay.listen(
+          (event) => this.fromRelay(event),
+          (request) => this.runForwarded(request),
+        );
         // Bound to this tenure: a save left over from an earlier one stays refused even when the lease was taken again since.
         const fence = () => {
           if (!cluster.seat.held || change !== this.seatChange) throw new CampaignError('UNAVAILABLE', 'this instance no longer holds the campaign lease; the decision was not written');
@@ -244,14 +249,32 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       return;
     }
     if (event.type !== 'CampaignCommand') return;
-    const seat = this.options.cluster?.seat;
-    const answered = (seat ? seat.holder() : Promise.resolve(undefined))
-      .then((holder) => follower.answer(event.request, holder))
-      .then(
-        (result): EventOf<'CampaignCommandResult'> => ({ type: 'CampaignCommandResult', correlationId: event.correlationId, result }),
-        (error: unknown): EventOf<'CampaignCommandResult'> => ({ type: 'CampaignCommandResult', correlationId: event.correlationId, error: toErrorInfo(error) }),
-      );
-    answered.then((answer) => this.publish(answer)).catch((error: unknown) => this.context?.logger.error({ err: error, correlationId: event.correlationId }, 'answering a campaign command failed'));
+    const relay = this.options.cluster?.relay;
+    const request = event.request;
+    // Reads come from the shared store here; changes are carried out by the driver, which answers through the relay.
+    const answered: Promise<CommandAnswer> =
+      request.command === 'list' || request.command === 'show'
+        ? follower.answer(request).then((result) => ({ result }))
+        : relay
+          ? relay.ask(request)
+          : Promise.reject(new CampaignError('UNAVAILABLE', 'this instance does not drive the campaigns'));
+    answered
+      .catch((error: unknown): CommandAnswer => ({ error: toErrorInfo(error) }))
+      .then((answer) => this.publish({ type: 'CampaignCommandResult', correlationId: event.correlationId, ...answer }))
+      .catch((error: unknown) => this.context?.logger.error({ err: error, correlationId: event.correlationId }, 'answering a campaign command failed'));
+  }
+
+  /** Driver: a command an operator sent to another instance, forwarded here through the relay. */
+  private async runForwarded(request: CampaignCommandRequest): Promise<CommandAnswer> {
+    const running = this.running;
+    if (!running) return { error: toErrorInfo(new CampaignError('UNAVAILABLE', 'this instance no longer drives the campaigns; try again')) };
+    try {
+      return { result: await this.run(request) };
+    } catch (error) {
+      const info = toErrorInfo(error);
+      if (info.code === 'INTERNAL') running.logger.error({ err: error, command: request.command }, 'forwarded campaign command failed');
+      return { error: info };
+    }
   }
 
   // ---- library API -------------------------------------------------------

@@ -58,23 +58,29 @@ export class CampaignStore {
   }
 }
 
+/** A running or paused campaign as a non-driving instance knows it: its record and its devices. */
+export interface ActiveCampaign {
+  record: CampaignRecord;
+  uids: readonly string[];
+}
+
 /**
- * The uids of every running or paused campaign, for an instance that does not
- * drive them (cluster mode) to know whose events to forward. A campaign's
- * devices are fixed when it is created, so `known` (campaign id → uids, from
- * the last call) spares reading them again.
+ * Every running or paused campaign, for an instance that does not drive them
+ * (cluster mode) to know whose events to forward and which byte budgets hold.
+ * A campaign's devices are fixed when it is created, so `known` (from the
+ * last call) spares reading them again.
  */
-export async function activeMembers(store: KvStore, known: ReadonlyMap<string, readonly string[]>): Promise<Map<string, readonly string[]>> {
-  const active = new Map<string, readonly string[]>();
+export async function activeCampaigns(store: KvStore, known: ReadonlyMap<string, ActiveCampaign>): Promise<Map<string, ActiveCampaign>> {
+  const active = new Map<string, ActiveCampaign>();
   for await (const [, record] of store.entries<CampaignRecord>(META)) {
     if (record.state !== 'running' && record.state !== 'paused') continue;
-    let uids = known.get(record.id);
+    let uids = known.get(record.id)?.uids;
     if (!uids) {
       const found: string[] = [];
       for await (const [, device] of store.entries<CampaignDeviceStatus>(`${DEVICE}${record.id}/`)) found.push(device.uid);
       uids = found;
     }
-    active.set(record.id, uids);
+    active.set(record.id, { record, uids });
   }
   return active;
 }

@@ -7,6 +7,7 @@ import { newInstanceId, RedisPresence } from '../presence/index.js';
 import { RedisHealth } from './redis-health.js';
 import { LeaseKeeper } from './lease-keeper.js';
 import { RedisObservationRelay } from './observation-relay.js';
+import { RedisByteBuckets } from './budget-buckets.js';
 
 /**
  * Everything cluster mode changes in one instance, built from `[cluster]`:
@@ -54,6 +55,12 @@ export class ClusterServices {
     return new RedisBlobStore(redis, { namespace: this.namespace, release: () => this.health.release('blobs') });
   }
 
+  /** Campaign byte budgets every instance draws on (README "Byte budget"). */
+  budgetBuckets(): RedisByteBuckets {
+    const redis = this.health.connect('budgets', this.url, { maxRetriesPerRequest: 1 });
+    return new RedisByteBuckets(redis, `${this.namespace}campaigns:budget:`, () => this.health.release('budgets'));
+  }
+
   /**
    * Who drives the campaigns (the holder of `<ns>campaigns:lease`) and how the
    * device events of the other instances reach it (README "Campaigns").
@@ -64,7 +71,7 @@ export class ClusterServices {
     const seat = new LeaseKeeper(redis, { key: `${this.namespace}campaigns:lease`, instanceId: this.instanceId, ttlMs: this.campaignLeaseMs }, logger, {
       release: () => this.health.release('campaigns'),
     });
-    const relay = new RedisObservationRelay(redis, sub, `${this.namespace}campaigns:observations`, logger, () => this.health.release('campaigns-observations'));
+    const relay = new RedisObservationRelay(redis, sub, `${this.namespace}campaigns:observations`, this.instanceId, logger, () => this.health.release('campaigns-observations'));
     return { seat, relay };
   }
 }

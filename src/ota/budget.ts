@@ -26,6 +26,28 @@ interface Active {
 }
 
 /**
+ * Byte buckets every instance of a cluster shares (src/cluster/budget-buckets.ts,
+ * in Redis), so a campaign's budget holds for the bytes of all instances
+ * together. `reserve` has the local bucket's meaning: the bytes are taken, into
+ * debt if need be, and `waitMs` is how long the caller waits before serving
+ * them; `taken: false` when that wait would pass `maxWaitMs` (nothing taken,
+ * `waitMs` is when the bytes would fit).
+ */
+export interface SharedByteBuckets {
+  open(): Promise<void>;
+  close(): Promise<void>;
+  reserve(campaignId: string, limits: { bytesPerSecond: number; burst: number }, bytes: number, maxWaitMs: number): Promise<{ taken: boolean; waitMs: number }>;
+}
+
+export interface DownloadBudgetsOptions {
+  now?: () => number;
+  /** Cluster mode: the buckets live in Redis. The local bucket stands in while they cannot be reached. */
+  shared?: SharedByteBuckets;
+  /** A shared bucket could not be asked; the request was counted against the local one instead. */
+  onSharedError?: (error: unknown, campaignId: string) => void;
+}
+
+/**
  * The byte budgets of running campaigns, as the campaigns runner sets them
  * (`OtaBudgetSet` / `OtaBudgetCleared`). One token bucket of bytes per
  * campaign, shared by the MQTT chunk path and the HTTP range path, so the
@@ -38,7 +60,11 @@ export class DownloadBudgets {
   /** uid → campaign id; a device is in at most one running campaign. */
   private readonly byDevice = new Map<string, string>();
 
-  constructor(private readonly now: () => number = () => performance.now()) {}
+  private readonly now: () => number;
+
+  constructor(private readonly options: DownloadBudgetsOptions = {}) {
+    this.now = options.now ?? (() => performance.now());
+  }
 
   get size(): number {
     return this.campaigns.size;
@@ -51,7 +77,7 @@ export class DownloadBudgets {
     const bucket =
       existing && existing.budget.bytesPerSecond === budget.bytesPerSecond
         ? existing.bucket
-        : new TokenBucket({ perSecond: budget.bytesPerSecond, burst: Math.max(1, budget.bytesPerSecond * BURST_SECONDS), now: this.now });
+        : new TokenBucket({ perSecond: budget.bytesPerSecond, burst: burstOf(budget.bytesPerSecond), now: this.now });
     this.campaigns.set(budget.campaignId, { budget, bucket });
     for (const uid of budget.devices) this.byDevice.set(uid, budget.campaignId);
   }
@@ -64,14 +90,29 @@ export class DownloadBudgets {
   }
 
   /** Counts `bytes` of `imageId` for `uid` against its campaign's budget, if one applies. */
-  request(uid: string | undefined, imageId: string, bytes: number): BudgetDecision {
+  async request(uid: string | undefined, imageId: string, bytes: number): Promise<BudgetDecision> {
     if (uid === undefined) return FREE;
     const campaignId = this.byDevice.get(uid);
     if (campaignId === undefined) return FREE;
     const active = this.campaigns.get(campaignId);
     if (!active || active.budget.imageId !== imageId) return FREE;
+    const shared = this.options.shared;
+    if (shared) {
+      const limits = { bytesPerSecond: active.budget.bytesPerSecond, burst: burstOf(active.budget.bytesPerSecond) };
+      try {
+        const { taken, waitMs } = await shared.reserve(campaignId, limits, bytes, active.budget.maxDelayMs);
+        return taken ? { kind: 'wait', ms: waitMs, campaignId } : { kind: 'over', retryAfterMs: waitMs, campaignId };
+      } catch (error) {
+        // Redis away: this instance holds its own share to the whole rate rather than stop serving (README "Byte budget").
+        this.options.onSharedError?.(error, campaignId);
+      }
+    }
     const ms = active.bucket.reserve(bytes, active.budget.maxDelayMs);
     if (ms === undefined) return { kind: 'over', retryAfterMs: active.bucket.waitFor(bytes), campaignId };
     return { kind: 'wait', ms, campaignId };
   }
+}
+
+function burstOf(bytesPerSecond: number): number {
+  return Math.max(1, bytesPerSecond * BURST_SECONDS);
 }

@@ -168,7 +168,7 @@ export class OtaHttpRunner implements Runner {
     const end = decision.kind === 'partial' ? decision.end : image.size;
     // A campaign's byte budget: the first piece is counted before the status line, so a spent budget can still say 503.
     const firstPiece = Math.min(end - start, SMALL_RANGE_BYTES);
-    const budget = request.method === 'HEAD' ? undefined : this.ota.budgetFor(uid, image.id, firstPiece, 'http');
+    const budget = request.method === 'HEAD' ? undefined : await this.ota.budgetFor(uid, image.id, firstPiece, 'http');
     if (budget?.kind === 'over') {
       response.removeHeader('Accept-Ranges');
       response.setHeader('Retry-After', String(Math.max(1, Math.ceil(budget.retryAfterMs / 1000))));
@@ -263,7 +263,7 @@ function paceBytes(ota: OtaRunner, uid: string | undefined, imageId: string, pre
       credit -= chunk.length - owed;
       for (let round = 0; owed > 0; round++) {
         if (round >= MAX_BUDGET_ROUNDS) throw new Error(`the campaign budget stayed spent for ${MAX_BUDGET_ROUNDS} rounds`);
-        const decision = ota.budgetFor(uid, imageId, owed, 'http');
+        const decision = await ota.budgetFor(uid, imageId, owed, 'http');
         if (decision.kind === 'free') break;
         if (decision.kind === 'wait') {
           if (decision.ms > 0) await sleep(decision.ms);

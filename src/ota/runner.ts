@@ -7,8 +7,8 @@ import { parseVersionId } from '../protocol/index.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { FileBlobStore } from '../store/blob-file.js';
 import type { BlobStore } from '../store/blob.js';
-import { EveryNthPerKey } from '../util/log-sampling.js';
-import { DownloadBudgets, type BudgetDecision } from './budget.js';
+import { EveryNthPerKey, everyNth } from '../util/log-sampling.js';
+import { DownloadBudgets, type BudgetDecision, type SharedByteBuckets } from './budget.js';
 import { OtaCatalog, type AddImageResult, type DeleteResult, type LinkRequest, type LinkResult, type NewImage, type UnlinkRequest, type UnlinkResult } from './catalog.js';
 import { OtaError, toErrorInfo } from './errors.js';
 import { FirmwareStates } from './firmware-state.js';
@@ -42,6 +42,8 @@ export interface OtaRunnerOptions {
   clock?: () => Date;
   /** Replaces the embedded `<store.path>/firmware` file store (cluster mode: Redis). */
   blobs?: BlobStore;
+  /** Cluster mode: campaign byte budgets shared by every instance (Redis). */
+  budgetBuckets?: SharedByteBuckets;
 }
 
 /** Everything that exists only while the runner runs. */
@@ -91,6 +93,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         onError: (error, what) => logger.error({ err: error }, what),
       });
     await blobs.open();
+    await this.options.budgetBuckets?.open();
     const states = new FirmwareStates({
       store: context.store,
       clock,
@@ -102,6 +105,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       clock,
       runningVersion: (uid) => this.runningVersion(states, uid),
     });
+    const logSharedFailure = everyNth(100);
     const swept = await catalog.sweepUnreferencedBlobs();
     if (swept > 0) logger.warn({ swept }, 'removed firmware bytes no image refers to (an upload was interrupted)');
     this.running = {
@@ -113,7 +117,12 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       presence: context.presence,
       maxChunk: config.ota.max_chunk_size,
       publicUrl: config.ota.http.public_url.replace(/\/+$/, ''),
-      budgets: new DownloadBudgets(),
+      budgets: new DownloadBudgets({
+        ...(this.options.budgetBuckets ? { shared: this.options.budgetBuckets } : {}),
+        onSharedError: (error, campaignId) => {
+          if (logSharedFailure()) logger.warn({ err: error, campaign: campaignId }, "the cluster's shared byte budget could not be asked; this instance holds the budget alone meanwhile (logged first, then every 100th)");
+        },
+      }),
       held: new Set(),
     };
   }
@@ -128,6 +137,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       await running.states.flush();
     } finally {
       await running.blobs.close();
+      await this.options.budgetBuckets?.close();
     }
   }
 
@@ -189,9 +199,9 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
    * `bytes` of `imageId` (the HTTP download runner asks here; MQTT chunks
    * internally). `wait` has counted the bytes already: serve them after it.
    */
-  budgetFor(uid: string | undefined, imageId: string, bytes: number, via: DownloadPath): BudgetDecision {
+  async budgetFor(uid: string | undefined, imageId: string, bytes: number, via: DownloadPath): Promise<BudgetDecision> {
     const running = this.require();
-    const decision = running.budgets.request(uid, imageId, bytes);
+    const decision = await running.budgets.request(uid, imageId, bytes);
     if (decision.kind === 'over') running.metrics.budget.inc({ path: via, result: 'over' });
     else if (decision.kind === 'wait' && decision.ms > 0) running.metrics.budget.inc({ path: via, result: 'delayed' });
     return decision;
@@ -294,7 +304,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     if (end <= start) return this.reject(running, 'empty_range', details);
     if (end > image.size) return this.reject(running, 'beyond_image', { ...details, size: image.size });
     if (end - start > running.maxChunk) return this.reject(running, 'chunk_too_large', { ...details, maxChunk: running.maxChunk });
-    const budget = this.budgetFor(uid, image.id, end - start, 'mqtt');
+    const budget = await this.budgetFor(uid, image.id, end - start, 'mqtt');
     // Over budget: no reply, as for any refused range; Pyrinas firmware asks again (README "Campaigns").
     if (budget.kind === 'over') return this.reject(running, 'over_budget', { ...details, campaign: budget.campaignId });
     if (budget.kind === 'wait' && budget.ms > 0) return this.holdChunk(running, budget.ms, event, image);

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import { LeaseKeeper } from '../../src/cluster/lease-keeper.js';
 import { RedisLease } from '../../src/cluster/lease.js';
+import { RedisObservationRelay } from '../../src/cluster/observation-relay.js';
 import { silentLogger } from '../../src/logger.js';
 import { waitFor } from '../helpers/index.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
@@ -111,4 +112,46 @@ test('two keepers: one drives; cut off from Redis it stops before the other take
   // A clean stop releases the lease at once (compare-and-delete), so a new contender need not wait for the TTL.
   await b.stop();
   assert.equal(await new RedisLease(connection(t, redis), { key: KEY, owner: 'C', ttlMs }).acquire(), true);
+});
+
+test('campaign commands through Redis: with no driver listening the asker is told at once; a driver answers results and errors; a silent one times out', async (t) => {
+  const redis = await startRedis(t);
+  if (!redis) return;
+  const channel = 'test:campaigns:observations';
+  const relay = (instanceId: string, timeoutMs?: number) => {
+    const relayed = new RedisObservationRelay(connection(t, redis), connection(t, redis), channel, instanceId, silentLogger(), undefined, timeoutMs);
+    t.after(() => relayed.close());
+    return relayed;
+  };
+  const driver = relay('driver');
+  const follower = relay('follower', 500);
+  await driver.open();
+  await follower.open();
+
+  const started = Date.now();
+  await assert.rejects(follower.ask({ command: 'pause', id: 'c1' }), { code: 'UNAVAILABLE', message: /no instance drives/ });
+  assert.ok(Date.now() - started < 400, 'not the time-out: nobody was listening');
+
+  const ran: unknown[] = [];
+  await driver.listen(
+    () => undefined,
+    async (request) => {
+      ran.push(request);
+      return request.command === 'pause' ? { result: { id: request.id, state: 'paused' } } : { error: { code: 'NOT_FOUND', message: 'no campaign' } };
+    },
+  );
+  assert.deepEqual(await follower.ask({ command: 'pause', id: 'c1' }), { result: { id: 'c1', state: 'paused' } });
+  assert.deepEqual(await follower.ask({ command: 'resume', id: 'c2' }), { error: { code: 'NOT_FOUND', message: 'no campaign' } });
+  assert.deepEqual(ran, [
+    { command: 'pause', id: 'c1' },
+    { command: 'resume', id: 'c2' },
+  ]);
+
+  // A driver that never answers: the asker gives up after its time-out and says the outcome is unknown.
+  await driver.unlisten();
+  await driver.listen(
+    () => undefined,
+    () => new Promise(() => undefined),
+  );
+  await assert.rejects(follower.ask({ command: 'promote', id: 'c1' }), { code: 'UNAVAILABLE', message: /did not answer within 500 ms/ });
 });

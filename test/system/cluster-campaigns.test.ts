@@ -1,5 +1,5 @@
 // Campaigns in cluster mode (issue 18): one instance drives, the other forwards what its
-// devices do; kill -9 of the driver, the other takes over within the lease TTL and the
+// devices do and the commands sent to it; kill -9 of the driver, the other takes over within the lease TTL and the
 // campaign goes on from the shared store, no device told twice.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +10,7 @@ import type { MqttClient } from 'mqtt';
 import type { AdminClient } from '../../src/cli/admin-client.js';
 import type { CampaignDeviceStatus, CampaignSummary } from '../../src/events.js';
 import { encodeCbor } from '../../src/protocol/index.js';
-import { addDevice, device, startCluster, startInstance, waitFor, type Instance } from '../helpers/cluster-harness.js';
+import { addDevice, API_KEY, device, startCluster, startInstance, waitFor, type Instance } from '../helpers/cluster-harness.js';
 
 const IMAGE_ID = '3.1.0-0-gc0ffee1';
 const IMAGE_SIZE = 8192;
@@ -69,6 +69,13 @@ class SimulatedDevice {
   }
 }
 
+/** Download requests the campaign byte budget held back on an instance (its own /metrics). */
+async function budgetDelayed(instance: Instance): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${instance.adminPort}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
+  const line = text.split('\n').find((l) => l.startsWith('nucleon_ota_budget_requests_total{path="mqtt",result="delayed"}'));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
 async function summary(admin: AdminClient, id: string): Promise<CampaignSummary> {
   return (await admin.request<{ campaign: CampaignSummary }>('campaigns.show', { id })).campaign;
 }
@@ -102,14 +109,20 @@ test('cluster campaigns: kill -9 of the driving instance, the other takes over w
     soakMs: 500,
     health: { windowMs: 2500, telemetrySilentMs: 8000, reconnectTimeoutMs: 20_000, downloadTimeoutMs: 20_000, successRatio: 1 },
     abort: { failedPercent: 50, minFailed: 1 },
+    // 8 KiB images at 4 KiB/s: every chunk after the first quarter second's waits its turn.
+    budget: { bytesPerSecond: 4096, maxDelayMs: 10_000 },
   };
-  // Commands that change a campaign go to the driver; B says who that is.
-  await assert.rejects(adminB.request('campaigns.create', spec), /UNAVAILABLE/);
-  const created = await adminA.request<CampaignSummary>('campaigns.create', spec);
+  // Sent to B, which does not drive: B forwards it to A through Redis and hands back A's answer.
+  const created = await adminB.request<CampaignSummary>('campaigns.create', spec);
   assert.equal(created.state, 'running');
+  assert.equal((await summary(adminA, spec.id)).state, 'running', 'A, the driver, holds it');
 
   // The canary is confirmed through the relay (its version report was seen on B), then A dies.
   await waitFor(async () => (await summary(adminB, spec.id)).counts.confirmed === 1, 'the canary confirmed (read on B)', 30_000, 50);
+  // B served the canary's chunks while A drove: B's OTA runner held them to the campaign's budget (shared in Redis).
+  const delayedOnB = await budgetDelayed(b);
+  t.diagnostic(`chunks the budget delayed on B while A drove: ${delayedOnB}`);
+  assert.ok(delayedOnB >= 1, 'the non-driving instance paced its campaign downloads');
   a.proc.child.kill('SIGKILL');
   await a.proc.exited;
   const killedAt = Date.now();

@@ -157,19 +157,19 @@ test('TokenBucket.reserve: goes into debt and says how long to wait; refuses (ta
   assert.equal(bucket.reserve(100, 1000), 100);
 });
 
-test('DownloadBudgets: campaign devices share one rate over both paths; other devices and other images are free; a cleared budget frees its devices', () => {
+test('DownloadBudgets: campaign devices share one rate over both paths; other devices and other images are free; a cleared budget frees its devices', async () => {
   let now = 0;
-  const budgets = new DownloadBudgets(() => now);
+  const budgets = new DownloadBudgets({ now: () => now });
   budgets.set({ campaignId: 'c', imageId: NEW_IMAGE, bytesPerSecond: 10_000, maxDelayMs: 1000, devices: ['a', 'b'] });
   // A quarter of a second's bytes are there when idle.
-  assert.deepEqual(budgets.request('a', NEW_IMAGE, 1000), { kind: 'wait', ms: 0, campaignId: 'c' });
-  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'wait', ms: 250, campaignId: 'c' });
-  assert.deepEqual(budgets.request('a', NEW_IMAGE, 4000), { kind: 'wait', ms: 650, campaignId: 'c' });
+  assert.deepEqual(await budgets.request('a', NEW_IMAGE, 1000), { kind: 'wait', ms: 0, campaignId: 'c' });
+  assert.deepEqual(await budgets.request('b', NEW_IMAGE, 4000), { kind: 'wait', ms: 250, campaignId: 'c' });
+  assert.deepEqual(await budgets.request('a', NEW_IMAGE, 4000), { kind: 'wait', ms: 650, campaignId: 'c' });
   // 0.65 s of debt: another 4,000 bytes would wait 1.05 s, past maxDelayMs.
-  assert.deepEqual(budgets.request('b', NEW_IMAGE, 4000), { kind: 'over', retryAfterMs: 1050, campaignId: 'c' });
-  assert.deepEqual(budgets.request('other', NEW_IMAGE, 4000), { kind: 'free' });
-  assert.deepEqual(budgets.request('a', OLD_IMAGE, 4000), { kind: 'free' });
-  assert.deepEqual(budgets.request(undefined, NEW_IMAGE, 4000), { kind: 'free' });
+  assert.deepEqual(await budgets.request('b', NEW_IMAGE, 4000), { kind: 'over', retryAfterMs: 1050, campaignId: 'c' });
+  assert.deepEqual(await budgets.request('other', NEW_IMAGE, 4000), { kind: 'free' });
+  assert.deepEqual(await budgets.request('a', OLD_IMAGE, 4000), { kind: 'free' });
+  assert.deepEqual(await budgets.request(undefined, NEW_IMAGE, 4000), { kind: 'free' });
 
   // Two devices asking one chunk after another, each as soon as its last was answered:
   // over a 10 s window the bytes answered are the rate's, within 1%.
@@ -178,7 +178,7 @@ test('DownloadBudgets: campaign devices share one rate over both paths; other de
   for (let round = 0; round < 1000; round++) {
     const [uid, at] = [...next].reduce((x, y) => (y[1] < x[1] ? y : x));
     now = at;
-    const decision = budgets.request(uid, NEW_IMAGE, 1000);
+    const decision = await budgets.request(uid, NEW_IMAGE, 1000);
     assert.equal(decision.kind, 'wait', 'one waiter at a time per device stays within maxDelayMs');
     const ms = decision.kind === 'wait' ? decision.ms : 0;
     answeredAt.push(now + ms);
@@ -189,5 +189,5 @@ test('DownloadBudgets: campaign devices share one rate over both paths; other de
 
   budgets.clear('c');
   assert.equal(budgets.size, 0);
-  assert.deepEqual(budgets.request('a', NEW_IMAGE, 4000), { kind: 'free' });
+  assert.deepEqual(await budgets.request('a', NEW_IMAGE, 4000), { kind: 'free' });
 });

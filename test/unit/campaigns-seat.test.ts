@@ -8,9 +8,9 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Registry } from 'prom-client';
 import { EventBroker } from '../../src/broker/index.js';
-import { CampaignRunner, type DrivingSeat, type ObservationRelay, type ObservedEvent } from '../../src/campaigns/index.js';
+import { CampaignRunner, type CommandAnswer, type DrivingSeat, type ObservationRelay, type ObservedEvent } from '../../src/campaigns/index.js';
 import { validateConfig } from '../../src/config/index.js';
-import type { CampaignDeviceStatus, Event, EventType } from '../../src/events.js';
+import type { CampaignCommandRequest, CampaignDeviceStatus, Event, EventType } from '../../src/events.js';
 import { silentLogger } from '../../src/logger.js';
 import { OtaRunner } from '../../src/ota/index.js';
 import { LocalPresence } from '../../src/presence/index.js';
@@ -50,15 +50,26 @@ class FakeSeat implements DrivingSeat {
 class FakeRelay implements ObservationRelay {
   readonly forwarded: ObservedEvent[] = [];
   deliver: ((event: ObservedEvent) => void) | undefined;
+  /** Set while this runner drives: how another instance's forwarded command would be run here. */
+  run: ((request: CampaignCommandRequest) => Promise<CommandAnswer>) | undefined;
+  /** Commands this runner forwarded to "the driver", and what the driver answers. */
+  readonly asked: CampaignCommandRequest[] = [];
+  answer: CommandAnswer = { result: { from: 'the driver' } };
   announced = 0;
   private changed: (() => void) | undefined;
 
   async open(): Promise<void> {}
-  async listen(deliver: (event: ObservedEvent) => void): Promise<void> {
+  async listen(deliver: (event: ObservedEvent) => void, run: (request: CampaignCommandRequest) => Promise<CommandAnswer>): Promise<void> {
     this.deliver = deliver;
+    this.run = run;
   }
   async unlisten(): Promise<void> {
     this.deliver = undefined;
+    this.run = undefined;
+  }
+  async ask(request: CampaignCommandRequest): Promise<CommandAnswer> {
+    this.asked.push(request);
+    return this.answer;
   }
   forward(event: ObservedEvent): void {
     this.forwarded.push(event);
@@ -96,7 +107,7 @@ async function setUp(t: TestContext) {
     await store.close();
   });
   const seen: Event[] = [];
-  const accepts: EventType[] = ['OtaResponse', 'CampaignDeviceState'];
+  const accepts: EventType[] = ['OtaResponse', 'CampaignDeviceState', 'CampaignCommandResult'];
   await broker.publish({ type: 'NewRunner', name: 'recorder', accepts, inbox: { handle: (event) => void seen.push(event) } });
   await ota.addImage({ id: OLD, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(1) } });
   await ota.addImage({ id: NEW, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(2) } });
@@ -107,9 +118,12 @@ async function setUp(t: TestContext) {
   return {
     broker,
     store,
+    context,
+    ota,
     seat,
     relay,
     runner,
+    seen,
     packages: () => seen.flatMap((e) => (e.type === 'OtaResponse' && e.package?.id === NEW ? [e.uid] : [])),
     stored: (uid: string) => store.get<CampaignDeviceStatus>(`campaign/device/c1/${uid}`),
   };
@@ -197,4 +211,60 @@ test('the seat decides who drives: fence on loss, forwarding meanwhile, and a ta
   await s.runner.promote('c1');
   await s.broker.drain(5000);
   assert.deepEqual([...s.packages()].sort(), DEVICES, 'every device told exactly once');
+});
+
+test("a follower gives its OTA runner the byte budgets of running campaigns, and clears them when they end", async (t) => {
+  const s = await setUp(t);
+  s.seat.set(true);
+  await waitFor(async () => (await s.runner.list().catch(() => undefined)) !== undefined, 'the runner to drive');
+  await s.runner.create({ ...SPEC, budget: { bytesPerSecond: 2048, maxDelayMs: 10_000 } });
+  await s.broker.drain(5000);
+  // 100 kB at 2,048 B/s would wait about 49 s: past maxDelayMs.
+  const ask = () => s.ota.budgetFor('dev1', NEW, 100_000, 'mqtt');
+  assert.equal((await ask()).kind, 'over', 'the driver set the budget');
+
+  // This instance restarts and another drives: its OTA runner starts with no budget, and its follower sets it from the store.
+  await s.runner.stop();
+  await s.ota.stop();
+  await s.ota.start(s.context);
+  assert.equal((await ask()).kind, 'free');
+  await s.runner.start(s.context);
+  await waitFor(async () => (await ask()).kind === 'over', 'the follower to set the budget');
+  await assert.rejects(s.runner.list(), { code: 'UNAVAILABLE' }, 'this instance follows');
+
+  // The driver (elsewhere) ends the campaign and says so: the budget goes.
+  const meta = await s.store.get<Record<string, unknown>>('campaign/meta/c1');
+  assert.ok(meta);
+  await s.store.put('campaign/meta/c1', { ...meta, state: 'aborted', reason: 'by the other instance' });
+  s.relay.announceChange();
+  await waitFor(async () => (await ask()).kind === 'free', 'the follower to clear the budget');
+});
+
+test('campaign commands: a follower reads list/show from the store and forwards changes to the driver; the driver runs forwarded ones', async (t) => {
+  const s = await setUp(t);
+  s.seat.set(true);
+  await waitFor(() => s.relay.run, 'the runner to drive');
+  // As the driver: a command forwarded by another instance is carried out here and answered.
+  const created = await s.relay.run?.({ command: 'create', spec: SPEC });
+  assert.equal((created as { result: { state: string } }).result.state, 'running');
+  const paused = await s.relay.run?.({ command: 'pause', id: 'c1' });
+  assert.equal((paused as { result: { state: string } }).result.state, 'paused');
+  const missing = await s.relay.run?.({ command: 'resume', id: 'nope' });
+  assert.equal((missing as { error: { code: string } }).error.code, 'NOT_FOUND');
+
+  // As a follower: reads from the shared store, changes go to the driver (the fake answers for it).
+  s.seat.set(false);
+  await waitFor(() => s.relay.run === undefined, 'the runner to stop driving');
+  const ask = async (correlationId: string, request: CampaignCommandRequest) => {
+    await s.broker.publish({ type: 'CampaignCommand', correlationId, request });
+    return waitFor(() => s.seen.find((event) => event.type === 'CampaignCommandResult' && event.correlationId === correlationId), `the answer to ${correlationId}`);
+  };
+  const shown = await ask('show-1', { command: 'show', id: 'c1' });
+  assert.equal((shown as { result?: { campaign: { state: string } } }).result?.campaign.state, 'paused');
+  const resumed = await ask('resume-1', { command: 'resume', id: 'c1' });
+  assert.deepEqual((resumed as { result?: unknown }).result, { from: 'the driver' });
+  assert.deepEqual(s.relay.asked, [{ command: 'resume', id: 'c1' }]);
+  s.relay.answer = { error: { code: 'UNAVAILABLE', message: 'no instance drives the campaigns right now' } };
+  const refused = await ask('abort-1', { command: 'abort', id: 'c1' });
+  assert.equal((refused as { error?: { code: string } }).error?.code, 'UNAVAILABLE');
 });
