@@ -34,8 +34,9 @@ const SOAK_MS = 3000;
  */
 const BRICK_FLEET =
   process.env.NUCLEON_CAMPAIGN_FLEET === '1000'
-    ? { devices: 1000, stages: [1, 10, 100], minFailed: 5 }
-    : { devices: 80, stages: [10, 40, 100], minFailed: 3 };
+    ? // A hundred TLS downloads at once in stage 2 on two loaded cores: a healthy device can take longer than 20 s.
+      { devices: 1000, stages: [1, 10, 100], minFailed: 5, downloadTimeoutMs: 90_000 }
+    : { devices: 80, stages: [10, 40, 100], minFailed: 3, downloadTimeoutMs: 20_000 };
 
 /** A 1% → 10% → 100%-style campaign scaled to a small fleet: stage 1 gets a few devices. */
 function specOf(id: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -83,6 +84,7 @@ test(`${BRICK_FLEET.devices} devices, 10% never come back: the campaign aborts i
     stages: [{ percent: BRICK_FLEET.stages[0] }, { percent: BRICK_FLEET.stages[1], soakMs: 15_000 }, { percent: BRICK_FLEET.stages[2] }],
     abort: { failedPercent: 5, minFailed: BRICK_FLEET.minFailed },
     rollback: { enabled: true },
+    health: { windowMs: 2500, telemetrySilentMs: 4000, reconnectTimeoutMs: 4000, downloadTimeoutMs: BRICK_FLEET.downloadTimeoutMs, bootLoop: { reconnects: 4, withinMs: 3000 }, successRatio: 0.8 },
   });
   // 10% of each stage bricks (at least one in the first), so the rule trips in stage 2 whatever the hash order.
   const stageOf = stagesOf(spec, uids);
