@@ -1,8 +1,8 @@
 // The Docker image's runtime stage, without a Docker engine: the files its
 // COPY --from=build lines take are laid out as in the image (outside the
 // repository, so nothing else of it is within reach), started with its
-// ENTRYPOINT, CMD, ENV and deploy/config.toml (ports moved to free ones,
-// volume paths into a temporary folder), and its HEALTHCHECK command is run
+// ENTRYPOINT, CMD, ENV and deploy/config.toml (listeners moved to free ports
+// on loopback, volume paths into a temporary folder), and its HEALTHCHECK command is run
 // against it: healthy while it serves, unhealthy once it has stopped.
 // Not covered: the base image, `npm ci` and `npm prune` themselves (node_modules
 // is the repository's, dev dependencies included), the user and file modes.
@@ -54,7 +54,8 @@ test('the runtime stage\'s files start with the image\'s command and config, and
   assert.equal(entry, 'node');
   const configPath = cmd[cmd.indexOf('--config') + 1] ?? '';
 
-  // The image's config with free ports and nothing else changed but the paths, which are the image's volumes.
+  // The image's config with free ports on loopback (the image listens on all interfaces;
+  // tests stay on loopback), and the paths, which are the image's volumes, in the temporary folder.
   const config = parseToml(await readFile(inImage(root, configPath), 'utf8')) as Record<string, Record<string, unknown>>;
   const volumes = instructionsOf(runtime, 'VOLUME').flatMap((volume) => execForm(volume));
   assert.ok(volumes.includes(String(config.store?.path)) && volumes.includes(String(config.certs?.dir)));
@@ -63,9 +64,9 @@ test('the runtime stage\'s files start with the image\'s command and config, and
     ...config,
     store: { ...config.store, path: inImage(root, String(config.store?.path)) },
     certs: { ...config.certs, dir: inImage(root, String(config.certs?.dir)) },
-    mqtt: { tls: { port: mqttPort } },
-    ota: { http: { port: otaPort } },
-    admin: { ...config.admin, port: adminPort },
+    mqtt: { tls: { host: '127.0.0.1', port: mqttPort } },
+    ota: { http: { host: '127.0.0.1', port: otaPort } },
+    admin: { ...config.admin, host: '127.0.0.1', port: adminPort },
   };
   await writeFile(inImage(root, configPath), stringifyToml(image));
 
