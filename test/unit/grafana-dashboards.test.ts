@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { parser as promqlParser } from '@prometheus-io/lezer-promql';
 import { repoRoot } from '../helpers/index.js';
 
 interface Input {
@@ -127,10 +128,25 @@ function metricOf(series: string, documented: ReturnType<typeof documentedMetric
   return base !== series && documented.get(base)?.type === 'histogram' ? base : undefined;
 }
 
+/**
+ * Syntax errors of a panel's PromQL, by Prometheus's own grammar (the one its UI
+ * uses), after Grafana's range macros are put in as the durations they become.
+ */
+function promqlErrors(expr: string): string[] {
+  const query = expr.replaceAll('$__rate_interval', '1m').replaceAll('$__range', '1h').replaceAll('$__interval', '15s');
+  const errors: string[] = [];
+  promqlParser.parse(query).iterate({
+    enter: (node) => {
+      if (node.type.isError) errors.push(`at ${node.from}: ${JSON.stringify(query.slice(Math.max(0, node.from - 20), node.to + 20))}`);
+    },
+  });
+  return errors;
+}
+
 /** Labels every series has in Prometheus: the scrape's, and le on histogram buckets. */
 const SCRAPE_LABELS = ['instance', 'job'];
 
-test('the /metrics dashboard queries only metrics and labels Nucleon serves, and covers each part', () => {
+test('the /metrics dashboard\'s PromQL parses and queries only metrics and labels Nucleon serves, and covers each part', () => {
   const documented = documentedMetrics();
   assert.ok(documented.size > 30, 'the README metrics list is there');
   const dashboard = readDashboard('nucleon-metrics.json');
@@ -141,6 +157,8 @@ test('the /metrics dashboard queries only metrics and labels Nucleon serves, and
   }
   const used = new Set<string>();
   for (const { where, expr } of expressions) {
+    // label_values() is Grafana's, not PromQL.
+    if (!where.startsWith('variable ')) assert.deepEqual(promqlErrors(expr), [], `${where}: PromQL syntax of ${expr}`);
     const series = [...expr.matchAll(/\bnucleon_\w+/g)].map((m) => m[0]);
     assert.ok(series.length > 0, `${where}: queries a Nucleon metric: ${expr}`);
     const labels = new Set(SCRAPE_LABELS);
