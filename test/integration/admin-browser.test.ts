@@ -94,7 +94,10 @@ test('the dashboard logs in, sees a device connect live, uploads an image and li
 
   // The "Recent admin actions" card: the page's own changes, newest on top, under the key's name.
   await page.waitForSelector('#audit tbody tr:first-child td:has-text("ota.link")');
-  const auditRows = await page.$$eval('#audit tbody tr', (rows) => rows.map((row) => [...row.querySelectorAll('td')].slice(1).map((td) => td.textContent)));
+  const auditRows: string[][] = [];
+  for (let i = 1; i <= (await page.locator('#audit tbody tr').count()); i++) {
+    auditRows.push((await page.locator(`#audit tbody tr:nth-child(${i}) td`).allTextContents()).slice(1));
+  }
   assert.deepEqual(auditRows, [
     ['default', 'ws', 'ota.link', `${UID} group:field -> ${IMAGE_ID}`, 'ok'],
     ['default', 'ws', 'images.add', IMAGE_ID, 'ok'],
