@@ -65,6 +65,7 @@ export const ERROR_CODES = {
   UNKNOWN_COMMAND: { meaning: 'no such command (the message lists the known ones)', areas: ['admin'] },
   UNAUTHENTICATED: { meaning: 'a command before `auth.login`', areas: ['admin'] },
   UNAUTHORIZED: { meaning: 'a wrong API key', areas: ['admin', 'cli'], httpStatus: 401 },
+  FORBIDDEN: { meaning: 'the API key is `read-only` (README "Admin keys and roles") and the command changes something; the refusal is in the audit log', areas: ['admin', 'cli'] },
   RATE_LIMITED: { meaning: 'more than `admin.messages_per_second` (bursts to twice that), or a wrong key after too many failed logins', areas: ['admin', 'cli'], httpStatus: 429 },
   TOO_MANY_PENDING: { meaning: 'more than `admin.max_pending_per_client` commands in flight on this connection, or more than 4 open uploads', areas: ['admin'] },
   TIMEOUT: { meaning: 'the OTA or app runner did not answer within `admin.request_timeout_ms`; for the CLI, the admin endpoint did not answer in time', areas: ['admin', 'cli'] },

@@ -248,6 +248,8 @@ export type Event =
   | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number }
   // ACL rules set live (admin acl.rules.set): the MQTT runner reloads them, on every cluster instance.
   | { type: 'AclRulesChanged'; at: number }
+  // A service account added or removed live (admin service-accounts.*): every cluster instance closes a removed one's sessions.
+  | { type: 'ServiceAccountsChanged'; name: string; change: 'added' | 'removed'; at: number }
   // OTA campaigns: management by correlation id, and every change as a notice.
   | { type: 'CampaignCommand'; correlationId: string; request: CampaignCommandRequest }
   | { type: 'CampaignCommandResult'; correlationId: string; result?: unknown; error?: ErrorInfo }
@@ -291,6 +293,7 @@ export const EVENT_TYPES = [
   'DeviceConnected',
   'DeviceDisconnected',
   'AclRulesChanged',
+  'ServiceAccountsChanged',
   'CampaignCommand',
   'CampaignCommandResult',
   'CampaignDeviceState',

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { deviceCredentials } from '../devices/index.js';
+import { DEFAULT_ADMIN_KEY_NAME } from '../config/index.js';
+import { deviceCredentials, serviceCredentials } from '../devices/index.js';
 import { httpStatusOf } from '../errors.js';
 import { httpRefusedCounter } from '../http-guard.js';
 import { deadlinesOf, guardServer, httpServerOptions } from '../server-guard.js';
@@ -15,7 +16,8 @@ import type { Runner, RunnerContext } from '../runner.js';
 import { listenOrThrow } from '../util/listen.js';
 import { Once } from '../util/once.js';
 import { AdminAccess } from './access.js';
-import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
+import { AuditLog, AuditRing, type AuditVia } from './audit.js';
+import { AdminKeys, AuthLimiter, keyFromHeaders, loadKeySpecs, resolveApiKey, type AdminActor } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
@@ -92,7 +94,8 @@ export class AdminRunner implements Runner {
     // The path, never the key: logs are read by more people than the key is meant for.
     if (apiKey.generated) logger.info({ file: apiKey.file }, 'generated an admin API key');
     else if (apiKey.file) logger.info({ file: apiKey.file }, 'admin API key read from file');
-    const verifier = new ApiKeyVerifier(apiKey.key);
+    const keys = new AdminKeys([{ name: DEFAULT_ADMIN_KEY_NAME, role: 'admin', key: apiKey.key }, ...(await loadKeySpecs(admin.keys))]);
+    if (admin.keys.length > 0) logger.info({ keys: admin.keys.map((key) => ({ name: key.name, role: key.role })) }, 'admin keys');
     const limiter = new AuthLimiter({
       failuresPerWindow: admin.auth_failures_per_minute,
       globalFailuresPerWindow: admin.auth_failures_global_per_minute,
@@ -114,7 +117,19 @@ export class AdminRunner implements Runner {
     });
     // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
-    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes, acl: { configured: config.acl.rules, store } };
+    const audit = new AuditLog(new AuditRing(admin.audit_size), logger);
+    const services: CommandServices = {
+      broker: context.broker,
+      fleet,
+      pending,
+      uploads,
+      metrics,
+      credentials: deviceCredentials(store),
+      serviceAccounts: serviceCredentials(store),
+      audit,
+      chunkBytes,
+      acl: { configured: config.acl.rules, store },
+    };
 
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);
@@ -153,7 +168,8 @@ export class AdminRunner implements Runner {
     const hooks: ConnectionHooks = {
       login: (connection, key) => {
         // The right key is never refused, however many wrong ones came from its block (see AuthLimiter).
-        if (typeof key === 'string' && verifier.matches(key)) return undefined;
+        const actor = typeof key === 'string' ? keys.match(key) : undefined;
+        if (actor) return { actor };
         if (limiter.limited(connection.address)) {
           metrics.authFailures.inc({ reason: 'rate_limited' });
           const seconds = limiter.retryAfterSeconds(connection.address);
@@ -164,7 +180,7 @@ export class AdminRunner implements Runner {
         logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
         return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
       },
-      dispatch: (connection, request) => runCommand(request.cmd, request.args, connection, services, request.encoding),
+      dispatch: (caller, request) => runCommand(request.cmd, request.args, caller, services, request.encoding),
       closed: (connection) => {
         connections.delete(connection.id);
         pending.cancelOwner(connection.id);
@@ -188,7 +204,8 @@ export class AdminRunner implements Runner {
         return rejectUpgrade(socket, 400, 'no query string: send the API key in an Authorization header or log in with the first message');
       }
       const key = keyFromHeaders(request);
-      if (key !== undefined && !verifier.matches(key)) {
+      const actor: AdminActor | undefined = key === undefined ? undefined : keys.match(key);
+      if (key !== undefined && !actor) {
         // Asked only for a wrong key: the right one gets in even while its block is limited (see AuthLimiter).
         if (limiter.limited(address)) {
           metrics.connections.inc({ result: 'rate_limited' });
@@ -219,7 +236,7 @@ export class AdminRunner implements Runner {
           maxInFlight: admin.max_pending_per_client,
           loginTimeoutMs: admin.login_timeout_ms,
         };
-        const connection = new AdminConnection(randomUUID(), address, ws, key !== undefined, limits, hooks, metrics, logger);
+        const connection = new AdminConnection(randomUUID(), address, ws, actor, viaOf(request), limits, hooks, metrics, logger);
         connections.set(connection.id, connection);
         logger.debug({ client: connection.id, address, authenticated: connection.authenticated }, 'admin client connected');
       });
@@ -369,6 +386,11 @@ export class AdminRunner implements Runner {
     const started = this.started;
     started?.services.fleet.flush().catch((error: unknown) => started.context.logger.error({ err: error }, 'saving the fleet view failed; will retry'));
   }
+}
+
+/** The nucleon CLI says who it is (src/cli/admin-client.ts); anything else on the WebSocket is `ws`. */
+function viaOf(request: IncomingMessage): AuditVia {
+  return request.headers['x-nucleon-client'] === 'cli' ? 'cli' : 'ws';
 }
 
 function countUnauthenticated(connections: ReadonlyMap<string, AdminConnection>): number {

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
+import { NucleonError } from '../errors.js';
 import { addressBlock } from './address-block.js';
 
 /** Where a generated API key lives when `admin.api_key` is unset. */
@@ -49,20 +50,71 @@ export async function readKeyFile(file: string): Promise<string | undefined> {
   }
 }
 
+export type AdminRole = 'admin' | 'read-only';
+
+/** Who sent an admin command: the key's name and role (README "Admin keys and roles"). */
+export interface AdminActor {
+  name: string;
+  role: AdminRole;
+}
+
+interface KnownKey extends AdminActor {
+  digest: Buffer;
+}
+
+/** A key as configured: the secret itself, or the SHA-256 of it (hex). */
+export type KeySpec = AdminActor & ({ key: string } | { sha256: string });
+
 /**
- * Checks candidate keys in constant time: both sides are hashed first, so the
- * comparison is between equal-length digests and leaks neither length nor prefix.
+ * Checks candidate keys in constant time: the candidate is hashed once and
+ * compared with every key's digest, all of them every time, so neither the
+ * key's length and prefix nor which key matched shows in the time taken.
  */
-export class ApiKeyVerifier {
-  private readonly digest: Buffer;
+export class AdminKeys {
+  private readonly keys: readonly KnownKey[];
 
-  constructor(key: string) {
-    this.digest = sha256(key);
+  constructor(specs: readonly KeySpec[]) {
+    this.keys = specs.map((spec) => ({ name: spec.name, role: spec.role, digest: 'key' in spec ? sha256(spec.key) : Buffer.from(spec.sha256, 'hex') }));
   }
 
-  matches(candidate: string): boolean {
-    return timingSafeEqual(this.digest, sha256(candidate));
+  /** The key's actor, or undefined for a wrong key. */
+  match(candidate: string): AdminActor | undefined {
+    const digest = sha256(candidate);
+    let found: KnownKey | undefined;
+    for (const key of this.keys) {
+      // No early exit: every comparison runs whatever the result.
+      const equal = timingSafeEqual(key.digest, digest);
+      if (equal && found === undefined) found = key;
+    }
+    return found ? { name: found.name, role: found.role } : undefined;
   }
+
+  get names(): string[] {
+    return this.keys.map((key) => key.name);
+  }
+}
+
+/** Reads the keys of `admin.keys` given as files (the same rules as the generated key file: trimmed, at least 16 characters). */
+export async function loadKeySpecs(keys: readonly { name: string; role: AdminRole; key_file?: string | undefined; key_sha256?: string | undefined }[]): Promise<KeySpec[]> {
+  const specs: KeySpec[] = [];
+  for (const [index, key] of keys.entries()) {
+    if (key.key_sha256 !== undefined) {
+      specs.push({ name: key.name, role: key.role, sha256: key.key_sha256.toLowerCase() });
+      continue;
+    }
+    const file = key.key_file ?? '';
+    let text: string | undefined;
+    try {
+      text = await readKeyFile(file);
+    } catch (error) {
+      throw new NucleonError('CONFIG_INVALID', `admin.keys.${index}.key_file: cannot read ${file} (key "${key.name}"): ${(error as Error).message}`, { cause: error });
+    }
+    if (text === undefined || text.length < 16) {
+      throw new NucleonError('CONFIG_INVALID', `admin.keys.${index}.key_file: ${file} (key "${key.name}") ${text === undefined ? 'does not exist or is empty' : 'holds fewer than 16 characters'}`);
+    }
+    specs.push({ name: key.name, role: key.role, key: text });
+  }
+  return specs;
 }
 
 function sha256(text: string): Buffer {

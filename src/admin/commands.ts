@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import type { EventBroker } from '../broker/index.js';
 import type { CredentialStore } from '../devices/index.js';
-import { foreignCode, NucleonError } from '../errors.js';
+import { errorAnswer, foreignCode, NucleonError } from '../errors.js';
 import type { CampaignCommandRequest, ErrorInfo, Event, EventOf, EventType } from '../events.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
-import type { AdminConnection } from './connection.js';
+import type { AuditLog, AuditVia } from './audit.js';
+import type { AdminActor } from './auth.js';
+import type { Subscription } from './connection.js';
 import type { FleetView } from './fleet.js';
 import type { AdminMetrics } from './metrics.js';
 import type { PendingRequests } from './pending.js';
@@ -22,15 +24,30 @@ export interface CommandServices {
   metrics: AdminMetrics;
   /** Device passwords for MQTT logins. */
   credentials: CredentialStore;
+  /** Service account passwords (README "Service accounts"). */
+  serviceAccounts: CredentialStore;
+  audit: AuditLog;
   /** Largest chunk a client should send in `uploads.chunk` (leaves room for base64 and framing). */
   chunkBytes: number;
   /** ACL rules: the configured ones (read-only) and the store the live ones are kept in. */
   acl: { configured: readonly AclRule[]; store: RuleStore };
 }
 
+/**
+ * Who runs a command, whatever carried it (the WebSocket, a REST route): the
+ * actor is what the audit log names, `id` owns uploads and pending answers.
+ */
+export interface CommandCaller {
+  readonly id: string;
+  readonly actor: AdminActor;
+  readonly via: AuditVia;
+  /** Sets or ends the live event stream; absent where there is none (a REST request). */
+  readonly subscribe?: (subscription: Subscription | undefined) => void;
+}
+
 export interface CommandCall<A> {
   args: A;
-  connection: AdminConnection;
+  caller: CommandCaller;
   services: CommandServices;
   encoding: 'json' | 'cbor';
 }
@@ -38,11 +55,34 @@ export interface CommandCall<A> {
 interface Command<S extends z.ZodType> {
   summary: string;
   args: S;
+  /** Changes something: refused to read-only keys, and audited. */
+  changes: boolean;
+  /** What the audit line names as changed (a uid, an id); never a secret or bytes. */
+  target?: (args: z.output<S>) => string | undefined;
+  /** False for steps whose whole is audited elsewhere (`uploads.chunk`: `images.add` is the action). */
+  audited: boolean;
   run(call: CommandCall<z.output<S>>): Promise<unknown>;
 }
 
+/** A command that only reads. */
 function command<S extends z.ZodType>(args: S, summary: string, run: (call: CommandCall<z.output<S>>) => Promise<unknown>): Command<S> {
-  return { summary, args, run };
+  return { summary, args, changes: false, audited: false, run };
+}
+
+/** A command that changes something: admin keys only, and every call (refusals too) is in the audit log. */
+function change<S extends z.ZodType>(
+  args: S,
+  summary: string,
+  target: ((args: z.output<S>) => string | undefined) | undefined,
+  run: (call: CommandCall<z.output<S>>) => Promise<unknown>,
+  options: { audited?: boolean } = {},
+): Command<S> {
+  return { summary, args, changes: true, ...(target ? { target } : {}), audited: options.audited ?? true, run };
+}
+
+/** `device`, `group:<name>`, or both, for the audit line of a link. */
+function linkTarget(args: { device?: string | undefined; group?: string | undefined }): string {
+  return [args.device, args.group === undefined ? undefined : `group:${args.group}`].filter((part) => part !== undefined).join(' ');
 }
 
 // --- argument types -------------------------------------------------------
@@ -79,31 +119,34 @@ export const COMMANDS = {
     return { images: answer.images };
   }),
 
-  'uploads.begin': command(
+  'uploads.begin': change(
     z.strictObject({ size: z.number().int().min(1), sha256: sha256.optional() }),
     'start a chunked firmware upload; answers {uploadId, chunkBytes}',
-    async ({ args, connection, services }) => {
-      const { uploadId } = await services.uploads.begin(connection.id, args.size, args.sha256);
+    (args) => `${args.size} bytes`,
+    async ({ args, caller, services }) => {
+      const { uploadId } = await services.uploads.begin(caller.id, args.size, args.sha256);
       return { uploadId, chunkBytes: services.chunkBytes };
     },
   ),
 
-  'uploads.chunk': command(
+  'uploads.chunk': change(
     z.strictObject({ uploadId: z.string().min(1), offset: z.number().int().min(0), data: bytes }),
     'append the bytes at offset (in order)',
-    async ({ args, connection, services }) => {
-      const result = await services.uploads.chunk(connection.id, args.uploadId, args.offset, args.data);
+    undefined,
+    async ({ args, caller, services }) => {
+      const result = await services.uploads.chunk(caller.id, args.uploadId, args.offset, args.data);
       services.metrics.uploadBytes.inc(args.data.byteLength);
       return result;
     },
+    { audited: false },
   ),
 
-  'uploads.abort': command(z.strictObject({ uploadId: z.string().min(1) }), 'drop an unfinished upload', async ({ args, connection, services }) => {
-    await services.uploads.abort(connection.id, args.uploadId);
+  'uploads.abort': change(z.strictObject({ uploadId: z.string().min(1) }), 'drop an unfinished upload', (args) => args.uploadId, async ({ args, caller, services }) => {
+    await services.uploads.abort(caller.id, args.uploadId);
     return { aborted: args.uploadId };
   }),
 
-  'images.add': command(
+  'images.add': change(
     z
       .strictObject({
         id: imageId,
@@ -114,13 +157,14 @@ export const COMMANDS = {
       })
       .refine((a) => (a.data === undefined) !== (a.uploadId === undefined), { message: 'give exactly one of data (small images) or uploadId (from uploads.begin)' }),
     'add a firmware image from inline data or a finished upload',
+    (args) => args.id,
     async (call) => {
-      const { args, connection, services } = call;
+      const { args, caller, services } = call;
       if (args.data !== undefined) {
         services.metrics.uploadBytes.inc(args.data.byteLength);
         return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'bytes', data: args.data ?? new Uint8Array() })));
       }
-      const upload = await services.uploads.finish(connection.id, args.uploadId ?? '');
+      const upload = await services.uploads.finish(caller.id, args.uploadId ?? '');
       try {
         return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'file', path: upload.file })));
       } finally {
@@ -130,15 +174,16 @@ export const COMMANDS = {
     },
   ),
 
-  'images.remove': command(z.strictObject({ id: imageId }), 'delete an image', async (call) =>
+  'images.remove': change(z.strictObject({ id: imageId }), 'delete an image', (args) => args.id, async (call) =>
     commandResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaDeletePackage', correlationId, id: call.args.id }))),
   ),
 
-  'ota.link': command(
+  'ota.link': change(
     z
       .strictObject({ device: uid.optional(), group: groupName.optional(), image: imageId.optional(), force: z.boolean().optional() })
       .refine((a) => a.device !== undefined || a.group !== undefined, { message: 'give a device, a group, or both' }),
     'link a device to a group and/or an image, or a group to an image',
+    (args) => `${linkTarget(args)}${args.image === undefined ? '' : ` -> ${args.image}`}`,
     async (call) => {
       const { device, group, image, force } = call.args;
       return commandResult(
@@ -147,11 +192,12 @@ export const COMMANDS = {
     },
   ),
 
-  'ota.unlink': command(
+  'ota.unlink': change(
     z.strictObject({ device: uid.optional(), group: groupName.optional() }).refine((a) => a.device !== undefined || a.group !== undefined, {
       message: 'give a device, a group, or both',
     }),
     'remove a device or group link',
+    linkTarget,
     async (call) => commandResult(await ask(call, 'OtaCommandResult', (correlationId) => ({ type: 'OtaUnlink', correlationId, deviceUid: call.args.device, group: call.args.group }))),
   ),
 
@@ -170,9 +216,10 @@ export const COMMANDS = {
     live: await loadLiveRules(services.acl.store),
   })),
 
-  'acl.rules.set': command(
+  'acl.rules.set': change(
     z.strictObject({ rules: z.array(aclRuleSchema).max(10_000) }),
     'replace the live ACL rules (they come after the configured ones); every cluster instance takes them for new subscriptions and publishes',
+    (args) => `${args.rules.length} rules`,
     async ({ args, services }) => {
       await saveLiveRules(services.acl.store, args.rules);
       services.broker.emit({ type: 'AclRulesChanged', at: Date.now() });
@@ -191,21 +238,23 @@ export const COMMANDS = {
     return device;
   }),
 
-  'devices.add': command(
+  'devices.add': change(
     z.strictObject({ uid, password: z.string().min(1).max(1024).optional() }),
     'set a device password for MQTT logins (generated when not given; answered once)',
+    (args) => args.uid,
     async ({ args, services }) => {
       const password = await services.credentials.add(args.uid, args.password);
       return { uid: args.uid, password };
     },
   ),
 
-  'devices.remove': command(z.strictObject({ uid }), "remove a device's password", async ({ args, services }) => {
+  'devices.remove': change(z.strictObject({ uid }), "remove a device's password", (args) => args.uid, async ({ args, services }) => {
     if (!(await services.credentials.remove(args.uid))) throw new AdminError('NOT_FOUND', `device ${args.uid} has no password`);
     return { uid: args.uid, removed: true };
   }),
 
-  'app.request': command(z.strictObject({ target: z.string().min(1).max(256), payload: z.unknown() }), 'ask the application runner', async (call) => {
+  // What the application does with a request is its own: counted as a change, to be safe.
+  'app.request': change(z.strictObject({ target: z.string().min(1).max(256), payload: z.unknown() }), 'ask the application runner', (args) => args.target, async (call) => {
     const answer = await ask(call, 'ApplicationManagementResponse', (correlationId) => ({
       type: 'ApplicationManagementRequest',
       correlationId,
@@ -219,17 +268,19 @@ export const COMMANDS = {
   'events.subscribe': command(
     z.strictObject({ kinds: z.array(z.enum(EVENT_KINDS)).min(1).optional(), uid: uid.optional() }),
     'live stream: device, telemetry and ota events; campaign events when asked for',
-    async ({ args, connection, encoding }) => {
+    async ({ args, caller, encoding }) => {
+      if (!caller.subscribe) throw new AdminError('UNAVAILABLE', 'events.subscribe needs the admin WebSocket');
       const kinds = new Set<string>(args.kinds ?? DEFAULT_KINDS);
-      connection.subscription = { kinds, encoding, ...(args.uid !== undefined ? { uid: args.uid } : {}) };
+      caller.subscribe({ kinds, encoding, ...(args.uid !== undefined ? { uid: args.uid } : {}) });
       return { kinds: [...kinds], uid: args.uid ?? null };
     },
   ),
 
-  'campaigns.create': command(
+  'campaigns.create': change(
     // The campaigns runner validates the spec itself (one owner of the rules); its INVALID_ARGUMENT names the field.
     z.record(z.string(), z.unknown()),
     'create and start a staged OTA campaign (README "Campaigns"); answers its summary',
+    (args) => (typeof args.id === 'string' ? args.id.slice(0, 64) : undefined),
     async (call) => commandResult(await askCampaigns(call, { command: 'create', spec: call.args })),
   ),
 
@@ -239,45 +290,94 @@ export const COMMANDS = {
     commandResult(await askCampaigns(call, { command: 'show', id: call.args.id, ...(call.args.devices !== undefined ? { devices: call.args.devices } : {}) })),
   ),
 
-  'campaigns.pause': command(z.strictObject({ id: campaignId }), 'stop notifying new devices; devices in progress are still watched', async (call) =>
+  'campaigns.pause': change(z.strictObject({ id: campaignId }), 'stop notifying new devices; devices in progress are still watched', (args) => args.id, async (call) =>
     commandResult(await askCampaigns(call, { command: 'pause', id: call.args.id })),
   ),
 
-  'campaigns.resume': command(z.strictObject({ id: campaignId }), 'resume a paused campaign (its stage gate is checked again at once)', async (call) =>
+  'campaigns.resume': change(z.strictObject({ id: campaignId }), 'resume a paused campaign (its stage gate is checked again at once)', (args) => args.id, async (call) =>
     commandResult(await askCampaigns(call, { command: 'resume', id: call.args.id })),
   ),
 
-  'campaigns.abort': command(
+  'campaigns.abort': change(
     z.strictObject({ id: campaignId, rollback: z.boolean().optional() }),
     "stop the campaign; rollback (default: the campaign's setting) links the stage's notified devices back",
+    (args) => args.id,
     async (call) => commandResult(await askCampaigns(call, { command: 'abort', id: call.args.id, ...(call.args.rollback !== undefined ? { rollback: call.args.rollback } : {}) })),
   ),
 
-  'campaigns.promote': command(z.strictObject({ id: campaignId }), 'start the next stage now, whatever its soak time and gate say', async (call) =>
+  'campaigns.promote': change(z.strictObject({ id: campaignId }), 'start the next stage now, whatever its soak time and gate say', (args) => args.id, async (call) =>
     commandResult(await askCampaigns(call, { command: 'promote', id: call.args.id })),
   ),
 
-  'events.unsubscribe': command(none, 'stop the live stream', async ({ connection }) => {
-    connection.subscription = undefined;
+  'events.unsubscribe': command(none, 'stop the live stream', async ({ caller }) => {
+    caller.subscribe?.(undefined);
     return { subscribed: false };
+  }),
+
+  'audit.list': command(
+    z.strictObject({ limit: z.number().int().min(1).max(100_000).optional() }),
+    "this instance's last admin actions (admin.audit_size of them), oldest first",
+    async ({ args, services }) => ({ entries: services.audit.list(args.limit) }),
+  ),
+
+  'service-accounts.list': command(none, 'service accounts (names and when their password was set; never the password)', async ({ services }) => ({
+    accounts: await services.serviceAccounts.list(),
+  })),
+
+  'service-accounts.add': change(
+    z.strictObject({ name: uid, password: z.string().min(1).max(1024).optional() }),
+    'set a service account password (generated when not given; answered once); it can log in at once',
+    (args) => args.name,
+    async ({ args, services }) => {
+      const password = await services.serviceAccounts.add(args.name, args.password);
+      services.broker.emit({ type: 'ServiceAccountsChanged', name: args.name, change: 'added', at: Date.now() });
+      return { name: args.name, password };
+    },
+  ),
+
+  'service-accounts.remove': change(z.strictObject({ name: uid }), "remove a service account; its live MQTT sessions are closed on every instance", (args) => args.name, async ({ args, services }) => {
+    if (!(await services.serviceAccounts.remove(args.name))) throw new AdminError('NOT_FOUND', `service account ${args.name} does not exist`);
+    services.broker.emit({ type: 'ServiceAccountsChanged', name: args.name, change: 'removed', at: Date.now() });
+    return { name: args.name, removed: true };
   }),
 } as const;
 
 export type CommandName = keyof typeof COMMANDS;
 
-/** Validates the arguments and runs the command; every failure is an error with a stable code. */
-export async function runCommand(
-  name: string,
-  rawArgs: Record<string, unknown>,
-  connection: AdminConnection,
-  services: CommandServices,
-  encoding: 'json' | 'cbor',
-): Promise<unknown> {
+/**
+ * Validates the arguments, checks the caller's role and runs the command;
+ * every failure is an error with a stable code. A command that changes
+ * something is written to the audit log with its result, refusals included.
+ */
+export async function runCommand(name: string, rawArgs: Record<string, unknown>, caller: CommandCaller, services: CommandServices, encoding: 'json' | 'cbor'): Promise<unknown> {
   if (!Object.hasOwn(COMMANDS, name)) throw new AdminError('UNKNOWN_COMMAND', `unknown command "${name}"; known: ${Object.keys(COMMANDS).join(', ')}`);
   const definition = COMMANDS[name as CommandName] as Command<z.ZodType>;
   const parsed = definition.args.safeParse(rawArgs);
-  if (!parsed.success) throw new AdminError('INVALID_ARGUMENT', describeIssues(parsed.error));
-  return definition.run({ args: parsed.data, connection, services, encoding });
+  const target = parsed.success ? definition.target?.(parsed.data) : undefined;
+  const audit = (result: string) => {
+    if (definition.audited) services.audit.record({ actor: caller.actor.name, via: caller.via, command: name, ...(target !== undefined ? { target } : {}), result });
+  };
+  if (definition.changes && caller.actor.role !== 'admin') {
+    audit('FORBIDDEN');
+    throw new AdminError('FORBIDDEN', `${name} changes something; the key "${caller.actor.name}" is ${caller.actor.role} (a key with role "admin" may)`);
+  }
+  if (!parsed.success) {
+    audit('INVALID_ARGUMENT');
+    throw new AdminError('INVALID_ARGUMENT', describeIssues(parsed.error));
+  }
+  try {
+    const result = await definition.run({ args: parsed.data, caller, services, encoding });
+    audit('ok');
+    return result;
+  } catch (error) {
+    audit(errorAnswer(error, 'INTERNAL').code);
+    throw error;
+  }
+}
+
+/** Whether a command changes something (read-only keys may not run it); false for unknown names. */
+export function commandChanges(name: string): boolean {
+  return Object.hasOwn(COMMANDS, name) && (COMMANDS[name as CommandName] as Command<z.ZodType>).changes;
 }
 
 function describeIssues(error: z.ZodError): string {
@@ -316,7 +416,7 @@ function runnerFor(requestType: EventType): string {
  */
 async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
   const { broker, pending } = call.services;
-  const { correlationId, answer } = pending.create(call.connection.id, answerType);
+  const { correlationId, answer } = pending.create(call.caller.id, answerType);
   const request = build(correlationId);
   const requestType = REQUEST_FOR[answerType](request);
   if (!broker.accepts(requestType)) {

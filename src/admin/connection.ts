@@ -3,6 +3,9 @@ import { contain } from '../contain.js';
 import { errorAnswer } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import type { AuditVia } from './audit.js';
+import type { AdminActor } from './auth.js';
+import type { CommandCaller } from './commands.js';
 import type { AdminMetrics } from './metrics.js';
 import {
   AdminError,
@@ -40,10 +43,10 @@ export interface ConnectionLimits {
 }
 
 export interface ConnectionHooks {
-  /** Checks a first-message login; returns an error to send (and close with) or undefined when accepted. */
-  login(connection: AdminConnection, apiKey: unknown): { error: AdminError; closeCode: number } | undefined;
-  /** Runs an authenticated command; the resolved value is the result. */
-  dispatch(connection: AdminConnection, request: AdminRequest): Promise<unknown>;
+  /** Checks a first-message login: the key's actor, or an error to send (and close with). */
+  login(connection: AdminConnection, apiKey: unknown): { actor: AdminActor } | { error: AdminError; closeCode: number };
+  /** Runs an authenticated command for its caller; the resolved value is the result. */
+  dispatch(caller: CommandCaller, request: AdminRequest): Promise<unknown>;
   closed(connection: AdminConnection): void;
 }
 
@@ -60,7 +63,8 @@ export interface Subscription {
  * when it stops reading (bounded send buffer) instead of slowing anyone else.
  */
 export class AdminConnection {
-  authenticated: boolean;
+  /** Whose key this connection logged in with; undefined until it has. */
+  private actor: AdminActor | undefined;
   subscription: Subscription | undefined;
   private inFlight = 0;
   /** `messagesPerSecond`, bursts to twice that. */
@@ -73,13 +77,15 @@ export class AdminConnection {
     readonly id: string,
     readonly address: string,
     private readonly socket: WebSocket,
-    authenticated: boolean,
+    /** Set when the upgrade carried the key in a header. */
+    actor: AdminActor | undefined,
+    private readonly via: AuditVia,
     private readonly limits: ConnectionLimits,
     private readonly hooks: ConnectionHooks,
     private readonly metrics: AdminMetrics,
     private readonly logger: Logger,
   ) {
-    this.authenticated = authenticated;
+    this.actor = actor;
     this.messages = new TokenBucket({ perSecond: limits.messagesPerSecond, burst: limits.messagesPerSecond * 2, now: () => Date.now() });
     socket.on(
       'message',
@@ -91,13 +97,17 @@ export class AdminConnection {
       // The client's mistake, not ours: the reason without a stack.
       this.logger.info({ client: this.id, address: this.address, reason: error.message, code: error.code }, 'admin connection error');
     });
-    if (!authenticated) {
+    if (!actor) {
       this.loginTimer = setTimeout(() => {
         this.metrics.authFailures.inc({ reason: 'login_timeout' });
         this.close(CloseCode.loginTimeout, 'login timeout: send auth.login first');
       }, limits.loginTimeoutMs);
       this.loginTimer.unref();
     }
+  }
+
+  get authenticated(): boolean {
+    return this.actor !== undefined;
   }
 
   get isOpen(): boolean {
@@ -152,7 +162,7 @@ export class AdminConnection {
       this.replyError(request, new AdminError('RATE_LIMITED', `more than ${this.limits.messagesPerSecond} messages per second; slow down`));
       return;
     }
-    if (!this.authenticated) {
+    if (!this.actor) {
       this.handleLogin(request);
       return;
     }
@@ -161,7 +171,8 @@ export class AdminConnection {
       return;
     }
     this.inFlight++;
-    this.hooks.dispatch(this, request).then(
+    const caller: CommandCaller = { id: this.id, actor: this.actor, via: this.via, subscribe: (subscription) => (this.subscription = subscription) };
+    this.hooks.dispatch(caller, request).then(
       (result) => {
         this.inFlight--;
         this.reply(okResponse(request.id, result), request.encoding, request.cmd);
@@ -180,13 +191,13 @@ export class AdminConnection {
       this.close(CloseCode.unauthorized, 'not authenticated');
       return;
     }
-    const refused = this.hooks.login(this, request.args.apiKey);
-    if (refused) {
-      this.replyError(request, refused.error);
-      this.close(refused.closeCode, refused.error.message);
+    const login = this.hooks.login(this, request.args.apiKey);
+    if ('error' in login) {
+      this.replyError(request, login.error);
+      this.close(login.closeCode, login.error.message);
       return;
     }
-    this.authenticated = true;
+    this.actor = login.actor;
     clearTimeout(this.loginTimer);
     this.reply(okResponse(request.id, { authenticated: true }), request.encoding, request.cmd);
   }

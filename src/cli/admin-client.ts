@@ -59,7 +59,7 @@ export class AdminClient {
 
   static connect(url: string, apiKey: string): Promise<AdminClient> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, { headers: { authorization: `Bearer ${apiKey}` }, handshakeTimeout: CONNECT_TIMEOUT_MS, perMessageDeflate: false });
+      const socket = new WebSocket(url, { headers: { authorization: `Bearer ${apiKey}`, 'x-nucleon-client': 'cli' }, handshakeTimeout: CONNECT_TIMEOUT_MS, perMessageDeflate: false });
       socket.once('open', () => {
         socket.removeAllListeners('error');
         socket.on('error', () => undefined);

@@ -4,15 +4,16 @@ import { loadConfigFile, type Config } from '../config/index.js';
 import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
 import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
-import { withAdmin } from './admin-client.js';
+import { ADMIN_OPTIONS, formatTable, printJson, withAdmin } from './admin-client.js';
 import { devicesList } from './devices-list.js';
 
 /**
  * `nucleon devices <action>` and `nucleon service-accounts <action>`. The
  * credential actions open the embedded store directly when they can; while a
- * server holds it (LevelDB allows one process) or in cluster mode, device
- * passwords go through the admin endpoint instead. Other actions (such as
- * listing) are added to the `deviceActions` table.
+ * server holds it (LevelDB allows one process) or in cluster mode, they go
+ * through the admin endpoint instead (`devices.*`, `service-accounts.*`), so
+ * the running server takes the change at once. Other actions (such as
+ * listing) are added to the action tables.
  */
 
 export type Action = { usage: string; run: (argv: string[]) => Promise<number> };
@@ -29,14 +30,17 @@ type Passwords = Pick<CredentialStore, 'add' | 'remove'>;
 type Opened = { credentials: Passwords; close: () => Promise<void> };
 type AdminValues = { config?: string | undefined; url?: string | undefined; 'api-key'?: string | undefined };
 
+/** The admin commands for one kind of credential and the name of their key argument. */
+type AdminCommands = { prefix: 'devices' | 'service-accounts'; key: 'uid' | 'name' };
+
 /** The same two operations, run by a server through its admin endpoint. */
-function adminCredentials(values: AdminValues): Passwords {
-  const call = <T>(cmd: string, args: Record<string, unknown>) => withAdmin(values, (client) => client.request<T>(cmd, args));
+function adminCredentials(values: AdminValues, commands: AdminCommands): Passwords {
+  const call = <T>(cmd: string, args: Record<string, unknown>) => withAdmin(values, (client) => client.request<T>(`${commands.prefix}.${cmd}`, args));
   return {
-    add: async (uid: string, password?: string) => (await call<{ password: string }>('devices.add', password === undefined ? { uid } : { uid, password })).password,
-    remove: async (uid: string) => {
+    add: async (name: string, password?: string) => (await call<{ password: string }>('add', { [commands.key]: name, ...(password === undefined ? {} : { password }) })).password,
+    remove: async (name: string) => {
       try {
-        await call('devices.remove', { uid });
+        await call('remove', { [commands.key]: name });
         return true;
       } catch (error) {
         if (hasCode(error, 'NOT_FOUND')) return false;
@@ -49,7 +53,7 @@ function adminCredentials(values: AdminValues): Passwords {
 function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>) {
   const noun = what === 'device' ? '<uid>' : '<name>';
   const add: Action = {
-    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given)${what === 'device' ? '; through the admin endpoint (--url, --api-key) while a server runs' : ''}`,
+    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given); through the admin endpoint (--url, --api-key) while a server runs`,
     run: async (argv) => {
       const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
       const name = exactlyOne(positionals, `add ${noun}`);
@@ -110,15 +114,17 @@ async function openStore(config: Readonly<Config>): Promise<LevelStore> {
   return store;
 }
 
-function opener(make: (store: LevelStore) => CredentialStore, viaAdmin: boolean) {
+function opener(make: (store: LevelStore) => CredentialStore, commands: AdminCommands, announce: boolean) {
   return async (config: Readonly<Config>, values: AdminValues): Promise<Opened> => {
     try {
       const store = await openStore(config);
+      if (announce) process.stderr.write(`(no server holds the store: changing ${path.join(config.store.path, 'kv')} directly; a server started later sees it)\n`);
       return { credentials: make(store), close: () => store.close() };
     } catch (error) {
-      // A running server (or the cluster) owns the credentials: ask it.
-      if (viaAdmin && config.admin.enabled && (hasCode(error, 'STORE_LOCKED') || hasCode(error, 'STORE_SHARED'))) {
-        return { credentials: adminCredentials(values), close: async () => undefined };
+      // A running server (or the cluster) owns the credentials: ask it, and it applies the change at once.
+      if (config.admin.enabled && (hasCode(error, 'STORE_LOCKED') || hasCode(error, 'STORE_SHARED'))) {
+        if (announce) process.stderr.write('(a server holds the store: through its admin endpoint, effective at once)\n');
+        return { credentials: adminCredentials(values, commands), close: async () => undefined };
       }
       throw error;
     }
@@ -126,11 +132,26 @@ function opener(make: (store: LevelStore) => CredentialStore, viaAdmin: boolean)
 }
 
 export const deviceActions: Record<string, Action> = {
-  ...credentialActions('device', opener(deviceCredentials, true)),
+  ...credentialActions('device', opener(deviceCredentials, { prefix: 'devices', key: 'uid' }, false)),
   list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
 };
-// Service accounts have no admin command yet: they are managed with the server stopped.
-export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials, false));
+export const serviceAccountActions: Record<string, Action> = {
+  ...credentialActions('service account', opener(serviceCredentials, { prefix: 'service-accounts', key: 'name' }, true)),
+  list: { usage: 'list [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the service accounts, through the admin endpoint', run: serviceAccountsList },
+};
+
+/** `nucleon service-accounts list`: names and when their password was set, from the running server. */
+async function serviceAccountsList(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
+  if (positionals.length > 0) {
+    process.stderr.write('nucleon service-accounts list: takes no arguments (see nucleon service-accounts --help)\n');
+    return 2;
+  }
+  const { accounts } = await withAdmin(values, (client) => client.request<{ accounts: { name: string; createdAt: string }[] }>('service-accounts.list', {}));
+  if (values.json) printJson(accounts);
+  else process.stdout.write(formatTable(['NAME', 'PASSWORD SET'], accounts.map((a) => [a.name, a.createdAt])));
+  return 0;
+}
 
 function usageOf(command: string, actions: Record<string, Action>, summary: string): string {
   return `${summary}\n\n${Object.values(actions)
@@ -141,7 +162,7 @@ function usageOf(command: string, actions: Record<string, Action>, summary: stri
 export const devicesUsage = (): string =>
   usageOf('devices', deviceActions, 'Device credentials for MQTT password logins (certificates: nucleon certs device <uid>).');
 export const serviceAccountsUsage = (): string =>
-  usageOf('service-accounts', serviceAccountActions, 'Service accounts: backend MQTT clients that log in as "svc:<name>" (README "Service accounts").');
+  usageOf('service-accounts', serviceAccountActions, 'Service accounts: backend MQTT clients that log in as "svc:<name>" with client id "svc:<name>" or "svc:<name>:<anything>" (README "Service accounts").');
 
 function dispatch(command: string, actions: Record<string, Action>) {
   return async (argv: string[]): Promise<number> => {

@@ -52,6 +52,36 @@ const listener = (defaults: { enabled: boolean; host: string; port: number }) =>
     })
     .prefault({});
 
+/** The name the key from `admin.api_key` or the generated key file has in the audit log. */
+export const DEFAULT_ADMIN_KEY_NAME = 'default';
+
+/**
+ * One named admin key (README "Admin keys and roles"). The secret is never in
+ * config.toml: either a file holding the key, or its SHA-256 (keys are random
+ * and long, so a plain digest is as good as a password hash here).
+ */
+const adminKeySchema = z
+  .strictObject({
+    name: text().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: (iss) => `expected 1..64 characters of A-Z a-z 0-9 _ . -, got ${show(iss.input)}` }),
+    role: z.enum(['admin', 'read-only'], { error: (iss) => `expected "admin" or "read-only", got ${show(iss.input)}` }),
+    key_file: text().min(1, { error: 'expected a file path, got an empty string' }).optional(),
+    key_sha256: text()
+      .regex(/^[0-9a-fA-F]{64}$/, { error: (iss) => `expected the key's SHA-256 as 64 hex digits, got ${show(iss.input)}` })
+      .optional(),
+  })
+  .refine((key) => (key.key_file === undefined) !== (key.key_sha256 === undefined), { error: 'give exactly one of key_file or key_sha256' });
+
+const adminKeysSchema = z.array(adminKeySchema).superRefine((keys, ctx) => {
+  const seen = new Set<string>([DEFAULT_ADMIN_KEY_NAME]);
+  keys.forEach((key, index) => {
+    if (seen.has(key.name)) {
+      const why = key.name === DEFAULT_ADMIN_KEY_NAME ? 'is the name of the admin.api_key / generated key' : 'is used by another key';
+      ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `${JSON.stringify(key.name)} ${why}; names must be unique` });
+    }
+    seen.add(key.name);
+  });
+});
+
 /** One ACL rule (README "ACL rules"); also what the admin command acl.rules.set takes. */
 export const aclRuleSchema = z
   .strictObject({
@@ -229,6 +259,8 @@ export const configSchema = z.strictObject({
       allowed_hosts: z.array(hostEntry()).default([]),
       allowed_origins: z.array(originEntry()).default([]),
       max_upload_bytes: int(1024, 4 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
+      keys: adminKeysSchema.default([]),
+      audit_size: int(0, 100_000).default(200),
     })
     .prefault({}),
 

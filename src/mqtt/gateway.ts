@@ -43,7 +43,8 @@ export class Gateway {
   private readonly keepalives = new WeakMap<Client, number>();
   /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
   private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
-  private connectedServices = 0;
+  /** Connected service-account clients, to close a removed account's sessions. */
+  private readonly serviceClients = new Set<Client>();
   private connectedAnonymous = 0;
   private rules: AclRules;
   /** Whether each CONNECT named a client id itself (aedes makes one up for an empty one before authenticate). */
@@ -65,7 +66,7 @@ export class Gateway {
   }
 
   counts(): { devices: number; services: number; anonymous: number; paused: number } {
-    return { devices: this.options.presence.connections, services: this.connectedServices, anonymous: this.connectedAnonymous, paused: this.path.pausedClients };
+    return { devices: this.options.presence.connections, services: this.serviceClients.size, anonymous: this.connectedAnonymous, paused: this.path.pausedClients };
   }
 
   /** New ACL rules: they decide new subscriptions and publishes from now on (existing subscriptions stay). */
@@ -90,6 +91,23 @@ export class Gateway {
    */
   async refreshServiceAccounts(): Promise<void> {
     this.routeDeviceMessages = await this.options.serviceAccountsExist();
+  }
+
+  /**
+   * Closes the live sessions of a removed service account (reason
+   * `service_account_removed`); its next login is refused by the store.
+   * Returns how many were closed.
+   */
+  closeServiceAccount(name: string): number {
+    let closed = 0;
+    for (const client of [...this.serviceClients]) {
+      const principal = this.sessions.get(client)?.principal;
+      if (principal?.kind !== 'service' || principal.name !== name) continue;
+      this.noteReason(client, 'service_account_removed');
+      client.close();
+      closed++;
+    }
+    return closed;
   }
 
   /** For NucleonAedes: aedes stored a client's QoS 2 publish. */
@@ -212,8 +230,10 @@ export class Gateway {
     const session = this.sessions.get(client);
     if (!session) return;
     const principal = session.principal;
+    // The audit trail of device connections (README "Audit log"): who, from where, how.
+    this.options.logger.info({ audit: true, ...whoIs(session), clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method }, 'client connected');
     if (principal.kind === 'service') {
-      this.connectedServices++;
+      this.serviceClients.add(client);
       return;
     }
     if (principal.kind === 'anonymous') {
@@ -233,8 +253,9 @@ export class Gateway {
     const reason = this.stopping ? 'server_stopping' : (session.disconnectReason ?? 'closed');
     this.options.metrics.disconnects.inc({ reason: this.stopping ? 'server_stopping' : (session.disconnectLabel ?? 'closed') });
     const principal = session.principal;
+    this.options.logger.info({ audit: true, ...whoIs(session), clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, reason }, 'client disconnected');
     if (principal.kind === 'service') {
-      this.connectedServices--;
+      this.serviceClients.delete(client);
       return;
     }
     if (principal.kind === 'anonymous') {
@@ -258,6 +279,14 @@ export class Gateway {
       session.disconnectLabel = label;
     }
   }
+}
+
+/** `uid` for a device, `service` for a service account, nothing more for an anonymous client (its client id says it). */
+function whoIs(session: Session): { uid: string } | { service: string } | Record<string, never> {
+  const principal = session.principal;
+  if (principal.kind === 'device') return { uid: principal.uid };
+  if (principal.kind === 'service') return { service: principal.name };
+  return {};
 }
 
 function remoteAddressOf(client: Client): string {

@@ -24,10 +24,12 @@ import type { SessionPersistence } from './persistence.js';
 import { embeddedSessions, type MqttBackend, type Opened } from './session-backends.js';
 import { RateLimiter } from './rate-limit.js';
 
-const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse', 'AclRulesChanged'] as const;
+const ACCEPTS = ['ApplicationResponse', 'OtaResponse', 'OtaDownloadResponse', 'AclRulesChanged', 'ServiceAccountsChanged'] as const;
 type Outgoing = EventOf<'ApplicationResponse' | 'OtaResponse' | 'OtaDownloadResponse'>;
 /** Internal (clients may subscribe only below $SYS/broker/): tells every cluster instance to reload the ACL rules. */
 const ACL_CHANGED_TOPIC = '$SYS/nucleon/acl/changed';
+/** Internal, like ACL_CHANGED_TOPIC: a service account added or removed live; the payload is `{name, change}`. */
+const SERVICE_ACCOUNTS_TOPIC = '$SYS/nucleon/service-accounts/changed';
 
 /** mqemitter's concurrency; our router gate stays below it so mqemitter never queues. */
 const MQ_CONCURRENCY = 1024;
@@ -205,6 +207,17 @@ export class MqttRunner implements Runner {
         () => resolve(),
       ),
     );
+    // Service accounts changed live on any instance: a removed one's sessions here are closed.
+    await new Promise<void>((resolve) =>
+      aedes.subscribe(
+        SERVICE_ACCOUNTS_TOPIC,
+        (packet: { payload: Buffer | string }, done: () => void) => {
+          this.serviceAccountChanged(gateway, packet.payload);
+          done();
+        },
+        () => resolve(),
+      ),
+    );
     // Before any listener opens: a dependency whose internals moved fails the start here.
     for (const warning of installAedesContacts(aedes, { maxSendBufferBytes: limits.max_send_buffer_bytes, maxPacketSize: limits.max_packet_size })) logger.warn(warning);
 
@@ -214,7 +227,8 @@ export class MqttRunner implements Runner {
       accepts: ACCEPTS,
       inbox: {
         handle: (event) => {
-          if (event.type === 'AclRulesChanged') return this.announceRulesChanged(aedes);
+          if (event.type === 'AclRulesChanged') return this.announce(aedes, ACL_CHANGED_TOPIC, Buffer.alloc(0));
+          if (event.type === 'ServiceAccountsChanged') return this.announce(aedes, SERVICE_ACCOUNTS_TOPIC, Buffer.from(JSON.stringify({ name: event.name, change: event.change })));
           return this.send(state, gateway, event as Outgoing);
         },
       },
@@ -251,10 +265,26 @@ export class MqttRunner implements Runner {
     }
   }
 
-  /** Through MQTT routing, so every cluster instance (this one too) reloads the rules from the shared store. */
-  private announceRulesChanged(aedes: NucleonAedes): Promise<void> {
+  private serviceAccountChanged(gateway: Gateway, payload: Buffer | string): void {
+    const logger = this.started?.context.logger;
+    let change: { name?: unknown; change?: unknown };
+    try {
+      change = JSON.parse(payload.toString()) as { name?: unknown; change?: unknown };
+    } catch (error) {
+      logger?.error({ err: error }, 'a service account change notice is not JSON; ignored');
+      return;
+    }
+    gateway.refreshServiceAccounts().catch((error: unknown) => logger?.error({ err: error }, 'reading the service accounts failed'));
+    if (change.change === 'removed' && typeof change.name === 'string') {
+      const closed = gateway.closeServiceAccount(change.name);
+      logger?.info({ service: change.name, closed }, 'service account removed; its sessions closed');
+    }
+  }
+
+  /** Through MQTT routing, so every cluster instance (this one too) hears of a change to the shared store. */
+  private announce(aedes: NucleonAedes, topic: string, payload: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic: ACL_CHANGED_TOPIC, payload: Buffer.alloc(0), qos: 0, retain: false, dup: false }, (error?: Error) => (error ? reject(error) : resolve()));
+      aedes.publish({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, (error?: Error) => (error ? reject(error) : resolve()));
     });
   }
 

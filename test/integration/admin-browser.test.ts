@@ -21,7 +21,7 @@ const SCREENSHOT = path.join(repoRoot, 'test-output', 'admin-dashboard.png');
 // Integer keys, as Pyrinas firmware sends them.
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: false, variableMapSize: true });
 
-test('the dashboard logs in, sees a device connect live, uploads an image and links it', async (t) => {
+test('the dashboard logs in, sees a device connect live, uploads an image and links it, and lists those actions under Recent admin actions', async (t) => {
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t);
@@ -91,6 +91,19 @@ test('the dashboard logs in, sees a device connect live, uploads an image and li
   await page.waitForSelector(`#groups tr[data-group="field"] td.image:has-text("${IMAGE_ID}")`);
   await page.waitForSelector(`#groups tr[data-group="field"] td.members:has-text("${UID}")`);
   await waitFor(() => pushed.some((payload) => payload.length > 0), 'the OTA package pushed to the device');
+
+  // The "Recent admin actions" card: the page's own changes, newest on top, under the key's name.
+  await page.waitForSelector('#audit tbody tr:first-child td:has-text("ota.link")');
+  const auditRows: string[][] = [];
+  for (let i = 1; i <= (await page.locator('#audit tbody tr').count()); i++) {
+    auditRows.push((await page.locator(`#audit tbody tr:nth-child(${i}) td`).allTextContents()).slice(1));
+  }
+  assert.deepEqual(auditRows, [
+    ['default', 'ws', 'ota.link', `${UID} group:field -> ${IMAGE_ID}`, 'ok'],
+    ['default', 'ws', 'images.add', IMAGE_ID, 'ok'],
+    ['default', 'ws', 'uploads.begin', `${firmware.length} bytes`, 'ok'],
+  ]);
+  assert.equal(await page.isVisible('#audit-empty'), false);
 
   // The device checks and fetches a first chunk: the OTA column follows live.
   await device.publishAsync(`${UID}/ota/p`, cbor.encode(new Map<number, unknown>([[0, 0]])), { qos: 1 });

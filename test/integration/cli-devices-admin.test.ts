@@ -36,8 +36,12 @@ test('while a server holds the store, nucleon devices add/remove go through its 
   assert.equal(again.code, 1);
   assert.equal(again.stderr, 'nucleon: device dev-9 has no password\n');
 
-  // Service accounts have no admin command: the lock is reported as it is.
+  // Service accounts go the same way, and say so.
   const service = runCli(['service-accounts', 'add', 'backend', '--config', file]);
-  assert.equal(service.code, 1);
-  assert.match(service.stderr, /^nucleon: the store .* is in use by a running server/);
+  assert.equal(service.code, 0, service.stderr);
+  assert.equal(service.stdout.trim().length, 32);
+  assert.equal(service.stderr, '(a server holds the store: through its admin endpoint, effective at once)\nservice account backend: password set (printed above; it is not shown again)\n');
+  const listed = runCli(['service-accounts', 'list', '--config', file, '--json']);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual((JSON.parse(listed.stdout) as { name: string }[]).map((a) => a.name), ['backend']);
 });

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { runCommand, type CommandServices } from '../../src/admin/commands.js';
-import type { AdminConnection } from '../../src/admin/connection.js';
+import { AuditLog, AuditRing } from '../../src/admin/audit.js';
+import { runCommand, type CommandCaller, type CommandServices } from '../../src/admin/commands.js';
 import { PendingRequests } from '../../src/admin/pending.js';
 import { EventBroker } from '../../src/broker/index.js';
 import { hasCode, NucleonError } from '../../src/errors.js';
@@ -19,9 +19,9 @@ function setUp(timeoutMs = 5000) {
   broker.start();
   const pending = new PendingRequests(timeoutMs);
   // Only what the campaigns.* commands use; the rest of the services is never touched by them.
-  const services = { broker, pending } as unknown as CommandServices;
-  const connection = { id: 'client-1' } as AdminConnection;
-  const call = (cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, connection, services, 'json');
+  const services = { broker, pending, audit: new AuditLog(new AuditRing(16), silentLogger()) } as unknown as CommandServices;
+  const caller: CommandCaller = { id: 'client-1', actor: { name: 'test', role: 'admin' }, via: 'ws' };
+  const call = (cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, caller, services, 'json');
   return { broker, pending, call };
 }
 

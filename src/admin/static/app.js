@@ -1,6 +1,7 @@
 // The Nucleon dashboard: plain JavaScript, no build, nothing from a CDN.
 // It speaks the admin protocol (JSON text frames) over /ws and logs in with the
 // first message, because browsers cannot set headers on a WebSocket.
+import { createAuditView } from './audit.js';
 import { createCampaignsView } from './campaigns.js';
 
 const SUBPROTOCOL = 'nucleon.admin.v1';
@@ -21,8 +22,13 @@ const state = {
   reconnectTimer: null,
   loggedOut: true,
   ingestTimer: null,
+  auditTimer: null,
 };
 const INGEST_REFRESH_MS = 2000;
+/** Actions of other admins (CLI, other browsers) show up within this time; our own at once. */
+const AUDIT_REFRESH_MS = 10_000;
+
+const audit = createAuditView({ request });
 
 const campaigns = createCampaignsView({
   request,
@@ -58,9 +64,11 @@ function connect(apiKey) {
     showDashboard();
     try {
       await request('events.subscribe', { kinds: ['device', 'telemetry', 'ota', 'campaign'] });
-      await Promise.all([refreshDevices(), refreshImages(), refreshGroups(), refreshIngest(), refreshCampaigns()]);
+      await Promise.all([refreshDevices(), refreshImages(), refreshGroups(), refreshIngest(), refreshCampaigns(), refreshAudit()]);
       clearInterval(state.ingestTimer);
       state.ingestTimer = setInterval(() => void refreshIngest().catch((error) => console.warn('ingest status', error)), INGEST_REFRESH_MS);
+      clearInterval(state.auditTimer);
+      state.auditTimer = setInterval(() => void refreshAudit(), AUDIT_REFRESH_MS);
     } catch (error) {
       showMessage(error.message, true);
     }
@@ -72,6 +80,7 @@ function connect(apiKey) {
     if (state.socket !== socket) return;
     state.socket = null;
     clearInterval(state.ingestTimer);
+    clearInterval(state.auditTimer);
     // Wrong key or too many attempts: back to the login form, never retry on our own.
     if (state.loggedOut || event.code === 4401 || event.code === 4429) {
       setStatus('not connected', 'offline');
@@ -179,6 +188,14 @@ async function refreshIngest() {
     const row = document.createElement('tr');
     row.append(cell(runner.name), cell(String(runner.committed)), cell(String(runner.lagEvents), runner.lagEvents > 0 ? 'warn' : ''), cell(runner.registered ? 'yes' : 'no (kept until the log is full)'));
     body.append(row);
+  }
+}
+
+async function refreshAudit() {
+  try {
+    await audit.refresh();
+  } catch (error) {
+    showMessage(`recent admin actions: ${error.message}`, true);
   }
 }
 
@@ -316,7 +333,7 @@ async function runAction(work, done) {
   } catch (error) {
     showMessage(error.message, true);
   }
-  await Promise.all([refreshImages(), refreshGroups()]);
+  await Promise.all([refreshImages(), refreshGroups(), refreshAudit()]);
 }
 
 function removeImage(id) {
