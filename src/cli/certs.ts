@@ -45,7 +45,7 @@ export async function certs(argv: string[]): Promise<number> {
     const [uid, ...extra] = positionals;
     if (uid === undefined || extra.length > 0) return usageError('certs device takes exactly one <uid>');
     const { config } = await loadConfigFile(values.config ?? 'config.toml');
-    const files = await issueDeviceCertificate(config.certs, uid, values.out, { force: values.force === true });
+    const files = await issueDeviceCertificate(config.certs, uid, values.out, { ifExists: values.force === true ? 'replace' : 'refuse' });
     process.stdout.write(`certificate: ${files.certPath}\nkey:         ${files.keyPath}\nCA:          ${files.caPath}\n`);
     return 0;
   }
