@@ -18,7 +18,10 @@ import { createNucleon } from '../../src/index.js';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import { RecentTelemetry } from '../../src/telemetry/index.js';
 import type { ConfigInput } from '../../src/config/index.js';
-import { waitFor } from '../helpers/index.js';
+import type { MqttRunner } from '../../src/mqtt/index.js';
+import { requireBinary, waitFor } from '../helpers/index.js';
+import { API_KEY, startFullInstance } from '../helpers/admin-harness.js';
+import { openChromium } from '../helpers/browser.js';
 import { findSeries, samples, startVictoriaMetrics } from '../helpers/victoria-metrics.js';
 import { fastInflux, testEnv, type LogEntry, type TestEnv } from '../helpers/influx-harness.js';
 import { baseConfig } from '../helpers/mqtt-support.js';
@@ -124,10 +127,37 @@ test('configured extra telemetry fields reach victoria-metrics in their configur
   assert.deepEqual(refusedLogs.map((entry) => [entry.msg, entry.got]), [['telemetry field battery_mv (key 11) must be int, got text "high": left out of the point', 'text "high"']]);
 });
 
-test('without [influx], the extra fields are in the recent telemetry the dashboard shows', async (t) => {
+test('without [influx], the extra fields are kept in the embedded recent telemetry', async (t) => {
   const env = await testEnv(t);
   const { nucleon, uid, device } = await startNucleon(env, {});
   await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[1, 70], [10, 19.5], ['cell', 'x1']]))), { qos: 1 });
   const recent = await waitFor(async () => (await RecentTelemetry.list(nucleon.store, uid, 10)).at(0), 'the recent point');
   assert.deepEqual(recent.telemetry, { rsrp: 70, extra: { temperature: { type: 'float', value: 19.5 }, cell_id: { type: 'string', value: 'x1' } } });
+});
+
+test('the dashboard shows the extra fields in the fleet table and the live telemetry feed', async (t) => {
+  const chromiumPath = requireBinary(t, 'chromium', 'chromium');
+  if (chromiumPath === undefined) return;
+  const { nucleon, adminPort, dir } = await startFullInstance(t, { telemetry: { fields: [...FIELDS] } });
+  const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
+  const page = await openChromium(t, chromiumPath);
+  await page.goto(`http://127.0.0.1:${adminPort}/`);
+  await page.fill('#api-key', API_KEY);
+  await page.click('#login-button');
+  await page.waitForSelector('#dashboard:not([hidden])');
+
+  const uid = '352656100000999';
+  const files = await issueDeviceCertificate(nucleon.config.certs, uid, path.join(dir, 'device'));
+  const device = await mqtt.connectAsync(`mqtts://localhost:${mqttPort}`, {
+    ca: await readFile(files.caPath),
+    cert: await readFile(files.certPath),
+    key: await readFile(files.keyPath),
+    clientId: uid,
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  });
+  t.after(() => device.endAsync(true));
+  await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[1, 61], [10, 23.25], [11, 3650]]))), { qos: 1 });
+  await page.waitForSelector(`#telemetry li:has-text("${uid} rsrp=61 temperature=23.25 battery_mv=3650")`);
+  await page.waitForSelector(`#devices tr[data-uid="${uid}"] td.telemetry:has-text("rsrp=61 temperature=23.25 battery_mv=3650")`);
 });
