@@ -33,7 +33,7 @@ const USAGE = `npm run bench -- [options]
   --out FILE          write the Markdown report here (default: BENCHMARKS.md on a full run only)
 Environment (A/B measurements of Nucleon only):
   BENCH_NUCLEON_NODE_FLAGS="--flag ..."  extra Node flags for the Nucleon process (e.g. GC settings)
-  BENCH_NUCLEON_DIST=/abs/dir            run another build of Nucleon (tsc -p tsconfig.build.json --outDir <dir inside the repo>)`;
+  BENCH_NUCLEON_DIST=/abs/dir            run another build of Nucleon (tsc -p tsconfig.build.json --incremental false --outDir <dir inside the repo>)`;
 
 function parseList(text: string | undefined): string[] | undefined {
   return text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean);

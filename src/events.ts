@@ -11,7 +11,14 @@ export interface Telemetry {
   rsrp?: number;
   rssi_hub?: number;
   rssi_client?: number;
+  /** Fields configured in `[[telemetry.fields]]`, by their configured name (README "Custom telemetry fields"). */
+  extra?: Record<string, TelemetryExtraValue>;
 }
+
+export type TelemetryFieldType = 'int' | 'float' | 'bool' | 'string';
+
+/** An extra field's value with its configured type, so InfluxDB gets the same field type whatever the value (an int in a float field stays a float). */
+export type TelemetryExtraValue = { type: 'int' | 'float'; value: number } | { type: 'bool'; value: boolean } | { type: 'string'; value: string };
 
 export interface InfluxPoint {
   measurement: string;

@@ -15,6 +15,7 @@ import { ClusterServices } from './cluster/index.js';
 import { IngestLog } from './ingest/index.js';
 import { LocalPresence, newInstanceId, type Presence, type PresenceService } from './presence/index.js';
 import { Once } from './util/once.js';
+import { TelemetryFields } from './protocol/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -112,6 +113,7 @@ export class Nucleon implements AsyncDisposable {
       logger: this.logger.child({ component: 'broker' }),
       metrics: this.metrics,
       ...(this.ingestLog ? { log: this.ingestLog } : {}),
+      telemetryFields: new TelemetryFields(config.telemetry.fields),
     });
     const instanceId = options.instanceId ?? newInstanceId();
     this.cluster = config.cluster ? new ClusterServices(config.cluster, this.logger, this.metrics, instanceId) : undefined;

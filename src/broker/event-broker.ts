@@ -4,6 +4,7 @@ import { DEVICE_EVENT_TYPES, EVENT_TYPES, type DeviceEvent, type Event, type Eve
 import { BrokerOverloadedError, BrokerStoppedError, DuplicateRunnerError } from '../errors.js';
 import { deviceEvent, type Acknowledge, type DeviceMessage, type DeviceMessageKind, type IngestLog, type IngestStats } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
+import type { TelemetryFields } from '../protocol/index.js';
 import { shouldLog } from '../util/log-sampling.js';
 import { WaitList } from '../util/wait-list.js';
 import { DurableCursor, MAX_WAITING_IN_MEMORY } from './durable-cursor.js';
@@ -24,6 +25,8 @@ export interface EventBrokerOptions {
    * into the inboxes and a full inbox holds devices back.
    */
   log?: IngestLog;
+  /** Extra telemetry fields (`[[telemetry.fields]]`), for decoding replayed telemetry as it was decoded live. */
+  telemetryFields?: TelemetryFields;
 }
 
 export interface RunnerStats {
@@ -467,7 +470,7 @@ export class EventBroker {
         }
         for (const record of records) {
           if (!slot.accepts.has(EVENT_OF_KIND[record.kind])) continue;
-          const decoded = deviceEvent(record);
+          const decoded = deviceEvent(record, this.options.telemetryFields);
           if (!decoded.ok) {
             // Decoded once already before it was appended: only a change of the decoder can get here.
             this.countDrop(slot, { type: EVENT_OF_KIND[record.kind] } as Event, 'undecodable_replay');

@@ -115,14 +115,26 @@ export async function initCertificates(certs: CertsConfig, options: { force?: bo
   return readServerTls(dir);
 }
 
-/** A device key and certificate (CN = uid) signed by the CA, with a copy of `ca.crt` beside them. */
-export async function issueDeviceCertificate(certs: CertsConfig, uid: string, outDir?: string): Promise<DeviceCertificateFiles> {
+/**
+ * A device key and certificate (CN = uid) signed by the CA, with a copy of `ca.crt` beside them.
+ * An existing key and certificate of that uid are replaced, or with `ifExists: 'refuse'` (the CLI without --force) kept: DEVICE_CERT_EXISTS.
+ */
+export async function issueDeviceCertificate(certs: CertsConfig, uid: string, outDir?: string, options: { ifExists?: 'refuse' | 'replace' } = {}): Promise<DeviceCertificateFiles> {
   if (!isValidUid(uid)) throw new NucleonError('INVALID_ARGUMENT', `invalid device uid ${JSON.stringify(uid)}: expected 1 to 64 of A-Z a-z 0-9 _ -`);
   const dir = path.resolve(certs.dir);
   const issuer = await readIssuer(dir);
   const out = path.resolve(outDir ?? path.join(dir, 'devices'));
-  const pair = await createClientCertificate(issuer, uid, certs.device_days);
   const result = { certPath: path.join(out, `${uid}.crt`), keyPath: path.join(out, `${uid}.key`), caPath: path.join(out, 'ca.crt') };
+  // The key may be on a device already: replacing it locks that device out until it is flashed again.
+  // The CLI refuses unless --force; callers that reissue on purpose (tests, tools) replace.
+  if (options.ifExists === 'refuse') {
+    const present = [];
+    for (const file of [result.keyPath, result.certPath]) if (await exists(file)) present.push(path.basename(file));
+    if (present.length > 0) {
+      throw new NucleonError('DEVICE_CERT_EXISTS', `${out} already holds ${present.join(' and ')} for device ${uid}; use --force to replace them (a device still using the old key must then be flashed again)`);
+    }
+  }
+  const pair = await createClientCertificate(issuer, uid, certs.device_days);
   await writeFileAtomic(result.keyPath, pair.key, KEY_MODE);
   await writeFileAtomic(result.certPath, pair.cert, CERT_MODE);
   await writeFileAtomic(result.caPath, await readText(filesIn(dir).caPath), CERT_MODE);

@@ -3,14 +3,15 @@ import { initCertificates, issueDeviceCertificate } from '../certs/index.js';
 import { loadConfigFile } from '../config/index.js';
 
 export const certsUsage = `nucleon certs init [--config <file>] [--force]
-nucleon certs device <uid> [--config <file>] [--out <dir>]
+nucleon certs device <uid> [--config <file>] [--out <dir>] [--force]
 
 init     creates a CA (ca.crt, ca.key) and a server certificate (server.crt,
          server.key) in certs.dir. Refuses to replace existing files unless
          --force (device certificates from the old CA then stop working).
 device   creates <uid>.key and <uid>.crt (CN = uid, signed by the CA) plus a
          copy of ca.crt, in --out (default: <certs.dir>/devices). Flash all
-         three onto the device.`;
+         three onto the device. Refuses to replace an existing key or
+         certificate of that uid unless --force.`;
 
 /** Exit code 2 with a one-line reason, as for other usage errors. */
 function usageError(message: string): number {
@@ -37,14 +38,14 @@ export async function certs(argv: string[]): Promise<number> {
   if (action === 'device') {
     const { values, positionals } = parseArgs({
       args: rest,
-      options: { config: { type: 'string', short: 'c', default: 'config.toml' }, out: { type: 'string', short: 'o' } },
+      options: { config: { type: 'string', short: 'c', default: 'config.toml' }, out: { type: 'string', short: 'o' }, force: { type: 'boolean', default: false } },
       strict: true,
       allowPositionals: true,
     });
     const [uid, ...extra] = positionals;
     if (uid === undefined || extra.length > 0) return usageError('certs device takes exactly one <uid>');
     const { config } = await loadConfigFile(values.config ?? 'config.toml');
-    const files = await issueDeviceCertificate(config.certs, uid, values.out);
+    const files = await issueDeviceCertificate(config.certs, uid, values.out, { ifExists: values.force === true ? 'replace' : 'refuse' });
     process.stdout.write(`certificate: ${files.certPath}\nkey:         ${files.keyPath}\nCA:          ${files.caPath}\n`);
     return 0;
   }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, type Config } from '../config/index.js';
-import { deviceCredentials, serviceCredentials, type CredentialStore } from '../devices/index.js';
+import { deviceCredentials, MIN_PASSWORD_LENGTH, serviceCredentials, type CredentialStore } from '../devices/index.js';
 import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
 import { ADMIN_OPTIONS, formatTable, printJson, withAdmin } from './admin-client.js';
@@ -21,6 +21,7 @@ export type Action = { usage: string; run: (argv: string[]) => Promise<number> }
 const CREDENTIAL_OPTIONS = {
   config: { type: 'string', short: 'c', default: 'config.toml' },
   password: { type: 'string', short: 'p' },
+  generate: { type: 'boolean', short: 'g', default: false },
   url: { type: 'string' },
   'api-key': { type: 'string' },
 } as const;
@@ -53,11 +54,15 @@ function adminCredentials(values: AdminValues, commands: AdminCommands): Passwor
 function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>) {
   const noun = what === 'device' ? '<uid>' : '<name>';
   const add: Action = {
-    usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given); through the admin endpoint (--url, --api-key) while a server runs`,
+    usage: `add ${noun} [--password <p> | --generate] [--config <file>]   set a password of at least ${MIN_PASSWORD_LENGTH} characters; --generate (the default without --password) prints a random one; through the admin endpoint (--url, --api-key) while a server runs`,
     run: async (argv) => {
       const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
       const name = exactlyOne(positionals, `add ${noun}`);
       if (name === undefined) return 2;
+      if (values.generate === true && values.password !== undefined) {
+        process.stderr.write(`nucleon: add ${noun}: give --password or --generate, not both\n`);
+        return 2;
+      }
       const { config } = await loadConfigFile(values.config ?? 'config.toml');
       const { credentials, close } = await open(config, values);
       try {

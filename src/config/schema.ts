@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ruleProblem, type RuleWho } from '../acl/index.js';
+import { MAX_TEXT_KEY_LENGTH, telemetryFieldProblems } from '../protocol/telemetry-fields.js';
 
 /**
  * The one schema for config.toml. Every key has a default, so an empty file is a
@@ -94,6 +95,15 @@ export const aclRuleSchema = z
     const problem = ruleProblem(rule);
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   });
+
+/** One extra telemetry field (README "Custom telemetry fields"); clashes are checked over the whole list. */
+const telemetryFieldSchema = z.strictObject({
+  key: z.union([int(0, 2 ** 32 - 1), text().min(1).max(MAX_TEXT_KEY_LENGTH)], {
+    error: (iss) => `expected an integer key 0..4294967295 or a text key of 1..${MAX_TEXT_KEY_LENGTH} characters, got ${show(iss.input)}`,
+  }),
+  name: text(),
+  type: z.enum(['int', 'float', 'bool', 'string'], { error: (iss) => `expected "int", "float", "bool" or "string", got ${show(iss.input)}` }),
+});
 
 export const configSchema = z.strictObject({
   log: z
@@ -238,6 +248,12 @@ export const configSchema = z.strictObject({
   telemetry: z
     .strictObject({
       recent_per_device: int(0, 100_000).default(100),
+      fields: z
+        .array(telemetryFieldSchema, { error: (iss) => `expected an array of fields ({key, name, type}), got ${show(iss.input)}` })
+        .default([])
+        .superRefine((fields, ctx) => {
+          for (const { index, problem } of telemetryFieldProblems(fields)) ctx.addIssue({ code: 'custom', message: problem, path: [index] });
+        }),
     })
     .prefault({}),
 

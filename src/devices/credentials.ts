@@ -41,6 +41,13 @@ function scrypt(password: Buffer, salt: Buffer, options: ScryptOptions): Promise
   });
 }
 
+/**
+ * Shortest password `add` accepts (device and service account alike): a
+ * 5-character password falls to the login guard's budget of guesses in days.
+ * Passwords stored before this bound still verify.
+ */
+export const MIN_PASSWORD_LENGTH = 12;
+
 /** A generated password: 24 random bytes, base64url (32 characters). */
 export function generatePassword(): string {
   return randomBytes(24).toString('base64url');
@@ -62,7 +69,10 @@ export class CredentialStore {
   async add(name: string, password?: string): Promise<string> {
     this.checkName(name);
     const secret = password ?? generatePassword();
-    if (secret.length === 0) throw new NucleonError('INVALID_ARGUMENT', 'the password must not be empty');
+    const length = [...secret].length;
+    if (length < MIN_PASSWORD_LENGTH) {
+      throw new NucleonError('INVALID_ARGUMENT', `the password is ${length} characters long, at least ${MIN_PASSWORD_LENGTH} are required (leave it out, or pass --generate, to have one generated)`);
+    }
     if (Buffer.byteLength(secret) > MAX_PASSWORD_BYTES) throw new NucleonError('INVALID_ARGUMENT', `the password must be at most ${MAX_PASSWORD_BYTES} bytes`);
     await this.store.put(this.key(name), await hash(secret));
     return secret;

@@ -1,5 +1,5 @@
 import type { WritePrecisionType } from '@influxdata/influxdb-client';
-import type { InfluxPoint, Telemetry } from '../events.js';
+import type { InfluxPoint, Telemetry, TelemetryExtraValue } from '../events.js';
 
 /** The measurement and tag Pyrinas used, so existing Grafana panels keep working. */
 export const TELEMETRY_MEASUREMENT = 'telemetry';
@@ -54,8 +54,29 @@ export function telemetryToLine(uid: string, telemetry: Telemetry, receivedAtMs:
   fields = appendInt(fields, 'rssi_hub', telemetry.rssi_hub);
   const version = telemetry.version;
   if (version !== undefined && version !== null) fields += `${fields === '' ? '' : ','}version=${quoted(version)}`;
+  if (telemetry.extra) fields = withExtraFields(telemetry);
   if (fields === '') throw new InvalidPointError('point has no fields');
   return `${prefix}${fields} ${timestampOf(receivedAtMs, precision)}`;
+}
+
+/**
+ * All fields with the configured extra ones, sorted by name as the client
+ * writes them. Each extra field is written in its configured type so one
+ * field keeps one InfluxDB type: `i` after an int, a float as a bare number
+ * (also when its value is whole), T/F, a quoted string.
+ */
+function withExtraFields(telemetry: Telemetry): string {
+  const parts: [string, string][] = [];
+  for (const name of ['rsrp', 'rssi_client', 'rssi_hub'] as const) {
+    const encoded = appendInt('', name, telemetry[name]);
+    if (encoded !== '') parts.push([name, encoded]);
+  }
+  if (telemetry.version !== undefined && telemetry.version !== null) parts.push(['version', `version=${quoted(telemetry.version)}`]);
+  for (const [name, field] of Object.entries(telemetry.extra ?? {})) {
+    parts.push([name, `${escapeKey(requireText(name, 'field name'))}=${extraValue(name, field)}`]);
+  }
+  parts.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return parts.map(([, encoded]) => encoded).join(',');
 }
 
 function appendInt(fields: string, name: string, value: number | null | undefined): string {
@@ -63,6 +84,21 @@ function appendInt(fields: string, name: string, value: number | null | undefine
   if (!Number.isSafeInteger(value)) throw new InvalidPointError(`telemetry field ${name} must be an integer, got ${String(value)}`);
   // String(-0) is "0", as the client writes it.
   return `${fields}${fields === '' ? '' : ','}${name}=${String(value)}i`;
+}
+
+function extraValue(name: string, field: TelemetryExtraValue): string {
+  switch (field.type) {
+    case 'int':
+      if (!Number.isSafeInteger(field.value)) throw new InvalidPointError(`telemetry field ${name} must be an integer, got ${String(field.value)}`);
+      return `${String(field.value)}i`;
+    case 'float':
+      if (!Number.isFinite(field.value)) throw new InvalidPointError(`telemetry field ${name} must be a finite number, got ${String(field.value)}`);
+      return String(field.value);
+    case 'bool':
+      return field.value ? 'T' : 'F';
+    case 'string':
+      return quoted(field.value);
+  }
 }
 
 /**

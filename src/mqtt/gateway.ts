@@ -3,7 +3,7 @@ import type { EventBroker } from '../broker/index.js';
 import type { EventOf } from '../events.js';
 import type { Logger } from '../logger.js';
 import type { PresenceService } from '../presence/index.js';
-import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.js';
+import { encodeOtaChunk, encodeOtaPackage, isValidUid, TelemetryFields } from '../protocol/index.js';
 import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import type { NucleonAedes } from './aedes/index.js';
@@ -27,6 +27,8 @@ export interface GatewayOptions {
   rules: AclRules;
   /** Told of every device connection and its goodbye; the gateway is its only writer. */
   presence: Pick<PresenceService, 'connected' | 'connections'>;
+  /** Extra telemetry fields (`[[telemetry.fields]]`). */
+  telemetryFields?: TelemetryFields;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -62,6 +64,7 @@ export class Gateway {
       routeDeviceMessages: () => this.routeDeviceMessages,
       noteReason: (client, reason) => this.noteReason(client, reason),
       rules: () => this.rules,
+      ...(options.telemetryFields ? { telemetryFields: options.telemetryFields } : {}),
     });
   }
 

@@ -10,6 +10,8 @@ export class MqttMetrics {
   readonly sent: Counter<'kind'>;
   readonly malformedTopics: Counter<'reason'>;
   readonly badPayloads: Counter<'kind' | 'reason'>;
+  readonly telemetryUnknownKeys: Counter;
+  readonly telemetryFieldsRefused: Counter<'field'>;
   readonly aclDenied: Counter<'action' | 'reason'>;
   readonly connections: Counter<'listener'>;
   readonly refused: Counter<'reason'>;
@@ -35,6 +37,14 @@ export class MqttMetrics {
     this.sent = new Counter({ name: 'nucleon_mqtt_messages_sent_total', help: 'Server messages published to devices, per kind', labelNames: ['kind'], registers });
     this.malformedTopics = new Counter({ name: 'nucleon_mqtt_malformed_topics_total', help: 'Device publishes to topics that do not parse, per reason', labelNames: ['reason'], registers });
     this.badPayloads = new Counter({ name: 'nucleon_mqtt_bad_payloads_total', help: 'Device payloads that do not decode, per kind and reason', labelNames: ['kind', 'reason'], registers });
+    // No key label: devices choose the keys, so a label would let them grow the series without bound.
+    this.telemetryUnknownKeys = new Counter({ name: 'nucleon_mqtt_telemetry_unknown_keys_total', help: 'Telemetry keys neither built in nor in [[telemetry.fields]], left out of the point', registers });
+    this.telemetryFieldsRefused = new Counter({
+      name: 'nucleon_mqtt_telemetry_fields_refused_total',
+      help: 'Configured telemetry fields left out of a point because the value had another type, per configured field name',
+      labelNames: ['field'],
+      registers,
+    });
     this.aclDenied = new Counter({ name: 'nucleon_mqtt_acl_denied_total', help: 'Publishes and subscriptions the ACL refused', labelNames: ['action', 'reason'], registers });
     this.connections = new Counter({ name: 'nucleon_mqtt_connections_total', help: 'Connections accepted, per listener', labelNames: ['listener'], registers });
     this.refused = new Counter({ name: 'nucleon_mqtt_refused_total', help: 'Connections refused, per reason', labelNames: ['reason'], registers });

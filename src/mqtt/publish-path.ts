@@ -1,8 +1,10 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { EventBroker } from '../broker/index.js';
 import type { DeviceEvent } from '../events.js';
-import { deviceEvent, type DeviceMessage } from '../ingest/index.js';
+import { deviceEvent, type DeviceMessage, type TelemetryNotes } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
+import type { TelemetryFields } from '../protocol/index.js';
+import { everyNth, FirstSeen } from '../util/log-sampling.js';
 import { decidePublish, type Principal, type PublishVerdict } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import { markHandled, type NucleonAedes } from './aedes/index.js';
@@ -40,7 +42,12 @@ export interface PublishPathOptions {
   noteReason: (client: Client, reason: string) => void;
   /** The configured ACL rules now (they can change while running). */
   rules: () => AclRules;
+  /** Extra telemetry fields (`[[telemetry.fields]]`); none when absent. */
+  telemetryFields?: TelemetryFields;
 }
+
+/** Distinct unknown telemetry keys logged (once each) per process. */
+const MAX_LOGGED_UNKNOWN_KEYS = 256;
 
 /**
  * The device data path, one step after another for every PUBLISH a client
@@ -63,6 +70,8 @@ export class PublishPath {
   /** client id → message ids of QoS 2 publishes ingested that aedes has not stored yet (see `duplicateQos2`). */
   private readonly qos2Ingested = new Map<string, Set<number>>();
   private paused = 0;
+  private readonly unknownKeysLogged = new FirstSeen<number | string>(MAX_LOGGED_UNKNOWN_KEYS);
+  private readonly refusedLogged = everyNth(100);
 
   constructor(private readonly options: PublishPathOptions) {}
 
@@ -127,14 +136,32 @@ export class PublishPath {
     // An app payload stays with its event (and waits in inboxes): copied, so the socket's read buffer is not held.
     const payload = topic.kind === 'app' ? Uint8Array.prototype.slice.call(raw) : raw;
     const message: DeviceMessage = { kind: topic.kind, uid: topic.uid, target: topic.target, payload, receivedAt: Date.now(), qos: packet.qos };
-    const decoded = deviceEvent(message);
+    const decoded = deviceEvent(message, this.options.telemetryFields);
     if (!decoded.ok) {
       // Logged with uid and topic, counted; acknowledged, so the device does not resend it forever.
       this.options.metrics.badPayloads.inc({ kind: topic.kind, reason: decoded.reason });
       this.options.logger.warn({ uid: topic.uid, topic: packet.topic, reason: decoded.reason, error: decoded.message }, 'device payload refused');
       return { kind: 'drop', reason: 'bad_payload' };
     }
+    if (decoded.notes) this.reportTelemetryNotes(topic.uid, decoded.notes);
     return { kind: 'ingest', event: decoded.event, message };
+  }
+
+  /** Only the live path reports: a replay from the ingest log decodes the same message again. */
+  private reportTelemetryNotes(uid: string, notes: TelemetryNotes): void {
+    const { metrics, logger } = this.options;
+    for (const key of notes.unknownKeys) {
+      metrics.telemetryUnknownKeys.inc();
+      const seen = this.unknownKeysLogged.note(key);
+      if (seen === 'new') logger.warn({ uid, key }, 'telemetry key not built in and not in [[telemetry.fields]]: left out of the point (logged once per key)');
+      else if (seen === 'full') logger.warn({ uid, key, remembered: MAX_LOGGED_UNKNOWN_KEYS }, 'many distinct unknown telemetry keys: further new ones are counted, not logged');
+    }
+    for (const refused of notes.refused) {
+      metrics.telemetryFieldsRefused.inc({ field: refused.name });
+      if (this.refusedLogged()) {
+        logger.warn({ uid, key: refused.key, field: refused.name, expected: refused.type, got: refused.value }, `telemetry field ${refused.name} (key ${JSON.stringify(refused.key)}) must be ${refused.type}, got ${refused.value}: left out of the point`);
+      }
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Config } from '../config/index.js';
 import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/index.js';
 import type { EventOf } from '../events.js';
 import type { PresenceService } from '../presence/index.js';
+import { TelemetryFields } from '../protocol/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
 import { loadLiveRules } from '../acl/index.js';
@@ -143,6 +144,7 @@ export class MqttRunner implements Runner {
       serviceAccountsExist: async () => (await services.list()).length > 0,
       rules: await this.loadRules(context),
       presence: this.options.presence,
+      telemetryFields: new TelemetryFields(config.telemetry.fields),
     });
     await gateway.refreshServiceAccounts();
     state.gateway = gateway;

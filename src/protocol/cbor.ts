@@ -1,5 +1,6 @@
 import { Decoder, Encoder } from 'cbor-x';
-import type { OtaChunk, OtaCommand, OtaPackage, OtaVersion, Telemetry } from '../events.js';
+import type { OtaChunk, OtaCommand, OtaPackage, OtaVersion, Telemetry, TelemetryExtraValue } from '../events.js';
+import { BUILTIN_TELEMETRY_FIELDS, describeValue, TelemetryFields, typedValue, type RefusedTelemetryField } from './telemetry-fields.js';
 
 /**
  * The Pyrinas device payloads (../shared/DESIGN.md section 1). Devices send maps
@@ -55,7 +56,7 @@ function field(map: Fields, index: number, name: string): unknown {
 function optionalText(map: Fields, index: number, name: string, what: string, maxLength: number): string | undefined {
   const value = field(map, index, name);
   if (value === undefined) return undefined;
-  if (typeof value !== 'string') throw new PayloadError('bad_field', `${what}: field ${name} must be text, got ${typeName(value)}`);
+  if (typeof value !== 'string') throw new PayloadError('bad_field', `${what}: field ${name} must be text, got ${describeValue(value)}`);
   if (value.length > maxLength) throw new PayloadError('field_too_long', `${what}: field ${name} is ${value.length} characters long, at most ${maxLength} allowed`);
   return value;
 }
@@ -65,7 +66,7 @@ function optionalInt(map: Fields, index: number, name: string, what: string, min
   if (raw === undefined) return undefined;
   const value = typeof raw === 'bigint' ? Number(raw) : raw;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new PayloadError('bad_field', `${what}: field ${name} must be an integer ${min}..${max}, got ${typeName(raw)}`);
+    throw new PayloadError('bad_field', `${what}: field ${name} must be an integer ${min}..${max}, got ${describeValue(raw)}`);
   }
   return value;
 }
@@ -73,11 +74,32 @@ function optionalInt(map: Fields, index: number, name: string, what: string, min
 const I32 = 2 ** 31;
 const U32 = 2 ** 32 - 1;
 
-export function decodeTelemetry(bytes: Uint8Array): Telemetry {
+/** Telemetry and what did not make it into it (the caller counts and logs these). */
+export interface DecodedTelemetry {
+  telemetry: Telemetry;
+  /** Keys neither built in nor configured, in the order sent. */
+  unknownKeys: (number | string)[];
+  /** Configured fields whose value had another type. */
+  refused: RefusedTelemetryField[];
+}
+
+export function decodeTelemetry(bytes: Uint8Array, fields: TelemetryFields = TelemetryFields.none): Telemetry {
+  return readTelemetry(bytes, fields).telemetry;
+}
+
+/**
+ * The four Pyrinas fields decode exactly as Pyrinas does (a bad one refuses
+ * the message: PayloadError). Configured extra fields are taken by their key;
+ * one with a value of another type is left out and reported, not the whole
+ * message, so a firmware's mistake in a new field does not hide its version
+ * and radio values.
+ */
+export function readTelemetry(bytes: Uint8Array, fields: TelemetryFields = TelemetryFields.none): DecodedTelemetry {
   const what = 'telemetry';
   const map = decodeMap(bytes, what);
   const telemetry: Telemetry = {};
   const version = optionalText(map, 0, 'version', what, MAX_VERSION_LENGTH);
+  // Pyrinas's rsrp is a u32: a float (such as -95.5) is refused, with the value in the message.
   const rsrp = optionalInt(map, 1, 'rsrp', what, 0, U32);
   const rssiHub = optionalInt(map, 2, 'rssi_hub', what, -I32, I32 - 1);
   const rssiClient = optionalInt(map, 3, 'rssi_client', what, -I32, I32 - 1);
@@ -85,7 +107,28 @@ export function decodeTelemetry(bytes: Uint8Array): Telemetry {
   if (rsrp !== undefined) telemetry.rsrp = rsrp;
   if (rssiHub !== undefined) telemetry.rssi_hub = rssiHub;
   if (rssiClient !== undefined) telemetry.rssi_client = rssiClient;
-  return telemetry;
+  const unknownKeys: (number | string)[] = [];
+  const refused: RefusedTelemetryField[] = [];
+  let extra: Record<string, TelemetryExtraValue> | undefined;
+  for (const [key, raw] of map) {
+    if (isBuiltinKey(key)) continue;
+    const spec = fields.get(key);
+    if (!spec) {
+      unknownKeys.push(typeof key === 'number' || typeof key === 'string' ? key : describeValue(key));
+      continue;
+    }
+    // serde's None, as for the built-in fields: absent.
+    if (raw === null) continue;
+    const typed = typedValue(spec, raw);
+    if (typed === undefined) refused.push({ key: spec.key, name: spec.name, type: spec.type, value: describeValue(raw) });
+    else (extra ??= {})[spec.name] = typed;
+  }
+  if (extra) telemetry.extra = extra;
+  return { telemetry, unknownKeys, refused };
+}
+
+function isBuiltinKey(key: unknown): boolean {
+  return BUILTIN_TELEMETRY_FIELDS.some((field) => field.index === key || field.name === key);
 }
 
 export interface DecodedOtaRequest {

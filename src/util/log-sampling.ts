@@ -35,3 +35,29 @@ export class EveryNthPerKey<K> {
     return { count, log: shouldLog(count, this.n, this.first) };
   }
 }
+
+/**
+ * "Log once per key" for keys a client chooses (so an open set): remembers at
+ * most `capacity` keys and never forgets one, so a key is logged at most once
+ * per process; past the capacity, new keys are reported as `full` once and then
+ * as `seen`, so a device sending random keys costs one more log line, not a
+ * growing set.
+ */
+export class FirstSeen<K> {
+  private readonly seen = new Set<K>();
+  private fullReported = false;
+
+  constructor(private readonly capacity: number) {}
+
+  /** `new`: log it (now remembered); `full`: log that no more keys are remembered; `seen`: stay quiet. */
+  note(key: K): 'new' | 'full' | 'seen' {
+    if (this.seen.has(key)) return 'seen';
+    if (this.seen.size < this.capacity) {
+      this.seen.add(key);
+      return 'new';
+    }
+    if (this.fullReported) return 'seen';
+    this.fullReported = true;
+    return 'full';
+  }
+}

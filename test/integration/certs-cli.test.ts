@@ -37,3 +37,24 @@ test('nucleon certs init, then certs device <uid> --out, with one-line errors', 
   assert.equal(badUid.code, 1);
   assert.match(badUid.stderr, /^nucleon: invalid device uid "a b"/);
 });
+
+test('nucleon certs device refuses to replace an existing key without --force, naming the files', async (t) => {
+  const dir = await tempDir(t);
+  const config = path.join(dir, 'config.toml');
+  await writeFile(config, `[certs]\ndir = "certs"\n`);
+  assert.equal(runCli(['certs', 'init', '--config', config]).code, 0);
+  const out = path.join(dir, 'flash');
+  assert.equal(runCli(['certs', 'device', 'dev-1', '--config', config, '--out', out]).code, 0);
+  const key = await readFile(path.join(out, 'dev-1.key'), 'utf8');
+
+  const again = runCli(['certs', 'device', 'dev-1', '--config', config, '--out', out]);
+  assert.equal(again.code, 1);
+  assert.equal(again.stdout, '');
+  assert.equal(again.stderr, `nucleon: ${out} already holds dev-1.key and dev-1.crt for device dev-1; use --force to replace them (a device still using the old key must then be flashed again)\n`);
+  assert.equal(await readFile(path.join(out, 'dev-1.key'), 'utf8'), key, 'the key on the device still matches');
+
+  const forced = runCli(['certs', 'device', 'dev-1', '--config', config, '--out', out, '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.notEqual(await readFile(path.join(out, 'dev-1.key'), 'utf8'), key);
+  assert.equal(commonNameOf(await readFile(path.join(out, 'dev-1.crt'), 'utf8')), 'dev-1');
+});

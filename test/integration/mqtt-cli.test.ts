@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import mqtt from 'mqtt';
-import { deviceCredentials, serviceCredentials } from '../../src/devices/index.js';
+import { deviceCredentials, MIN_PASSWORD_LENGTH, serviceCredentials } from '../../src/devices/index.js';
 import { LevelStore } from '../../src/store/index.js';
 import { cliPath, freePort, requireBinary, runCli, runToExit, startProcess, tempDir, waitFor } from '../helpers/index.js';
 import { writeServeConfig } from '../helpers/mqtt-support.js';
@@ -31,7 +31,7 @@ test('nucleon devices add/remove and service-accounts add: hashed in the store; 
   const password = added.stdout.trim();
   assert.equal(password.length, 32);
   assert.equal(runCli(['devices', 'add', 'dev-2', '--password', 'chosen-secret', '--config', file]).stdout, '');
-  assert.equal(runCli(['service-accounts', 'add', 'backend', '--password', 'svc-secret', '--config', file]).code, 0);
+  assert.equal(runCli(['service-accounts', 'add', 'backend', '--password', 'svc-secret-long', '--config', file]).code, 0);
   assert.equal(runCli(['devices', 'remove', 'dev-2', '--config', file]).code, 0);
   const again = runCli(['devices', 'remove', 'dev-2', '--config', file]);
   assert.equal(again.code, 1);
@@ -45,8 +45,8 @@ test('nucleon devices add/remove and service-accounts add: hashed in the store; 
   try {
     assert.equal(await deviceCredentials(store).verify('dev-1', password), true);
     assert.equal(await deviceCredentials(store).has('dev-2'), false);
-    assert.equal(await serviceCredentials(store).verify('backend', 'svc-secret'), true);
-    assert.equal(await deviceCredentials(store).verify('backend', 'svc-secret'), false);
+    assert.equal(await serviceCredentials(store).verify('backend', 'svc-secret-long'), true);
+    assert.equal(await deviceCredentials(store).verify('backend', 'svc-secret-long'), false);
   } finally {
     await store.close();
   }
@@ -81,7 +81,7 @@ test('mosquitto_sub / mosquitto_pub over TLS with a device certificate from `nuc
   assert.equal(runCli(['certs', 'init', '--config', file]).code, 0);
   const out = path.join(dir, 'flash');
   assert.equal(runCli(['certs', 'device', '352656100000042', '--config', file, '--out', out]).code, 0);
-  assert.equal(runCli(['service-accounts', 'add', 'ops', '--password', 'ops-secret', '--config', file]).code, 0);
+  assert.equal(runCli(['service-accounts', 'add', 'ops', '--password', 'ops-secret-long', '--config', file]).code, 0);
   await serve(t, file);
   const uid = '352656100000042';
   const tlsArgs = ['-h', 'localhost', '-p', String(port), '--cafile', path.join(out, 'ca.crt'), '--cert', path.join(out, `${uid}.crt`), '--key', path.join(out, `${uid}.key`), '-i', uid, '-V', 'mqttv311'];
@@ -89,7 +89,7 @@ test('mosquitto_sub / mosquitto_pub over TLS with a device certificate from `nuc
   // A persistent session: subscribe and leave (-E), get a message while away, come back for it.
   const subscribed = await runToExit(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-E']);
   assert.equal(subscribed.code, 0, subscribed.stderr);
-  const service = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ca: await readFile(path.join(out, 'ca.crt')), clientId: 'svc:ops', username: 'svc:ops', password: 'ops-secret', reconnectPeriod: 0 });
+  const service = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ca: await readFile(path.join(out, 'ca.crt')), clientId: 'svc:ops', username: 'svc:ops', password: 'ops-secret-long', reconnectPeriod: 0 });
   t.after(() => service.endAsync(true));
   await service.publishAsync(`${uid}/app/s/led`, 'on', { qos: 1 });
   const received = await runToExit(sub, [...tlsArgs, '-c', '-q', '1', '-t', `${uid}/app/s/#`, '-C', '1', '-v', '-W', '10']);
@@ -112,4 +112,34 @@ test('mosquitto_sub / mosquitto_pub over TLS with a device certificate from `nuc
   assert.equal(marker.code, 0);
   await waitFor(() => seen.length > 1, 'marker');
   assert.deepEqual(seen, [`${uid}/app/p/hello from mosquitto`, `${uid}/app/p/marker x`]);
+});
+
+test('nucleon devices add: passwords shorter than the minimum are refused; --generate prints a random one', async (t) => {
+  const { dir, file } = await configFile(t, await freePort());
+  const short = runCli(['devices', 'add', 'dev-1', '--password', 'abcde', '--config', file]);
+  assert.equal(short.code, 1);
+  assert.equal(short.stderr, `nucleon: the password is 5 characters long, at least ${MIN_PASSWORD_LENGTH} are required (leave it out, or pass --generate, to have one generated)\n`);
+  const serviceShort = runCli(['service-accounts', 'add', 'backend', '--password', 'x'.repeat(MIN_PASSWORD_LENGTH - 1), '--config', file]);
+  assert.equal(serviceShort.code, 1);
+  assert.equal(runCli(['devices', 'add', 'dev-2', '--password', 'x'.repeat(MIN_PASSWORD_LENGTH), '--config', file]).code, 0);
+  const both = runCli(['devices', 'add', 'dev-3', '--password', 'long-enough-secret', '--generate', '--config', file]);
+  assert.equal(both.code, 2);
+  assert.equal(both.stderr, 'nucleon: add <uid>: give --password or --generate, not both\n');
+
+  const generated = runCli(['devices', 'add', 'dev-4', '--generate', '--config', file]);
+  assert.equal(generated.code, 0, generated.stderr);
+  const password = generated.stdout.trim();
+  assert.match(password, /^[A-Za-z0-9_-]{32}$/);
+  assert.equal(generated.stderr, 'device dev-4: password set (printed above; it is not shown again)\n');
+
+  const store = new LevelStore(path.join(dir, 'data', 'kv'));
+  await store.open();
+  try {
+    assert.equal(await deviceCredentials(store).has('dev-1'), false, 'the short password was not stored');
+    assert.equal(await serviceCredentials(store).has('backend'), false);
+    assert.equal(await deviceCredentials(store).verify('dev-2', 'x'.repeat(MIN_PASSWORD_LENGTH)), true);
+    assert.equal(await deviceCredentials(store).verify('dev-4', password), true);
+  } finally {
+    await store.close();
+  }
 });

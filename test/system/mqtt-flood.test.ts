@@ -134,7 +134,7 @@ test('flood: publishers out-run a subscriber that stopped reading; the broker st
   const ca = (await initCertificates(config.certs)).ca;
   const store = new LevelStore(path.join(dir, 'data', 'kv'));
   await store.open();
-  await serviceCredentials(store).add('sink', 'sink-secret');
+  await serviceCredentials(store).add('sink', 'sink-secret-long');
   await store.close();
 
   const server = startProcess(t, process.execPath, [cliPath, 'serve', '--config', file]);
@@ -144,7 +144,7 @@ test('flood: publishers out-run a subscriber that stopped reading; the broker st
   const url = `mqtts://localhost:${port}`;
 
   // The slow consumer: subscribes to every device message, then stops reading its socket.
-  const sink = await mqtt.connectAsync(url, { ca, clientId: 'svc:sink', username: 'svc:sink', password: 'sink-secret', reconnectPeriod: 0 });
+  const sink = await mqtt.connectAsync(url, { ca, clientId: 'svc:sink', username: 'svc:sink', password: 'sink-secret-long', reconnectPeriod: 0 });
   t.after(() => sink.endAsync(true));
   await sink.subscribeAsync('+/app/p/#', { qos: 1 });
   (sink.stream as Duplex).pause();

@@ -18,7 +18,8 @@ interface Panel {
 
 /** The field names the Influx runner writes for a telemetry message with every field set (src/influx/points.ts). */
 function writtenFields(): Set<string> {
-  const every: Required<Telemetry> = { version: '1.0.0', rsrp: 1, rssi_hub: 2, rssi_client: 3 };
+  // The four Pyrinas fields; configured extra fields (`[[telemetry.fields]]`) differ per deployment.
+  const every: Required<Omit<Telemetry, 'extra'>> = { version: '1.0.0', rsrp: 1, rssi_hub: 2, rssi_client: 3 };
   const line = telemetryToLine('device-1', every, 0, 'ms');
   const fields = line.split(' ')[1] ?? '';
   return new Set(fields.split(',').map((field) => field.split('=')[0] ?? ''));

@@ -146,7 +146,7 @@ function onEvent(name, data) {
     state.devices.set(data.device.uid, data.device);
     renderDevices();
   }
-  if (name === 'telemetry') addFeed(`${time(data.at)} ${data.uid} ${JSON.stringify(data.telemetry)}`);
+  if (name === 'telemetry') addFeed(`${time(data.at)} ${data.uid} ${describeTelemetry(data.telemetry)}`);
   else if (name === 'device.connected') addFeed(`${time(data.at)} ${data.uid} connected from ${data.remoteAddress}`);
   else if (name === 'device.disconnected') addFeed(`${time(data.at)} ${data.uid} disconnected (${data.reason})`);
   else if (name === 'ota.progress') addFeed(`${time(data.at)} ${data.uid} ota: ${data.device.otaStatus}, ${data.state.bytesServed} bytes served`);
@@ -398,7 +398,9 @@ function showDashboard() {
 }
 
 function describeTelemetry(t) {
-  return Object.entries(t)
+  // Configured extra fields ([[telemetry.fields]]) come as { name: { type, value } }.
+  const { extra = {}, ...builtin } = t;
+  return [...Object.entries(builtin), ...Object.entries(extra).map(([k, f]) => [k, f.value])]
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
 }
