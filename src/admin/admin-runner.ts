@@ -17,6 +17,7 @@ import { Once } from '../util/once.js';
 import { AdminAccess } from './access.js';
 import { ApiKeyVerifier, AuthLimiter, keyFromHeaders, resolveApiKey } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
+import type { RevocationService } from '../revocation/index.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
 import { createRequestHandler, loadStaticFiles, staticDir, type Health, type MetricsExposition } from './http-routes.js';
@@ -54,6 +55,8 @@ export interface AdminRunnerOptions {
   healthChecks?: HealthCheck[];
   /** What `/metrics` serves instead of the instance's own registry (a worker of `serve --workers`: every worker's). */
   exposition?: MetricsExposition;
+  /** The instance's revocation list, for devices.revoke/unrevoke/kick/revocations. */
+  revocations?: RevocationService;
 }
 
 /** One part of `/healthz`: `ok: false` makes the instance degraded; the rest is shown under `checks.<name>`. */
@@ -114,7 +117,7 @@ export class AdminRunner implements Runner {
     });
     // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
-    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes, acl: { configured: config.acl.rules, store } };
+    const services: CommandServices = { broker: context.broker, fleet, pending, uploads, metrics, credentials: deviceCredentials(store), chunkBytes, acl: { configured: config.acl.rules, store }, revocations: this.options.revocations };
 
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);

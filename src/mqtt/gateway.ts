@@ -7,7 +7,8 @@ import { encodeOtaChunk, encodeOtaPackage, isValidUid } from '../protocol/index.
 import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import type { NucleonAedes } from './aedes/index.js';
-import { ReturnCode, tlsSocketOf, type Authenticator } from './auth.js';
+import type { Notice } from '../revocation/index.js';
+import { presentedCertificate, ReturnCode, tlsSocketOf, type Authenticator, type RevocationCheck } from './auth.js';
 import { disconnectReason, refusedReason } from './connection-errors.js';
 import type { MqttMetrics } from './metrics.js';
 import { PublishPath } from './publish-path.js';
@@ -27,6 +28,8 @@ export interface GatewayOptions {
   rules: AclRules;
   /** Told of every device connection and its goodbye; the gateway is its only writer. */
   presence: Pick<PresenceService, 'connected' | 'connections'>;
+  /** Whether a device (or its certificate) is revoked now: asked again of open sessions when the lists change. */
+  revoked: RevocationCheck;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -43,6 +46,8 @@ export class Gateway {
   private readonly keepalives = new WeakMap<Client, number>();
   /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
   private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
+  /** Device connections by uid (usually one; two during a takeover), for revoke and kick. */
+  private readonly deviceClients = new Map<string, Set<Client>>();
   private connectedServices = 0;
   private connectedAnonymous = 0;
   private rules: AclRules;
@@ -75,6 +80,39 @@ export class Gateway {
 
   get aclRules(): AclRules {
     return this.rules;
+  }
+
+  /**
+   * A revocation list changed or a kick came (README "Revocation"): the
+   * sessions it concerns are closed now, with disconnect reason `revoked` or
+   * `kicked`. A device that logged in but is not 'ready' yet is checked in
+   * onClientReady.
+   */
+  revocationNotice(notice: Notice): void {
+    if (notice.kind === 'recheck') {
+      for (const clients of this.deviceClients.values()) for (const client of clients) this.closeIfRevoked(client);
+      return;
+    }
+    for (const client of this.deviceClients.get(notice.uid) ?? []) {
+      if (notice.kind === 'kick') this.closeFor(client, 'kicked');
+      else this.closeIfRevoked(client);
+    }
+  }
+
+  private closeIfRevoked(client: Client): boolean {
+    const session = this.sessions.get(client);
+    if (session?.principal.kind !== 'device') return false;
+    const certificate = session.method === 'certificate' ? presentedCertificate(tlsSocketOf(client)) : undefined;
+    const presented = typeof certificate === 'object' ? certificate : { uid: session.principal.uid };
+    if (this.options.revoked(presented) === undefined) return false;
+    this.closeFor(client, 'revoked');
+    return true;
+  }
+
+  private closeFor(client: Client, reason: 'revoked' | 'kicked'): void {
+    this.noteReason(client, reason);
+    this.options.logger.info({ clientId: client.id, reason }, 'closing a device session');
+    client.close();
   }
 
   /** From now on disconnects are reported with reason `server_stopping`. */
@@ -220,6 +258,11 @@ export class Gateway {
       this.connectedAnonymous++;
       return;
     }
+    const clients = this.deviceClients.get(principal.uid) ?? new Set<Client>();
+    clients.add(client);
+    this.deviceClients.set(principal.uid, clients);
+    // Revoked between its login and now: closed before it is announced.
+    if (this.closeIfRevoked(client)) return;
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
     // Presence first, so a runner handling DeviceConnected finds the device online.
     this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
@@ -241,7 +284,13 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    this.presenceGoodbyes.get(client)?.();
+    const clients = this.deviceClients.get(principal.uid);
+    clients?.delete(client);
+    if (clients?.size === 0) this.deviceClients.delete(principal.uid);
+    const goodbye = this.presenceGoodbyes.get(client);
+    // Closed in onClientReady (revoked meanwhile): it was never announced.
+    if (!goodbye) return;
+    goodbye();
     this.presenceGoodbyes.delete(client);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };
