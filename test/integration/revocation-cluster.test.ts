@@ -6,8 +6,15 @@ import { test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { addDevice, device, startCluster, startInstance, waitFor } from '../helpers/cluster-harness.js';
 
-function closedAt(client: MqttClient): Promise<number> {
-  return new Promise((resolve) => client.once('close', () => resolve(performance.now())));
+/** Resolves with the time the client's connection closed; rejects when it is still open after `boundMs`. */
+function closedAt(client: MqttClient, boundMs = 5000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${client.options.clientId ?? 'client'} still connected after ${boundMs} ms`)), boundMs);
+    client.once('close', () => {
+      clearTimeout(timer);
+      resolve(performance.now());
+    });
+  });
 }
 
 test('a device on instance B is closed within 1 s by devices.revoke sent to instance A, refused by both, back after unrevoke; kick through A closes it on B', async (t) => {
