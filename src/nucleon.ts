@@ -58,7 +58,7 @@ function builtinRunners(
   });
   return [
     ...(mqttListens(config) ? [mqtt] : []),
-    ...otaRunners(config, ota),
+    ...otaRunners(config, ota, revocations),
     // Campaigns notify through the OTA runner. In a cluster the holder of a Redis lease drives them; the others forward their devices' events.
     ...(config.ota.enabled ? [new CampaignRunner(cluster ? { cluster: cluster.campaignDriving(logger.child({ component: 'campaigns-lease' })) } : {})] : []),
     ...telemetryRunners(config),
