@@ -46,8 +46,8 @@ export class Gateway {
   private readonly keepalives = new WeakMap<Client, number>();
   /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
   private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
-  /** Device connections by uid (usually one; two during a takeover), for revoke and kick. */
-  private readonly deviceClients = new Map<string, Set<Client>>();
+  /** Set by attach(): its map of connected clients finds a device's session (client id = uid) for revoke and kick. */
+  private aedes: NucleonAedes | undefined;
   private connectedServices = 0;
   private connectedAnonymous = 0;
   private rules: AclRules;
@@ -89,14 +89,17 @@ export class Gateway {
    * onClientReady.
    */
   revocationNotice(notice: Notice): void {
+    const aedes = this.aedes;
+    if (!aedes) return;
     if (notice.kind === 'recheck') {
-      for (const clients of this.deviceClients.values()) for (const client of clients) this.closeIfRevoked(client);
+      for (const client of aedes.openClients()) this.closeIfRevoked(client);
       return;
     }
-    for (const client of this.deviceClients.get(notice.uid) ?? []) {
-      if (notice.kind === 'kick') this.closeFor(client, 'kicked');
-      else this.closeIfRevoked(client);
-    }
+    const client = aedes.connectedClient(notice.uid);
+    // The client with that id must be that device: an anonymous client's id is no uid.
+    if (!client || this.sessions.get(client)?.principal.kind !== 'device') return;
+    if (notice.kind === 'kick') this.closeFor(client, 'kicked');
+    else this.closeIfRevoked(client);
   }
 
   private closeIfRevoked(client: Client): boolean {
@@ -135,6 +138,7 @@ export class Gateway {
 
   /** Wires the hooks and events into an aedes instance. */
   attach(aedes: NucleonAedes): void {
+    this.aedes = aedes;
     this.path.attach(aedes);
     aedes.preConnect = this.preConnect;
     aedes.authenticate = this.authenticate;
@@ -258,9 +262,6 @@ export class Gateway {
       this.connectedAnonymous++;
       return;
     }
-    const clients = this.deviceClients.get(principal.uid) ?? new Set<Client>();
-    clients.add(client);
-    this.deviceClients.set(principal.uid, clients);
     // Revoked between its login and now: closed before it is announced.
     if (this.closeIfRevoked(client)) return;
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
@@ -284,9 +285,6 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    const clients = this.deviceClients.get(principal.uid);
-    clients?.delete(client);
-    if (clients?.size === 0) this.deviceClients.delete(principal.uid);
     const goodbye = this.presenceGoodbyes.get(client);
     // Closed in onClientReady (revoked meanwhile): it was never announced.
     if (!goodbye) return;
