@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   CA_MISSING: { meaning: '`ca.crt` or `ca.key` is missing to issue a certificate: run `nucleon certs init` first', areas: ['server', 'cli'] },
   CERT_INVALID: { meaning: 'a certificate file is not a PEM certificate', areas: ['server', 'cli'] },
   DEVICE_CERT_EXISTS: { meaning: '`nucleon certs device <uid>` would replace the key and certificate of that device; `--force` does (a device with the old key must be flashed again)', areas: ['cli'] },
+  CRL_INVALID: { meaning: '`certs/crl.pem` does not parse, or a CRL in it is not signed by a CA of the trust bundle (`certs/ca.crt`) of its issuer name; at start this fails the start, later the previous lists stay and it is logged', areas: ['server', 'cli'] },
   CERTS_EXIST: { meaning: '`nucleon certs init` would replace existing certificates; `--force` does (device certificates of the old CA stop working)', areas: ['cli'] },
   STORE_SHARED: { meaning: 'with `[cluster]` the credentials live in Redis: manage them through the admin endpoint', areas: ['cli'] },
   STORE_LOCKED: { meaning: 'the store is in use by a running server: stop it first, or use the admin endpoint', areas: ['cli'] },

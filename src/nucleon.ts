@@ -16,6 +16,7 @@ import { IngestLog } from './ingest/index.js';
 import { LocalPresence, newInstanceId, type Presence, type PresenceService } from './presence/index.js';
 import { Once } from './util/once.js';
 import { TelemetryFields } from './protocol/index.js';
+import { LocalChannel, RedisChannel, RevocationService } from './revocation/index.js';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 
@@ -40,17 +41,25 @@ export interface NucleonOptions {
  * The runners Nucleon brings, in start order. Each issue's runner is added here.
  * In cluster mode the same runners get Redis-backed parts (src/cluster).
  */
-function builtinRunners(config: Readonly<Config>, cluster: ClusterServices | undefined, presence: PresenceService, exposition: MetricsExposition | undefined, logger: Logger): Runner[] {
+function builtinRunners(
+  config: Readonly<Config>,
+  cluster: ClusterServices | undefined,
+  shared: { presence: PresenceService; revocations: RevocationService },
+  exposition: MetricsExposition | undefined,
+  logger: Logger,
+): Runner[] {
+  const { presence, revocations } = shared;
   const backend = cluster ? redisSessions({ url: cluster.url, namespace: cluster.namespace, connections: cluster.health }) : embeddedSessions;
-  const mqtt = new MqttRunner({ backend, presence });
+  const mqtt = new MqttRunner({ backend, presence, revocations });
   const ota = cluster && config.ota.enabled ? { blobs: cluster.blobStore(), budgetBuckets: cluster.budgetBuckets() } : {};
   const admin = new AdminRunner({
+    revocations,
     ...(cluster ? { healthChecks: [{ name: 'redis', check: () => cluster.health.report() }] } : {}),
     ...(exposition ? { exposition } : {}),
   });
   return [
     ...(mqttListens(config) ? [mqtt] : []),
-    ...otaRunners(config, ota),
+    ...otaRunners(config, ota, revocations),
     // Campaigns notify through the OTA runner. In a cluster the holder of a Redis lease drives them; the others forward their devices' events.
     ...(config.ota.enabled ? [new CampaignRunner(cluster ? { cluster: cluster.campaignDriving(logger.child({ component: 'campaigns-lease' })) } : {})] : []),
     ...telemetryRunners(config),
@@ -85,6 +94,8 @@ export class Nucleon implements AsyncDisposable {
   readonly cluster: ClusterServices | undefined;
   /** Who is online; the MQTT gateway writes it, runners read it through their context. */
   readonly presence: Presence;
+  /** Revoked devices and certificates (README "Revocation"): checked by the MQTT gateway, changed by the admin commands or library code. */
+  readonly revocations: RevocationService;
   private readonly presenceService: PresenceService;
   private readonly runners: Runner[];
   private readonly started: Runner[] = [];
@@ -122,7 +133,10 @@ export class Nucleon implements AsyncDisposable {
     const presenceLogger = this.logger.child({ component: 'presence' });
     this.presenceService = this.cluster?.presence(presenceLogger) ?? new LocalPresence(instanceId, presenceLogger);
     this.presence = this.presenceService;
-    this.runners = builtinRunners(config, this.cluster, this.presenceService, options.exposition, this.logger);
+    const revocationLogger = this.logger.child({ component: 'revocations' });
+    const channel = this.cluster ? new RedisChannel(this.cluster.url, `${this.cluster.namespace}revocations:changes`, this.cluster.health, revocationLogger) : new LocalChannel();
+    this.revocations = new RevocationService(this.store, channel, revocationLogger);
+    this.runners = builtinRunners(config, this.cluster, { presence: this.presenceService, revocations: this.revocations }, options.exposition, this.logger);
   }
 
   /** Adds a runner (such as the application's). After `start()` it starts at once. */
@@ -140,6 +154,7 @@ export class Nucleon implements AsyncDisposable {
       await this.store.open();
       await this.ingestLog?.open();
       await this.presenceService.start();
+      await this.revocations.start();
       this.broker.start();
       const ordered = [...this.runners.filter((r) => !r.listens), ...this.runners.filter((r) => r.listens)];
       for (const runner of ordered) await this.startRunner(runner);
@@ -201,6 +216,11 @@ export class Nucleon implements AsyncDisposable {
       await this.presenceService.stop();
     } catch (error) {
       this.logger.error({ err: error }, 'stopping presence failed');
+    }
+    try {
+      await this.revocations.stop();
+    } catch (error) {
+      this.logger.error({ err: error }, 'stopping the revocation list failed');
     }
     try {
       await this.ingestLog?.close(timeoutMs);

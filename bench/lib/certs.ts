@@ -27,7 +27,7 @@ export async function makeBenchCerts(dir: string): Promise<BenchCerts> {
   const built = fileURLToPath(new URL('../../dist/certs/index.js', import.meta.url));
   if (existsSync(built)) {
     const certs = (await import(pathToFileURL(built).href)) as CertsModule;
-    const tls = await certs.initCertificates({ dir, auto_generate: true, server_names: [], ca_days: 2, server_days: 2, device_days: 2 }, { force: true });
+    const tls = await certs.initCertificates({ dir, auto_generate: true, server_names: [], ca_days: 2, server_days: 2, device_days: 2, rotation_grace_s: 0, crl_days: 1 }, { force: true });
     return { dir, caCert: tls.caPath, serverCert: tls.certPath, serverKey: tls.keyPath, madeBy: 'src/certs' };
   }
   return makeWithOpenssl(dir);

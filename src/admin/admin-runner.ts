@@ -19,6 +19,7 @@ import { AdminAccess } from './access.js';
 import { AuditLog, AuditRing, type AuditVia } from './audit.js';
 import { AdminKeys, AuthLimiter, keyFromHeaders, loadKeySpecs, resolveApiKey, type AdminActor } from './auth.js';
 import { runCommand, type CommandServices } from './commands.js';
+import type { RevocationService } from '../revocation/index.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
 import { createRequestHandler, loadStaticFiles, staticDir, type Health, type MetricsExposition } from './http-routes.js';
@@ -56,6 +57,8 @@ export interface AdminRunnerOptions {
   healthChecks?: HealthCheck[];
   /** What `/metrics` serves instead of the instance's own registry (a worker of `serve --workers`: every worker's). */
   exposition?: MetricsExposition;
+  /** The instance's revocation list, for devices.revoke/unrevoke/kick/revocations. */
+  revocations?: RevocationService;
 }
 
 /** One part of `/healthz`: `ok: false` makes the instance degraded; the rest is shown under `checks.<name>`. */
@@ -129,6 +132,7 @@ export class AdminRunner implements Runner {
       audit,
       chunkBytes,
       acl: { configured: config.acl.rules, store },
+      revocations: this.options.revocations,
     };
 
     const dashboardDir = staticDir();

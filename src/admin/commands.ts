@@ -14,6 +14,7 @@ import { AdminError } from './protocol.js';
 import type { UploadManager } from './uploads.js';
 import { loadLiveRules, saveLiveRules, type AclRule, type RuleStore } from '../acl/index.js';
 import { aclRuleSchema } from '../config/index.js';
+import type { RevocationService } from '../revocation/index.js';
 
 /** What commands may use; one instance per admin runner. */
 export interface CommandServices {
@@ -31,6 +32,18 @@ export interface CommandServices {
   chunkBytes: number;
   /** ACL rules: the configured ones (read-only) and the store the live ones are kept in. */
   acl: { configured: readonly AclRule[]; store: RuleStore };
+  /** The instance's revocation list (README "Revocation"); absent in a bare admin runner, whose devices.revoke/unrevoke/kick answer UNAVAILABLE. */
+  revocations: RevocationService | undefined;
+}
+
+function revocationsOf(services: CommandServices): RevocationService {
+  if (!services.revocations) throw new AdminError('UNAVAILABLE', 'this admin runner has no revocation list (it runs outside Nucleon)');
+  return services.revocations;
+}
+
+/** Who changed the list, as the entry records it: the admin key's name (the audit log's actor). */
+function operator(caller: CommandCaller): string {
+  return `${caller.actor.name} (${caller.via})`;
 }
 
 /**
@@ -248,10 +261,48 @@ export const COMMANDS = {
     },
   ),
 
-  'devices.remove': change(z.strictObject({ uid }), "remove a device's password", (args) => args.uid, async ({ args, services }) => {
-    if (!(await services.credentials.remove(args.uid))) throw new AdminError('NOT_FOUND', `device ${args.uid} has no password`);
-    return { uid: args.uid, removed: true };
+  'devices.remove': change(z.strictObject({ uid }), "forget a device: its password and fleet record (a revocation stays, so a retired device's certificate stays refused)", (args) => args.uid, async ({ args, services }) => {
+    const hadPassword = await services.credentials.remove(args.uid);
+    const hadRecord = await services.fleet.forget(args.uid);
+    if (!hadPassword && !hadRecord) throw new AdminError('NOT_FOUND', `device ${args.uid} has no password`);
+    return { uid: args.uid, removed: true, password: hadPassword, record: hadRecord };
   }),
+
+  'devices.revoke': change(
+    z.strictObject({ uid, reason: z.string().min(1).max(500).default('revoked by an operator') }),
+    'revoke a device: its certificates and password are refused from now on, on every instance, and its session is closed',
+    (args) => args.uid,
+    async ({ args, caller, services }) => ({ revocation: await revocationsOf(services).revoke({ uid: args.uid }, { reason: args.reason, by: operator(caller) }) }),
+  ),
+
+  'devices.unrevoke': change(z.strictObject({ uid }), 'lift the revocation of a device (a certificate revoked by a rotation stays revoked)', (args) => args.uid, async ({ args, services }) => {
+    if (!(await revocationsOf(services).unrevoke(args.uid))) throw new AdminError('NOT_FOUND', `device ${args.uid} is not revoked`);
+    return { uid: args.uid, revoked: false };
+  }),
+
+  'devices.kick': change(z.strictObject({ uid }), "close the device's session on whichever instance holds it; it may connect again", (args) => args.uid, async ({ args, services }) => {
+    await revocationsOf(services).kick(args.uid);
+    return { uid: args.uid, kicked: true };
+  }),
+
+  'devices.revocations': command(none, 'the revocation list: devices (uid) and certificates (serial), with reason, time, who, and when it takes effect', async ({ services }) => ({
+    revocations: revocationsOf(services).list(),
+  })),
+
+  'certs.revoke': change(
+    z.strictObject({
+      serial: z.string().regex(/^[0-9a-fA-F:]{1,64}$/, { message: 'expected a certificate serial in hex' }),
+      uid: uid.optional(),
+      reason: z.string().min(1).max(500).default('revoked by an operator'),
+      effectiveAt: z.number().int().min(0).optional(),
+    }),
+    'revoke one certificate by serial, now or from effectiveAt (ms since the epoch) on: what `nucleon certs device --rotate` asks for the old one',
+    (args) => `serial ${args.serial}`,
+    async ({ args, caller, services }) => {
+      const details = { reason: args.reason, by: operator(caller), ...(args.effectiveAt !== undefined ? { effectiveAt: args.effectiveAt } : {}) };
+      return { revocation: await revocationsOf(services).revoke({ serial: args.serial, ...(args.uid !== undefined ? { uid: args.uid } : {}) }, details) };
+    },
+  ),
 
   // What the application does with a request is its own: counted as a change, to be safe.
   'app.request': change(z.strictObject({ target: z.string().min(1).max(256), payload: z.unknown() }), 'ask the application runner', (args) => args.target, async (call) => {

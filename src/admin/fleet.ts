@@ -33,6 +33,8 @@ export interface FleetStore {
   /** Every known device. */
   load(): Promise<DeviceRecord[]>;
   save(records: readonly DeviceRecord[]): Promise<void>;
+  /** Deletes one device's record; whether there was one. */
+  remove(uid: string): Promise<boolean>;
 }
 
 const PREFIX = 'admin/fleet/';
@@ -49,6 +51,12 @@ export class KvFleetStore implements FleetStore {
 
   async save(records: readonly DeviceRecord[]): Promise<void> {
     await this.store.batch(records.map((record) => ({ type: 'put', key: `${PREFIX}${record.uid}`, value: record })));
+  }
+
+  async remove(uid: string): Promise<boolean> {
+    const had = (await this.store.get(`${PREFIX}${uid}`)) !== undefined;
+    await this.store.del(`${PREFIX}${uid}`);
+    return had;
   }
 }
 
@@ -110,6 +118,13 @@ export class FleetView {
         return this.update(event.state.uid, changes);
       }
     }
+  }
+
+  /** Forgets a removed device (`devices.remove`): its record here and in the fleet store; whether it had one. */
+  async forget(uid: string): Promise<boolean> {
+    const had = this.devices.delete(uid);
+    this.dirty.delete(uid);
+    return (await this.store.remove(uid)) || had;
   }
 
   get(uid: string): DeviceRecord | undefined {

@@ -5,9 +5,9 @@ import { NucleonError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isValidUid } from '../protocol/index.js';
 import { CERT_MODE, KEY_MODE, exists, readText, writeFileAtomic } from './files.js';
-import { createCa, createClientCertificate, createServerCertificate, loadIssuer, notAfterOf } from './x509.js';
+import { createCa, createClientCertificate, createCrl, createServerCertificate, loadIssuer, notAfterOf, serialOf, type CrlEntry } from './x509.js';
 
-export { commonNameOf } from './x509.js';
+export { commonNameOf, createCrl, issuerOf, readCrls, serialOf, type CrlEntry, type CrlList } from './x509.js';
 
 export type CertsConfig = Config['certs'];
 
@@ -139,6 +139,23 @@ export async function issueDeviceCertificate(certs: CertsConfig, uid: string, ou
   await writeFileAtomic(result.certPath, pair.cert, CERT_MODE);
   await writeFileAtomic(result.caPath, await readText(filesIn(dir).caPath), CERT_MODE);
   return result;
+}
+
+/** The serial of the device certificate in `outDir` (default `<certs.dir>/devices`); undefined when there is none. */
+export async function deviceCertificateSerial(certs: CertsConfig, uid: string, outDir?: string): Promise<string | undefined> {
+  if (!isValidUid(uid)) throw new NucleonError('INVALID_ARGUMENT', `invalid device uid ${JSON.stringify(uid)}: expected 1 to 64 of A-Z a-z 0-9 _ -`);
+  const file = path.join(path.resolve(outDir ?? path.join(certs.dir, 'devices')), `${uid}.crt`);
+  if (!(await exists(file))) return undefined;
+  try {
+    return serialOf(await readText(file));
+  } catch (error) {
+    throw new NucleonError('CERT_INVALID', `${file} is not a PEM certificate`, { cause: error });
+  }
+}
+
+/** A CRL (PEM) signed by the CA in `certs.dir`, valid for `days`. */
+export async function signCrl(certs: CertsConfig, entries: readonly CrlEntry[], days: number): Promise<string> {
+  return createCrl(await readIssuer(path.resolve(certs.dir)), entries, days);
 }
 
 async function readIssuer(dir: string) {

@@ -134,3 +134,61 @@ export function commonNameOf(certPem: string): string | undefined {
 export function notAfterOf(certPem: string): Date {
   return new x509.X509Certificate(certPem).notAfter;
 }
+
+/** A certificate's serial number as @peculiar/x509 prints it (hex). */
+export function serialOf(certPem: string): string {
+  return new x509.X509Certificate(certPem).serialNumber;
+}
+
+/** The issuer name of a DER certificate, formatted as `X509Crl.issuer` formats a CRL's. */
+export function issuerOf(der: Uint8Array): string {
+  return new x509.X509Certificate(der).issuer;
+}
+
+export interface CrlEntry {
+  serial: string;
+  revokedAt: Date;
+}
+
+/** A CRL signed by `issuer` listing `entries`, valid for `days` (RFC 5280 section 5). */
+export async function createCrl(issuer: Issuer, entries: readonly CrlEntry[], days: number): Promise<string> {
+  const now = Date.now();
+  const crl = await x509.X509CrlGenerator.create(
+    {
+      issuer: issuer.cert.subject,
+      thisUpdate: new Date(now - CLOCK_SKEW_MS),
+      nextUpdate: new Date(now + days * 86_400_000),
+      signingAlgorithm: SIGNING_ALGORITHM,
+      signingKey: issuer.key,
+      entries: entries.map((entry) => ({ serialNumber: entry.serial, revocationDate: entry.revokedAt, reason: x509.X509CrlReason.unspecified })),
+    },
+    crypto,
+  );
+  return crl.toString('pem');
+}
+
+/** One CRL of a file: whose certificates it revokes, and which. */
+export interface CrlList {
+  issuer: string;
+  serials: string[];
+}
+
+/**
+ * Parses every CRL in a PEM file and checks each one's signature with the CA
+ * of its issuer name in `trustedPem` (the trust bundle): a CRL nobody we trust
+ * signed could refuse any device, so it is an error, not a warning.
+ */
+export async function readCrls(crlPem: string, trustedPem: string): Promise<CrlList[]> {
+  const trusted = x509.PemConverter.decode(trustedPem).map((der) => new x509.X509Certificate(der));
+  const lists: CrlList[] = [];
+  for (const der of x509.PemConverter.decode(crlPem)) {
+    const crl = new x509.X509Crl(der);
+    const signers = trusted.filter((ca) => ca.subject === crl.issuer);
+    if (signers.length === 0) throw new Error(`CRL of "${crl.issuer}": no CA of that name in the trust bundle`);
+    let verified = false;
+    for (const ca of signers) if (await crl.verify({ publicKey: ca }, crypto)) verified = true;
+    if (!verified) throw new Error(`CRL of "${crl.issuer}": its signature does not verify with that CA`);
+    lists.push({ issuer: crl.issuer, serials: crl.entries.map((entry) => entry.serialNumber) });
+  }
+  return lists;
+}

@@ -6,6 +6,9 @@ import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
 import { ADMIN_OPTIONS, formatTable, printJson, withAdmin } from './admin-client.js';
 import { devicesList } from './devices-list.js';
+import { revocationActions, revocationUsage } from './devices-revoke.js';
+import { KvFleetStore } from '../admin/index.js';
+import type { KvStore } from '../store/index.js';
 
 /**
  * `nucleon devices <action>` and `nucleon service-accounts <action>`. The
@@ -76,7 +79,7 @@ function credentialActions(what: 'device' | 'service account', open: (config: Re
     },
   };
   const remove: Action = {
-    usage: `remove ${noun} [--config <file>]                  delete the password (certificates stay valid until they expire)`,
+    usage: `remove ${noun} [--config <file>]                  ${what === 'device' ? 'forget the device: password and fleet record (certificates stay valid until revoked: devices revoke)' : 'delete the password'}`,
     run: async (argv) => {
       const { config: configOption, url, 'api-key': apiKey } = CREDENTIAL_OPTIONS;
       const { values, positionals } = parseArgs({ args: argv, options: { config: configOption, url, 'api-key': apiKey }, strict: true, allowPositionals: true });
@@ -86,7 +89,7 @@ function credentialActions(what: 'device' | 'service account', open: (config: Re
       const { credentials, close } = await open(config, values);
       try {
         if (!(await credentials.remove(name))) throw new NucleonError('NOT_FOUND', `${what} ${name} has no password`);
-        process.stderr.write(`${what} ${name}: password removed\n`);
+        process.stderr.write(what === 'device' ? `device ${name}: removed (password and fleet record)\n` : `${what} ${name}: password removed\n`);
       } finally {
         await close();
       }
@@ -103,7 +106,7 @@ function exactlyOne(positionals: string[], what: string): string | undefined {
 }
 
 /** Opens the embedded store, or says in one line why not (usually: the server holds it). */
-async function openStore(config: Readonly<Config>): Promise<LevelStore> {
+export async function openStore(config: Readonly<Config>): Promise<LevelStore> {
   if (config.cluster) throw new NucleonError('STORE_SHARED', 'with [cluster] the credentials live in Redis: manage them through the admin endpoint');
   const dir = path.join(config.store.path, 'kv');
   const store = new LevelStore(dir);
@@ -119,7 +122,7 @@ async function openStore(config: Readonly<Config>): Promise<LevelStore> {
   return store;
 }
 
-function opener(make: (store: LevelStore) => CredentialStore, commands: AdminCommands, announce: boolean) {
+function opener(make: (store: LevelStore) => Passwords, commands: AdminCommands, announce: boolean) {
   return async (config: Readonly<Config>, values: AdminValues): Promise<Opened> => {
     try {
       const store = await openStore(config);
@@ -136,8 +139,27 @@ function opener(make: (store: LevelStore) => CredentialStore, commands: AdminCom
   };
 }
 
+/**
+ * `devices remove` with the store open here forgets the device as the admin
+ * command does: password and fleet record. Revocation entries stay: a retired
+ * device's certificate must stay refused.
+ */
+function deviceForgetting(store: KvStore): Passwords {
+  const credentials = deviceCredentials(store);
+  const fleet = new KvFleetStore(store);
+  return {
+    add: (uid, password) => credentials.add(uid, password),
+    remove: async (uid) => {
+      const hadPassword = await credentials.remove(uid);
+      const hadRecord = await fleet.remove(uid);
+      return hadPassword || hadRecord;
+    },
+  };
+}
+
 export const deviceActions: Record<string, Action> = {
-  ...credentialActions('device', opener(deviceCredentials, { prefix: 'devices', key: 'uid' }, false)),
+  ...credentialActions('device', opener(deviceForgetting, { prefix: 'devices', key: 'uid' }, false)),
+  ...revocationActions,
   list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
 };
 export const serviceAccountActions: Record<string, Action> = {
@@ -165,7 +187,9 @@ function usageOf(command: string, actions: Record<string, Action>, summary: stri
 }
 
 export const devicesUsage = (): string =>
-  usageOf('devices', deviceActions, 'Device credentials for MQTT password logins (certificates: nucleon certs device <uid>).');
+  `${usageOf('devices', deviceActions, 'Device credentials for MQTT password logins (certificates: nucleon certs device <uid>), revocation and kick.')}
+
+${revocationUsage}`;
 export const serviceAccountsUsage = (): string =>
   usageOf('service-accounts', serviceAccountActions, 'Service accounts: backend MQTT clients that log in as "svc:<name>" with client id "svc:<name>" or "svc:<name>:<anything>" (README "Service accounts").');
 

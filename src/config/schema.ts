@@ -144,6 +144,8 @@ export const configSchema = z.strictObject({
       ca_days: int(1, 36500).default(3650),
       server_days: int(1, 36500).default(825),
       device_days: int(1, 36500).default(3650),
+      rotation_grace_s: int(0, 365 * 86_400).default(7 * 86_400),
+      crl_days: int(1, 3650).default(7),
     })
     .prefault({}),
 

@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import type { CredentialStore, LoginGuard, LoginRefusal } from '../devices/index.js';
 import type { AuthMethod } from '../events.js';
 import { isValidUid } from '../protocol/index.js';
+import type { Presented } from '../revocation/index.js';
 import type { Principal } from './acl.js';
 
 /**
@@ -63,6 +64,9 @@ function refused(reason: LoginRefusal): AuthResult {
   return fail(reason === 'password_checks_busy' ? ReturnCode.SERVER_UNAVAILABLE : ReturnCode.NOT_AUTHORIZED, reason);
 }
 
+/** Where a revoked device or certificate is refused: our list or a CRL file (README "Revocation"); the source for the log, or undefined. */
+export type RevocationCheck = (presented: Presented) => string | undefined;
+
 export class Authenticator {
   constructor(
     private readonly settings: Config['mqtt']['auth'],
@@ -70,6 +74,7 @@ export class Authenticator {
     private readonly devices: CredentialStore,
     private readonly services: CredentialStore,
     private readonly logins: LoginGuard,
+    private readonly revoked: RevocationCheck,
   ) {}
 
   async authenticate(attempt: ConnectAttempt): Promise<AuthResult> {
@@ -85,12 +90,14 @@ export class Authenticator {
       return { ok: true, identity: { principal: { kind: 'service', name }, method: 'service' } };
     }
 
-    const certificate = this.settings.client_certificates ? certificateUid(attempt.tls) : undefined;
+    const certificate = this.settings.client_certificates ? presentedCertificate(attempt.tls) : undefined;
     if (certificate === UNTRUSTED) return fail(ReturnCode.NOT_AUTHORIZED, 'untrusted_certificate');
     if (certificate !== undefined) {
-      if (username !== undefined && username !== certificate) return fail(ReturnCode.NOT_AUTHORIZED, 'username_not_certificate_uid');
-      if (clientId !== certificate) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
-      return { ok: true, identity: { principal: { kind: 'device', uid: certificate }, method: 'certificate' } };
+      const uid = certificate.uid;
+      if (username !== undefined && username !== uid) return fail(ReturnCode.NOT_AUTHORIZED, 'username_not_certificate_uid');
+      if (clientId !== uid) return fail(ReturnCode.IDENTIFIER_REJECTED, 'client_id_not_uid');
+      if (this.revoked(certificate) !== undefined) return fail(ReturnCode.NOT_AUTHORIZED, 'revoked');
+      return { ok: true, identity: { principal: { kind: 'device', uid }, method: 'certificate' } };
     }
 
     if (username !== undefined) {
@@ -99,11 +106,16 @@ export class Authenticator {
       if (!password) return fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password');
       const checked = await this.logins.check(attempt.address, `device:${username}`, () => this.devices.verify(username, password));
       if (!checked.ok) return checked.reason === 'wrong_password' ? fail(ReturnCode.BAD_USERNAME_OR_PASSWORD, 'bad_password') : refused(checked.reason);
+      // After the password: a wrong guess learns nothing about the device's standing.
+      if (this.revoked({ uid: username }) !== undefined) return fail(ReturnCode.NOT_AUTHORIZED, 'revoked');
       return { ok: true, identity: { principal: { kind: 'device', uid: username }, method: 'password' } };
     }
 
     if (this.settings.anonymous) {
-      if (!attempt.clientIdAssigned && isValidUid(clientId)) return { ok: true, identity: { principal: { kind: 'device', uid: clientId }, method: 'anonymous' } };
+      if (!attempt.clientIdAssigned && isValidUid(clientId)) {
+        if (this.revoked({ uid: clientId }) !== undefined) return fail(ReturnCode.NOT_AUTHORIZED, 'revoked');
+        return { ok: true, identity: { principal: { kind: 'device', uid: clientId }, method: 'anonymous' } };
+      }
       return { ok: true, identity: { principal: { kind: 'anonymous', clientId }, method: 'anonymous' } };
     }
     return fail(ReturnCode.NOT_AUTHORIZED, 'no_credentials');
@@ -117,12 +129,15 @@ export function tlsSocketOf(client: Client): TLSSocket | undefined {
   return socket instanceof TLSSocket ? socket : undefined;
 }
 
-/** The uid in a verified client certificate; `UNTRUSTED` for one not from our CA (or without a valid uid); undefined for none. */
-function certificateUid(socket: TLSSocket | undefined): string | undefined {
+/**
+ * A verified client certificate: its uid (CN), serial and DER bytes; `UNTRUSTED`
+ * for one not from a CA of the trust bundle (or without a valid uid); undefined for none.
+ */
+export function presentedCertificate(socket: TLSSocket | undefined): Required<Presented> | typeof UNTRUSTED | undefined {
   if (!socket) return undefined;
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) return undefined;
   if (!socket.authorized) return UNTRUSTED;
   const cn = peer.subject?.CN;
-  return typeof cn === 'string' && isValidUid(cn) ? cn : UNTRUSTED;
+  return typeof cn === 'string' && isValidUid(cn) ? { uid: cn, serial: peer.serialNumber, raw: peer.raw } : UNTRUSTED;
 }

@@ -7,7 +7,8 @@ import { encodeOtaChunk, encodeOtaPackage, isValidUid, TelemetryFields } from '.
 import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import type { NucleonAedes } from './aedes/index.js';
-import { ReturnCode, tlsSocketOf, type Authenticator } from './auth.js';
+import type { Notice } from '../revocation/index.js';
+import { presentedCertificate, ReturnCode, tlsSocketOf, type Authenticator, type RevocationCheck } from './auth.js';
 import { disconnectReason, refusedReason } from './connection-errors.js';
 import type { MqttMetrics } from './metrics.js';
 import { PublishPath } from './publish-path.js';
@@ -29,6 +30,8 @@ export interface GatewayOptions {
   presence: Pick<PresenceService, 'connected' | 'connections'>;
   /** Extra telemetry fields (`[[telemetry.fields]]`). */
   telemetryFields?: TelemetryFields;
+  /** Whether a device (or its certificate) is revoked now: asked again of open sessions when the lists change. */
+  revoked: RevocationCheck;
 }
 
 type ServerToDevice = EventOf<'ApplicationResponse'> | EventOf<'OtaResponse'> | EventOf<'OtaDownloadResponse'>;
@@ -47,6 +50,8 @@ export class Gateway {
   private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
   /** Connected service-account clients, to close a removed account's sessions. */
   private readonly serviceClients = new Set<Client>();
+  /** Set by attach(): its map of connected clients finds a device's session (client id = uid) for revoke and kick. */
+  private aedes: NucleonAedes | undefined;
   private connectedAnonymous = 0;
   private rules: AclRules;
   /** Whether each CONNECT named a client id itself (aedes makes one up for an empty one before authenticate). */
@@ -79,6 +84,42 @@ export class Gateway {
 
   get aclRules(): AclRules {
     return this.rules;
+  }
+
+  /**
+   * A revocation list changed or a kick came (README "Revocation"): the
+   * sessions it concerns are closed now, with disconnect reason `revoked` or
+   * `kicked`. A device that logged in but is not 'ready' yet is checked in
+   * onClientReady.
+   */
+  revocationNotice(notice: Notice): void {
+    const aedes = this.aedes;
+    if (!aedes) return;
+    if (notice.kind === 'recheck') {
+      for (const client of aedes.openClients()) this.closeIfRevoked(client);
+      return;
+    }
+    const client = aedes.connectedClient(notice.uid);
+    // The client with that id must be that device: an anonymous client's id is no uid.
+    if (!client || this.sessions.get(client)?.principal.kind !== 'device') return;
+    if (notice.kind === 'kick') this.closeFor(client, 'kicked');
+    else this.closeIfRevoked(client);
+  }
+
+  private closeIfRevoked(client: Client): boolean {
+    const session = this.sessions.get(client);
+    if (session?.principal.kind !== 'device') return false;
+    const certificate = session.method === 'certificate' ? presentedCertificate(tlsSocketOf(client)) : undefined;
+    const presented = typeof certificate === 'object' ? certificate : { uid: session.principal.uid };
+    if (this.options.revoked(presented) === undefined) return false;
+    this.closeFor(client, 'revoked');
+    return true;
+  }
+
+  private closeFor(client: Client, reason: 'revoked' | 'kicked'): void {
+    this.noteReason(client, reason);
+    this.options.logger.info({ clientId: client.id, reason }, 'closing a device session');
+    client.close();
   }
 
   /** From now on disconnects are reported with reason `server_stopping`. */
@@ -118,6 +159,7 @@ export class Gateway {
 
   /** Wires the hooks and events into an aedes instance. */
   attach(aedes: NucleonAedes): void {
+    this.aedes = aedes;
     this.path.attach(aedes);
     aedes.preConnect = this.preConnect;
     aedes.authenticate = this.authenticate;
@@ -243,6 +285,8 @@ export class Gateway {
       this.connectedAnonymous++;
       return;
     }
+    // Revoked between its login and now: closed before it is announced.
+    if (this.closeIfRevoked(client)) return;
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
     // Presence first, so a runner handling DeviceConnected finds the device online.
     this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
@@ -265,7 +309,10 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    this.presenceGoodbyes.get(client)?.();
+    const goodbye = this.presenceGoodbyes.get(client);
+    // Closed in onClientReady (revoked meanwhile): it was never announced.
+    if (!goodbye) return;
+    goodbye();
     this.presenceGoodbyes.delete(client);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };

@@ -8,6 +8,8 @@ import { deviceCredentials, loginGuard, serviceCredentials } from '../devices/in
 import type { EventOf } from '../events.js';
 import type { PresenceService } from '../presence/index.js';
 import { TelemetryFields } from '../protocol/index.js';
+import { CrlFile, type Presented, type RevocationService } from '../revocation/index.js';
+import path from 'node:path';
 import type { Runner, RunnerContext } from '../runner.js';
 import { Authenticator } from './auth.js';
 import { loadLiveRules } from '../acl/index.js';
@@ -55,6 +57,8 @@ export interface MqttRunnerOptions {
   backend?: (context: RunnerContext) => MqttBackend;
   /** The instance's presence, which the gateway writes (runners read it through their context). */
   presence: PresenceService;
+  /** The instance's revocation list, which the gateway checks at every login and listens to for sessions to close. */
+  revocations: RevocationService;
 }
 
 interface Started {
@@ -68,6 +72,9 @@ interface Started {
   sends: Gate;
   listeners: Listener[];
   registered: boolean;
+  /** `certs/crl.pem`, with TLS. */
+  crl?: CrlFile;
+  stopNotices?: () => void;
   /** Serves one connection, as every listener does. */
   handle?: (stream: Duplex, request?: IncomingMessage) => void;
 }
@@ -132,7 +139,16 @@ export class MqttRunner implements Runner {
     const mqtt = config.mqtt;
     const limits = mqtt.limits;
     const metrics: MqttMetrics = new MqttMetrics(context.metrics, () => gateway.counts());
-    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store), loginGuard(context));
+    const revocations = this.options.revocations;
+    // Closes what a changed CRL file revokes; the gateway exists by the time the file is watched.
+    const crl = tls ? new CrlFile(path.join(tls.dir, 'crl.pem'), tls.caPath, logger, () => gateway.revocationNotice({ kind: 'recheck' })) : undefined;
+    const revoked = (presented: Presented): string | undefined => {
+      const revocation = revocations.check(presented);
+      if (revocation) return `revoked by ${revocation.by}: ${revocation.reason}`;
+      const issuer = crl?.refusal(presented);
+      return issuer === undefined ? undefined : `listed in the CRL of ${issuer}`;
+    };
+    const authenticator = new Authenticator(mqtt.auth, limits.max_client_id_length, deviceCredentials(context.store), serviceCredentials(context.store), loginGuard(context), revoked);
     const services = serviceCredentials(context.store);
     const gateway: Gateway = new Gateway({
       broker: context.broker,
@@ -145,10 +161,16 @@ export class MqttRunner implements Runner {
       rules: await this.loadRules(context),
       presence: this.options.presence,
       telemetryFields: new TelemetryFields(config.telemetry.fields),
+      revoked,
     });
     await gateway.refreshServiceAccounts();
     state.gateway = gateway;
     state.metrics = metrics;
+    if (crl) {
+      state.crl = crl;
+      await crl.start();
+    }
+    state.stopNotices = revocations.onNotice((notice) => gateway.revocationNotice(notice));
 
     const backend = (this.options.backend ?? embeddedSessions)(context);
     state.sessions = await backend.openSessions({
@@ -342,6 +364,8 @@ export class MqttRunner implements Runner {
     this.started = undefined;
     const { context } = state;
     state.sys?.stop();
+    state.stopNotices?.();
+    await state.crl?.stop();
     if (state.registered) context.broker.unregister(this.name);
     state.gateway?.markStopping();
     // Stop accepting, then end every session (aedes publishes wills), then

@@ -11,6 +11,7 @@ import { BAD_TARGET, RequestRefusals, requestUrl } from '../http-request.js';
 import type { ImageInfo } from '../events.js';
 import type { Logger } from '../logger.js';
 import { isValidUid, parseVersionId } from '../protocol/index.js';
+import type { Presented } from '../revocation/index.js';
 import type { Runner, RunnerContext } from '../runner.js';
 import { deadlinesOf, guardServer, httpServerOptions, tlsServerOptions } from '../server-guard.js';
 import { listenOrThrow } from '../util/listen.js';
@@ -50,7 +51,11 @@ export class OtaHttpRunner implements Runner {
   readonly listens = true;
   private listening: Listening | undefined;
 
-  constructor(private readonly ota: OtaRunner) {}
+  constructor(
+    private readonly ota: OtaRunner,
+    /** The instance's revocation list (README "Revocation"): a revoked device downloads nothing either. */
+    private readonly revocations?: { check(presented: Presented): unknown },
+  ) {}
 
   async start(context: RunnerContext): Promise<void> {
     const { config, logger } = context;
@@ -223,6 +228,7 @@ export class OtaHttpRunner implements Runner {
     if (typeof uid === 'object') return uid;
     if (uid === undefined) return { kind: 'refused', status: 401, reason: 'a device certificate from the Nucleon CA or the device password (HTTP Basic) is required' };
     if (claimed !== undefined && claimed !== uid) return { kind: 'refused', status: 403, reason: 'the uid parameter does not name the authenticated device' };
+    if (this.revocations?.check({ uid, ...certificateSerial(request) }) !== undefined) return { kind: 'refused', status: 403, reason: 'this device is revoked' };
     return { kind: 'device', uid };
   }
 
@@ -282,6 +288,14 @@ function certificateUid(request: IncomingMessage): string | undefined {
   if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return undefined;
   const commonName = socket.getPeerCertificate().subject?.CN;
   return typeof commonName === 'string' && isValidUid(commonName) ? commonName : undefined;
+}
+
+/** The serial of a verified client certificate, for the revocation check. */
+function certificateSerial(request: IncomingMessage): { serial?: string } {
+  const socket = request.socket as Partial<TLSSocket>;
+  if (socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return {};
+  const serial = socket.getPeerCertificate().serialNumber;
+  return typeof serial === 'string' ? { serial } : {};
 }
 
 /** `/images/<id>`; the id must parse as a version, which also rules out path tricks. */

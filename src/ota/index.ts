@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import type { RevocationService } from '../revocation/index.js';
 import type { Runner } from '../runner.js';
 import { OtaHttpRunner } from './http-server.js';
 import { OtaRunner, type OtaRunnerOptions } from './runner.js';
@@ -13,10 +14,10 @@ export type { NewImage, AddImageResult, DeleteResult, LinkRequest, LinkResult, U
  * (`ota-http`) when `ota.http.enabled`. The HTTP runner reads through the
  * worker, which starts before it and stops after it.
  */
-export function otaRunners(config: Readonly<Config>, options: OtaRunnerOptions = {}): Runner[] {
+export function otaRunners(config: Readonly<Config>, options: OtaRunnerOptions = {}, revocations?: RevocationService): Runner[] {
   if (!config.ota.enabled) return [];
   const ota = new OtaRunner(options);
-  return config.ota.http.enabled ? [ota, new OtaHttpRunner(ota)] : [ota];
+  return config.ota.http.enabled ? [ota, new OtaHttpRunner(ota, revocations)] : [ota];
 }
 
 /**

@@ -51,6 +51,8 @@ export interface HarnessOptions extends OtaRunnerOptions {
   /** Reuse a directory (restart tests). */
   dir?: string;
   http?: boolean;
+  /** For the download server: which devices are revoked (the instance's revocation list, or a stand-in). */
+  revocations?: ConstructorParameters<typeof OtaHttpRunner>[1];
 }
 
 export async function startOta(t: TestContext, options: HarnessOptions = {}): Promise<OtaHarness> {
@@ -81,7 +83,7 @@ export async function startOta(t: TestContext, options: HarnessOptions = {}): Pr
   const context: RunnerContext = { config, broker, logger, metrics, store, presence: devices.presence };
   const ota = new OtaRunner(options);
   await ota.start(context);
-  const http = options.http ? new OtaHttpRunner(ota) : undefined;
+  const http = options.http ? new OtaHttpRunner(ota, options.revocations) : undefined;
   if (http) await http.start(context);
   let stopped = false;
   const stop = async () => {

@@ -362,7 +362,7 @@ test('devices.add sets an MQTT password (generated or given), devices.remove tak
   assert.deepEqual(given.result, { uid: 'bench-7', password: 'correct horse battery' });
   assert.equal(await credentials.verify('bench-7', 'correct horse battery'), true);
   assert.equal((await client.request('devices.add', { uid: 'a/b' })).error?.code, 'INVALID_ARGUMENT');
-  assert.deepEqual((await client.request('devices.remove', { uid: 'bench-7' })).result, { uid: 'bench-7', removed: true });
+  assert.deepEqual((await client.request('devices.remove', { uid: 'bench-7' })).result, { uid: 'bench-7', removed: true, password: true, record: false });
   assert.equal(await credentials.verify('bench-7', 'correct horse battery'), false);
   assert.deepEqual((await client.request('devices.remove', { uid: 'bench-7' })).error, { code: 'NOT_FOUND', message: 'device bench-7 has no password' });
 });

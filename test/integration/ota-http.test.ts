@@ -233,6 +233,19 @@ test('require_auth also takes the device password as HTTP Basic (for devices beh
   await waitFor(async () => (await h.ota.deviceState('dev-pw'))?.bytesServed === 1500, 'the progress of dev-pw');
 });
 
+test('a revoked device downloads nothing: 403 with the right password or its certificate (README "Revocation")', async (t) => {
+  const revoked = new Set<string>();
+  const h = await startOta(t, { http: true, config: { ota: { http: { require_auth: true } } }, revocations: { check: ({ uid }) => (revoked.has(uid) ? { uid } : undefined) } });
+  const { base } = await withImage(h, 1500);
+  const password = await deviceCredentials(h.store).add('dev-rv');
+  const headers = { Authorization: `Basic ${Buffer.from(`dev-rv:${password}`).toString('base64')}` };
+  assert.equal((await get(base, `/images/${ID}`, { headers })).status, 200);
+  revoked.add('dev-rv');
+  const refused = await get(base, `/images/${ID}`, { headers });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body.toString(), /revoked/);
+});
+
 test('HTTP Basic shares the login limits: past the failures an address may have, it gets 429 with Retry-After without a password check, even with the right password', async (t) => {
   const h = await startOta(t, { http: true, config: { ota: { http: { require_auth: true } }, limits: { login_failures_per_address: 2 } } });
   const { base } = await withImage(h, 1500);

@@ -96,6 +96,17 @@ export class NucleonAedes extends Aedes {
     return clientsOf(this)[clientId]?.connected === true;
   }
 
+  /** The client connected with this id now (a device's client id is its uid), for revoke and kick. */
+  connectedClient(clientId: string): Client | undefined {
+    const client = clientsOf(this)[clientId];
+    return client?.connected === true ? (client as unknown as Client) : undefined;
+  }
+
+  /** Every client connected now, for a recheck of the revocation lists. */
+  openClients(): Client[] {
+    return Object.values(clientsOf(this)).filter((client) => client?.connected === true) as unknown as Client[];
+  }
+
   /** Waits (bounded) for messages still being routed, before the store closes. */
   routingIdle(timeoutMs: number): Promise<boolean> {
     return this.gate.idle(timeoutMs);
