@@ -141,7 +141,9 @@ async function setUp(t: TestContext, size = 10) {
   });
   const audit = new AuditLog(new AuditRing(size), logger);
   // Only what the commands below use.
-  const services = { broker, audit, credentials: deviceCredentials(store), serviceAccounts: serviceCredentials(store) } as unknown as CommandServices;
+  // devices.remove forgets the fleet record too; these devices never connected, so there is none.
+  const fleet = { forget: async () => false };
+  const services = { broker, audit, fleet, credentials: deviceCredentials(store), serviceAccounts: serviceCredentials(store) } as unknown as CommandServices;
   const caller = (name: string, role: 'admin' | 'read-only'): CommandCaller => ({ id: `conn-${name}`, actor: { name, role }, via: 'ws' });
   const run = (who: CommandCaller, cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, who, services, 'json');
   return { lines: () => lines.filter((line) => line.audit === true), audit, run, caller };
@@ -162,7 +164,7 @@ test('changing commands are audited with actor, target and result; read-only key
   });
   await assert.rejects(run(ops, 'devices.remove', { uid: 'dev-2' }), (error: Error) => hasCode(error, 'NOT_FOUND'));
   await assert.rejects(run(ops, 'devices.add', { uid: 'a/b' }), (error: Error) => hasCode(error, 'INVALID_ARGUMENT'));
-  assert.deepEqual(await run(ops, 'devices.remove', { uid: 'dev-1' }), { uid: 'dev-1', removed: true });
+  assert.deepEqual(await run(ops, 'devices.remove', { uid: 'dev-1' }), { uid: 'dev-1', removed: true, password: true, record: false });
 
   const expected = [
     { actor: 'ops', command: 'devices.add', target: 'dev-1', result: 'ok' },
@@ -199,6 +201,7 @@ test('every command is either a read or a change, and the reads are the ones REA
     'campaigns.show',
     'devices.get',
     'devices.list',
+    'devices.revocations',
     'events.subscribe',
     'events.unsubscribe',
     'groups.list',
