@@ -164,7 +164,7 @@ export class AdminRunner implements Runner {
         logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
         return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
       },
-      dispatch: (connection, request) => runCommand(request.cmd, request.args, connection, services, request.encoding),
+      dispatch: (connection, request) => runCommand(request.cmd, request.args, { id: connection.id, connection }, services, request.encoding),
       closed: (connection) => {
         connections.delete(connection.id);
         pending.cancelOwner(connection.id);

@@ -28,9 +28,19 @@ export interface CommandServices {
   acl: { configured: readonly AclRule[]; store: RuleStore };
 }
 
+/**
+ * Who runs a command. `id` owns its uploads and pending requests. A WebSocket
+ * client passes its connection too; the REST API (src/admin/rest/) has none,
+ * so the streaming commands (`events.*`) are WebSocket-only.
+ */
+export interface CommandCaller {
+  readonly id: string;
+  readonly connection?: AdminConnection;
+}
+
 export interface CommandCall<A> {
   args: A;
-  connection: AdminConnection;
+  caller: CommandCaller;
   services: CommandServices;
   encoding: 'json' | 'cbor';
 }
@@ -82,8 +92,8 @@ export const COMMANDS = {
   'uploads.begin': command(
     z.strictObject({ size: z.number().int().min(1), sha256: sha256.optional() }),
     'start a chunked firmware upload; answers {uploadId, chunkBytes}',
-    async ({ args, connection, services }) => {
-      const { uploadId } = await services.uploads.begin(connection.id, args.size, args.sha256);
+    async ({ args, caller, services }) => {
+      const { uploadId } = await services.uploads.begin(caller.id, args.size, args.sha256);
       return { uploadId, chunkBytes: services.chunkBytes };
     },
   ),
@@ -91,15 +101,15 @@ export const COMMANDS = {
   'uploads.chunk': command(
     z.strictObject({ uploadId: z.string().min(1), offset: z.number().int().min(0), data: bytes }),
     'append the bytes at offset (in order)',
-    async ({ args, connection, services }) => {
-      const result = await services.uploads.chunk(connection.id, args.uploadId, args.offset, args.data);
+    async ({ args, caller, services }) => {
+      const result = await services.uploads.chunk(caller.id, args.uploadId, args.offset, args.data);
       services.metrics.uploadBytes.inc(args.data.byteLength);
       return result;
     },
   ),
 
-  'uploads.abort': command(z.strictObject({ uploadId: z.string().min(1) }), 'drop an unfinished upload', async ({ args, connection, services }) => {
-    await services.uploads.abort(connection.id, args.uploadId);
+  'uploads.abort': command(z.strictObject({ uploadId: z.string().min(1) }), 'drop an unfinished upload', async ({ args, caller, services }) => {
+    await services.uploads.abort(caller.id, args.uploadId);
     return { aborted: args.uploadId };
   }),
 
@@ -115,12 +125,12 @@ export const COMMANDS = {
       .refine((a) => (a.data === undefined) !== (a.uploadId === undefined), { message: 'give exactly one of data (small images) or uploadId (from uploads.begin)' }),
     'add a firmware image from inline data or a finished upload',
     async (call) => {
-      const { args, connection, services } = call;
+      const { args, caller, services } = call;
       if (args.data !== undefined) {
         services.metrics.uploadBytes.inc(args.data.byteLength);
         return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'bytes', data: args.data ?? new Uint8Array() })));
       }
-      const upload = await services.uploads.finish(connection.id, args.uploadId ?? '');
+      const upload = await services.uploads.finish(caller.id, args.uploadId ?? '');
       try {
         return commandResult(await ask(call, 'OtaCommandResult', (correlationId) => newPackage(correlationId, args, { kind: 'file', path: upload.file })));
       } finally {
@@ -219,7 +229,8 @@ export const COMMANDS = {
   'events.subscribe': command(
     z.strictObject({ kinds: z.array(z.enum(EVENT_KINDS)).min(1).optional(), uid: uid.optional() }),
     'live stream: device, telemetry and ota events; campaign events when asked for',
-    async ({ args, connection, encoding }) => {
+    async ({ args, caller, encoding }) => {
+      const connection = liveConnection(caller, 'events.subscribe');
       const kinds = new Set<string>(args.kinds ?? DEFAULT_KINDS);
       connection.subscription = { kinds, encoding, ...(args.uid !== undefined ? { uid: args.uid } : {}) };
       return { kinds: [...kinds], uid: args.uid ?? null };
@@ -257,8 +268,8 @@ export const COMMANDS = {
     commandResult(await askCampaigns(call, { command: 'promote', id: call.args.id })),
   ),
 
-  'events.unsubscribe': command(none, 'stop the live stream', async ({ connection }) => {
-    connection.subscription = undefined;
+  'events.unsubscribe': command(none, 'stop the live stream', async ({ caller }) => {
+    liveConnection(caller, 'events.unsubscribe').subscription = undefined;
     return { subscribed: false };
   }),
 } as const;
@@ -269,7 +280,7 @@ export type CommandName = keyof typeof COMMANDS;
 export async function runCommand(
   name: string,
   rawArgs: Record<string, unknown>,
-  connection: AdminConnection,
+  caller: CommandCaller,
   services: CommandServices,
   encoding: 'json' | 'cbor',
 ): Promise<unknown> {
@@ -277,10 +288,11 @@ export async function runCommand(
   const definition = COMMANDS[name as CommandName] as Command<z.ZodType>;
   const parsed = definition.args.safeParse(rawArgs);
   if (!parsed.success) throw new AdminError('INVALID_ARGUMENT', describeIssues(parsed.error));
-  return definition.run({ args: parsed.data, connection, services, encoding });
+  return definition.run({ args: parsed.data, caller, services, encoding });
 }
 
-function describeIssues(error: z.ZodError): string {
+/** Zod's issues as one line that names each field: `uid: expected a device uid …; unknown argument foo`. */
+export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const at = issue.path.map(String).join('.');
@@ -288,6 +300,12 @@ function describeIssues(error: z.ZodError): string {
       return at === '' ? issue.message : `${at}: ${issue.message}`;
     })
     .join('; ');
+}
+
+/** The WebSocket connection of a streaming command; a caller without one (REST) is told where the stream is. */
+function liveConnection(caller: CommandCaller, name: string): AdminConnection {
+  if (!caller.connection) throw new AdminError('INVALID_ARGUMENT', `${name} is a live stream: send it over the admin WebSocket (/ws)`);
+  return caller.connection;
 }
 
 // --- asking other runners -------------------------------------------------
@@ -316,7 +334,7 @@ function runnerFor(requestType: EventType): string {
  */
 async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
   const { broker, pending } = call.services;
-  const { correlationId, answer } = pending.create(call.connection.id, answerType);
+  const { correlationId, answer } = pending.create(call.caller.id, answerType);
   const request = build(correlationId);
   const requestType = REQUEST_FOR[answerType](request);
   if (!broker.accepts(requestType)) {

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import { runCommand, type CommandServices } from '../../src/admin/commands.js';
-import type { AdminConnection } from '../../src/admin/connection.js';
 import { PendingRequests } from '../../src/admin/pending.js';
 import { EventBroker } from '../../src/broker/index.js';
 import { hasCode, NucleonError } from '../../src/errors.js';
@@ -20,8 +19,7 @@ function setUp(timeoutMs = 5000) {
   const pending = new PendingRequests(timeoutMs);
   // Only what the campaigns.* commands use; the rest of the services is never touched by them.
   const services = { broker, pending } as unknown as CommandServices;
-  const connection = { id: 'client-1' } as AdminConnection;
-  const call = (cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, connection, services, 'json');
+  const call = (cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, { id: 'client-1' }, services, 'json');
   return { broker, pending, call };
 }
 
