@@ -70,6 +70,7 @@ export const ERROR_CODES = {
   TIMEOUT: { meaning: 'the OTA or app runner did not answer within `admin.request_timeout_ms`; for the CLI, the admin endpoint did not answer in time', areas: ['admin', 'cli'] },
   UNAVAILABLE: { meaning: 'no runner handles the request (OTA disabled, no app runner; for a campaign: the OTA runner did not answer), or the connection or server is closing or full', areas: ['campaigns', 'admin', 'cli'], httpStatus: 503 },
   OVERLOADED: { meaning: 'the event broker refused the request (inboxes full)', areas: ['admin'] },
+  TOO_LARGE: { meaning: 'a REST request body over its limit: `admin.max_message_bytes` for JSON, `admin.max_upload_bytes` for an image (HTTP 413)', areas: ['admin'] },
   INTERNAL: { meaning: 'a bug; details only in the server log', areas: ['admin', 'cli'] },
   NO_API_KEY: { meaning: 'no API key: pass `--api-key`, set `NUCLEON_ADMIN_API_KEY`, or give `--config` (the generated key is read from the store)', areas: ['cli'] },
   BAD_URL: { meaning: '`--url` is not a ws://, wss://, http:// or https:// URL', areas: ['cli'] },
