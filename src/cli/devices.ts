@@ -5,6 +5,7 @@ import { deviceCredentials, serviceCredentials, type CredentialStore } from '../
 import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
 import { withAdmin } from './admin-client.js';
+import type { CliAction } from './cli-action.js';
 import { devicesList } from './devices-list.js';
 
 /**
@@ -15,7 +16,7 @@ import { devicesList } from './devices-list.js';
  * listing) are added to the `deviceActions` table.
  */
 
-export type Action = { usage: string; run: (argv: string[]) => Promise<number> };
+export type Action = { usage: string; run: (argv: string[]) => Promise<number>; api: CliAction };
 
 const CREDENTIAL_OPTIONS = {
   config: { type: 'string', short: 'c', default: 'config.toml' },
@@ -46,9 +47,14 @@ function adminCredentials(values: AdminValues): Passwords {
   };
 }
 
-function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>) {
+function credentialActions(
+  what: 'device' | 'service account',
+  open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>,
+  api: { add: CliAction; remove: CliAction },
+) {
   const noun = what === 'device' ? '<uid>' : '<name>';
   const add: Action = {
+    api: api.add,
     usage: `add ${noun} [--password <p>] [--config <file>]   set a password (generated and printed when not given)${what === 'device' ? '; through the admin endpoint (--url, --api-key) while a server runs' : ''}`,
     run: async (argv) => {
       const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
@@ -67,6 +73,7 @@ function credentialActions(what: 'device' | 'service account', open: (config: Re
     },
   };
   const remove: Action = {
+    api: api.remove,
     usage: `remove ${noun} [--config <file>]                  delete the password (certificates stay valid until they expire)`,
     run: async (argv) => {
       const { config: configOption, url, 'api-key': apiKey } = CREDENTIAL_OPTIONS;
@@ -126,11 +133,11 @@ function opener(make: (store: LevelStore) => CredentialStore, viaAdmin: boolean)
 }
 
 export const deviceActions: Record<string, Action> = {
-  ...credentialActions('device', opener(deviceCredentials, true)),
-  list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
+  ...credentialActions('device', opener(deviceCredentials, true), { add: 'devices.add', remove: 'devices.remove' }),
+  list: { api: 'devices.list', usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
 };
 // Service accounts have no admin command yet: they are managed with the server stopped.
-export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials, false));
+export const serviceAccountActions: Record<string, Action> = credentialActions('service account', opener(serviceCredentials, false), { add: 'local', remove: 'local' });
 
 function usageOf(command: string, actions: Record<string, Action>, summary: string): string {
   return `${summary}\n\n${Object.values(actions)
