@@ -125,7 +125,7 @@ export class AdminRunner implements Runner {
     const deadlines = deadlinesOf(config.limits);
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
     const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });
-    const rest = new RestApi({ services, verifier, limiter, jsonBodyLimit: admin.max_message_bytes, maxUploadBytes: admin.max_upload_bytes, version: nucleonVersion(), logger });
+    const rest = new RestApi({ services, verifier, limiter, jsonBodyLimit: admin.max_message_bytes, maxUploadBytes: admin.max_upload_bytes, maxInFlight: admin.max_pending_per_client, version: nucleonVersion(), logger });
     await rest.start();
     const routes = createRequestHandler({
       files,

@@ -3,7 +3,7 @@
 // client code. The OpenAPI document is checked by @readme/openapi-parser.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -292,4 +292,35 @@ test('the OpenAPI document is valid OpenAPI 3.1, and every route it documents an
     if (answer.status === 404) assert.doesNotMatch(answer.body.error.message, /^no route/, `${method} ${route}`);
     assert.ok(answer.status < 500 || answer.status === 503, `${method} ${route}: ${answer.status} ${JSON.stringify(answer.body)}`);
   }
+});
+
+test('wrong keys from one address block are refused with 429 and Retry-After past the limit; the right key still gets in', async (t) => {
+  const { adminPort } = await startFullInstance(t, { admin: { auth_failures_per_minute: 2 } });
+  const api = client(adminPort);
+  for (let i = 0; i < 2; i++) assert.equal((await api('GET', '/devices', { key: `wrong-key-number-${i}-000000` })).status, 401);
+  const limited = await api('GET', '/devices', { key: 'wrong-key-number-3-000000' });
+  assert.equal(limited.status, 429);
+  assert.equal(limited.body.error.code, 'RATE_LIMITED');
+  assert.match(limited.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/);
+  assert.equal((await api('GET', '/devices')).status, 200);
+});
+
+test('an image body cut short leaves no file behind and no image', async (t) => {
+  const { adminPort, dir } = await startFullInstance(t);
+  const api = client(adminPort);
+  const uploads = path.join(dir, 'data', 'uploads');
+  const request = httpRequest({
+    host: '127.0.0.1',
+    port: adminPort,
+    method: 'PUT',
+    path: `/api/v1/images/${IMAGE_ID}`,
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/octet-stream', 'content-length': String(1024 * 1024) },
+  });
+  request.on('error', () => undefined);
+  request.write(randomBytes(100 * 1024));
+  // The bytes are on disk as they arrive: the upload file exists before the body is complete.
+  await waitFor(async () => (await readdir(uploads)).length === 1, 'the upload file appears');
+  request.destroy();
+  await waitFor(async () => (await readdir(uploads)).length === 0, 'the upload file is removed');
+  assert.deepEqual((await api('GET', '/images')).body, { images: [] });
 });

@@ -19,6 +19,8 @@ export interface RestApiOptions {
   jsonBodyLimit: number;
   /** Largest streamed image (`admin.max_upload_bytes`). */
   maxUploadBytes: number;
+  /** Commands running at once over REST, all callers together (`admin.max_pending_per_client`: REST counts as one client). */
+  maxInFlight: number;
   version: string;
   logger: Logger;
 }
@@ -70,6 +72,7 @@ class StatusError extends AdminError {
 export class RestApi {
   private readonly app: FastifyInstance;
   private readonly document: string;
+  private inFlight = 0;
 
   constructor(private readonly options: RestApiOptions) {
     this.document = JSON.stringify(openApiDocument(options.version));
@@ -90,7 +93,7 @@ export class RestApi {
     app.get(`${API_PREFIX}/openapi.json`, { config: { public: true } }, async (_request, reply) => reply.type('application/json; charset=utf-8').send(this.document));
     for (const route of REST_ROUTES) {
       if (route.body === 'stream') continue;
-      app.route({ method: route.method, url: fastifyPath(route.path), handler: async (request, reply) => this.answer(reply, route, await this.runRoute(route, request)) });
+      app.route({ method: route.method, url: fastifyPath(route.path), handler: async (request, reply) => this.answer(reply, route, await this.bounded(() => this.runRoute(route, request))) });
     }
     await app.register(async (scope) => {
       // Only here is a body a raw stream: the image goes to disk as it arrives.
@@ -98,7 +101,7 @@ export class RestApi {
       scope.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
       for (const route of REST_ROUTES) {
         if (route.body !== 'stream') continue;
-        scope.route({ method: route.method, url: fastifyPath(route.path), handler: async (request, reply) => this.answer(reply, route, await this.uploadImage(route, request)) });
+        scope.route({ method: route.method, url: fastifyPath(route.path), handler: async (request, reply) => this.answer(reply, route, await this.bounded(() => this.uploadImage(route, request))) });
       }
     });
     await app.ready();
@@ -135,6 +138,17 @@ export class RestApi {
     this.options.logger.warn({ address, via: 'rest' }, 'admin REST request with a wrong API key');
     reply.header('www-authenticate', 'Bearer error="invalid_token"');
     throw new AdminError('UNAUTHORIZED', 'invalid API key');
+  }
+
+  /** Runs a command unless too many already run: each may hold a pending request or an upload file. */
+  private async bounded<T>(run: () => Promise<T>): Promise<T> {
+    if (this.inFlight >= this.options.maxInFlight) throw new AdminError('TOO_MANY_PENDING', `at most ${this.options.maxInFlight} REST requests in flight (admin.max_pending_per_client)`);
+    this.inFlight++;
+    try {
+      return await run();
+    } finally {
+      this.inFlight--;
+    }
   }
 
   private async runRoute(route: RestRoute, request: FastifyRequest): Promise<unknown> {
