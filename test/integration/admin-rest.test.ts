@@ -305,8 +305,8 @@ test('wrong keys from one address block are refused with 429 and Retry-After pas
   assert.equal((await api('GET', '/devices')).status, 200);
 });
 
-test('an image body cut short leaves no file behind and no image', async (t) => {
-  const { adminPort, dir } = await startFullInstance(t);
+test('an image body cut short leaves no file behind and no image; while it streams, REST commands past admin.max_pending_per_client get 429', async (t) => {
+  const { adminPort, dir } = await startFullInstance(t, { admin: { max_pending_per_client: 1 } });
   const api = client(adminPort);
   const uploads = path.join(dir, 'data', 'uploads');
   const request = httpRequest({
@@ -320,6 +320,9 @@ test('an image body cut short leaves no file behind and no image', async (t) => 
   request.write(randomBytes(100 * 1024));
   // The bytes are on disk as they arrive: the upload file exists before the body is complete.
   await waitFor(async () => (await readdir(uploads)).length === 1, 'the upload file appears');
+  const busy = await api('GET', '/images');
+  assert.equal(busy.status, 429);
+  assert.deepEqual(busy.body, { error: { code: 'TOO_MANY_PENDING', message: 'at most 1 REST requests in flight (admin.max_pending_per_client)' } });
   request.destroy();
   await waitFor(async () => (await readdir(uploads)).length === 0, 'the upload file is removed');
   assert.deepEqual((await api('GET', '/images')).body, { images: [] });

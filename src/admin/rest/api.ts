@@ -84,6 +84,7 @@ export class RestApi {
     app.addHook('onRequest', async (request, reply) => this.authenticate(request, reply));
     app.addHook('onSend', async (_request, reply, payload) => {
       reply.header('cache-control', 'no-store');
+      reply.header('x-content-type-options', 'nosniff');
       return payload;
     });
     app.setErrorHandler((error, request, reply) => this.fail(error, request, reply));
