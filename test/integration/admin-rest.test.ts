@@ -101,6 +101,16 @@ test('without the key, or with a wrong one, every route but the OpenAPI document
   const doc = await api('GET', '/openapi.json', { key: null });
   assert.equal(doc.status, 200);
   assert.equal(doc.body.openapi, '3.1.0');
+  // The Host check of the whole admin endpoint (DNS rebinding) comes first, key or not.
+  const rebound = await new Promise<number>((resolve, reject) => {
+    const request = httpRequest({ host: '127.0.0.1', port: adminPort, path: '/api/v1/devices', headers: { host: 'evil.example', authorization: `Bearer ${API_KEY}` } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+  assert.equal(rebound, 421);
 });
 
 test('devices: add a password (PUT and POST), log in over MQTT with it, list, get and remove', async (t) => {
