@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { initCertificates, issueDeviceCertificate } from '../certs/index.js';
 import { loadConfigFile } from '../config/index.js';
+import type { CliAction } from './cli-action.js';
 
 export const certsUsage = `nucleon certs init [--config <file>] [--force]
 nucleon certs device <uid> [--config <file>] [--out <dir>]
@@ -11,6 +12,9 @@ init     creates a CA (ca.crt, ca.key) and a server certificate (server.crt,
 device   creates <uid>.key and <uid>.crt (CN = uid, signed by the CA) plus a
          copy of ca.crt, in --out (default: <certs.dir>/devices). Flash all
          three onto the device.`;
+
+/** Both write files on this machine (the CA key never leaves it). */
+export const certsActions = { init: 'local', device: 'local' } as const satisfies Record<string, CliAction>;
 
 /** Exit code 2 with a one-line reason, as for other usage errors. */
 function usageError(message: string): number {
@@ -48,5 +52,5 @@ export async function certs(argv: string[]): Promise<number> {
     process.stdout.write(`certificate: ${files.certPath}\nkey:         ${files.keyPath}\nCA:          ${files.caPath}\n`);
     return 0;
   }
-  return usageError(`unknown certs action ${JSON.stringify(action ?? '')}: expected init or device (see nucleon certs --help)`);
+  return usageError(`unknown certs action ${JSON.stringify(action ?? '')}: expected ${Object.keys(certsActions).join(' or ')} (see nucleon certs --help)`);
 }
