@@ -1,25 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, exitCodeOf, NucleonError } from './errors.js';
-import { serve, serveUsage } from './cli/serve.js';
-import { certs, certsUsage } from './cli/certs.js';
-import { devices, devicesUsage, serviceAccounts, serviceAccountsUsage } from './cli/devices.js';
-import { ota, otaUsage } from './cli/ota.js';
-import { groups, groupsUsage } from './cli/groups.js';
-import { campaigns, campaignsUsage } from './cli/campaigns.js';
+import { CLI_COMMANDS as commands } from './cli/commands.js';
 import { nucleonVersion } from './version.js';
-
-type Command = { summary: string; usage: string; run: (argv: string[]) => Promise<number> };
-
-/** Subcommands; each lives in src/cli/<name>.ts. */
-const commands: Record<string, Command> = {
-  serve: { summary: 'run the broker', usage: serveUsage, run: serve },
-  certs: { summary: 'make the CA, server and device certificates', usage: certsUsage, run: certs },
-  devices: { summary: 'device passwords for MQTT logins', usage: devicesUsage(), run: devices },
-  'service-accounts': { summary: 'service accounts (backend MQTT clients)', usage: serviceAccountsUsage(), run: serviceAccounts },
-  ota: { summary: 'firmware images and links (add, list, link, unlink, remove)', usage: otaUsage, run: ota },
-  groups: { summary: 'list OTA groups', usage: groupsUsage, run: groups },
-  campaigns: { summary: 'staged OTA campaigns (create, list, show, pause, resume, abort, promote)', usage: campaignsUsage, run: campaigns },
-};
 
 const version = nucleonVersion;
 

@@ -27,6 +27,8 @@ import { AdminMetrics } from './metrics.js';
 import { PendingRequests } from './pending.js';
 import { AdminError, encodeMessage, eventMessage, type Encoding } from './protocol.js';
 import { UploadManager } from './uploads.js';
+import { RestApi } from './rest/api.js';
+import { nucleonVersion } from '../version.js';
 
 /** The event types the admin runner takes: answers to its requests, and what feeds the fleet view and the live stream. */
 const ACCEPTS = [
@@ -73,6 +75,7 @@ interface Started {
   wss: WebSocketServer;
   connections: Map<string, AdminConnection>;
   services: CommandServices;
+  rest: RestApi;
   flushTimer: NodeJS.Timeout;
   stopping: boolean;
   unsubscribePresence: () => void;
@@ -141,7 +144,16 @@ export class AdminRunner implements Runner {
     const deadlines = deadlinesOf(config.limits);
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
     const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });
-    const routes = createRequestHandler({ files, metrics: this.options.exposition ?? context.metrics, health: () => this.health(), admit: (request) => access.admit(request), refusals });
+    const rest = new RestApi({ services, keys, limiter, jsonBodyLimit: admin.max_message_bytes, maxUploadBytes: admin.max_upload_bytes, maxInFlight: admin.max_pending_per_client, version: nucleonVersion(), logger });
+    await rest.start();
+    const routes = createRequestHandler({
+      files,
+      metrics: this.options.exposition ?? context.metrics,
+      health: () => this.health(),
+      admit: (request) => access.admit(request),
+      refusals,
+      api: (request, response) => rest.handle(request, response),
+    });
     const server = createServer(httpServerOptions(deadlines), contain(logger, 'admin request', routes, (_request, response) => failResponse(response)));
     // Node's defaults (60 s for headers, 300 s per request) let a slowloris client hold sockets for minutes.
     const refused = httpRefusedCounter(context.metrics);
@@ -166,7 +178,7 @@ export class AdminRunner implements Runner {
       if (entry) this.broadcast('device', 'device.connected', device, { at: entry.connectedAt, remoteAddress: entry.remoteAddress, authMethod: entry.authMethod });
       else this.broadcast('device', 'device.disconnected', device, { at: Date.now(), reason: 'elsewhere' });
     });
-    const started: Started = { context, server, wss, connections, services, flushTimer, stopping: false, unsubscribePresence };
+    const started: Started = { context, server, wss, connections, services, rest, flushTimer, stopping: false, unsubscribePresence };
     this.started = started;
 
     const hooks: ConnectionHooks = {
@@ -281,13 +293,14 @@ export class AdminRunner implements Runner {
     const started = this.started;
     if (!started) return;
     started.stopping = true;
-    const { context, server, wss, connections, services, flushTimer } = started;
+    const { context, server, wss, connections, services, rest, flushTimer } = started;
     started.unsubscribePresence();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of [...connections.values()]) connection.close(CloseCode.shuttingDown, 'server shutting down');
     server.closeAllConnections();
     wss.close();
     await closed;
+    await rest.stop();
     clearInterval(flushTimer);
     services.pending.cancelAll('the admin endpoint stopped');
     await services.uploads.stop();

@@ -404,14 +404,8 @@ export async function runCommand(name: string, rawArgs: Record<string, unknown>,
   if (!Object.hasOwn(COMMANDS, name)) throw new AdminError('UNKNOWN_COMMAND', `unknown command "${name}"; known: ${Object.keys(COMMANDS).join(', ')}`);
   const definition = COMMANDS[name as CommandName] as Command<z.ZodType>;
   const parsed = definition.args.safeParse(rawArgs);
-  const target = parsed.success ? definition.target?.(parsed.data) : undefined;
-  const audit = (result: string) => {
-    if (definition.audited) services.audit.record({ actor: caller.actor.name, via: caller.via, command: name, ...(target !== undefined ? { target } : {}), result });
-  };
-  if (definition.changes && caller.actor.role !== 'admin') {
-    audit('FORBIDDEN');
-    throw new AdminError('FORBIDDEN', `${name} changes something; the key "${caller.actor.name}" is ${caller.actor.role} (a key with role "admin" may)`);
-  }
+  const audit = auditor(name, caller, services, parsed.success ? definition.target?.(parsed.data) : undefined);
+  refuseReadOnly(name, caller, audit);
   if (!parsed.success) {
     audit('INVALID_ARGUMENT');
     throw new AdminError('INVALID_ARGUMENT', describeIssues(parsed.error));
@@ -426,12 +420,45 @@ export async function runCommand(name: string, rawArgs: Record<string, unknown>,
   }
 }
 
+/**
+ * The role check and audit of a command for the work a transport does before
+ * running it (PUT /images/{id} streams the image to disk, then runs
+ * `images.add`): a read-only key is refused before `prepare` starts, and a
+ * failure of `prepare` is audited as the command's result. Its success is
+ * not: the command itself is audited when it runs.
+ */
+export async function prepareCommand<T>(name: CommandName, caller: CommandCaller, services: CommandServices, target: string | undefined, prepare: () => Promise<T>): Promise<T> {
+  const audit = auditor(name, caller, services, target);
+  refuseReadOnly(name, caller, audit);
+  try {
+    return await prepare();
+  } catch (error) {
+    audit(errorAnswer(error, 'INTERNAL').code);
+    throw error;
+  }
+}
+
+/** Writes a result of the command to the audit log, if it is an audited change. */
+function auditor(name: string, caller: CommandCaller, services: CommandServices, target: string | undefined): (result: string) => void {
+  const definition = COMMANDS[name as CommandName] as Command<z.ZodType>;
+  return (result) => {
+    if (definition.audited) services.audit.record({ actor: caller.actor.name, via: caller.via, command: name, ...(target !== undefined ? { target } : {}), result });
+  };
+}
+
+function refuseReadOnly(name: string, caller: CommandCaller, audit: (result: string) => void): void {
+  if (!commandChanges(name) || caller.actor.role === 'admin') return;
+  audit('FORBIDDEN');
+  throw new AdminError('FORBIDDEN', `${name} changes something; the key "${caller.actor.name}" is ${caller.actor.role} (a key with role "admin" may)`);
+}
+
 /** Whether a command changes something (read-only keys may not run it); false for unknown names. */
 export function commandChanges(name: string): boolean {
   return Object.hasOwn(COMMANDS, name) && (COMMANDS[name as CommandName] as Command<z.ZodType>).changes;
 }
 
-function describeIssues(error: z.ZodError): string {
+/** Zod's issues as one line that names each field: `uid: expected a device uid …; unknown argument foo`. */
+export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const at = issue.path.map(String).join('.');

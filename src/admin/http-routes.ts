@@ -67,6 +67,8 @@ export interface RouteOptions {
   /** Target, Host (AdminAccess): what is not admitted is refused and counted by `refusals`. */
   admit: (request: IncomingMessage) => Admission;
   refusals: RequestRefusals;
+  /** Serves everything under `/api/` (the REST API), after the Host check. */
+  api?: (request: IncomingMessage, response: ServerResponse) => void;
 }
 
 // The dashboard talks only to its own origin; nothing is loaded from elsewhere.
@@ -77,7 +79,7 @@ const SECURITY_HEADERS = {
   'cache-control': 'no-store',
 };
 
-/** GET `/` and the dashboard files, `/metrics` (Prometheus text), `/healthz` (200 ok / 503 degraded). */
+/** GET `/` and the dashboard files, `/metrics` (Prometheus text), `/healthz` (200 ok / 503 degraded); `/api/` goes to `api`. */
 export function createRequestHandler(options: RouteOptions): (request: IncomingMessage, response: ServerResponse) => void {
   return (request, response) => {
     const admission = options.admit(request);
@@ -86,6 +88,10 @@ export function createRequestHandler(options: RouteOptions): (request: IncomingM
       return;
     }
     const pathname = admission.url.pathname;
+    if (options.api && pathname.startsWith('/api/')) {
+      options.api(request, response);
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
       return;

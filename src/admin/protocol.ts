@@ -108,6 +108,11 @@ export function encodeMessage(message: AdminResponse | AdminEventMessage, encodi
   return JSON.stringify(message, bytesAsBase64);
 }
 
+/** JSON text of any answer, bytes as base64 as on the WebSocket (the REST API answers with it). */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, bytesAsBase64);
+}
+
 function bytesAsBase64(this: unknown, key: string, value: unknown): unknown {
   // JSON.stringify has already applied Buffer#toJSON to `value`; the holder still has the original.
   const original = (this as Record<string, unknown>)[key];

@@ -102,6 +102,12 @@ export class UploadManager {
     await this.remove(upload);
   }
 
+  /** Removes an upload if it is still open (a REST body cut short); a finished or unknown one is left alone. */
+  async drop(uploadId: string): Promise<void> {
+    const upload = this.uploads.get(uploadId);
+    if (upload) await this.remove(upload);
+  }
+
   /** Removes every unfinished upload of a closed connection. */
   async abortOwner(owner: string): Promise<void> {
     for (const upload of [...this.uploads.values()]) if (upload.owner === owner) await this.remove(upload);

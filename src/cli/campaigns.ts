@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
 import { NucleonError } from '../errors.js';
 import type { CampaignDeviceStatus, CampaignSummary } from '../events.js';
+import type { CliAction } from './cli-action.js';
 import { ADMIN_OPTIONS, ADMIN_OPTIONS_USAGE, formatBytes, formatTable, formatTime, printJson, withAdmin } from './admin-client.js';
 
 export const campaignsUsage = `nucleon campaigns <command> [options]
@@ -29,6 +30,17 @@ const OPTIONS = {
   'no-rollback': { type: 'boolean' },
 } as const;
 
+/** The actions and the admin command each runs. */
+export const campaignActions = {
+  create: 'campaigns.create',
+  list: 'campaigns.list',
+  show: 'campaigns.show',
+  pause: 'campaigns.pause',
+  resume: 'campaigns.resume',
+  abort: 'campaigns.abort',
+  promote: 'campaigns.promote',
+} as const satisfies Record<string, CliAction>;
+
 /** The commands that take one campaign id and answer its summary. */
 const OPERATIONS = ['pause', 'resume', 'promote', 'abort'] as const;
 type Operation = (typeof OPERATIONS)[number];
@@ -43,14 +55,14 @@ export async function campaigns(argv: string[]): Promise<number> {
       const [file, extra] = rest;
       if (file === undefined || extra !== undefined) return usage('campaigns create takes one spec file (.json or .toml)');
       const spec = await readSpec(file);
-      const campaign = await withAdmin(values, (client) => client.request<CampaignSummary>('campaigns.create', spec));
+      const campaign = await withAdmin(values, (client) => client.request<CampaignSummary>(campaignActions.create, spec));
       if (values.json) printJson(campaign);
       else process.stdout.write(`created: ${describeSummary(campaign)}\n${formatStages(campaign)}`);
       return 0;
     }
     case 'list': {
       if (rest.length > 0) return usage('campaigns list takes no arguments');
-      const { campaigns: list } = await withAdmin(values, (client) => client.request<{ campaigns: CampaignSummary[] }>('campaigns.list'));
+      const { campaigns: list } = await withAdmin(values, (client) => client.request<{ campaigns: CampaignSummary[] }>(campaignActions.list));
       if (values.json) printJson(list);
       else {
         const rows = list.map((c) => [c.id, c.imageId, c.state, `${c.stage + 1}/${c.stages.length} ${c.stages[c.stage]?.label ?? ''}`.trim(), c.reason, formatCounts(c)]);
@@ -62,7 +74,7 @@ export async function campaigns(argv: string[]): Promise<number> {
       const [id, extra] = rest;
       if (id === undefined || extra !== undefined) return usage('campaigns show takes one campaign id');
       const shown = await withAdmin(values, (client) =>
-        client.request<{ campaign: CampaignSummary; spec: unknown; devices?: CampaignDeviceStatus[] }>('campaigns.show', { id, ...(values.devices ? { devices: true } : {}) }),
+        client.request<{ campaign: CampaignSummary; spec: unknown; devices?: CampaignDeviceStatus[] }>(campaignActions.show, { id, ...(values.devices ? { devices: true } : {}) }),
       );
       if (values.json) printJson(shown);
       else {
@@ -78,7 +90,7 @@ export async function campaigns(argv: string[]): Promise<number> {
       if (sub !== 'abort' && (values.rollback !== undefined || values['no-rollback'] !== undefined)) return usage('--rollback and --no-rollback go with abort only');
       const rollback = values.rollback === true ? true : values['no-rollback'] === true ? false : undefined;
       const args = { id, ...(rollback !== undefined ? { rollback } : {}) };
-      const campaign = await withAdmin(values, (client) => client.request<CampaignSummary>(`campaigns.${sub}`, args));
+      const campaign = await withAdmin(values, (client) => client.request<CampaignSummary>(campaignActions[sub], args));
       if (values.json) printJson(campaign);
       else process.stdout.write(`${PAST[sub]}: ${describeSummary(campaign)}\n`);
       return 0;

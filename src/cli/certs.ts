@@ -7,6 +7,7 @@ import { NucleonError } from '../errors.js';
 import type { Revocation } from '../revocation/index.js';
 import { ADMIN_OPTIONS } from './admin-client.js';
 import { listRevocations, revokeSerial } from './certs-revocation.js';
+import type { CliAction } from './cli-action.js';
 
 export const certsUsage = `nucleon certs init [--config <file>] [--force]
 nucleon certs device <uid> [--config <file>] [--out <dir>] [--force | --rotate]
@@ -27,6 +28,9 @@ crl      a CRL signed by the CA listing our revoked certificates (each
 
 The revocation list is read and written in the embedded store with the
 server stopped, else through the admin endpoint (--url, --api-key).`;
+
+/** All three sign or write files on this machine (the CA key never leaves it). */
+export const certsActions = { init: 'local', device: 'local', crl: 'local' } as const satisfies Record<string, CliAction>;
 
 /** Exit code 2 with a one-line reason, as for other usage errors. */
 function usageError(message: string): number {
@@ -89,7 +93,7 @@ export async function certs(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  return usageError(`unknown certs action ${JSON.stringify(action ?? '')}: expected init, device or crl (see nucleon certs --help)`);
+  return usageError(`unknown certs action ${JSON.stringify(action ?? '')}: expected ${Object.keys(certsActions).join(', ')} (see nucleon certs --help)`);
 }
 
 /** What a CRL of ours lists: revoked serials in effect, and the certificate in certs.dir of each revoked device. */

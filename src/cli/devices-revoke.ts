@@ -8,7 +8,9 @@ import { ADMIN_OPTIONS, ADMIN_OPTIONS_USAGE, formatTable, formatTime, printJson,
  * (README "Revocation").
  */
 
-type Action = { usage: string; run: (argv: string[]) => Promise<number> };
+import type { CliAction } from './cli-action.js';
+
+type Action = { usage: string; run: (argv: string[]) => Promise<number>; api: CliAction };
 
 function oneUid(positionals: string[], what: string): string | undefined {
   if (positionals.length === 1) return positionals[0];
@@ -17,6 +19,7 @@ function oneUid(positionals: string[], what: string): string | undefined {
 }
 
 const revoke: Action = {
+  api: 'devices.revoke',
   usage: 'revoke <uid> [--reason <text>] [admin options]   refuse its certificates and password on every instance; its session is closed at once',
   run: async (argv) => {
     const { values, positionals } = parseArgs({ args: argv, options: { ...ADMIN_OPTIONS, reason: { type: 'string' } }, allowPositionals: true, strict: true });
@@ -31,6 +34,7 @@ const revoke: Action = {
 };
 
 const unrevoke: Action = {
+  api: 'devices.unrevoke',
   usage: 'unrevoke <uid> [admin options]                   lift the revocation: the device may log in again',
   run: async (argv) => {
     const { values, positionals } = parseArgs({ args: argv, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
@@ -43,6 +47,7 @@ const unrevoke: Action = {
 };
 
 const kick: Action = {
+  api: 'devices.kick',
   usage: 'kick <uid> [admin options]                       close its session on whichever instance holds it (it may reconnect)',
   run: async (argv) => {
     const { values, positionals } = parseArgs({ args: argv, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });
@@ -55,6 +60,7 @@ const kick: Action = {
 };
 
 const revocations: Action = {
+  api: 'devices.revocations',
   usage: 'revocations [admin options]                      the revocation list',
   run: async (argv) => {
     const { values, positionals } = parseArgs({ args: argv, options: ADMIN_OPTIONS, allowPositionals: true, strict: true });

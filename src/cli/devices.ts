@@ -5,6 +5,7 @@ import { deviceCredentials, MIN_PASSWORD_LENGTH, serviceCredentials, type Creden
 import { hasCode, NucleonError } from '../errors.js';
 import { LevelStore } from '../store/index.js';
 import { ADMIN_OPTIONS, formatTable, printJson, withAdmin } from './admin-client.js';
+import type { CliAction } from './cli-action.js';
 import { devicesList } from './devices-list.js';
 import { revocationActions, revocationUsage } from './devices-revoke.js';
 import { KvFleetStore } from '../admin/index.js';
@@ -19,7 +20,7 @@ import type { KvStore } from '../store/index.js';
  * listing) are added to the action tables.
  */
 
-export type Action = { usage: string; run: (argv: string[]) => Promise<number> };
+export type Action = { usage: string; run: (argv: string[]) => Promise<number>; api: CliAction };
 
 const CREDENTIAL_OPTIONS = {
   config: { type: 'string', short: 'c', default: 'config.toml' },
@@ -54,9 +55,14 @@ function adminCredentials(values: AdminValues, commands: AdminCommands): Passwor
   };
 }
 
-function credentialActions(what: 'device' | 'service account', open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>) {
+function credentialActions(
+  what: 'device' | 'service account',
+  open: (config: Readonly<Config>, values: AdminValues) => Promise<Opened>,
+  api: { add: CliAction; remove: CliAction },
+) {
   const noun = what === 'device' ? '<uid>' : '<name>';
   const add: Action = {
+    api: api.add,
     usage: `add ${noun} [--password <p> | --generate] [--config <file>]   set a password of at least ${MIN_PASSWORD_LENGTH} characters; --generate (the default without --password) prints a random one; through the admin endpoint (--url, --api-key) while a server runs`,
     run: async (argv) => {
       const { values, positionals } = parseArgs({ args: argv, options: CREDENTIAL_OPTIONS, strict: true, allowPositionals: true });
@@ -79,6 +85,7 @@ function credentialActions(what: 'device' | 'service account', open: (config: Re
     },
   };
   const remove: Action = {
+    api: api.remove,
     usage: `remove ${noun} [--config <file>]                  ${what === 'device' ? 'forget the device: password and fleet record (certificates stay valid until revoked: devices revoke)' : 'delete the password'}`,
     run: async (argv) => {
       const { config: configOption, url, 'api-key': apiKey } = CREDENTIAL_OPTIONS;
@@ -158,13 +165,13 @@ function deviceForgetting(store: KvStore): Passwords {
 }
 
 export const deviceActions: Record<string, Action> = {
-  ...credentialActions('device', opener(deviceForgetting, { prefix: 'devices', key: 'uid' }, false)),
+  ...credentialActions('device', opener(deviceForgetting, { prefix: 'devices', key: 'uid' }, false), { add: 'devices.add', remove: 'devices.remove' }),
   ...revocationActions,
-  list: { usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
+  list: { api: 'devices.list', usage: '[list] [--online | --offline] [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the fleet, through the admin endpoint', run: devicesList },
 };
 export const serviceAccountActions: Record<string, Action> = {
-  ...credentialActions('service account', opener(serviceCredentials, { prefix: 'service-accounts', key: 'name' }, true)),
-  list: { usage: 'list [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the service accounts, through the admin endpoint', run: serviceAccountsList },
+  ...credentialActions('service account', opener(serviceCredentials, { prefix: 'service-accounts', key: 'name' }, true), { add: 'service-accounts.add', remove: 'service-accounts.remove' }),
+  list: { api: 'service-accounts.list', usage: 'list [--url <ws-url>] [--api-key <key>] [--config <file>] [--json]   the service accounts, through the admin endpoint', run: serviceAccountsList },
 };
 
 /** `nucleon service-accounts list`: names and when their password was set, from the running server. */

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ImageInfo } from '../events.js';
 import { parseVersionId } from '../protocol/index.js';
+import type { CliAction } from './cli-action.js';
 import { ADMIN_OPTIONS, ADMIN_OPTIONS_USAGE, formatBytes, formatTable, printJson, withAdmin } from './admin-client.js';
 
 export const otaUsage = `nucleon ota <command> [options]
@@ -17,6 +18,9 @@ Commands:
   remove <id>          delete an image
 
 ${ADMIN_OPTIONS_USAGE}`;
+
+/** The actions and the admin command each runs (`add` uploads in chunks first). */
+export const otaActions = { add: 'images.add', list: 'images.list', link: 'ota.link', unlink: 'ota.unlink', remove: 'images.remove' } as const satisfies Record<string, CliAction>;
 
 const OPTIONS = {
   ...ADMIN_OPTIONS,
@@ -56,7 +60,7 @@ export async function ota(argv: string[]): Promise<number> {
     }
     case 'list': {
       if (rest.length > 0) return usage('ota list takes no arguments');
-      const { images } = await withAdmin(values, (client) => client.request<{ images: ImageInfo[] }>('images.list'));
+      const { images } = await withAdmin(values, (client) => client.request<{ images: ImageInfo[] }>(otaActions.list));
       if (values.json) printJson(images);
       else {
         const rows = images.map((i) => [i.id, i.imageType, formatBytes(i.size), i.dateAdded, i.sha256.slice(0, 12), i.description ?? '']);
@@ -68,7 +72,7 @@ export async function ota(argv: string[]): Promise<number> {
       if (rest.length > 0) return usage('ota link takes only options');
       if (values.device === undefined && values.group === undefined) return usage('ota link needs --device and/or --group');
       const args = defined({ device: values.device, group: values.group, image: values.image, force: values.force || undefined });
-      const result = await withAdmin(values, (client) => client.request('ota.link', args));
+      const result = await withAdmin(values, (client) => client.request(otaActions.link, args));
       if (values.json) printJson(result);
       else process.stdout.write(`linked: ${describeLink(result)}\n`);
       return 0;
@@ -76,7 +80,7 @@ export async function ota(argv: string[]): Promise<number> {
     case 'unlink': {
       if (rest.length > 0) return usage('ota unlink takes only options');
       if (values.device === undefined && values.group === undefined) return usage('ota unlink needs --device and/or --group');
-      const result = await withAdmin(values, (client) => client.request('ota.unlink', defined({ device: values.device, group: values.group })));
+      const result = await withAdmin(values, (client) => client.request(otaActions.unlink, defined({ device: values.device, group: values.group })));
       if (values.json) printJson(result);
       else process.stdout.write(`unlinked: ${values.device !== undefined ? `device ${values.device}` : `group ${values.group ?? ''}`}\n`);
       return 0;
@@ -84,13 +88,13 @@ export async function ota(argv: string[]): Promise<number> {
     case 'remove': {
       const [id, extra] = rest;
       if (id === undefined || extra !== undefined) return usage('ota remove takes one image id');
-      const result = await withAdmin(values, (client) => client.request('images.remove', { id }));
+      const result = await withAdmin(values, (client) => client.request(otaActions.remove, { id }));
       if (values.json) printJson(result);
       else process.stdout.write(`removed: image ${id}\n`);
       return 0;
     }
     default:
-      return usage(sub === undefined ? 'missing command' : `unknown command "${sub}"`);
+      return usage(`${sub === undefined ? 'missing command' : `unknown command "${sub}"`}; expected one of ${Object.keys(otaActions).join(', ')}`);
   }
 }
 

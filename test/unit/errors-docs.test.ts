@@ -69,10 +69,10 @@ test('the catalogue holds together: meanings fit a table cell, each HTTP status 
 });
 
 test('the codes sent to admin clients and in OTA answers are the same strings as before the catalogue (clients match on them)', () => {
-  // Codes are added, never renamed or removed: FORBIDDEN came with read-only admin keys.
+  // Codes are added, never renamed or removed: FORBIDDEN came with read-only admin keys, TOO_LARGE with the REST API.
   assert.deepEqual(
     [...ADMIN_ERROR_CODES].sort(),
-    ['BAD_MESSAGE', 'FORBIDDEN', 'INTERNAL', 'INVALID_ARGUMENT', 'NOT_FOUND', 'OVERLOADED', 'RATE_LIMITED', 'TIMEOUT', 'TOO_MANY_PENDING', 'UNAUTHENTICATED', 'UNAUTHORIZED', 'UNAVAILABLE', 'UNKNOWN_COMMAND', 'UNSUPPORTED_VERSION'],
+    ['BAD_MESSAGE', 'FORBIDDEN', 'INTERNAL', 'INVALID_ARGUMENT', 'NOT_FOUND', 'OVERLOADED', 'RATE_LIMITED', 'TIMEOUT', 'TOO_LARGE', 'TOO_MANY_PENDING', 'UNAUTHENTICATED', 'UNAUTHORIZED', 'UNAVAILABLE', 'UNKNOWN_COMMAND', 'UNSUPPORTED_VERSION'],
   );
   assert.deepEqual(codesOf('ota').sort(), ['CONFLICT', 'INVALID_ARGUMENT', 'NOT_FOUND', 'STORAGE_FAILED', 'VERSION_DOWNGRADE']);
 });
