@@ -10,7 +10,7 @@ export interface Revocation {
   reason: string;
   /** When it was recorded, ms since the epoch. */
   at: number;
-  /** Who asked: `admin@<address>`, `cli`, `rotation`. */
+  /** Who asked: the admin key name and channel (`ops (rest)`, `default (cli)`), `cli` (the embedded store, server stopped), `rotation`. */
   by: string;
   /** Refused from this time on (later than `at` for a rotation's grace period). */
   effectiveAt: number;
