@@ -12,3 +12,8 @@ export interface RedisConnections {
   /** Stops watching the connection and closes it. */
   release(name: string): Promise<void>;
 }
+
+/** Connects a client made with `lazyConnect` that has not connected yet; one already connecting or connected is left as it is. */
+export async function connectIfIdle(client: Redis): Promise<void> {
+  if (client.status === 'wait') await client.connect();
+}

@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
+import { connectIfIdle } from '../redis-connections.js';
 import type { SharedByteBuckets } from '../ota/budget.js';
+import { Once } from '../util/once.js';
 
 /**
  * The token bucket of src/util/token-bucket.ts (`reserve`: take into debt,
@@ -42,26 +44,26 @@ interface BudgetRedis extends Redis {
 
 export class RedisByteBuckets implements SharedByteBuckets {
   private readonly redis: BudgetRedis;
+  private readonly closing: Once;
 
   /** `keyPrefix` ends with the namespace's colon, e.g. `nucleon:campaigns:budget:`. */
   constructor(
     redis: Redis,
     private readonly keyPrefix: string,
-    private release: (() => Promise<void>) | undefined,
+    release: () => Promise<void>,
     private readonly ttlMs = 60_000,
   ) {
     redis.defineCommand('nucleonReserveBytes', { numberOfKeys: 1, lua: RESERVE });
     this.redis = redis as BudgetRedis;
+    this.closing = new Once(release);
   }
 
   async open(): Promise<void> {
-    if (this.redis.status === 'wait') await this.redis.connect();
+    await connectIfIdle(this.redis);
   }
 
-  async close(): Promise<void> {
-    const release = this.release;
-    this.release = undefined;
-    await release?.();
+  close(): Promise<void> {
+    return this.closing.run();
   }
 
   async reserve(campaignId: string, limits: { bytesPerSecond: number; burst: number }, bytes: number, maxWaitMs: number): Promise<{ taken: boolean; waitMs: number }> {

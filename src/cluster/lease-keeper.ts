@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { connectIfIdle } from '../redis-connections.js';
 import type { DrivingSeat } from '../campaigns/driving.js';
 import type { Logger } from '../logger.js';
 import { Once } from '../util/once.js';
@@ -54,7 +55,7 @@ export class LeaseKeeper implements DrivingSeat {
 
   async start(onChange: (driving: boolean) => void): Promise<void> {
     this.onChange = onChange;
-    if (this.redis.status === 'wait') await this.redis.connect();
+    await connectIfIdle(this.redis);
     await this.round();
     this.loop = setInterval(() => this.scheduled(), this.intervalMs);
     this.loop.unref();

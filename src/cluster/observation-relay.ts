@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { connectIfIdle } from '../redis-connections.js';
 import type { CommandAnswer, ObservationRelay, ObservedEvent } from '../campaigns/driving.js';
 import { isObserved } from '../campaigns/driving.js';
 import { CampaignError, toErrorInfo } from '../campaigns/errors.js';
@@ -63,8 +64,8 @@ export class RedisObservationRelay implements ObservationRelay {
   }
 
   async open(): Promise<void> {
-    if (this.pub.status === 'wait') await this.pub.connect();
-    if (this.sub.status === 'wait') await this.sub.connect();
+    await connectIfIdle(this.pub);
+    await connectIfIdle(this.sub);
     await this.sub.subscribe(this.changes, this.answers);
   }
 

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
-import type { RedisConnections } from '../redis-connections.js';
+import { connectIfIdle, type RedisConnections } from '../redis-connections.js';
 import type { Revocation } from './revocation.js';
 
 /** What one instance tells the others (and itself) after it changed the store. */
@@ -67,8 +67,8 @@ export class RedisChannel implements RevocationChannel {
     sub.on('ready', () => {
       if (subscribed) handlers.resync();
     });
-    if (pub.status === 'wait') await pub.connect();
-    if (sub.status === 'wait') await sub.connect();
+    await connectIfIdle(pub);
+    await connectIfIdle(sub);
     await sub.subscribe(this.channel);
     subscribed = true;
   }

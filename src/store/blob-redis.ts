@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
+import { connectIfIdle } from '../redis-connections.js';
 import { BlobDigest, BlobRangeError, isSha256Hex, type BlobInfo, type BlobPutOptions, type BlobStore } from './blob.js';
 
 export interface RedisBlobStoreOptions {
@@ -65,7 +66,7 @@ export class RedisBlobStore implements BlobStore {
   }
 
   async open(): Promise<void> {
-    if (this.redis.status === 'wait') await this.redis.connect();
+    await connectIfIdle(this.redis);
   }
 
   async close(): Promise<void> {
