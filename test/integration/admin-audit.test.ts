@@ -11,7 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import mqtt from 'mqtt';
 import { AdminTestClient } from '../helpers/admin-harness.js';
-import { cliPath, freePort, runCli, startProcess, tempDir, waitFor } from '../helpers/index.js';
+import { cliPath, freePort, isolatedConfig, runCli, startProcess, tempDir, waitFor } from '../helpers/index.js';
 
 const OPS_KEY = 'ops-key-0123456789abcdefghij';
 const GRAFANA_KEY = 'grafana-key-0123456789abcdefgh';
@@ -36,19 +36,7 @@ test('admin actions of named keys and the CLI, refusals of a read-only key, and 
   await writeFile(
     file,
     [
-      '[log]',
-      'format = "json"',
-      '[store]',
-      `path = "${path.join(dir, 'data')}"`,
-      '[certs]',
-      `dir = "${path.join(dir, 'certs')}"`,
-      '[mqtt.tls]',
-      'host = "127.0.0.1"',
-      `port = ${mqttPort}`,
-      '[ota.http]',
-      'enabled = false',
-      '[admin]',
-      `port = ${adminPort}`,
+      isolatedConfig(dir, { mqtt: mqttPort, admin: adminPort }),
       `keys = [{ name = "ops", role = "admin", key_file = "${keyFile}" }, { name = "grafana", role = "read-only", key_sha256 = "${grafanaSha}" }]`,
     ].join('\n'),
   );
