@@ -4,19 +4,11 @@
 // OtaResponse packages the OTA runner sends them. The clock is fake and the
 // runner's timer is off: the test calls tick() after moving the clock.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
-import { EventBroker } from '../../src/broker/index.js';
 import { CampaignRunner } from '../../src/campaigns/index.js';
-import { validateConfig } from '../../src/config/index.js';
 import type { CampaignSummary, Event, EventOf, EventType } from '../../src/events.js';
-import { silentLogger } from '../../src/logger.js';
-import { OtaRunner } from '../../src/ota/index.js';
-import { LocalPresence } from '../../src/presence/index.js';
-import type { RunnerContext } from '../../src/runner.js';
-import { LevelStore } from '../../src/store/index.js';
-import { tempDir, waitFor } from '../helpers/index.js';
+import { campaignContext } from '../helpers/campaign-context.js';
+import { waitFor } from '../helpers/index.js';
 
 const T0 = Date.UTC(2026, 11, 1, 12, 0, 0);
 const MINUTE = 60_000;
@@ -26,17 +18,8 @@ const SIZE = 1000;
 const DEVICES = Array.from({ length: 20 }, (_, i) => `dev${String(i).padStart(2, '0')}`);
 
 async function setUp(t: TestContext) {
-  const dir = await tempDir(t);
-  const config = validateConfig({ store: { path: dir }, ota: { enabled: true, http: { enabled: false } } }, { baseDir: dir });
-  const store = new LevelStore(path.join(dir, 'kv'));
-  await store.open();
-  const logger = silentLogger();
-  const broker = new EventBroker({ inboxSize: 4096, maxWaiters: 4096, logger, metrics: new Registry() });
-  broker.start();
-  const metrics = new Registry();
-  const context: RunnerContext = { config, broker, logger, metrics, store, presence: new LocalPresence('test', logger) };
-  const ota = new OtaRunner();
-  await ota.start(context);
+  const { context, broker, ota, close } = await campaignContext(t);
+  const { metrics } = context;
   const clock = { now: T0 };
   const startCampaigns = async () => {
     const runner = new CampaignRunner({ clock: () => clock.now, tickIntervalMs: 24 * 60 * MINUTE });
@@ -46,9 +29,7 @@ async function setUp(t: TestContext) {
   let campaigns = await startCampaigns();
   t.after(async () => {
     await campaigns.stop();
-    await ota.stop();
-    await broker.stop(1000);
-    await store.close();
+    await close();
   });
 
   // What reaches the devices and what the campaigns runner announces.

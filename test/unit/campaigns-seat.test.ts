@@ -4,19 +4,11 @@
 // devices' events while another instance drives, and on taking the seat again it goes
 // on from the store without telling any device twice.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
-import { EventBroker } from '../../src/broker/index.js';
 import { CampaignRunner, type CommandAnswer, type DrivingSeat, type ObservationRelay, type ObservedEvent } from '../../src/campaigns/index.js';
-import { validateConfig } from '../../src/config/index.js';
 import type { CampaignCommandRequest, CampaignDeviceStatus, Event, EventType } from '../../src/events.js';
-import { silentLogger } from '../../src/logger.js';
-import { OtaRunner } from '../../src/ota/index.js';
-import { LocalPresence } from '../../src/presence/index.js';
-import type { RunnerContext } from '../../src/runner.js';
-import { LevelStore } from '../../src/store/index.js';
-import { tempDir, waitFor } from '../helpers/index.js';
+import { campaignContext } from '../helpers/campaign-context.js';
+import { waitFor } from '../helpers/index.js';
 
 const OLD = '1.0.0-0-gaaaaaaa';
 const NEW = '1.1.0-0-gbbbbbbb';
@@ -85,16 +77,7 @@ class FakeRelay implements ObservationRelay {
 }
 
 async function setUp(t: TestContext) {
-  const dir = await tempDir(t);
-  const config = validateConfig({ store: { path: dir }, ota: { enabled: true, http: { enabled: false } } }, { baseDir: dir });
-  const store = new LevelStore(path.join(dir, 'kv'));
-  await store.open();
-  const logger = silentLogger();
-  const broker = new EventBroker({ inboxSize: 4096, maxWaiters: 4096, logger, metrics: new Registry() });
-  broker.start();
-  const context: RunnerContext = { config, broker, logger, metrics: new Registry(), store, presence: new LocalPresence('test', logger) };
-  const ota = new OtaRunner();
-  await ota.start(context);
+  const { context, broker, store, ota, close } = await campaignContext(t);
   const seat = new FakeSeat();
   const relay = new FakeRelay();
   // The timer is off (a day): the test ticks by hand.
@@ -102,9 +85,7 @@ async function setUp(t: TestContext) {
   await runner.start(context);
   t.after(async () => {
     await runner.stop();
-    await ota.stop();
-    await broker.stop(1000);
-    await store.close();
+    await close();
   });
   const seen: Event[] = [];
   const accepts: EventType[] = ['OtaResponse', 'CampaignDeviceState', 'CampaignCommandResult'];
