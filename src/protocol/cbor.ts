@@ -127,8 +127,11 @@ export function readTelemetry(bytes: Uint8Array, fields: TelemetryFields = Telem
   return { telemetry, unknownKeys, refused };
 }
 
+/** Built-in keys by index and by name: looked up for every key of every telemetry message. */
+const BUILTIN_KEYS: ReadonlySet<unknown> = new Set(BUILTIN_TELEMETRY_FIELDS.flatMap((field) => [field.index, field.name]));
+
 function isBuiltinKey(key: unknown): boolean {
-  return BUILTIN_TELEMETRY_FIELDS.some((field) => field.index === key || field.name === key);
+  return BUILTIN_KEYS.has(key);
 }
 
 export interface DecodedOtaRequest {
