@@ -183,7 +183,9 @@ export type CampaignCommandRequest =
 /**
  * Where a device event sits in the durable ingest log (README "Durable
  * ingest"). An event read back after a restart carries the same position as
- * when it was first handed out, so a handler can drop a duplicate.
+ * when it was first handed out, so a handler can drop a duplicate. Events are
+ * handed out before they are durable; one lost in a crash had a number that
+ * is never given to another message.
  */
 export interface LogPosition {
   /** The log's own id and the record's sequence number, `<log>:<seq>`: unique across instances, stable across restarts. */

@@ -44,7 +44,9 @@ class SeqQueue {
  * Its committed position is the last sequence number before the oldest event
  * handed to the runner and not yet committed (by `handle()` resolving, or by
  * the runner itself in `manual` mode); with nothing outstanding, everything
- * it has looked at (delivered or skipped as not its type).
+ * it has looked at (delivered or skipped as not its type). Events are handed
+ * out before they are durable, so this may be past the durable head; the log
+ * saves no more than the head.
  */
 export class DurableCursor {
   private readonly inflight = new SeqQueue();
@@ -63,8 +65,10 @@ export class DurableCursor {
 
   constructor(
     readonly mode: DurableMode,
-    /** The head of the log: everything up to it has been looked at by a live runner. */
+    /** The last number appended to the log: a live runner has looked at everything up to it. */
     private readonly head: () => number,
+    /** Events between two numbers (numbers skipped after a crash hold none). */
+    private readonly distance: (fromSeq: number, toSeq: number) => number = (from, to) => Math.max(0, to - from),
   ) {}
 
   /** Behind the head: events wait in memory, or are to be read from disk. */
@@ -79,7 +83,7 @@ export class DurableCursor {
    * not count (its inbox bounds those).
    */
   behind(appended: number): number {
-    return Math.max(0, appended - this.looked());
+    return this.distance(this.looked(), appended);
   }
 
   /** The last sequence number the runner has looked at (taken into its inbox, or skipped as not its type). */

@@ -141,7 +141,10 @@ export class EventBroker {
   constructor(private readonly options: EventBrokerOptions) {
     this.batchSize = options.batchSize ?? 256;
     if (options.log) {
-      options.log.onDurable = this.deliverDurable;
+      // Producers held back for lag look again (events still being written count as lag).
+      options.log.onDurable = () => {
+        if (this.lagRoom.size > 0) this.lagRoom.wakeAll();
+      };
       options.log.setCursorSource({ committed: () => this.durableCursors(), retired: () => this.retiredDurableCursors() });
     }
     this.microtaskStarts = this.batchSize;
@@ -194,11 +197,11 @@ export class EventBroker {
     this.slots.set(event.name, slot);
     const log = this.options.log;
     if (log && event.inbox.durable && event.accepts.some((type) => DEVICE_TYPES.has(type))) {
-      const cursor = new DurableCursor(event.inbox.durable, () => log.headSeq);
+      const cursor = new DurableCursor(event.inbox.durable, () => log.appendedSeq, (from, to) => log.distance(from, to));
       slot.cursor = cursor;
       // A runner seen before resumes after its committed position; a new one starts at the head.
       const saved = log.savedCursor(event.name);
-      if (saved !== undefined && saved < log.headSeq) {
+      if (saved !== undefined && saved < log.appendedSeq) {
         cursor.reader = log.reader(saved + 1);
         this.options.logger.info({ runner: event.name, from: saved + 1, headSeq: log.headSeq }, 'runner catches up from its cursor in the ingest log');
         void this.catchUp(slot, cursor);
@@ -326,8 +329,8 @@ export class EventBroker {
   /**
    * The device data path (README "Durable ingest"): hands a decoded device
    * event, with the message it came from, to the ingest log and returns true;
-   * `ack` runs once it is durable, and then the event goes to every runner
-   * that accepts it (durable runners through their cursors). Returns false,
+   * the event goes to every runner that accepts it at once (durable runners
+   * through their cursors), and `ack` runs once it is durable. Returns false,
    * doing nothing, when there is no room (the log is full or failing; without
    * a log, an inbox is full): the producer holds the device back and waits
    * with `whenIngestRoom`.
@@ -341,6 +344,7 @@ export class EventBroker {
     }
     if (this.stopped || !log.hasRoom || this.lagFull(event.type)) return false;
     log.append(event, message, ack);
+    this.deliverAppended(event, log);
     return true;
   }
 
@@ -388,45 +392,37 @@ export class EventBroker {
   }
 
   /**
-   * A batch of the ingest log is durable: acknowledge each message, then hand
-   * its event out. A durable runner with room takes it live. One without
-   * starts lagging: its events wait in memory, in order (up to
-   * MAX_WAITING_IN_MEMORY), and past that it is fed from disk (catchUp) until it is level
-   * again. So a burst costs no disk read, and a runner far behind costs no
-   * memory. A runner without a cursor gets it if it has room (counted as
-   * dropped if not).
+   * Hands an event just appended to the ingest log out, before it is
+   * durable: runners do not wait for the disk (only the device's PUBACK
+   * does). A durable runner with room takes it live. One without starts
+   * lagging: its events wait in memory, in order (up to
+   * MAX_WAITING_IN_MEMORY), and past that it is fed from disk (catchUp)
+   * until it is level again. So a burst costs no disk read, and a runner far
+   * behind costs no memory. A runner without a cursor gets it if it has room
+   * (counted as dropped if not).
    */
-  private readonly deliverDurable = (events: readonly DeviceEvent[], acks: readonly (Acknowledge | undefined)[], from: number, to: number): void => {
-    for (let i = from; i < to; i++) acks[i]?.();
-    const log = this.options.log;
-    if (!log) return;
-    for (let i = from; i < to; i++) {
-      const event = events[i];
-      if (event === undefined) continue;
-      const targets = this.targetsOf(event);
-      if (!targets) continue;
-      for (const slot of targets) {
-        const cursor = slot.cursor;
-        if (!cursor) {
-          if (slot.waiters.length === 0 && slot.queue.push(event)) this.schedule(slot);
-          else this.countDrop(slot, event, 'inbox_full');
-          continue;
-        }
-        // Read from disk from here on: the reader covers this event too.
-        if (cursor.reader) continue;
-        if (cursor.waiting === 0 && slot.queue.push(event)) {
-          cursor.delivered(event.log?.seq ?? 0);
-          this.schedule(slot);
-          continue;
-        }
-        if (cursor.waiting < MAX_WAITING_IN_MEMORY) cursor.pending.push(event);
-        else cursor.reader = log.reader(event.log?.seq ?? 0);
-        void this.catchUp(slot, cursor);
+  private deliverAppended(event: DeviceEvent, log: IngestLog): void {
+    const targets = this.targetsOf(event);
+    if (!targets) return;
+    for (const slot of targets) {
+      const cursor = slot.cursor;
+      if (!cursor) {
+        if (slot.waiters.length === 0 && slot.queue.push(event)) this.schedule(slot);
+        else this.countDrop(slot, event, 'inbox_full');
+        continue;
       }
+      // Read from disk from here on: the reader covers this event too.
+      if (cursor.reader) continue;
+      if (cursor.waiting === 0 && slot.queue.push(event)) {
+        cursor.delivered(event.log?.seq ?? 0);
+        this.schedule(slot);
+        continue;
+      }
+      if (cursor.waiting < MAX_WAITING_IN_MEMORY) cursor.pending.push(event);
+      else cursor.reader = log.reader(event.log?.seq ?? 0);
+      void this.catchUp(slot, cursor);
     }
-    // Producers held back for lag look again (events still being written counted as lag).
-    if (this.lagRoom.size > 0) this.lagRoom.wakeAll();
-  };
+  }
 
   /**
    * Feeds a lagging durable runner as its inbox makes room: first the events
@@ -460,12 +456,14 @@ export class EventBroker {
         const records = await reader.next();
         if (slot.removed || this.stopped) return;
         if (records.length === 0) {
-          // Caught up with what is durable: from here on the runner takes events live.
-          if (reader.nextSeq > log.headSeq) {
+          // Caught up with everything appended: from here on the runner takes events live.
+          if (reader.nextSeq > log.appendedSeq) {
             cursor.reader = undefined;
             return;
           }
-          await new Promise((resolve) => setImmediate(resolve));
+          // What is left is still being written (the reader reads only what is durable).
+          if (reader.nextSeq > log.headSeq) await log.whenDurable();
+          else await new Promise((resolve) => setImmediate(resolve));
           continue;
         }
         for (const record of records) {
@@ -574,7 +572,7 @@ export class EventBroker {
       dropped: slot.dropped,
       errors: slot.errors,
       ...(slot.cursor
-        ? { ingest: { committed: slot.cursor.committed(), lagEvents: Math.max(0, (this.options.log?.headSeq ?? 0) - slot.cursor.committed()), lagging: slot.cursor.lagging, replayed: slot.cursor.replayed } }
+        ? { ingest: { committed: slot.cursor.committed(), lagEvents: this.options.log?.distance(slot.cursor.committed(), this.options.log.headSeq) ?? 0, lagging: slot.cursor.lagging, replayed: slot.cursor.replayed } }
         : {}),
     }));
   }

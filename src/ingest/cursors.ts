@@ -9,7 +9,7 @@ import { crc32 } from 'node:zlib';
  * Never synced: a cursor that is older after a power cut only means events
  * handed out again (duplicates a handler can recognise by their log id),
  * never lost ones, because a segment is deleted only after every cursor has
- * passed it and an event is handed out only once it is durable. A file that
+ * passed it and a cursor is saved no further than the durable head. A file that
  * does not parse or fails its checksum is reported and ignored: every runner
  * then starts from the oldest segment (more duplicates, nothing lost).
  */

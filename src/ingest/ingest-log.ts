@@ -7,7 +7,8 @@ import { WaitList } from '../util/wait-list.js';
 import { readCursors, writeCursors, type Cursors } from './cursors.js';
 import { loadLogId } from './log-id.js';
 import type { DeviceMessage } from './record.js';
-import { SegmentLog, type BatchStats, type Durability, type LogReader } from './segment-log.js';
+import { SegmentLog, type BatchStats, type Durability, type LogReader, type SegmentLogOptions } from './segment-log.js';
+import { LEASE_SIZE, readLease, writeLease } from './seq-lease.js';
 
 export type Acknowledge = () => void;
 
@@ -21,6 +22,8 @@ export interface IngestLogOptions {
   cursorSaveMs?: number;
   logger: Logger;
   metrics: Registry;
+  /** Tests only: how a batch is written (slow or failing writes). */
+  writeAt?: SegmentLogOptions['writeAt'];
 }
 
 /** What the broker tells the log about its durable runners, at each cursor save. */
@@ -63,9 +66,13 @@ class Position implements LogPosition {
  * runner is fed from it and keeps a cursor, so a crash replays what a runner
  * had not yet dealt with.
  *
- * - `append` takes a decoded event with its raw message; `onDurable` (set by
- *   the broker) gets the events back in order once their batch is on disk,
- *   with the acknowledgements to send.
+ * - `append` takes a decoded event with its raw message and numbers it; the
+ *   broker hands it to the runners at once, and its acknowledgement runs
+ *   once its batch is on disk (so the PUBACK still means durable, while the
+ *   runners do not wait for the disk). A crash can lose an event a runner
+ *   has seen (its device was not acknowledged and sends it again); its
+ *   number is never used again (see seq-lease.ts), and cursors are saved no
+ *   further than the durable head.
  * - Cursors are saved every `cursorSaveMs`; a segment is deleted once every
  *   cursor has passed it. Cursors of runners that are not registered (a
  *   runner removed from the config, or one added after start) are kept, but
@@ -79,10 +86,16 @@ export class IngestLog {
   private readonly segments: SegmentLog;
   private id = '';
   private recoveredHead = 0;
-  /** Events appended and not yet durable, in sequence order from `pendingFirst`. */
-  private pendingEvents: DeviceEvent[] = [];
+  /** Numbers skipped at open after a crash (nothing is in them): left out of lag counts. */
+  private gap = { first: 0, last: -1 };
+  /** The highest number that may be handed out (on disk in `seq-lease`). */
+  private leaseEnd = 0;
+  private extendingLease: Promise<void> | undefined;
+  private readonly logLeaseError = everyNth(100);
+  /** Acknowledgements of appended records not yet durable, in sequence order from `pendingFirst`. */
   private pendingAcks: (Acknowledge | undefined)[] = [];
   private pendingFirst = 1;
+  private readonly durableWaiters = new WaitList();
   private stored: Cursors = {};
   /** Set when the cursors file could not be read: where every runner without a cursor starts. */
   private fallbackCursor: number | undefined;
@@ -96,8 +109,8 @@ export class IngestLog {
   private readonly metrics: ReturnType<typeof createMetrics>;
   private readonly logWriteError = everyNth(100);
 
-  /** Set by the broker: takes the events of each batch once it is durable. */
-  onDurable: (events: readonly DeviceEvent[], acks: readonly (Acknowledge | undefined)[], from: number, to: number) => void = () => undefined;
+  /** Set by the broker: told after each batch is durable and acknowledged. */
+  onDurable: () => void = () => undefined;
 
   constructor(private readonly options: IngestLogOptions) {
     this.metrics = createMetrics(options.metrics, this);
@@ -116,6 +129,7 @@ export class IngestLog {
       },
       onSpareError: (error) => options.logger.warn({ err: error }, 'zero-filling the next ingest log segment ahead failed; appends extend the file instead (slower)'),
       onDurable: (lastSeq, stats) => this.durable(lastSeq, stats),
+      ...(options.writeAt ? { writeAt: options.writeAt } : {}),
     });
   }
 
@@ -148,25 +162,33 @@ export class IngestLog {
 
   /** False while the log is over its size limit or a write is failing: devices wait (whenRoom). */
   get hasRoom(): boolean {
-    return !this.segments.failing && this.segments.retainedBytes + this.segments.pendingBytes < this.options.maxBytes;
+    return !this.segments.failing && this.segments.retainedBytes + this.segments.pendingBytes < this.options.maxBytes && this.appendedSeq < this.leaseEnd;
+  }
+
+  /** Events from just after `fromSeq` through `toSeq`, not counting numbers skipped at open. */
+  distance(fromSeq: number, toSeq: number): number {
+    if (toSeq <= fromSeq) return 0;
+    const skipped = Math.max(0, Math.min(toSeq, this.gap.last) - Math.max(fromSeq + 1, this.gap.first) + 1);
+    return toSeq - fromSeq - skipped;
   }
 
   async open(): Promise<void> {
     this.id = await loadLogId(await ensureDir(this.options.dir));
     const recovery = await this.segments.open();
     this.recoveredHead = recovery.nextSeq - 1;
-    this.pendingFirst = recovery.nextSeq;
+    const start = await this.resumeNumbering(recovery.nextSeq);
+    this.pendingFirst = start;
     const { cursors, problem } = await readCursors(this.options.dir);
     if (problem) this.options.logger.error({ problem }, 'the ingest log cursors cannot be read; every runner starts from the oldest segment (duplicates, nothing lost)');
     this.stored = cursors ?? {};
     // Without trustworthy cursors every runner starts from the oldest record: duplicates, nothing lost.
     if (problem) this.fallbackCursor = this.segments.firstSeq - 1;
-    // After a power cut in "write" mode a cursor may be ahead of what survived.
-    for (const [name, seq] of Object.entries(this.stored)) if (seq > this.recoveredHead) this.stored[name] = this.recoveredHead;
+    // A cursor level with the head (or, after a power cut in "write" mode, ahead of what survived) goes on after the gap.
+    for (const [name, seq] of Object.entries(this.stored)) if (seq >= this.recoveredHead) this.stored[name] = start - 1;
     this.opened = true;
     this.saveTimer = setInterval(() => void this.saveCursors(), this.options.cursorSaveMs ?? 200);
     this.saveTimer.unref();
-    const info = { logId: this.id, durability: this.options.durability, ...recovery, cursors: this.stored };
+    const info = { logId: this.id, durability: this.options.durability, ...recovery, nextSeq: start, cursors: this.stored };
     if (recovery.damagedRecords > 0 || recovery.truncatedBytes > 0) this.options.logger.warn(info, 'ingest log recovered with damage cut or skipped');
     else this.options.logger.info(info, 'ingest log open');
   }
@@ -182,14 +204,63 @@ export class IngestLog {
 
 
   /**
-   * Appends an event's message; `ack` runs once it is durable, then the event
-   * is handed to `onDurable`. Check `hasRoom` first.
+   * The first number of this run: after the last record and after the lease
+   * of the run before (a crash may have lost events handed out up to it).
+   * Writes the new lease before anything is handed out.
+   */
+  private async resumeNumbering(nextOnDisk: number): Promise<number> {
+    let lease: number | undefined;
+    try {
+      lease = await readLease(this.options.dir);
+    } catch (error) {
+      // Not knowing what the last run handed out: skip well past anything it could have.
+      this.options.logger.error({ err: error }, 'the ingest log sequence lease cannot be read; numbering goes on two leases past the last record');
+      lease = nextOnDisk - 1 + 2 * LEASE_SIZE;
+    }
+    const start = Math.max(nextOnDisk, (lease ?? 0) + 1);
+    if (start > nextOnDisk) {
+      this.segments.skipTo(start);
+      this.gap = { first: nextOnDisk, last: start - 1 };
+      this.options.logger.info({ lastRecord: nextOnDisk - 1, nextSeq: start }, 'the ingest log was not closed cleanly: numbers handed out before the crash are not used again');
+    }
+    this.leaseEnd = start - 1 + LEASE_SIZE;
+    await writeLease(this.options.dir, this.leaseEnd);
+    return start;
+  }
+
+  /**
+   * Appends an event's message and sets its position; `ack` runs once it is
+   * durable. The caller hands the event on. Check `hasRoom` first.
    */
   append(event: DeviceEvent, message: DeviceMessage, ack: Acknowledge | undefined): void {
     const seq = this.segments.append(message);
     event.log = new Position(this.id, seq, false);
-    this.pendingEvents.push(event);
     this.pendingAcks.push(ack);
+    if (seq > this.leaseEnd - LEASE_SIZE / 2) this.extendLease();
+  }
+
+  /** Moves the lease on ahead of the appends (one synced write per half lease); appends past it wait. */
+  private extendLease(): void {
+    if (this.extendingLease || !this.opened) return;
+    const next = this.appendedSeq + LEASE_SIZE;
+    this.extendingLease = writeLease(this.options.dir, next)
+      .then(
+        () => {
+          this.leaseEnd = Math.max(this.leaseEnd, next);
+          if (this.roomWaiters.size > 0 && this.hasRoom) this.roomWaiters.wakeAll();
+        },
+        (error: unknown) => {
+          if (this.logLeaseError()) this.options.logger.error({ err: error }, 'writing the ingest log sequence lease failed; retried at the next append (devices wait once the lease is used up)');
+        },
+      )
+      .finally(() => {
+        this.extendingLease = undefined;
+      });
+  }
+
+  /** Resolves at the next batch made durable (or when the log closes). */
+  whenDurable(): Promise<void> {
+    return this.opened ? this.durableWaiters.wait() : Promise.resolve();
   }
 
   /** The position of an event read back from disk. */
@@ -225,7 +296,7 @@ export class IngestLog {
       failing: this.segments.failing,
       runners: [...names].sort().map((name) => {
         const seq = committed.get(name) ?? this.stored[name] ?? 0;
-        return { name, committed: seq, lagEvents: Math.max(0, this.headSeq - seq), registered: committed.has(name) };
+        return { name, committed: seq, lagEvents: this.distance(seq, this.headSeq), registered: committed.has(name) };
       }),
     };
   }
@@ -238,8 +309,12 @@ export class IngestLog {
     await this.segments.close(timeoutMs);
     await this.saving;
     await this.saveCursors(true);
+    await this.extendingLease;
+    // Everything handed out is on disk: the next run numbers on without a gap.
+    if (this.appendedSeq === this.headSeq) await writeLease(this.options.dir, this.appendedSeq);
     this.opened = false;
     this.roomWaiters.wakeAll();
+    this.durableWaiters.wakeAll();
   }
 
   private durable(lastSeq: number, stats: BatchStats): void {
@@ -250,14 +325,14 @@ export class IngestLog {
     this.metrics.commitSeconds.observe(stats.commitMs / 1000);
     const to = lastSeq - this.pendingFirst + 1;
     this.pendingFirst = lastSeq + 1;
-    const events = this.pendingEvents;
     const acks = this.pendingAcks;
-    this.onDurable(events, acks, 0, to);
-    // Drop what was handed out at once (copying only the few events of the batches still being written):
-    // kept until a later compaction, every event survived young-generation GCs and was promoted, and
-    // minor GC took 3 to 6 times as long as in "memory" mode (bench scenario 4, GC lines).
-    this.pendingEvents = events.slice(to);
+    // A new list rather than splice (copying only the few of the batches still being written): kept
+    // until a later compaction, every entry survived young-generation GCs and was promoted, and minor
+    // GC took 3 to 6 times as long as in "memory" mode (bench scenario 4, GC lines).
     this.pendingAcks = acks.slice(to);
+    for (let i = 0; i < to; i++) acks[i]?.();
+    this.onDurable();
+    if (this.durableWaiters.size > 0) this.durableWaiters.wakeAll();
     if (this.roomWaiters.size > 0 && this.hasRoom) this.roomWaiters.wakeAll();
   }
 
@@ -267,8 +342,10 @@ export class IngestLog {
       if (!this.opened) return;
       const committed = this.source?.committed() ?? new Map<string, number>();
       const next: Cursors = { ...this.stored };
-      for (const [name, seq] of this.source?.retired() ?? []) next[name] = seq;
-      for (const [name, seq] of committed) next[name] = seq;
+      // Runners see events before they are durable: a position past the durable head is saved as the head.
+      const head = this.headSeq;
+      for (const [name, seq] of this.source?.retired() ?? []) next[name] = Math.min(seq, head);
+      for (const [name, seq] of committed) next[name] = Math.min(seq, head);
       if (!this.hasRoom && !closing) this.dropUnregistered(next, committed);
       if (!sameCursors(next, this.stored)) {
         await writeCursors(this.options.dir, next);

@@ -244,6 +244,18 @@ export class SegmentLog {
   }
 
   /**
+   * Numbers the next record `seq` (only forward, before the first append):
+   * the ingest log leaves a gap after a crash so that no number handed out
+   * before it is used again. Nothing is in the gap, so it counts as durable.
+   */
+  skipTo(seq: number): void {
+    if (this.filling.records > 0 || this.inFlight.length > 0) throw new Error('skipTo: records are being written');
+    if (seq <= this.seq) return;
+    this.seq = seq;
+    this.durable = seq - 1;
+  }
+
+  /**
    * Adds a record to the batch being filled and returns its sequence number.
    * It is durable once `onDurable` reports a sequence number at or past it.
    */
@@ -638,7 +650,12 @@ export class LogReader {
       if (this.nextSeq > this.log.durableSeq) return [];
       if (!this.segment || !this.log.holds(this.segment)) {
         const located = this.log.locate(this.nextSeq);
-        if (!located) return [];
+        if (!located) {
+          if (this.log.segmentCount === 0) return this.atEnd();
+          // Before the oldest segment (the ones before it were deleted): go on from there.
+          this.nextSeq = Math.max(this.nextSeq, this.log.firstSeq);
+          continue;
+        }
         this.segment = located.segment;
         this.offset = located.offset;
       }
@@ -646,7 +663,7 @@ export class LogReader {
       const end = this.log.readableEnd(segment);
       if (this.offset >= end) {
         const next = this.log.nextSegment(segment);
-        if (!next) return [];
+        if (!next) return this.atEnd();
         // Sequence numbers missing at the end of a segment were lost to damage: skip them.
         if (next.firstSeq > this.nextSeq) this.nextSeq = next.firstSeq;
         this.segment = next;
@@ -656,6 +673,16 @@ export class LogReader {
       const records = await this.readFrom(segment, end, maxBytes);
       if (records.length > 0) return records;
     }
+  }
+
+  /**
+   * Everything durable has been read: numbers up to the durable head that
+   * were never written (the gap after a crash, or lost to damage) are
+   * passed, so `nextSeq` says the reader is level with the head.
+   */
+  private atEnd(): LogRecord[] {
+    this.nextSeq = Math.max(this.nextSeq, this.log.durableSeq + 1);
+    return [];
   }
 
   private async readFrom(segment: Segment, end: number, maxBytes: number): Promise<LogRecord[]> {

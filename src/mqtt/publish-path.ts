@@ -54,8 +54,9 @@ const MAX_LOGGED_UNKNOWN_KEYS = 256;
  * sends (aedes' `authorizePublish`, which runs before aedes acknowledges) and
  * for every will:
  *
- *   authorize (ACL) → decode → append to the ingest log → (durable) →
- *   route into MQTT when service accounts exist → acknowledge → fan out
+ *   authorize (ACL) → decode → append to the ingest log → fan out to the
+ *   runners; (durable) → route into MQTT when service accounts exist →
+ *   acknowledge
  *
  * The acknowledgement (aedes' callback, which sends the PUBACK or PUBREC)
  * leaves only once the message is in the ingest log and, when routed, stored

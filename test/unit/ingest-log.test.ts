@@ -11,6 +11,7 @@ import { EventBroker } from '../../src/broker/index.js';
 import type { DeviceEvent, Event } from '../../src/events.js';
 import { IngestLog, SegmentLog, deviceEvent, type DeviceMessage, type LogRecord } from '../../src/ingest/index.js';
 import { decodeRecord } from '../../src/ingest/record.js';
+import { LEASE_SIZE } from '../../src/ingest/seq-lease.js';
 import { silentLogger } from '../../src/logger.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 
@@ -256,9 +257,26 @@ interface Setup {
   handled: DeviceEvent[];
 }
 
-async function setup(dir: string, options: { inbox?: number; handle?: (event: DeviceEvent) => Promise<void> | void; maxBytes?: number; segmentBytes?: number } = {}): Promise<Setup> {
+interface SetupOptions {
+  inbox?: number;
+  handle?: (event: DeviceEvent) => Promise<void> | void;
+  maxBytes?: number;
+  segmentBytes?: number;
+  writeAt?: ReturnType<typeof scriptedWrites>['writeAt'];
+}
+
+async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
   const metrics = new Registry();
-  const log = new IngestLog({ dir, durability: 'fsync', maxBytes: options.maxBytes ?? 1 << 30, segmentBytes: options.segmentBytes ?? 4096, cursorSaveMs: 20, logger: silentLogger(), metrics });
+  const log = new IngestLog({
+    dir,
+    durability: 'fsync',
+    maxBytes: options.maxBytes ?? 1 << 30,
+    segmentBytes: options.segmentBytes ?? 4096,
+    cursorSaveMs: 20,
+    logger: silentLogger(),
+    metrics,
+    ...(options.writeAt ? { writeAt: options.writeAt } : {}),
+  });
   await log.open();
   const broker = new EventBroker({ inboxSize: options.inbox ?? 64, maxWaiters: 10, logger: silentLogger(), metrics, log });
   broker.start();
@@ -328,12 +346,13 @@ test('after a crash, a durable runner is handed what it had not finished, marked
   );
   assert.ok(second.handled.every((e) => e.log?.replay === true));
   assert.equal(second.handled[0]?.log?.id, ids.get(31), 'the same id as before the crash');
-  // New events after the replay are live.
+  // New events after the replay are live, numbered after the lease of the crashed run (it may have handed out up to it).
   const acks2: number[] = [];
   ingest(second.broker, 1000, acks2);
   await waitFor(() => second.handled.length === 71, 'a new event');
   assert.equal(second.handled[70]?.log?.replay, false);
-  assert.equal(second.handled[70]?.log?.seq, 101);
+  assert.equal(second.handled[70]?.log?.seq, LEASE_SIZE + 1);
+  assert.equal(second.broker.stats().find((s) => s.name === 'app')?.ingest?.lagEvents, 0, 'the skipped numbers are not lag');
   await second.broker.stop(1000);
   await second.log.close(1000);
   release();
@@ -414,4 +433,58 @@ test('a cursors file that does not check out is ignored: every runner starts fro
   assert.ok(second.handled.every((e) => e.log?.replay));
   await second.broker.stop(1000);
   await second.log.close(1000);
+});
+
+test('runners get an event as soon as it is appended; its acknowledgement waits until it is on disk', async (t) => {
+  const dir = await tempDir(t);
+  const writes = scriptedWrites(new Map([[1, { fail: false }]]));
+  const { log, broker, handled } = await setup(dir, { writeAt: writes.writeAt });
+  const acks: number[] = [];
+  for (let n = 0; n < 5; n++) ingest(broker, n, acks);
+  await waitFor(() => handled.length === 5 && writes.calls.length === 1, 'handled while the write is held');
+  assert.deepEqual(acks, [], 'no acknowledgement before the write is done');
+  assert.equal(log.headSeq, 0);
+  // The runner committed 5 but only the durable head is saved: a crash now replays from the start.
+  await waitFor(async () => JSON.parse(await readFile(path.join(dir, 'cursors.json'), 'utf8')).cursors.app === 0, 'cursor saved at the durable head');
+  writes.release();
+  await waitFor(() => acks.length === 5, 'acknowledged once durable');
+  assert.deepEqual(acks, [0, 1, 2, 3, 4]);
+  await waitFor(async () => JSON.parse(await readFile(path.join(dir, 'cursors.json'), 'utf8')).cursors.app === 5, 'cursor 5 saved once durable');
+  await broker.stop(1000);
+  await log.close(1000);
+});
+
+test('a number handed out before a crash is never given to another message: not after a lost tail, not after retention emptied the log', async (t) => {
+  const dir = await tempDir(t);
+  // Run 1: five events handed out and handled, none on disk ("crash" before the write: no stop, no close).
+  let unblock: () => void = () => undefined;
+  const neverWritten = new Promise<void>((resolve) => (unblock = resolve));
+  const first = await setup(dir, { writeAt: () => neverWritten });
+  const lost: number[] = [];
+  for (let n = 0; n < 5; n++) ingest(first.broker, n, lost);
+  await waitFor(() => first.handled.length === 5, 'handled before durable');
+  const seen = new Set(first.handled.map((e) => e.log?.id));
+  // Run 2 on the same directory: the new messages get new ids.
+  const second = await setup(dir);
+  const acks: number[] = [];
+  for (let n = 100; n < 110; n++) ingest(second.broker, n, acks);
+  await waitFor(() => second.handled.length === 10 && acks.length === 10, 'run 2 handled and acknowledged');
+  for (const event of second.handled) assert.equal(seen.has(event.log?.id), false, `id ${String(event.log?.id)} was handed out in run 1`);
+  for (const event of second.handled) seen.add(event.log?.id);
+  // Retention deletes every segment once the runner is done; a clean close then a new run numbers on without a gap.
+  await waitFor(() => second.log.stats().segments === 0, 'every segment deleted');
+  const lastOfRun2 = second.log.appendedSeq;
+  await second.broker.stop(1000);
+  await second.log.close(1000);
+  const third = await setup(dir);
+  const acks3: number[] = [];
+  ingest(third.broker, 200, acks3);
+  await waitFor(() => third.handled.length === 1, 'run 3 handled');
+  assert.equal(third.handled[0]?.log?.seq, lastOfRun2 + 1, 'no gap after a clean close, and no number used twice');
+  assert.equal(seen.has(third.handled[0]?.log?.id), false);
+  await third.broker.stop(1000);
+  await third.log.close(1000);
+  await first.broker.stop(100);
+  unblock();
+  await first.log.close(100);
 });
