@@ -28,6 +28,8 @@ class Ring {
   private values: Float64Array;
   /** Index of the oldest point. */
   private start = 0;
+  /** When the newest slot got its first point: later points within minSpacingMs of it replace it. */
+  private slotOpenedAt: number | undefined;
   length = 0;
 
   constructor(private readonly capacity: number) {
@@ -35,19 +37,16 @@ class Ring {
     this.values = new Float64Array(Math.min(8, capacity));
   }
 
-  get newestAt(): number | undefined {
-    return this.length === 0 ? undefined : this.times[this.index(this.length - 1)];
-  }
-
   /** Adds a point; answers how many points the ring holds more than before (0 or 1). */
   push(at: number, value: number, minSpacingMs: number): number {
-    const newest = this.newestAt;
-    if (newest !== undefined && at - newest < minSpacingMs && at >= newest) {
+    if (this.slotOpenedAt !== undefined && at >= this.slotOpenedAt && at - this.slotOpenedAt < minSpacingMs) {
+      // Within the spacing of the newest slot's first point: the newest value wins, the slot keeps its place.
       const last = this.index(this.length - 1);
       this.times[last] = at;
       this.values[last] = value;
       return 0;
     }
+    this.slotOpenedAt = at;
     if (this.length === this.times.length && this.length < this.capacity) this.grow();
     if (this.length < this.times.length) {
       const slot = this.index(this.length);
