@@ -11,7 +11,8 @@ export interface HistoryBounds {
   devices: number;
 }
 
-export const DEFAULT_HISTORY_BOUNDS: HistoryBounds = { sessions: 50, firmware: 20, messages: 50, payloadBytes: 256, devices: 20_000 };
+/** About 65 MB when all 10,000 devices have full histories (test/unit/console-api.test.ts measures it); far less in practice. */
+export const DEFAULT_HISTORY_BOUNDS: HistoryBounds = { sessions: 20, firmware: 10, messages: 20, payloadBytes: 128, devices: 10_000 };
 
 export interface SessionEntry {
   connectedAt?: number;
@@ -33,7 +34,8 @@ export interface MessageEntry {
   at: number;
   target: string;
   size: number;
-  payload: Uint8Array;
+  /** The first `payloadBytes` bytes as base64: one string costs a fraction of a Uint8Array object per message. */
+  payload: string;
   payloadTruncated: boolean;
 }
 
@@ -93,8 +95,8 @@ export class DeviceHistory {
   }
 
   message(uid: string, target: string, payload: Uint8Array, at: number): void {
-    const kept = payload.byteLength > this.bounds.payloadBytes ? payload.slice(0, this.bounds.payloadBytes) : payload.slice();
-    push(this.of(uid).messages, { at, target, size: payload.byteLength, payload: kept, payloadTruncated: kept.byteLength < payload.byteLength }, this.bounds.messages);
+    const kept = Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, this.bounds.payloadBytes));
+    push(this.of(uid).messages, { at, target, size: payload.byteLength, payload: kept.toString('base64'), payloadTruncated: kept.byteLength < payload.byteLength }, this.bounds.messages);
   }
 
   read(uid: string): { sessions: SessionEntry[]; firmware: FirmwareEntry[]; messages: MessageEntry[]; certificate?: CertificateIdentity } {
