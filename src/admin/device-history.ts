@@ -126,11 +126,10 @@ export class DeviceHistory {
     }
     const history: History = { sessions: [], firmware: [], messages: [], again: false };
     this.devices.set(uid, history);
+    // CLOCK order with one iterator (see TelemetryRings.evict): each device is passed over at most twice.
     let passes = this.devices.size * 2;
-    while (this.devices.size > this.bounds.devices && passes-- > 0) {
-      const oldest = this.devices.entries().next();
-      if (oldest.done === true) break;
-      const [oldUid, old] = oldest.value;
+    for (const [oldUid, old] of this.devices) {
+      if (this.devices.size <= this.bounds.devices || passes-- <= 0) break;
       this.devices.delete(oldUid);
       if (old.again) {
         old.again = false;

@@ -183,12 +183,12 @@ export class TelemetryRings {
     if (this.totalPoints <= this.bounds.maxPoints) return;
     // Down to 95 %: evicting one device per message once the store is full made every message pay a sweep.
     const target = Math.floor(this.bounds.maxPoints * 0.95);
-    // Each device is passed over at most twice, so this ends.
+    // One iterator for the whole sweep: a new one per step would scan the deleted slots at the
+    // front of the Map again each time (quadratic at 10,000 devices). A device moved to the end
+    // is met again by the same iterator, so each one is passed over at most twice.
     let passes = this.devices.size * 2;
-    while (this.totalPoints > target && passes-- > 0) {
-      const oldest = this.devices.entries().next();
-      if (oldest.done === true) return;
-      const [uid, series] = oldest.value;
+    for (const [uid, series] of this.devices) {
+      if (this.totalPoints <= target || passes-- <= 0) return;
       this.devices.delete(uid);
       if (uid === keep || series.again) {
         series.again = false;
