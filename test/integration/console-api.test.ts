@@ -6,15 +6,13 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { test, type TestContext } from 'node:test';
 import { encode } from 'cbor-x';
-import mqtt from 'mqtt';
-import { issueDeviceCertificate } from '../../src/certs/index.js';
+import type mqtt from 'mqtt';
 import type { Nucleon } from '../../src/nucleon.js';
 import { waitFor } from '../helpers/index.js';
-import { AdminTestClient, API_KEY, startFullInstance, type Reply } from '../helpers/admin-harness.js';
+import { AdminTestClient, API_KEY, connectCertificateDevice, startFullInstance, type Reply } from '../helpers/admin-harness.js';
 import { seededDevices, seedFleet, type SeedOptions } from '../helpers/seed-fleet.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are checked field by field
@@ -33,18 +31,8 @@ function ok(reply: Reply): Result {
 }
 
 async function connectDevice(t: TestContext, nucleon: Nucleon, dir: string, uid: string): Promise<{ device: mqtt.MqttClient; serial: string }> {
-  const port = (nucleon.runner('mqtt') as unknown as { port(name: string): number | undefined }).port('tls') ?? 0;
-  const files = await issueDeviceCertificate({ ...nucleon.config.certs }, uid, path.join(dir, 'devices'));
-  const device = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: uid,
-    reconnectPeriod: 0,
-    protocolVersion: 4,
-  });
-  t.after(() => device.endAsync(true));
-  return { device, serial: new X509Certificate(await readFile(files.certPath)).serialNumber };
+  const { device, certPath } = await connectCertificateDevice(t, nucleon, dir, uid);
+  return { device, serial: new X509Certificate(await readFile(certPath)).serialNumber };
 }
 
 test('devices.search answers over 10,000 devices seeded into the store: filters, sort, paging, facets; WebSocket and REST', async (t) => {
