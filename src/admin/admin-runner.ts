@@ -40,8 +40,6 @@ const ACCEPTS = [
   'OtaImageListResponse',
   'OtaGroupListResponse',
   'ApplicationManagementResponse',
-  // Live only (no durable cursor): the device page's last app messages.
-  'ApplicationRequest',
   'DeviceConnected',
   'DeviceDisconnected',
   'TelemetryReceived',
@@ -50,7 +48,9 @@ const ACCEPTS = [
   'CampaignStateChanged',
   'CampaignDeviceState',
 ] as const;
-type Accepted = EventOf<(typeof ACCEPTS)[number]>;
+/** Watched, not handled: the device page's last app messages (live only); with no app runner they still count as unrouted. */
+const OBSERVES = ['ApplicationRequest'] as const;
+type Accepted = EventOf<(typeof ACCEPTS)[number] | (typeof OBSERVES)[number]>;
 
 /** The subprotocol a browser may offer; the API key itself never travels in the URL. */
 export const ADMIN_SUBPROTOCOL = 'nucleon.admin.v1';
@@ -294,6 +294,7 @@ export class AdminRunner implements Runner {
         type: 'NewRunner',
         name: this.name,
         accepts: ACCEPTS,
+        observes: OBSERVES,
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
       await listenOrThrow(server, admin.host, admin.port, 'the admin endpoint');
