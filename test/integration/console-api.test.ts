@@ -107,9 +107,11 @@ test('devices.search answers over 10,000 devices seeded into the store: filters,
   t.diagnostic(`seeded 10,000 devices in ${Math.round(seedMs)} ms; ms per devices.search over the WebSocket: ${JSON.stringify(timings)}`);
 });
 
-test('devices.detail of a real device: certificate, sessions with reasons, firmware, OTA group, telemetry series, app messages; payloads only when asked', async (t) => {
-  const { nucleon, adminPort, dir } = await startFullInstance(t);
+test('devices.detail of a real device (ingest in memory): certificate, sessions with reasons, firmware, OTA group, telemetry series, app messages; payloads only when asked', async (t) => {
+  // Without the durable ingest log, which health.get then shows as null.
+  const { nucleon, adminPort, dir } = await startFullInstance(t, { ingest: { durability: 'memory' } });
   const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
+  assert.equal(ok(await client.request('health.get')).ingest, null);
   const uid = '352656100000777';
   assert.equal((await client.request('devices.detail', { uid })).error?.code, 'NOT_FOUND');
 
