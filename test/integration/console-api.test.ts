@@ -222,3 +222,41 @@ test('health: frames on the WebSocket every admin.health_interval_ms with connec
   assert.equal(later.connections, 1);
   t.diagnostic(`${frames.length} health frames, ms between them: ${JSON.stringify(spacing)}`);
 });
+
+test('devices.detail OTA progress of a real download: bytes served and percent of the image, then updated with an ota firmware entry', async (t) => {
+  const { nucleon, adminPort, dir } = await startFullInstance(t);
+  const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
+  const uid = '352656100000333';
+  const imageId = '1.2.3-4-g965b9df';
+  const image = Buffer.alloc(4096, 0x5a);
+  ok(await client.request('images.add', { id: imageId, data: image.toString('base64') }));
+  const { device } = await connectDevice(t, nucleon, dir, uid);
+  ok(await client.request('ota.link', { device: uid, image: imageId }));
+  const ota = (fields: [number, unknown][]) => device.publishAsync(`${uid}/ota/p`, Buffer.from(encode(new Map<number, unknown>(fields))), { qos: 1 });
+  const progress = async (what: string, check: (ota: Result) => boolean): Promise<Result> =>
+    waitFor(async (): Promise<Result> => {
+      const detail = ok(await client.request('devices.detail', { uid }));
+      return check(detail.ota) ? detail : undefined;
+    }, what);
+
+  await ota([[0, 0]]);
+  await ota([[0, 2], [1, imageId], [2, 0], [3, 1024]]);
+  const quarter = await progress('a quarter served', (o) => o.bytesServed === 1024);
+  assert.deepEqual(quarter.ota, { state: 'downloading', imageId, version: imageId, bytesServed: 1024, totalBytes: 4096, percent: 25 });
+  assert.equal(quarter.device.otaStatus, 'downloading');
+
+  await ota([[0, 2], [1, imageId], [2, 1024], [3, 4096]]);
+  await progress('all served', (o) => o.bytesServed === 4096 && o.percent === 100);
+  await ota([[0, 1]]);
+  const updated = await progress('updated', (o) => o.state === 'updated');
+  assert.equal(updated.ota.percent, 100);
+  assert.deepEqual(
+    updated.firmware.map((f: { version: string; source: string }) => [f.version, f.source]),
+    [[imageId, 'ota']],
+  );
+  const search = ok(await client.request('devices.search', { ota: 'updated' }));
+  assert.deepEqual(
+    search.items.map((d: { uid: string }) => d.uid),
+    [uid],
+  );
+});
