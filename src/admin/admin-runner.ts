@@ -297,6 +297,8 @@ export class AdminRunner implements Runner {
         observes: OBSERVES,
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
+      // Groups asked for now, so the first search does not wait for them (the OTA runner starts before listeners).
+      if (context.broker.accepts('OtaGroupListRequest')) services.console.membership.current(services.console.onMembershipError).catch(services.console.onMembershipError);
       await listenOrThrow(server, admin.host, admin.port, 'the admin endpoint');
       access.bind(server.address() as AddressInfo);
     } catch (error) {

@@ -55,8 +55,8 @@ test('devices.search answers over 10,000 devices seeded into the store: filters,
     timings[name] = Math.round((performance.now() - started) * 10) / 10;
     return result;
   };
-  // The first one also asks the OTA runner for the groups.
-  const first = await timed('first (groups asked)', {});
+  // The admin asked the OTA runner for the groups when it started; a first search may still wait for that answer.
+  const first = await timed('first', {});
   assert.equal(first.total, 10_000);
   assert.deepEqual(
     first.items.map((d: { uid: string }) => d.uid),

@@ -195,14 +195,17 @@ test('device history: sessions with reasons, firmware changes only, messages wit
   assert.equal(history.read('c').messages.length, 1);
 });
 
-test('group membership: asked once for readers at the same time, again after an invalidation or maxAgeMs, the last known kept when the OTA runner fails', async () => {
+test('group membership: asked once for readers at the same time, again after an invalidation (waited for) or maxAgeMs (in the background), the last known kept when the OTA runner fails', async () => {
   let now = 0;
   let asked = 0;
   let groups: GroupInfo[] = [{ name: 'north', devices: ['a', 'b'] }];
   let fail = false;
+  let hold = false;
+  let release: () => void = () => undefined;
   const membership = new GroupMembership({
     fetch: async () => {
       asked++;
+      if (hold) await new Promise<void>((resolve) => (release = resolve));
       if (fail) throw new Error('OTA runner gone');
       return { groups, images: [{ id: '1.0.0-0-g0000000', size: 1000 } as never] };
     },
@@ -224,14 +227,36 @@ test('group membership: asked once for readers at the same time, again after an 
   assert.deepEqual(membership.groupsOf('a'), ['south']);
   assert.deepEqual(membership.groupsOf('b'), []);
   now = 30_001;
+  groups = [{ name: 'west', devices: ['a'] }];
+  hold = true;
+  await membership.current(onError);
+  assert.equal(asked, 3, 'old: asked again');
+  assert.deepEqual(membership.groupsOf('a'), ['south'], 'answered at once with what it had');
+  hold = false;
+  release();
+  await waitFor(() => membership.groupsOf('a')[0] === 'west', 'the background answer');
+  now = 60_002;
   fail = true;
   await membership.current(onError);
-  assert.equal(asked, 3);
-  assert.equal(errors.length, 1);
-  assert.deepEqual(membership.groupsOf('a'), ['south'], 'the last known membership');
+  assert.equal(asked, 4);
+  await waitFor(() => errors.length === 1, 'the failure reported');
+  assert.deepEqual(membership.groupsOf('a'), ['west'], 'the last known membership');
   fail = false;
   await membership.current(onError);
-  assert.equal(asked, 4, 'a failed ask is tried again on the next read');
+  assert.equal(asked, 5, 'a failed ask is tried again on the next read, and waited for');
+  assert.deepEqual(errors.length, 1);
+  // A link announced while an answer is on its way: the reader waits for a second answer.
+  membership.invalidate();
+  hold = true;
+  const reading = membership.current(onError);
+  await waitFor(() => asked === 6, 'the sixth ask on its way');
+  groups = [{ name: 'east', devices: ['a'] }];
+  membership.invalidate();
+  hold = false;
+  release();
+  await reading;
+  assert.equal(asked, 7);
+  assert.deepEqual(membership.groupsOf('a'), ['east']);
 });
 
 test('OTA progress: bytes of the assigned image and their share of its size', () => {
