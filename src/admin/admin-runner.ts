@@ -153,7 +153,6 @@ export class AdminRunner implements Runner {
         onMembershipError: (error) => logger.warn({ err: error }, 'could not ask the OTA runner for groups; searching with the last known ones'),
       },
     };
-    services.console.health.start();
     const healthStream = new HealthStream({
       intervalMs: admin.health_interval_ms,
       wanted: () => [...connections.values()].some((connection) => connection.subscription?.kinds.has('health') === true),
@@ -204,6 +203,8 @@ export class AdminRunner implements Runner {
     });
     const started: Started = { context, server, wss, connections, services, rest, flushTimer, healthStream, stopping: false, unsubscribePresence };
     this.started = started;
+    // Started once doStop() can stop it again.
+    services.console.health.start();
 
     const hooks: ConnectionHooks = {
       login: (connection, key) => {
