@@ -18,9 +18,8 @@ import { createNucleon } from '../../src/index.js';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import { RecentTelemetry } from '../../src/telemetry/index.js';
 import type { ConfigInput } from '../../src/config/index.js';
-import type { MqttRunner } from '../../src/mqtt/index.js';
 import { requireBinary, waitFor } from '../helpers/index.js';
-import { API_KEY, startFullInstance } from '../helpers/admin-harness.js';
+import { API_KEY, connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
 import { openChromium } from '../helpers/browser.js';
 import { findSeries, samples, startVictoriaMetrics } from '../helpers/victoria-metrics.js';
 import { fastInflux, testEnv, type LogEntry, type TestEnv } from '../helpers/influx-harness.js';
@@ -139,7 +138,6 @@ test('the dashboard shows the extra fields in the fleet table and the live telem
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t, { telemetry: { fields: [...FIELDS] } });
-  const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
   const page = await openChromium(t, chromiumPath);
   await page.goto(`http://127.0.0.1:${adminPort}/`);
   await page.fill('#api-key', API_KEY);
@@ -147,16 +145,7 @@ test('the dashboard shows the extra fields in the fleet table and the live telem
   await page.waitForSelector('#dashboard:not([hidden])');
 
   const uid = '352656100000999';
-  const files = await issueDeviceCertificate(nucleon.config.certs, uid, path.join(dir, 'device'));
-  const device = await mqtt.connectAsync(`mqtts://localhost:${mqttPort}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: uid,
-    reconnectPeriod: 0,
-    protocolVersion: 4,
-  });
-  t.after(() => device.endAsync(true));
+  const { device } = await connectCertificateDevice(t, nucleon, dir, uid);
   await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[1, 61], [10, 23.25], [11, 3650]]))), { qos: 1 });
   await page.waitForSelector(`#telemetry li:has-text("${uid} rsrp=61 temperature=23.25 battery_mv=3650")`);
   await page.waitForSelector(`#devices tr[data-uid="${uid}"] td.telemetry:has-text("rsrp=61 temperature=23.25 battery_mv=3650")`);
