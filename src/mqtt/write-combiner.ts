@@ -10,18 +10,18 @@
  *
  * - A caller's promise settles only when the batch holding its writes is
  *   written (resolved) or has failed (rejected with the batch's error):
- *   what a caller awaited is in LevelDB's log, as with a lone put, so a
- *   PUBACK sent after it still means "on disk, survives kill -9".
+ *   what a caller awaited is in LevelDB's log (written, not fsynced, as
+ *   with a lone put), so a PUBACK sent after it still survives kill -9.
  * - One caller's writes (one `write(ops)`) are never split between batches,
  *   so a multi-key update stays atomic.
- * - At most one batch is written at a time: writes issued meanwhile wait for
- *   it and go out together when it completes. A pending batch that reaches
+ * - One batch is written at a time: writes issued meanwhile wait for it and
+ *   go out together when it completes. Only a pending batch that reaches
  *   `maxOps` is written at once, beside the one in flight, so a batch holds at
  *   most `maxOps` operations plus one caller's last write, and waiting
  *   callers are bounded by what the broker has in flight (aedes' windows).
  *   A write issued after another caller's promise settled goes into a later
  *   batch, so writes that depend on each other keep their order.
- * - Until its batch is written, a write is visible to `pending(key)`, so a
+ * - Until its batch is written, a write is visible to `pendingValue(key)`, so a
  *   read issued in between sees it (read-your-writes, as LevelDB gives).
  */
 
@@ -37,7 +37,7 @@ export interface WriteCombinerOptions {
   maxOps: number;
 }
 
-/** A read of `pending(key)`: the value a written-but-unconfirmed put holds, or undefined for a del. */
+/** A read of `pendingValue(key)`: the value a written-but-unconfirmed put holds, or undefined for a del. */
 export type PendingValue = { value: Uint8Array | undefined } | undefined;
 
 interface Waiter {
@@ -48,16 +48,17 @@ interface Waiter {
 interface Batch {
   ops: WriteOp[];
   waiters: Waiter[];
+  /** Called when the batch has settled either way (see `flushed`). */
+  onSettled: Array<() => void>;
 }
 
 export class WriteCombiner {
   private pending: Batch | undefined;
-  private inFlight = 0;
+  /** Batches being written: one, or more when a full batch was written beside it. */
+  private readonly inFlight = new Set<Batch>();
   private turnScheduled = false;
   /** The newest value each key's not yet written op gives it (and the batch that holds that op). */
   private readonly unwritten = new Map<string, { value: Uint8Array | undefined; batch: Batch }>();
-  /** Settles when nothing is pending or being written (see `drained`). */
-  private idleWaiters: Array<() => void> = [];
 
   constructor(
     private readonly target: BatchTarget,
@@ -69,7 +70,7 @@ export class WriteCombiner {
   /** Queues `ops` as one unit; resolves when the batch holding them is written. */
   write(ops: WriteOp[]): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
-    const batch = (this.pending ??= { ops: [], waiters: [] });
+    const batch = (this.pending ??= { ops: [], waiters: [], onSettled: [] });
     for (const op of ops) {
       batch.ops.push(op);
       this.unwritten.set(op.key, { value: op.type === 'put' ? op.value : undefined, batch });
@@ -80,7 +81,7 @@ export class WriteCombiner {
       this.turnScheduled = true;
       setImmediate(() => {
         this.turnScheduled = false;
-        if (this.inFlight === 0) this.writePending();
+        if (this.inFlight.size === 0) this.writePending();
       });
     }
     return done;
@@ -97,17 +98,22 @@ export class WriteCombiner {
     return this.unwritten.size;
   }
 
-  /** Resolves when every write issued so far has settled (for a clear that must follow them, or a close). */
-  drained(): Promise<void> {
-    if (this.pending === undefined && this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  /**
+   * Resolves when every write issued before this call has settled, written or
+   * failed (for a clear that must follow them, or a close); later writes are
+   * not waited for, so a steady stream of them cannot hold it back.
+   */
+  flushed(): Promise<void> {
+    const batches = [...this.inFlight];
+    if (this.pending !== undefined) batches.push(this.pending);
+    return Promise.all(batches.map((batch) => new Promise<void>((resolve) => batch.onSettled.push(resolve)))).then(() => undefined);
   }
 
   private writePending(): void {
     const batch = this.pending;
     if (batch === undefined) return;
     this.pending = undefined;
-    this.inFlight++;
+    this.inFlight.add(batch);
     let written: Promise<void>;
     try {
       written = this.target.batch(batch.ops);
@@ -121,7 +127,7 @@ export class WriteCombiner {
   }
 
   private settle(batch: Batch, error: unknown): void {
-    this.inFlight--;
+    this.inFlight.delete(batch);
     for (const op of batch.ops) {
       if (this.unwritten.get(op.key)?.batch === batch) this.unwritten.delete(op.key);
     }
@@ -129,12 +135,8 @@ export class WriteCombiner {
       if (error === undefined) waiter.resolve();
       else waiter.reject(error);
     }
+    for (const resolve of batch.onSettled) resolve();
     // What waited for this batch goes out now, in one write.
-    if (this.inFlight === 0) this.writePending();
-    if (this.pending === undefined && this.inFlight === 0 && this.idleWaiters.length > 0) {
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const resolve of waiters) resolve();
-    }
+    if (this.inFlight.size === 0) this.writePending();
   }
 }

@@ -122,7 +122,6 @@ test('a pending batch that reaches maxOps is written at once, without splitting 
   await turn();
   assert.equal(first.state, 'resolved');
   assert.equal(combiner.size, 0);
-  await combiner.drained();
 });
 
 test("a read sees a write that is queued or being written (the newest one), and LevelDB's value once it is written", async () => {
@@ -142,22 +141,29 @@ test("a read sees a write that is queued or being written (the newest one), and 
   assert.equal(combiner.pendingValue('k'), undefined);
 });
 
-test('drained waits for queued and in-flight writes; an empty write and an idle combiner settle at once', async () => {
+test('flushed waits for the writes issued before it, queued or in flight, failed or not, and not for later ones', async () => {
   const { target, batches } = controlledTarget();
   const combiner = new WriteCombiner(target, { maxOps: 100 });
-  await combiner.drained();
+  await combiner.flushed();
   await combiner.write([]);
   assert.equal(batches.length, 0);
-  void combiner.write([put('a')]);
-  const drained = track(combiner.drained());
+  const inFlight = track(combiner.write([put('a')]));
   await turn();
-  void combiner.write([put('b')]);
-  batches[0]?.finish();
+  const queued = track(combiner.write([put('b')]));
+  const flushed = track(combiner.flushed());
+  batches[0]?.finish(new Error('io'));
   await turn();
-  assert.equal(drained.state, 'pending', 'the write issued after drained() began is still going');
+  assert.equal(inFlight.state, 'rejected');
+  assert.equal(flushed.state, 'pending', 'the queued write is not settled yet');
+  const later = track(combiner.write([put('c')]));
   batches[1]?.finish();
   await turn();
-  assert.equal(drained.state, 'resolved');
+  assert.equal(queued.state, 'resolved');
+  assert.equal(flushed.state, 'resolved', 'a write issued after flushed() does not hold it back');
+  assert.equal(later.state, 'pending');
+  batches[2]?.finish();
+  await turn();
+  assert.equal(later.state, 'resolved');
 });
 
 test('maxOps must be a positive integer', () => {

@@ -64,8 +64,8 @@ export interface PersistenceDbOptions {
 }
 
 /**
- * The database for aedes-persistence-level over `db`, and `drained()`, which
- * resolves once every write issued so far has settled (before a close).
+ * The database for aedes-persistence-level over `db`, and the combiner its
+ * writes go through.
  */
 export function combiningPersistenceDb(db: Level, options: PersistenceDbOptions): { db: PersistenceDb; combiner: WriteCombiner } {
   const combiner = new WriteCombiner({ batch: (ops) => db.batch(ops, { valueEncoding: 'buffer' }) }, { maxOps: options.maxBatchOps });
@@ -106,12 +106,12 @@ export function combiningPersistenceDb(db: Level, options: PersistenceDbOptions)
     }) as PersistenceDb['batch'],
     // A clear follows the writes issued before it, as it would on the database itself.
     clear: async (range) => {
-      await combiner.drained();
+      await combiner.flushed();
       await db.clear(range);
     },
     values: (valueOptions) => db.values(valueOptions as Parameters<Level['values']>[0]),
     close: async () => {
-      await combiner.drained();
+      await combiner.flushed();
       await db.close();
     },
   };
