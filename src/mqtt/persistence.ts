@@ -2,6 +2,7 @@ import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
 import type { Readable } from 'node:stream';
+import { combiningPersistenceDb, type PersistenceDb } from './aedes/persistence-db.js';
 import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
 import { markRedeliveries } from './aedes/redelivery.js';
 import { reportRetainedReadErrors } from './aedes/retained-stream.js';
@@ -121,10 +122,20 @@ const RETAINED_RANGE = { start: 'retained:', end: 'retained;' } as const;
 const COMPACT_SETTLE_MS = 1000;
 
 /**
+ * Writes per combined LevelDB batch before it is written without waiting for
+ * the loop turn to end (src/mqtt/write-combiner.ts): about 5 per QoS 1
+ * message of a persistent session, so a batch carries up to ~800 messages.
+ */
+const MAX_BATCH_OPS = 4096;
+
+/**
  * aedes-persistence-level on the embedded LevelDB (`<store.path>/mqtt`): sessions,
  * subscriptions, queued QoS 1/2 messages, retained messages and wills survive a
  * restart, including SIGKILL (LevelDB's write-ahead log is written before each
- * call returns; only a power loss can take the last writes). `SessionPolicy`
+ * call returns; only a power loss can take the last writes). The library's
+ * writes of one loop turn are combined into one LevelDB batch, and each of
+ * its calls returns only when its batch is written (aedes/persistence-db.ts).
+ * `SessionPolicy`
  * adds the queue bound and the ACL check, `RetainedPolicy` the retained bounds;
  * cleared retained messages are compacted away so their disk space comes back.
  */
@@ -132,12 +143,16 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   private readonly policy: SessionPolicy;
   private readonly retained: RetainedPolicy;
   private readonly compactor: Compactor;
+  /** The database as the library sees it: writes combined per loop turn. */
+  private readonly combined: PersistenceDb;
 
   constructor(
     private readonly db: ClassicLevel<string, Buffer>,
     options: SessionStoreOptions,
+    combined: PersistenceDb = combiningPersistenceDb(db, { maxBatchOps: MAX_BATCH_OPS }).db,
   ) {
-    super(db);
+    super(combined);
+    this.combined = combined;
     const retained = options.retained ?? defaultRetainedOptions();
     this.policy = new SessionPolicy(options, (clientId, limit) => this.countQueued(clientId, limit));
     this.retained = retained.policy;
@@ -155,7 +170,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
     await checkQueueLayout('aedes-persistence-level', {
       enqueue: (sub, packet) => super.outgoingEnqueue(sub, packet),
       count: (clientId) => this.countQueued(clientId, 10),
-      remove: (clientId) => this.db.clear(levelQueueRange(clientId)),
+      remove: (clientId) => this.combined.clear(levelQueueRange(clientId)),
     });
     await this.retained.rebuild(super.createRetainedStream('#') as AsyncIterable<PublishPacket>);
   }
@@ -206,6 +221,11 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   /** Stops compacting (waiting for a compaction that runs) before the database closes. */
   stopCompacting(): Promise<void> {
     return this.compactor.close();
+  }
+
+  /** Waits for the combined writes still pending, then closes the database. */
+  close(): Promise<void> {
+    return this.combined.close();
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {

@@ -31,7 +31,8 @@ export function levelBackend(context: RunnerContext): MqttBackend {
       await mkdir(dbPath, { recursive: true });
       const db = new ClassicLevel<string, Buffer>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
       await db.open();
-      return { value: new SessionStore(db, options), close: () => db.close() };
+      const store = new SessionStore(db, options);
+      return { value: store, close: () => store.close() };
     },
   };
 }

@@ -15,6 +15,7 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     addSubscriptions(client: Client, subs: Subscription[]): Promise<void>;
     outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
     outgoingEnqueueCombi(subs: QueuedSubscription[], packet: PublishPacket): Promise<unknown>;
+    outgoingUpdate(client: Client, packet: PublishPacket): Promise<void>;
     outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined>;
     storeRetained(packet: PublishPacket): Promise<void>;
     delWill(client: { id: string; brokerId?: string }): Promise<unknown>;

@@ -28,6 +28,7 @@ export { coalesceWrites } from './write-coalescing.js';
 
 export { redisEmitterState } from './mqemitter-redis.js';
 export { checkQueueLayout, levelQueueRange, redisQueueKey } from './queue-layout.js';
+export { combiningPersistenceDb, type PersistenceDb } from './persistence-db.js';
 
 export interface ContactOptions {
   /** mqtt.limits.max_send_buffer_bytes */
@@ -55,6 +56,7 @@ export const CONTACTS = [
   { file: 'patches/lean-parser.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._resetState, _parseConnect and the settings fields it reads' },
   { file: 'patches/fast-buffer-list.ts', dependency: 'bl', verifiedWith: '6.1.6', what: 'BufferList readUInt8/16BE/32BE and _bufs' },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the outgoing queue key layout' },
+  { file: 'persistence-db.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the database methods it calls (get, put, del, batch, clear, values, close) with Buffer values' },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-redis', verifiedWith: '11.2.2', what: 'the outgoing queue list key' },
   { file: 'mqemitter-redis.ts', dependency: 'mqemitter-redis', verifiedWith: '7.2.1', what: 'the private `state` emitter of Redis errors' },
 ] as const;
