@@ -20,12 +20,19 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 /**
- * The dashboard files. They live in `src/admin/static/` (plain HTML/JS/CSS, no
- * build, no CDN); a build that copies them next to the compiled module wins.
+ * The console bundle (web/, built by `npm run build` into dist/console/):
+ * next to the compiled module when running from dist, or the repository's
+ * dist/console when running the sources through tsx. The first candidate that
+ * has index.html wins; with none, the compiled location is answered and the
+ * admin runner logs that the bundle is missing.
  */
 export function staticDir(): string {
-  const candidates = [fileURLToPath(new URL('./static/', import.meta.url)), fileURLToPath(new URL('../../src/admin/static/', import.meta.url))];
+  const candidates = consoleDirCandidates();
   return candidates.find((dir) => existsSync(path.join(dir, 'index.html'))) ?? (candidates[0] as string);
+}
+
+function consoleDirCandidates(): string[] {
+  return [fileURLToPath(new URL('../console/', import.meta.url)), fileURLToPath(new URL('../../dist/console/', import.meta.url))];
 }
 
 /** Reads the dashboard into memory once: a handful of small files, served without touching the disk again. */

@@ -1,0 +1,88 @@
+// A uPlot chart that follows its box's width and takes new data without being
+// rebuilt (setData); it is rebuilt only when its series change. Times on the
+// x axis are seconds since the epoch (uPlot's unit), drawn in the browser's
+// time zone.
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+export interface ChartSeries {
+  label: string;
+  /** Formats a y value for the legend and the axis. */
+  format?: (value: number) => string;
+}
+
+export interface ChartProps {
+  series: readonly ChartSeries[];
+  /** [x seconds[], one y array per series]. */
+  data: uPlot.AlignedData;
+  height: number;
+  /** A sparkline: no axes, no legend, no cursor. */
+  compact?: boolean;
+  label: string;
+}
+
+const PALETTE = ['#2f6fed', '#e8762c', '#1f9d55', '#c2410c', '#8b5cf6', '#0891b2', '#be185d', '#65a30d'];
+
+export function seriesColor(index: number): string {
+  return PALETTE[index % PALETTE.length] ?? '#2f6fed';
+}
+
+export function Chart({ series, data, height, compact = false, label }: ChartProps) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | undefined>(undefined);
+  const latest = useRef(data);
+  latest.current = data;
+  const shape = `${compact ? 'c' : 'f'}:${height}:${series.map((s) => s.label).join('\u0000')}`;
+
+  useEffect(() => {
+    const element = box.current;
+    if (!element) return undefined;
+    const styles = getComputedStyle(element);
+    const ink = styles.getPropertyValue('--muted').trim() || '#6b7280';
+    const grid = styles.getPropertyValue('--line').trim() || '#e3e6eb';
+    const format = series[0]?.format;
+    const options: uPlot.Options = {
+      width: Math.max(100, element.clientWidth),
+      height,
+      legend: { show: !compact },
+      cursor: compact ? { show: false } : { drag: { x: true, y: false } },
+      scales: { x: { time: true } },
+      axes: compact
+        ? [{ show: false }, { show: false }]
+        : [
+            { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
+            { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 64, ...(format ? { values: (_u: uPlot, values: number[]) => values.map((v) => format(v)) } : {}) },
+          ],
+      series: [
+        {},
+        ...series.map((s, index) => ({
+          label: s.label,
+          stroke: seriesColor(index),
+          width: compact ? 1.5 : 2,
+          fill: compact && series.length === 1 ? `${seriesColor(index)}22` : undefined,
+          points: { show: false },
+          ...(s.format ? { value: (_u: uPlot, value: number | null) => (value === null ? '–' : (s.format as (v: number) => string)(value)) } : {}),
+        })),
+      ],
+    };
+    const chart = new uPlot(options, latest.current, element);
+    plot.current = chart;
+    const resize = new ResizeObserver(() => {
+      const width = Math.max(100, element.clientWidth);
+      if (width !== chart.width) chart.setSize({ width, height });
+    });
+    resize.observe(element);
+    return () => {
+      resize.disconnect();
+      chart.destroy();
+      plot.current = undefined;
+    };
+    // Rebuilt only when the series or the size change; data goes through setData below.
+  }, [shape]);
+
+  useEffect(() => {
+    plot.current?.setData(data);
+  }, [data]);
+
+  return <div ref={box} class={compact ? 'chart compact' : 'chart'} role="img" aria-label={label} />;
+}
