@@ -251,6 +251,8 @@ export type Event =
       authMethod: AuthMethod;
       cleanSession: boolean;
       at: number;
+      /** The client certificate it logged in with (authMethod `certificate`). */
+      certificate?: { serial: string; subject: string; notAfter: number };
     }
   | { type: 'DeviceDisconnected'; uid: string; clientId: string; reason: string; at: number }
   // ACL rules set live (admin acl.rules.set): the MQTT runner reloads them, on every cluster instance.

@@ -18,7 +18,11 @@ import { Once } from '../util/once.js';
 import { AdminAccess } from './access.js';
 import { AuditLog, AuditRing, type AuditVia } from './audit.js';
 import { AdminKeys, AuthLimiter, keyFromHeaders, loadKeySpecs, resolveApiKey, type AdminActor } from './auth.js';
-import { runCommand, type CommandServices } from './commands.js';
+import { fetchOtaCatalog, runCommand, type CommandServices } from './commands.js';
+import { DeviceHistory } from './device-history.js';
+import { GroupMembership } from './group-membership.js';
+import { HealthSampler, HealthStream } from './health.js';
+import { TelemetryRings } from './telemetry-rings.js';
 import type { RevocationService } from '../revocation/index.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
@@ -36,6 +40,8 @@ const ACCEPTS = [
   'OtaImageListResponse',
   'OtaGroupListResponse',
   'ApplicationManagementResponse',
+  // Live only (no durable cursor): the device page's last app messages.
+  'ApplicationRequest',
   'DeviceConnected',
   'DeviceDisconnected',
   'TelemetryReceived',
@@ -49,6 +55,8 @@ type Accepted = EventOf<(typeof ACCEPTS)[number]>;
 /** The subprotocol a browser may offer; the API key itself never travels in the URL. */
 export const ADMIN_SUBPROTOCOL = 'nucleon.admin.v1';
 const FLEET_FLUSH_MS = 1000;
+/** Group links made by library code or on another instance send the admin no event: asked again after this long. */
+const MEMBERSHIP_MAX_AGE_MS = 30_000;
 /** Room in a frame for the envelope around an upload chunk. */
 const FRAME_OVERHEAD = 4096;
 
@@ -77,6 +85,7 @@ interface Started {
   services: CommandServices;
   rest: RestApi;
   flushTimer: NodeJS.Timeout;
+  healthStream: HealthStream;
   stopping: boolean;
   unsubscribePresence: () => void;
 }
@@ -136,7 +145,22 @@ export class AdminRunner implements Runner {
       chunkBytes,
       acl: { configured: config.acl.rules, store },
       revocations: this.options.revocations,
+      console: {
+        membership: new GroupMembership({ fetch: () => fetchOtaCatalog(services), maxAgeMs: MEMBERSHIP_MAX_AGE_MS }),
+        history: new DeviceHistory(),
+        telemetry: new TelemetryRings(),
+        health: new HealthSampler({ registry: context.metrics, broker: context.broker, presence }),
+        onMembershipError: (error) => logger.warn({ err: error }, 'could not ask the OTA runner for groups; searching with the last known ones'),
+      },
     };
+    services.console.health.start();
+    const healthStream = new HealthStream({
+      intervalMs: admin.health_interval_ms,
+      wanted: () => [...connections.values()].some((connection) => connection.subscription?.kinds.has('health') === true),
+      sample: () => services.console.health.snapshot(),
+      send: (snapshot) => this.send('health', 'health', undefined, { type: 'Health', ...snapshot }),
+      onError: (error) => logger.error({ err: error }, 'taking a health snapshot failed'),
+    });
 
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);
@@ -178,7 +202,7 @@ export class AdminRunner implements Runner {
       if (entry) this.broadcast('device', 'device.connected', device, { at: entry.connectedAt, remoteAddress: entry.remoteAddress, authMethod: entry.authMethod });
       else this.broadcast('device', 'device.disconnected', device, { at: Date.now(), reason: 'elsewhere' });
     });
-    const started: Started = { context, server, wss, connections, services, rest, flushTimer, stopping: false, unsubscribePresence };
+    const started: Started = { context, server, wss, connections, services, rest, flushTimer, healthStream, stopping: false, unsubscribePresence };
     this.started = started;
 
     const hooks: ConnectionHooks = {
@@ -196,9 +220,15 @@ export class AdminRunner implements Runner {
         logger.warn({ address: connection.address, via: 'login message' }, 'admin login with a wrong API key');
         return { error: new AdminError('UNAUTHORIZED', 'invalid API key'), closeCode: CloseCode.unauthorized };
       },
-      dispatch: (caller, request) => runCommand(request.cmd, request.args, caller, services, request.encoding),
+      dispatch: (caller, request) => {
+        const subscribe = caller.subscribe;
+        // The health timer runs while somebody is subscribed to it, so every change of a subscription is a reason to look.
+        const watched = subscribe ? { ...caller, subscribe: (subscription: Parameters<typeof subscribe>[0]) => (subscribe(subscription), healthStream.update()) } : caller;
+        return runCommand(request.cmd, request.args, watched, services, request.encoding);
+      },
       closed: (connection) => {
         connections.delete(connection.id);
+        healthStream.update();
         pending.cancelOwner(connection.id);
         uploads.abortOwner(connection.id).catch((error: unknown) => logger.error({ err: error, client: connection.id }, 'removing unfinished uploads failed'));
         logger.debug({ client: connection.id }, 'admin client left');
@@ -293,8 +323,10 @@ export class AdminRunner implements Runner {
     const started = this.started;
     if (!started) return;
     started.stopping = true;
-    const { context, server, wss, connections, services, rest, flushTimer } = started;
+    const { context, server, wss, connections, services, rest, flushTimer, healthStream } = started;
     started.unsubscribePresence();
+    healthStream.stop();
+    services.console.health.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of [...connections.values()]) connection.close(CloseCode.shuttingDown, 'server shutting down');
     server.closeAllConnections();
@@ -318,31 +350,48 @@ export class AdminRunner implements Runner {
     if (!started) return;
     switch (event.type) {
       case 'OtaCommandResult':
+        // A link, unlink, new or removed image: the group membership cache asks again before its next use.
+        started.services.console.membership.invalidate();
+        this.settle(event);
+        return;
       case 'OtaImageListResponse':
       case 'OtaGroupListResponse':
       case 'ApplicationManagementResponse':
       case 'CampaignCommandResult':
-        if (!started.services.pending.settle(event.correlationId, event)) {
-          started.context.logger.debug({ event: event.type, correlationId: event.correlationId }, 'answer nobody waits for (timed out or client gone)');
-        }
+        this.settle(event);
+        return;
+      case 'ApplicationRequest':
+        started.services.console.history.message(event.uid, event.target, event.payload, event.receivedAt);
         return;
       case 'DeviceConnected': {
         const device = started.services.fleet.apply(event);
+        started.services.console.history.connected(
+          event.uid,
+          { connectedAt: event.at, remoteAddress: event.remoteAddress, authMethod: event.authMethod, clientId: event.clientId, ...(device.instance !== undefined ? { instance: device.instance } : {}) },
+          event.certificate,
+        );
         this.broadcast('device', 'device.connected', device, { at: event.at, remoteAddress: event.remoteAddress, authMethod: event.authMethod });
         return;
       }
       case 'DeviceDisconnected': {
         const device = started.services.fleet.apply(event);
+        started.services.console.history.disconnected(event.uid, event.clientId, event.at, event.reason);
         this.broadcast('device', 'device.disconnected', device, { at: event.at, reason: event.reason });
         return;
       }
       case 'TelemetryReceived': {
         const device = started.services.fleet.apply(event);
+        started.services.console.telemetry.record(event.uid, event.telemetry, event.receivedAt);
+        if (event.telemetry.version !== undefined) started.services.console.history.firmware(event.uid, event.telemetry.version, event.receivedAt, 'telemetry');
         this.broadcast('telemetry', 'telemetry', device, { at: event.receivedAt, telemetry: event.telemetry });
         return;
       }
       case 'DeviceFirmwareUpdated': {
+        const doneBefore = started.services.fleet.get(event.state.uid)?.ota?.doneAt;
         const device = started.services.fleet.apply(event);
+        const { doneAt, doneImageId } = event.state;
+        // A Done on an image is a firmware change the OTA runner saw; its other reports (progress) are not.
+        if (doneAt !== undefined && doneImageId !== undefined && doneAt !== doneBefore) started.services.console.history.firmware(event.state.uid, doneImageId, Date.parse(doneAt), 'ota');
         this.broadcast('ota', 'ota.progress', device, { at: Date.now(), state: event.state });
         return;
       }
@@ -354,6 +403,13 @@ export class AdminRunner implements Runner {
         return;
       default:
         assertNever(event);
+    }
+  }
+
+  private settle(event: EventOf<'OtaCommandResult' | 'OtaImageListResponse' | 'OtaGroupListResponse' | 'ApplicationManagementResponse' | 'CampaignCommandResult'>): void {
+    const started = this.started;
+    if (started && !started.services.pending.settle(event.correlationId, event)) {
+      started.context.logger.debug({ event: event.type, correlationId: event.correlationId }, 'answer nobody waits for (timed out or client gone)');
     }
   }
 
@@ -371,7 +427,8 @@ export class AdminRunner implements Runner {
     for (const connection of started.connections.values()) {
       const subscription = connection.subscription;
       if (!subscription || !subscription.kinds.has(kind)) continue;
-      if (subscription.uid !== undefined && subscription.uid !== uid) continue;
+      // `uid` narrows device events; the instance's health is for every subscriber of it.
+      if (subscription.uid !== undefined && subscription.uid !== uid && kind !== 'health') continue;
       const frame = (frames[subscription.encoding] ??= encodeMessage(message, subscription.encoding));
       connection.sendFrame(frame, name);
     }

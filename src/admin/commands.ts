@@ -15,6 +15,12 @@ import type { UploadManager } from './uploads.js';
 import { loadLiveRules, saveLiveRules, type AclRule, type RuleStore } from '../acl/index.js';
 import { aclRuleSchema } from '../config/index.js';
 import type { RevocationService } from '../revocation/index.js';
+import { deviceDetail } from './device-detail.js';
+import type { DeviceHistory } from './device-history.js';
+import { searchArgs, searchDevices, summarize, type SearchContext } from './device-search.js';
+import type { GroupMembership, OtaCatalogView } from './group-membership.js';
+import type { HealthSampler } from './health.js';
+import type { TelemetryRings } from './telemetry-rings.js';
 
 /** What commands may use; one instance per admin runner. */
 export interface CommandServices {
@@ -34,6 +40,17 @@ export interface CommandServices {
   acl: { configured: readonly AclRule[]; store: RuleStore };
   /** The instance's revocation list (README "Revocation"); absent in a bare admin runner, whose devices.revoke/unrevoke/kick answer UNAVAILABLE. */
   revocations: RevocationService | undefined;
+  /** What the console's device pages and health view read (devices.search, devices.detail, health.get). */
+  console: ConsoleServices;
+}
+
+export interface ConsoleServices {
+  membership: GroupMembership;
+  history: DeviceHistory;
+  telemetry: TelemetryRings;
+  health: HealthSampler;
+  /** Told when the OTA runner could not be asked for groups (the search goes on with the last known ones). */
+  onMembershipError: (error: unknown) => void;
 }
 
 function revocationsOf(services: CommandServices): RevocationService {
@@ -116,7 +133,7 @@ const bytes = z.union([
 const imageType = z.enum(['primary', 'secondary']).default('primary');
 const none = z.strictObject({});
 
-const EVENT_KINDS = ['device', 'telemetry', 'ota', 'campaign'] as const;
+const EVENT_KINDS = ['device', 'telemetry', 'ota', 'campaign', 'health'] as const;
 /** What `events.subscribe` without `kinds` streams: campaign events came later and are asked for by name. */
 const DEFAULT_KINDS = ['device', 'telemetry', 'ota'] as const;
 const campaignId = z.string().min(1).max(64);
@@ -245,6 +262,28 @@ export const COMMANDS = {
     return { devices: args.online === undefined ? devices : devices.filter((d) => d.online === args.online) };
   }),
 
+  'devices.search': command(searchArgs, 'search the fleet: uid prefix, group, firmware, online, OTA state; sorted and paged, with facets', async ({ args, services }) =>
+    searchDevices(services.fleet.all(), args, await searchContext(services)),
+  ),
+
+  'devices.detail': command(
+    z.strictObject({ uid, payloads: z.boolean().optional() }),
+    "one device's page: identity, sessions, firmware history, OTA progress, the last hour of telemetry, last app messages",
+    async ({ args, services }) => {
+      const record = services.fleet.get(args.uid);
+      if (!record) throw new AdminError('NOT_FOUND', `device ${args.uid} has never been seen`);
+      const context = await searchContext(services);
+      const revocation = services.revocations?.check({ uid: args.uid });
+      const hasPassword = await services.credentials.has(args.uid);
+      const { membership, history, telemetry } = services.console;
+      return deviceDetail(summarize(record, context), { revocation, hasPassword, payloads: args.payloads === true, now: Date.now() }, { history, telemetry, imageSize: (id) => membership.imageSize(id) });
+    },
+  ),
+
+  'health.get': command(none, "this instance's health: connections, message and point counters, refusals, ingest lag, spool, event-loop lag, memory", async ({ services }) =>
+    services.console.health.snapshot(),
+  ),
+
   'devices.get': command(z.strictObject({ uid }), 'one device', async ({ args, services }) => {
     const device = services.fleet.get(args.uid);
     if (!device) throw new AdminError('NOT_FOUND', `device ${args.uid} has never been seen`);
@@ -264,6 +303,8 @@ export const COMMANDS = {
   'devices.remove': change(z.strictObject({ uid }), "forget a device: its password and fleet record (a revocation stays, so a retired device's certificate stays refused)", (args) => args.uid, async ({ args, services }) => {
     const hadPassword = await services.credentials.remove(args.uid);
     const hadRecord = await services.fleet.forget(args.uid);
+    services.console.history.forget(args.uid);
+    services.console.telemetry.forget(args.uid);
     if (!hadPassword && !hadRecord) throw new AdminError('NOT_FOUND', `device ${args.uid} has no password`);
     return { uid: args.uid, removed: true, password: hadPassword, record: hadRecord };
   }),
@@ -318,7 +359,7 @@ export const COMMANDS = {
 
   'events.subscribe': command(
     z.strictObject({ kinds: z.array(z.enum(EVENT_KINDS)).min(1).optional(), uid: uid.optional() }),
-    'live stream: device, telemetry and ota events; campaign events when asked for',
+    'live stream: device, telemetry and ota events; campaign and health events when asked for',
     async ({ args, caller, encoding }) => {
       if (!caller.subscribe) throw new AdminError('UNAVAILABLE', 'events.subscribe needs the admin WebSocket');
       const kinds = new Set<string>(args.kinds ?? DEFAULT_KINDS);
@@ -492,9 +533,14 @@ function runnerFor(requestType: EventType): string {
  * Sends a request event with a fresh correlation id and waits for the answering
  * event (or a TIMEOUT). Fails fast with UNAVAILABLE when no runner takes the request.
  */
-async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
-  const { broker, pending } = call.services;
-  const { correlationId, answer } = pending.create(call.caller.id, answerType);
+function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
+  return askFor(call.services, call.caller.id, answerType, build);
+}
+
+/** `ask` for a request of the admin runner itself (`owner` names it among the pending requests). */
+async function askFor<K extends Answer['type']>(services: CommandServices, owner: string, answerType: K, build: (correlationId: string) => Event): Promise<EventOf<K>> {
+  const { broker, pending } = services;
+  const { correlationId, answer } = pending.create(owner, answerType);
   const request = build(correlationId);
   const requestType = REQUEST_FOR[answerType](request);
   if (!broker.accepts(requestType)) {
@@ -507,6 +553,26 @@ async function ask<K extends Answer['type']>(call: CommandCall<unknown>, answerT
   const event = (await answer) as Answer;
   if (event.type !== answerType) throw new AdminError('INTERNAL', `expected ${answerType}, got ${event.type}`);
   return event as EventOf<K>;
+}
+
+/** The OTA runner's groups and images, for the console's group membership cache. */
+export async function fetchOtaCatalog(services: CommandServices): Promise<OtaCatalogView> {
+  const [groups, images] = await Promise.all([
+    askFor(services, 'console', 'OtaGroupListResponse', (correlationId) => ({ type: 'OtaGroupListRequest', correlationId })),
+    askFor(services, 'console', 'OtaImageListResponse', (correlationId) => ({ type: 'OtaImageListRequest', correlationId })),
+  ]);
+  return { groups: groups.groups, images: images.images };
+}
+
+/** Group membership (fresh, or the last known when the OTA runner cannot answer) and the revocation list, for search answers. */
+async function searchContext(services: CommandServices): Promise<SearchContext> {
+  const membership = await services.console.membership.current(services.console.onMembershipError);
+  const revocations = services.revocations;
+  return {
+    groupsOf: (uid) => membership.groupsOf(uid),
+    groups: membership.groups,
+    revoked: (uid) => revocations?.check({ uid }) !== undefined,
+  };
 }
 
 function askCampaigns(call: CommandCall<unknown>, request: CampaignCommandRequest): Promise<EventOf<'CampaignCommandResult'>> {

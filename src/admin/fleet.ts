@@ -133,12 +133,17 @@ export class FleetView {
   }
 
   list(): DeviceRecord[] {
+    return this.all().sort((a, b) => a.uid.localeCompare(b.uid));
+  }
+
+  /** Every record as `list()` has them, in no particular order (devices.search sorts only what it matched). */
+  all(): DeviceRecord[] {
     const records = [...this.devices.values()].map((record) => this.withPresence(record.uid, record));
     for (const entry of this.presence.entries()) {
       const record = this.devices.has(entry.uid) ? undefined : this.unrecorded(entry.uid);
       if (record) records.push(record);
     }
-    return records.sort((a, b) => a.uid.localeCompare(b.uid));
+    return records;
   }
 
   get size(): number {

@@ -279,6 +279,7 @@ export const configSchema = z.strictObject({
       max_upload_bytes: int(1024, 4 * 1024 * 1024 * 1024).default(256 * 1024 * 1024),
       keys: adminKeysSchema.default([]),
       audit_size: int(0, 100_000).default(200),
+      health_interval_ms: int(100, 60_000).default(1000),
     })
     .prefault({}),
 

@@ -141,3 +141,14 @@ export function presentedCertificate(socket: TLSSocket | undefined): Required<Pr
   const cn = peer.subject?.CN;
   return typeof cn === 'string' && isValidUid(cn) ? { uid: cn, serial: peer.serialNumber, raw: peer.raw } : UNTRUSTED;
 }
+
+/** What the device page shows of the certificate a device logged in with: serial, subject (`CN=…, O=…`) and its end of validity. */
+export function certificateIdentity(socket: TLSSocket | undefined): { serial: string; subject: string; notAfter: number } | undefined {
+  const peer = socket?.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  const subject = Object.entries(peer.subject ?? {})
+    .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join('+') : String(value)}`)
+    .join(', ');
+  const notAfter = Date.parse(peer.valid_to);
+  return { serial: peer.serialNumber, subject, notAfter: Number.isFinite(notAfter) ? notAfter : 0 };
+}

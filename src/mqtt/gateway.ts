@@ -8,7 +8,7 @@ import { maySubscribe } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import type { NucleonAedes } from './aedes/index.js';
 import type { Notice } from '../revocation/index.js';
-import { presentedCertificate, ReturnCode, tlsSocketOf, type Authenticator, type RevocationCheck } from './auth.js';
+import { certificateIdentity, presentedCertificate, ReturnCode, tlsSocketOf, type Authenticator, type RevocationCheck } from './auth.js';
 import { disconnectReason, refusedReason } from './connection-errors.js';
 import type { MqttMetrics } from './metrics.js';
 import { PublishPath } from './publish-path.js';
@@ -290,7 +290,8 @@ export class Gateway {
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
     // Presence first, so a runner handling DeviceConnected finds the device online.
     this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
-    this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean });
+    const certificate = session.method === 'certificate' ? certificateIdentity(tlsSocketOf(client)) : undefined;
+    this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean, ...(certificate ? { certificate } : {}) });
   };
 
   private readonly onClientDisconnect = (client: Client): void => {

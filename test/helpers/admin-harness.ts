@@ -88,10 +88,17 @@ export async function startAdmin(t: TestContext, admin: NonNullable<ConfigInput[
 
 /**
  * A whole Nucleon (MQTT over TLS, OTA, admin and whatever else is built in) on
- * free loopback ports in its own folder; stopped after the test.
+ * free loopback ports in its own folder; stopped after the test. `beforeStart`
+ * gets the instance's `store.path` before anything opens it.
  */
-export async function startFullInstance(t: TestContext, extra: ConfigInput = {}): Promise<{ nucleon: Nucleon; adminPort: number; dir: string }> {
+export async function startFullInstance(
+  t: TestContext,
+  extra: ConfigInput = {},
+  options: { beforeStart?: (dataDir: string) => Promise<unknown> } = {},
+): Promise<{ nucleon: Nucleon; adminPort: number; dir: string }> {
   const dir = await tempDir(t, 'nucleon-admin-full-');
+  // What the instance finds in its store at start (test/helpers/seed-fleet.ts writes a fleet there).
+  await options.beforeStart?.(path.join(dir, 'data'));
   const nucleon = createNucleon(
     {
       log: { level: 'silent' },

@@ -14,6 +14,8 @@ import { Registry } from 'prom-client';
 import { AuditLog, AuditRing } from '../../src/admin/audit.js';
 import { AdminKeys, loadKeySpecs } from '../../src/admin/auth.js';
 import { COMMANDS, commandChanges, runCommand, type CommandCaller, type CommandServices } from '../../src/admin/commands.js';
+import { DeviceHistory } from '../../src/admin/device-history.js';
+import { TelemetryRings } from '../../src/admin/telemetry-rings.js';
 import { EventBroker } from '../../src/broker/index.js';
 import { serviceAccountsUsage } from '../../src/cli/devices.js';
 import { validateConfig } from '../../src/config/index.js';
@@ -143,7 +145,8 @@ async function setUp(t: TestContext, size = 10) {
   // Only what the commands below use.
   // devices.remove forgets the fleet record too; these devices never connected, so there is none.
   const fleet = { forget: async () => false };
-  const services = { broker, audit, fleet, credentials: deviceCredentials(store), serviceAccounts: serviceCredentials(store) } as unknown as CommandServices;
+  const consoleViews = { history: new DeviceHistory(), telemetry: new TelemetryRings() };
+  const services = { broker, audit, fleet, console: consoleViews, credentials: deviceCredentials(store), serviceAccounts: serviceCredentials(store) } as unknown as CommandServices;
   const caller = (name: string, role: 'admin' | 'read-only'): CommandCaller => ({ id: `conn-${name}`, actor: { name, role }, via: 'ws' });
   const run = (who: CommandCaller, cmd: string, args: Record<string, unknown>) => runCommand(cmd, args, who, services, 'json');
   return { lines: () => lines.filter((line) => line.audit === true), audit, run, caller };
@@ -199,12 +202,15 @@ test('every command is either a read or a change, and the reads are the ones REA
     'audit.list',
     'campaigns.list',
     'campaigns.show',
+    'devices.detail',
     'devices.get',
     'devices.list',
     'devices.revocations',
+    'devices.search',
     'events.subscribe',
     'events.unsubscribe',
     'groups.list',
+    'health.get',
     'images.list',
     'ingest.status',
     'ping',

@@ -30,7 +30,9 @@ export const REST_ROUTES: readonly RestRoute[] = [
 
   route('GET', '/devices', 'devices.list'),
   route('POST', '/devices', 'devices.add', { status: 201 }),
+  route('GET', '/devices/search', 'devices.search'),
   route('GET', '/devices/{uid}', 'devices.get'),
+  route('GET', '/devices/{uid}/detail', 'devices.detail'),
   route('DELETE', '/devices/{uid}', 'devices.remove'),
   route('PUT', '/devices/{uid}/password', 'devices.add'),
   route('GET', '/revocations', 'devices.revocations'),
@@ -55,6 +57,7 @@ export const REST_ROUTES: readonly RestRoute[] = [
   route('PUT', '/acl/rules', 'acl.rules.set'),
 
   route('GET', '/ingest', 'ingest.status'),
+  route('GET', '/health', 'health.get'),
 
   route('GET', '/campaigns', 'campaigns.list'),
   route('POST', '/campaigns', 'campaigns.create', { status: 201 }),
