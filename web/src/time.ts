@@ -13,7 +13,8 @@ export function formatRelative(at: number, now: number): string {
   const delta = now - at;
   const ahead = delta < 0;
   const ms = Math.abs(delta);
-  if (ms < 5 * SECOND) return ahead ? 'in a moment' : 'just now';
+  // A few seconds either way is "now": the server's clock and the browser's are rarely in step to the second.
+  if (ms < 5 * SECOND) return 'just now';
   let amount: string;
   if (ms < MINUTE) amount = `${Math.floor(ms / SECOND)} s`;
   else if (ms < HOUR) amount = `${Math.floor(ms / MINUTE)} min`;

@@ -27,6 +27,14 @@ export function seriesColor(index: number): string {
   return PALETTE[index % PALETTE.length] ?? '#2f6fed';
 }
 
+/** uPlot's own padded range, except that a flat series (0 devices all hour) still gets a band to draw its line in. */
+function yRange(_u: uPlot, min: number, max: number): uPlot.Range.MinMax {
+  if (min !== max) return uPlot.rangeNum(min, max, 0.1, true);
+  if (min === 0) return [0, 1];
+  const pad = Math.abs(min) * 0.1;
+  return [min - pad, max + pad];
+}
+
 export function Chart({ series, data, height, compact = false, label }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
@@ -46,7 +54,8 @@ export function Chart({ series, data, height, compact = false, label }: ChartPro
       height,
       legend: { show: !compact },
       cursor: compact ? { show: false } : { drag: { x: true, y: false } },
-      scales: { x: { time: true } },
+      // A flat series (0 devices all hour) still draws a line: the y range never collapses to one value.
+      scales: { x: { time: true }, y: { range: yRange } },
       axes: compact
         ? [{ show: false }, { show: false }]
         : [
