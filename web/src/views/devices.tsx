@@ -16,6 +16,8 @@ const COLUMNS_STORAGE = 'nucleon.console.deviceColumns';
 const PAGE_SIZE_STORAGE = 'nucleon.console.devicePageSize';
 const PAGE_SIZES = [25, 50, 100, 200, 500] as const;
 const SEARCH_DEBOUNCE_MS = 250;
+/** The page is asked for again this often: last seen and telemetry move without live events (telemetry is not streamed to the list). */
+const REFRESH_MS = 10_000;
 const OTA_STATES: readonly OtaStatus[] = ['none', 'assigned', 'downloading', 'updated'];
 
 interface Column {
@@ -115,6 +117,12 @@ export function DevicesView() {
       });
   };
   useOnReady(load, [filters]);
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (client.state.kind === 'connected' && document.visibilityState === 'visible') load();
+    }, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [filters]);
 
   // Search-to-render, measured where the rows are in the DOM: the Chromium test reads it.
   useLayoutEffect(() => {
