@@ -9,7 +9,7 @@ import { HealthHistory } from './health-history.js';
 import { ConsoleContext } from './ui/context.js';
 import { ErrorStore } from './ui/errors.js';
 
-const client = new ConsoleClient({ url: adminSocketUrl(location), storage: sessionStorage });
+const client = new ConsoleClient({ url: adminSocketUrl(location), storage: sessionStorage, createSocket: (url, protocol) => new WebSocket(url, protocol) });
 const errors = new ErrorStore();
 const health = new HealthHistory();
 client.onProblem((action, error) => (error ? errors.fail(action, error) : errors.clear(action)));

@@ -50,8 +50,9 @@ export function formatAbsolute(at: number, timeZone?: string): string {
   const parts: Partial<Record<Intl.DateTimeFormatPartTypes, string>> = {};
   for (const part of formatter(timeZone).formatToParts(new Date(at))) parts[part.type] = part.value;
   // Intl says "GMT+1" (or "GMT" alone); operators read UTC offsets.
-  const zone = (parts.timeZoneName ?? 'GMT').replace(/^GMT/, 'UTC');
-  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${zone === 'UTC' ? 'UTC' : zone}`;
+  // ICU writes UTC itself as "GMT" or "GMT+0", depending on its version.
+  const zone = (parts.timeZoneName ?? 'GMT').replace(/^GMT/, 'UTC').replace(/^UTC[+-]0$/, 'UTC');
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${zone}`;
 }
 
 /** A duration for people: "450 ms", "12 s", "3 min", "2.5 h". */

@@ -16,6 +16,8 @@ const BACKOFF_MAX_MS = 15_000;
 const RATE_LIMIT_RETRIES = 10;
 /** Close codes after which we go back to the login form instead of retrying: wrong key, too many attempts. */
 const LOGGED_OUT_CODES = new Set([4401, 4429]);
+/** WebSocket.OPEN, without needing the global (the unit tests run in Node with a stand-in socket). */
+const OPEN = 1;
 
 export type ConnectionState =
   | { kind: 'logged-out'; problem?: string }
@@ -47,15 +49,33 @@ interface Waiting {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** What the client uses of a browser WebSocket (and a unit test's stand-in provides). */
+export interface SocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open', listener: () => void): void;
+  addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  addEventListener(type: 'close', listener: (event: { code: number; reason: string }) => void): void;
+}
+
+/** sessionStorage, or a test's map. */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
 export interface ClientOptions {
   url: string;
-  storage: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>;
+  storage: StorageLike;
   now?: () => number;
-  createSocket?: (url: string, protocol: string) => WebSocket;
+  /** `new WebSocket(url, protocol)` in the browser. */
+  createSocket: (url: string, protocol: string) => SocketLike;
 }
 
 export class ConsoleClient {
-  private socket: WebSocket | undefined;
+  private socket: SocketLike | undefined;
   private nextId = 1;
   private readonly waiting = new Map<number, Waiting>();
   private readonly stateListeners = new Set<(state: ConnectionState) => void>();
@@ -68,11 +88,11 @@ export class ConsoleClient {
   private attempt = 0;
   private current: ConnectionState = { kind: 'logged-out' };
   private readonly now: () => number;
-  private readonly createSocket: (url: string, protocol: string) => WebSocket;
+  private readonly createSocket: (url: string, protocol: string) => SocketLike;
 
   constructor(private readonly options: ClientOptions) {
     this.now = options.now ?? (() => Date.now());
-    this.createSocket = options.createSocket ?? ((url, protocol) => new WebSocket(url, protocol));
+    this.createSocket = options.createSocket;
   }
 
   get state(): ConnectionState {
@@ -133,7 +153,7 @@ export class ConsoleClient {
   /** One command; rejects with a CommandError (the server said no) or an Error (no connection, timeout). */
   request<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
     const socket = this.socket;
-    if (!socket || socket.readyState !== WebSocket.OPEN) return Promise.reject(new Error(`${cmd}: not connected`));
+    if (!socket || socket.readyState !== OPEN) return Promise.reject(new Error(`${cmd}: not connected`));
     if (this.waiting.size >= MAX_IN_FLIGHT) return Promise.reject(new Error(`${cmd}: ${MAX_IN_FLIGHT} requests already waiting for an answer`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -206,7 +226,7 @@ export class ConsoleClient {
     });
   }
 
-  private async loggedIn(socket: WebSocket, apiKey: string): Promise<void> {
+  private async loggedIn(socket: SocketLike, apiKey: string): Promise<void> {
     try {
       await this.request('auth.login', { apiKey });
     } catch (error) {
@@ -301,6 +321,6 @@ function subscriptionArgs(subscription: Subscription): Record<string, unknown> {
 }
 
 /** The admin WebSocket of the page's own origin. */
-export function adminSocketUrl(location: Pick<Location, 'protocol' | 'host'>): string {
+export function adminSocketUrl(location: { protocol: string; host: string }): string {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 }
