@@ -111,8 +111,10 @@ test('the Campaigns view shows a live funnel, pauses, resumes, promotes, shows a
   assert.equal(await page.textContent('#campaign-failures li[data-reason="version_reverted"]'), 'version_reverted: 1');
   // 4 KiB twice and a quarter of it once.
   assert.equal(await page.textContent('#campaign-bytes'), '9.0 KiB (image 4.0 KiB)');
-  assert.match((await page.textContent('#campaign-downloads-eta')) ?? '', /\(in /);
-  assert.match((await page.textContent('#campaign-end-eta')) ?? '', /\(in /);
+  // Estimates are times like every other: relative, the absolute time on hover.
+  assert.match((await page.textContent('#campaign-downloads-eta')) ?? '', /^(in \d+ (s|min|h)|just now)$/);
+  assert.match((await page.textContent('#campaign-end-eta')) ?? '', /^in \d+ (min|h)$/);
+  assert.match((await page.getAttribute('#campaign-end-eta time', 'title')) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
   await page.waitForSelector(`${row} td.failed:text-is("1")`);
   await mkdir(path.dirname(SCREENSHOT), { recursive: true });
   await page.screenshot({ path: SCREENSHOT, fullPage: true });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommandError, ConsoleClient, KEY_STORAGE, type ConnectionState, type SocketLike } from '../../web/src/api/client.js';
 import type { HealthSnapshot } from '../../web/src/api/types.js';
-import { HealthHistory, MAX_KEYS } from '../../web/src/health-history.js';
+import { HealthHistory, MAX_KEYS, RATE_WINDOW_MS } from '../../web/src/health-history.js';
 import { parseRoute, routeHref } from '../../web/src/router.js';
 import { appendTelemetry, MAX_POINTS, WINDOW_MS } from '../../web/src/telemetry-series.js';
 import { formatAbsolute, formatBytes, formatDuration, formatRelative } from '../../web/src/time.js';
@@ -92,6 +92,17 @@ test('health history: rates from cumulative counters, none across a restart, old
   const keyed = lags.keyed((s) => s.lag);
   assert.equal(keyed.labels.length, MAX_KEYS);
   assert.deepEqual(keyed.data[1], [0, null]);
+});
+
+test('health history: rates over a window of RATE_WINDOW_MS, so messages every second sampled every half second draw no saw-tooth', () => {
+  const history = new HealthHistory();
+  for (let i = 0; i <= 40; i++) {
+    const messagesIn = 8 * Math.floor(i / 2);
+    history.add(snapshot(T0 + i * 500, { counters: { messagesIn, messagesOut: 0, pointsAccepted: 0, pointsWritten: 0 } }));
+  }
+  const rates = history.series([{ label: 'in', value: (s) => s.messagesIn }]).data[1] ?? [];
+  // Past the first window, every rate is 8/s give or take one message's step over 5 s.
+  for (const rate of rates.slice(RATE_WINDOW_MS / 500)) assert.ok(rate !== null && rate >= 8 - 1.6 && rate <= 8 + 1.6, `rate ${rate}`);
 });
 
 test('telemetry series: numeric fields only (extra int/float included), appended in time order, an hour and MAX_POINTS at most', () => {

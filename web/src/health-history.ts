@@ -6,6 +6,12 @@ import type { HealthSnapshot } from './api/types.js';
 /** An hour at the default admin.health_interval_ms (1 s); older samples go first. */
 export const HISTORY_MS = 60 * 60 * 1000;
 export const MAX_SAMPLES = 3600;
+/**
+ * Rates are taken over at least this span, not between two neighbouring
+ * samples: devices that report every second, sampled every half second, would
+ * otherwise draw a saw-tooth of 0 and twice the rate.
+ */
+export const RATE_WINDOW_MS = 5000;
 /** Runners and refusal reasons drawn per chart; more would be unreadable (and the sample size unbounded). */
 export const MAX_KEYS = 12;
 
@@ -32,6 +38,8 @@ export type Series = { labels: string[]; data: [number[], ...(number | null)[][]
 export class HealthHistory {
   private samples: HealthSample[] = [];
   private previous: HealthSnapshot | undefined;
+  /** The snapshots of the last RATE_WINDOW_MS (and the one before), oldest first: the base of each rate. Bounded by the window and MAX_SAMPLES. */
+  private recent: HealthSnapshot[] = [];
   private readonly listeners = new Set<() => void>();
   /** Bumped on every new sample, so views can tell that the data changed. */
   version = 0;
@@ -55,22 +63,21 @@ export class HealthHistory {
     const previous = this.previous;
     // An old or repeated snapshot (an answer to health.get crossing a live frame) adds nothing.
     if (previous && snapshot.at <= previous.at) return;
-    const seconds = previous ? (snapshot.at - previous.at) / 1000 : 0;
-    const rate = (now: number, before: number | undefined, per = 1) => {
-      // A counter that went down: the instance restarted, no rate for this step.
-      if (before === undefined || seconds <= 0 || now < before) return null;
-      return ((now - before) / seconds) * per;
-    };
+    // A counter that went down: the instance restarted, and the rates start again from this snapshot.
+    if (previous && restarted(previous, snapshot)) this.recent = [];
+    const base = this.rateBase(snapshot.at);
+    const seconds = base ? (snapshot.at - base.at) / 1000 : 0;
+    const rate = (now: number, before: number | undefined, per = 1) => (before === undefined || seconds <= 0 || now < before ? null : ((now - before) / seconds) * per);
     const refusals: Record<string, number | null> = {};
-    for (const reason of Object.keys(snapshot.refusals).slice(0, MAX_KEYS)) refusals[reason] = rate(snapshot.refusals[reason] ?? 0, previous ? (previous.refusals[reason] ?? 0) : undefined, 60);
+    for (const reason of Object.keys(snapshot.refusals).slice(0, MAX_KEYS)) refusals[reason] = rate(snapshot.refusals[reason] ?? 0, base ? (base.refusals[reason] ?? 0) : undefined, 60);
     const lag = snapshot.ingest ? Object.fromEntries(Object.entries(snapshot.ingest.lag).slice(0, MAX_KEYS)) : undefined;
     this.samples.push({
       t: snapshot.at / 1000,
       connections: snapshot.connections,
-      messagesIn: rate(snapshot.counters.messagesIn, previous?.counters.messagesIn),
-      messagesOut: rate(snapshot.counters.messagesOut, previous?.counters.messagesOut),
-      pointsAccepted: rate(snapshot.counters.pointsAccepted, previous?.counters.pointsAccepted),
-      pointsWritten: rate(snapshot.counters.pointsWritten, previous?.counters.pointsWritten),
+      messagesIn: rate(snapshot.counters.messagesIn, base?.counters.messagesIn),
+      messagesOut: rate(snapshot.counters.messagesOut, base?.counters.messagesOut),
+      pointsAccepted: rate(snapshot.counters.pointsAccepted, base?.counters.pointsAccepted),
+      pointsWritten: rate(snapshot.counters.pointsWritten, base?.counters.pointsWritten),
       lag,
       spoolBytes: snapshot.spoolBytes,
       refusals,
@@ -79,12 +86,22 @@ export class HealthHistory {
       heapUsedBytes: snapshot.heapUsedBytes,
     });
     this.previous = snapshot;
+    this.recent.push(snapshot);
     const oldest = snapshot.at / 1000 - HISTORY_MS / 1000;
     let drop = Math.max(0, this.samples.length - this.maxSamples);
     while (drop < this.samples.length && (this.samples[drop]?.t ?? 0) < oldest) drop++;
     if (drop > 0) this.samples.splice(0, drop);
     this.version++;
     for (const listener of this.listeners) listener();
+  }
+
+  /** The newest snapshot at least RATE_WINDOW_MS before `at`, or the oldest one known; older ones are dropped. */
+  private rateBase(at: number): HealthSnapshot | undefined {
+    let keepFrom = 0;
+    for (let i = 0; i < this.recent.length; i++) if ((this.recent[i]?.at ?? 0) <= at - RATE_WINDOW_MS) keepFrom = i;
+    if (keepFrom > 0) this.recent.splice(0, keepFrom);
+    if (this.recent.length > this.maxSamples) this.recent.splice(0, this.recent.length - this.maxSamples);
+    return this.recent[0];
   }
 
   /** Fixed series: one y array per field. */
@@ -101,4 +118,9 @@ export class HealthHistory {
     const x = this.samples.map((sample) => sample.t);
     return { labels, data: [x, ...labels.map((key) => this.samples.map((sample) => pick(sample)?.[key] ?? null))] };
   }
+}
+
+function restarted(before: HealthSnapshot, after: HealthSnapshot): boolean {
+  const counters = Object.keys(after.counters) as Array<keyof HealthSnapshot['counters']>;
+  return counters.some((name) => after.counters[name] < before.counters[name]) || Object.entries(before.refusals).some(([reason, count]) => (after.refusals[reason] ?? 0) < count);
 }

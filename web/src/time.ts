@@ -55,6 +55,19 @@ export function formatAbsolute(at: number, timeZone?: string): string {
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${zone}`;
 }
 
+const clocks = new Map<string, Intl.DateTimeFormat>();
+
+/** "19:40" or "19:40:05" in the browser's zone: the ticks of chart time axes, in the same 24-hour form as formatAbsolute. */
+export function formatClock(at: number, withSeconds: boolean, timeZone?: string): string {
+  const key = `${withSeconds ? 's' : 'm'}${timeZone ?? ''}`;
+  let found = clocks.get(key);
+  if (!found) {
+    found = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', ...(withSeconds ? { second: '2-digit' } : {}), hourCycle: 'h23', ...(timeZone !== undefined ? { timeZone } : {}) });
+    clocks.set(key, found);
+  }
+  return found.format(new Date(at));
+}
+
 /** A duration for people: "450 ms", "12 s", "3 min", "2.5 h". */
 export function formatDuration(ms: number): string {
   if (ms < SECOND) return `${Math.round(ms)} ms`;

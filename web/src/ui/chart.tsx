@@ -4,6 +4,7 @@
 // time zone.
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
+import { formatAbsolute, formatClock } from '../time.js';
 
 export interface ChartSeries {
   label: string;
@@ -18,6 +19,8 @@ export interface ChartProps {
   height: number;
   /** A sparkline: no axes, no legend, no cursor. */
   compact?: boolean;
+  /** The legend under a full chart (default: shown); small charts with their value in the title go without. */
+  legend?: boolean;
   label: string;
 }
 
@@ -25,6 +28,13 @@ const PALETTE = ['#2f6fed', '#e8762c', '#1f9d55', '#c2410c', '#8b5cf6', '#0891b2
 
 export function seriesColor(index: number): string {
   return PALETTE[index % PALETTE.length] ?? '#2f6fed';
+}
+
+/** Tick labels in the console's one 24-hour form (uPlot's default is the locale's, "8:13pm"); seconds when the span is short. */
+function timeTicks(u: uPlot, splits: number[]): string[] {
+  const x = u.scales.x;
+  const span = (x?.max ?? 0) - (x?.min ?? 0);
+  return splits.map((seconds) => formatClock(seconds * 1000, span < 300));
 }
 
 /** uPlot's own padded range, except that a flat series (0 devices all hour) still gets a band to draw its line in. */
@@ -35,12 +45,12 @@ function yRange(_u: uPlot, min: number, max: number): uPlot.Range.MinMax {
   return [min - pad, max + pad];
 }
 
-export function Chart({ series, data, height, compact = false, label }: ChartProps) {
+export function Chart({ series, data, height, compact = false, legend = !compact, label }: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
   const latest = useRef(data);
   latest.current = data;
-  const shape = `${compact ? 'c' : 'f'}:${height}:${series.map((s) => s.label).join('\u0000')}`;
+  const shape = `${compact ? 'c' : 'f'}:${legend ? 'l' : ''}:${height}:${series.map((s) => s.label).join('\u0000')}`;
 
   useEffect(() => {
     const element = box.current;
@@ -52,18 +62,20 @@ export function Chart({ series, data, height, compact = false, label }: ChartPro
     const options: uPlot.Options = {
       width: Math.max(100, element.clientWidth),
       height,
-      legend: { show: !compact },
+      legend: { show: legend },
+      // A sparkline's line at 0 would sit on the box's edge: a little room around it.
+      ...(compact ? { padding: [4, 2, 4, 2] as uPlot.Padding } : {}),
       cursor: compact ? { show: false } : { drag: { x: true, y: false } },
       // A flat series (0 devices all hour) still draws a line: the y range never collapses to one value.
       scales: { x: { time: true }, y: { range: yRange } },
       axes: compact
         ? [{ show: false }, { show: false }]
         : [
-            { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
+            { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, values: timeTicks, space: 80 },
             { stroke: ink, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 64, ...(format ? { values: (_u: uPlot, values: number[]) => values.map((v) => format(v)) } : {}) },
           ],
       series: [
-        {},
+        { value: (_u: uPlot, seconds: number | null) => (seconds === null ? '–' : formatAbsolute(seconds * 1000)) },
         ...series.map((s, index) => ({
           label: s.label,
           stroke: seriesColor(index),

@@ -11,7 +11,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ImageInfo } from '../api/types.js';
 import { bytesServed, estimate, failedByReason, FUNNEL_STEPS, funnel, reached, STEPS, type CampaignDevice, type CampaignSpec, type CampaignSummary, type FunnelRow } from '../campaign-funnel.js';
-import { formatBytes, formatDuration } from '../time.js';
+import { formatBytes } from '../time.js';
 import { useConsole, useLiveEvents, useOnReady } from '../ui/context.js';
 import { useNow } from '../ui/now.js';
 import { Page } from '../ui/shell.js';
@@ -359,9 +359,9 @@ function Detail({
             <dt>Bytes served</dt>
             <dd id="campaign-bytes">{`${formatBytes(bytesServed(devices))}${imageSize ? ` (image ${formatBytes(imageSize)})` : ''}`}</dd>
             <dt>Stage downloads done</dt>
-            <dd id="campaign-downloads-eta">{downloadsDoneAt === undefined ? '–' : <Eta at={downloadsDoneAt} now={now} />}</dd>
+            <dd id="campaign-downloads-eta">{downloadsDoneAt === undefined ? '–' : <Eta at={downloadsDoneAt} />}</dd>
             <dt>Earliest end</dt>
-            <dd id="campaign-end-eta">{earliestEndAt === undefined ? (campaign.state === 'running' ? '–' : `– (${campaign.state})`) : <Eta at={earliestEndAt} now={now} />}</dd>
+            <dd id="campaign-end-eta">{earliestEndAt === undefined ? (campaign.state === 'running' ? '–' : `– (${campaign.state})`) : <Eta at={earliestEndAt} />}</dd>
           </dl>
           <h3>Failed by reason</h3>
           <ul id="campaign-failures" class="reasons">
@@ -431,12 +431,9 @@ function FunnelLine({ row, current }: { row: FunnelRow; current: boolean }) {
   );
 }
 
-function Eta({ at, now }: { at: number; now: number }) {
-  return (
-    <>
-      <Time at={at} /> (in {formatDuration(Math.max(0, at - now))})
-    </>
-  );
+/** An estimate: relative ("in 3 min") like every time here, the absolute time on hover. */
+function Eta({ at }: { at: number }) {
+  return <Time at={at} />;
 }
 
 function stageName(campaign: CampaignSummary): string {

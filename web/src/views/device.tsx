@@ -210,7 +210,7 @@ function FieldChart({ name, points }: { name: string; points: Array<[number, num
         {name} <span class="hint">{last ? `${last[1]} · ` : ''}</span>
         {last && <Time at={last[0]} />}
       </h3>
-      <Chart series={series} data={data} height={160} label={`${name}, the last hour`} />
+      <Chart series={series} data={data} height={160} legend={false} label={`${name}, the last hour`} />
     </div>
   );
 }

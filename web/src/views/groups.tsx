@@ -95,7 +95,7 @@ function GroupCard({ group, images, onChange }: { group: GroupInfo; images: Imag
   return (
     <section class="card group" data-group={group.name} aria-labelledby={`group-${slug}`}>
       <h2 id={`group-${slug}`}>
-        <span class="mono">{group.name}</span> <span class="hint">{group.devices.length} devices</span>
+        <span class="mono">{group.name}</span> <span class="hint">{group.devices.length === 1 ? '1 device' : `${group.devices.length.toLocaleString('en-US')} devices`}</span>
       </h2>
       <dl class="facts">
         <dt>Image</dt>

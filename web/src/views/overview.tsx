@@ -112,7 +112,7 @@ function MetricCard({ metric, version, selected, onSelect }: { metric: Metric; v
     <button type="button" class="metric" id={`metric-${metric.id}`} data-points={data[0].length} aria-pressed={selected} aria-controls="metric-detail" onClick={onSelect}>
       <span class="metric-title">{metric.title}</span>
       <span class="metric-value">{latest ? (empty ?? metric.now(latest)) : '–'}</span>
-      {series.length > 0 ? <Chart compact series={series} data={data} height={48} label={`${metric.title}, the last hour`} /> : <span class="chart-empty" />}
+      {series.length > 0 ? <Chart compact series={series} data={data} height={48} label={`${metric.title}, the last hour`} /> : <span class="chart-empty hint">none so far</span>}
     </button>
   );
 }
