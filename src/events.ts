@@ -214,7 +214,18 @@ export interface RunnerInbox {
 }
 
 export type Event =
-  | { type: 'NewRunner'; name: string; accepts: readonly EventType[]; inbox: RunnerInbox }
+  | {
+      type: 'NewRunner';
+      name: string;
+      accepts: readonly EventType[];
+      inbox: RunnerInbox;
+      /**
+       * Types delivered to it as well that it only watches and does not handle
+       * (the admin's view of app messages): they do not make `accepts()` true,
+       * and with no runner accepting them they still count as unrouted.
+       */
+      observes?: readonly EventType[];
+    }
   // Application data, device <-> the user's app runner.
   | { type: 'ApplicationRequest'; uid: string; target: string; payload: Uint8Array; receivedAt: number; log?: LogPosition }
   | { type: 'ApplicationResponse'; uid: string; target: string; payload: Uint8Array }

@@ -40,8 +40,6 @@ const ACCEPTS = [
   'OtaImageListResponse',
   'OtaGroupListResponse',
   'ApplicationManagementResponse',
-  // Live only (no durable cursor): the device page's last app messages.
-  'ApplicationRequest',
   'DeviceConnected',
   'DeviceDisconnected',
   'TelemetryReceived',
@@ -50,7 +48,9 @@ const ACCEPTS = [
   'CampaignStateChanged',
   'CampaignDeviceState',
 ] as const;
-type Accepted = EventOf<(typeof ACCEPTS)[number]>;
+/** Watched, not handled: the device page's last app messages (live only); with no app runner they still count as unrouted. */
+const OBSERVES = ['ApplicationRequest'] as const;
+type Accepted = EventOf<(typeof ACCEPTS)[number] | (typeof OBSERVES)[number]>;
 
 /** The subprotocol a browser may offer; the API key itself never travels in the URL. */
 export const ADMIN_SUBPROTOCOL = 'nucleon.admin.v1';
@@ -153,7 +153,6 @@ export class AdminRunner implements Runner {
         onMembershipError: (error) => logger.warn({ err: error }, 'could not ask the OTA runner for groups; searching with the last known ones'),
       },
     };
-    services.console.health.start();
     const healthStream = new HealthStream({
       intervalMs: admin.health_interval_ms,
       wanted: () => [...connections.values()].some((connection) => connection.subscription?.kinds.has('health') === true),
@@ -204,6 +203,8 @@ export class AdminRunner implements Runner {
     });
     const started: Started = { context, server, wss, connections, services, rest, flushTimer, healthStream, stopping: false, unsubscribePresence };
     this.started = started;
+    // Started once doStop() can stop it again.
+    services.console.health.start();
 
     const hooks: ConnectionHooks = {
       login: (connection, key) => {
@@ -294,8 +295,11 @@ export class AdminRunner implements Runner {
         type: 'NewRunner',
         name: this.name,
         accepts: ACCEPTS,
+        observes: OBSERVES,
         inbox: { handle: (event) => this.handle(event as Accepted) },
       });
+      // Groups asked for now, so the first search does not wait for them (the OTA runner starts before listeners).
+      if (context.broker.accepts('OtaGroupListRequest')) services.console.membership.current(services.console.onMembershipError).catch(services.console.onMembershipError);
       await listenOrThrow(server, admin.host, admin.port, 'the admin endpoint');
       access.bind(server.address() as AddressInfo);
     } catch (error) {

@@ -17,7 +17,7 @@ export interface DeviceDetail {
   firmware: FirmwareEntry[];
   ota: { state: OtaStatus; imageId?: string; version?: string; bytesServed: number; totalBytes?: number; percent?: number };
   telemetry: { from: number; to: number; fields: Record<string, Array<[number, number]>> };
-  messages: Array<{ at: number; target: string; size: number; payload?: Uint8Array; payloadTruncated?: boolean }>;
+  messages: Array<{ at: number; target: string; size: number; payload?: string; payloadTruncated?: boolean }>;
 }
 
 export interface DetailSources {

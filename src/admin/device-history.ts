@@ -11,7 +11,8 @@ export interface HistoryBounds {
   devices: number;
 }
 
-export const DEFAULT_HISTORY_BOUNDS: HistoryBounds = { sessions: 50, firmware: 20, messages: 50, payloadBytes: 256, devices: 20_000 };
+/** About 85 MB when all 10,000 devices have full histories (test/unit/console-api.test.ts measures it with CONSOLE_FIGURES_DEVICES=10000). */
+export const DEFAULT_HISTORY_BOUNDS: HistoryBounds = { sessions: 20, firmware: 10, messages: 20, payloadBytes: 128, devices: 10_000 };
 
 export interface SessionEntry {
   connectedAt?: number;
@@ -33,7 +34,8 @@ export interface MessageEntry {
   at: number;
   target: string;
   size: number;
-  payload: Uint8Array;
+  /** The first `payloadBytes` bytes as base64: one string costs a fraction of a Uint8Array object per message. */
+  payload: string;
   payloadTruncated: boolean;
 }
 
@@ -43,9 +45,39 @@ export interface CertificateIdentity {
   notAfter: number;
 }
 
+/**
+ * A session as kept: every field declared up front, so all sessions share one
+ * object shape (an object literal that got `disconnectedAt` and `reason` later
+ * measured about 400 bytes a session at 10,000 devices).
+ */
+class StoredSession {
+  disconnectedAt: number | undefined = undefined;
+  reason: string | undefined = undefined;
+
+  constructor(
+    readonly connectedAt: number | undefined,
+    readonly clientId: string | undefined,
+    readonly remoteAddress: string | undefined,
+    readonly authMethod: AuthMethod | undefined,
+    readonly instance: string | undefined,
+  ) {}
+
+  entry(): SessionEntry {
+    const entry: SessionEntry = {};
+    if (this.connectedAt !== undefined) entry.connectedAt = this.connectedAt;
+    if (this.disconnectedAt !== undefined) entry.disconnectedAt = this.disconnectedAt;
+    if (this.reason !== undefined) entry.reason = this.reason;
+    if (this.remoteAddress !== undefined) entry.remoteAddress = this.remoteAddress;
+    if (this.authMethod !== undefined) entry.authMethod = this.authMethod;
+    if (this.instance !== undefined) entry.instance = this.instance;
+    if (this.clientId !== undefined) entry.clientId = this.clientId;
+    return entry;
+  }
+}
+
 interface History {
   /** Oldest first; read newest first. */
-  sessions: SessionEntry[];
+  sessions: StoredSession[];
   firmware: FirmwareEntry[];
   messages: MessageEntry[];
   certificate?: CertificateIdentity;
@@ -67,7 +99,7 @@ export class DeviceHistory {
 
   connected(uid: string, session: Omit<SessionEntry, 'disconnectedAt' | 'reason'>, certificate?: CertificateIdentity): void {
     const history = this.of(uid);
-    push(history.sessions, { ...session }, this.bounds.sessions);
+    push(history.sessions, new StoredSession(session.connectedAt, session.clientId, session.remoteAddress, session.authMethod, session.instance), this.bounds.sessions);
     if (certificate) history.certificate = certificate;
   }
 
@@ -75,7 +107,7 @@ export class DeviceHistory {
     const history = this.of(uid);
     // The newest open session of this connection; a takeover's goodbye may come after the new hello.
     for (let i = history.sessions.length - 1; i >= 0; i--) {
-      const session = history.sessions[i] as SessionEntry;
+      const session = history.sessions[i] as StoredSession;
       if (session.disconnectedAt === undefined && (session.clientId === undefined || session.clientId === clientId)) {
         session.disconnectedAt = at;
         session.reason = reason;
@@ -83,7 +115,10 @@ export class DeviceHistory {
       }
     }
     // Its hello was before this history began (a restart, an evicted history).
-    push(history.sessions, { disconnectedAt: at, reason, clientId }, this.bounds.sessions);
+    const session = new StoredSession(undefined, clientId, undefined, undefined, undefined);
+    session.disconnectedAt = at;
+    session.reason = reason;
+    push(history.sessions, session, this.bounds.sessions);
   }
 
   firmware(uid: string, version: string, at: number, source: FirmwareEntry['source']): void {
@@ -93,15 +128,15 @@ export class DeviceHistory {
   }
 
   message(uid: string, target: string, payload: Uint8Array, at: number): void {
-    const kept = payload.byteLength > this.bounds.payloadBytes ? payload.slice(0, this.bounds.payloadBytes) : payload.slice();
-    push(this.of(uid).messages, { at, target, size: payload.byteLength, payload: kept, payloadTruncated: kept.byteLength < payload.byteLength }, this.bounds.messages);
+    const kept = Buffer.from(payload.buffer, payload.byteOffset, Math.min(payload.byteLength, this.bounds.payloadBytes));
+    push(this.of(uid).messages, { at, target, size: payload.byteLength, payload: kept.toString('base64'), payloadTruncated: kept.byteLength < payload.byteLength }, this.bounds.messages);
   }
 
   read(uid: string): { sessions: SessionEntry[]; firmware: FirmwareEntry[]; messages: MessageEntry[]; certificate?: CertificateIdentity } {
     const history = this.devices.get(uid);
     if (!history) return { sessions: [], firmware: [], messages: [] };
     return {
-      sessions: history.sessions.map((s) => ({ ...s })).reverse(),
+      sessions: history.sessions.map((session) => session.entry()).reverse(),
       firmware: [...history.firmware].reverse(),
       messages: [...history.messages].reverse(),
       ...(history.certificate ? { certificate: history.certificate } : {}),
@@ -124,11 +159,10 @@ export class DeviceHistory {
     }
     const history: History = { sessions: [], firmware: [], messages: [], again: false };
     this.devices.set(uid, history);
+    // CLOCK order with one iterator (see TelemetryRings.evict): each device is passed over at most twice.
     let passes = this.devices.size * 2;
-    while (this.devices.size > this.bounds.devices && passes-- > 0) {
-      const oldest = this.devices.entries().next();
-      if (oldest.done === true) break;
-      const [oldUid, old] = oldest.value;
+    for (const [oldUid, old] of this.devices) {
+      if (this.devices.size <= this.bounds.devices || passes-- <= 0) break;
       this.devices.delete(oldUid);
       if (old.again) {
         old.again = false;

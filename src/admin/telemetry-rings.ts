@@ -19,7 +19,7 @@ export const DEFAULT_TELEMETRY_BOUNDS: TelemetryRingBounds = {
   pointsPerField: 360,
   minSpacingMs: 10_000,
   fieldsPerDevice: 16,
-  maxPoints: 2_000_000,
+  maxPoints: 1_000_000,
 };
 
 /** One field's last points, oldest first once read: a ring over two growing typed arrays (16 bytes a point). */
@@ -116,7 +116,8 @@ export function numericFields(telemetry: Telemetry): Array<[string, number]> {
  * of each device over the last hour, in memory. Bounded per field
  * (`pointsPerField`, at least `minSpacingMs` apart), per device
  * (`fieldsPerDevice`) and overall (`maxPoints`): past the overall bound the
- * series of the device that reported least recently go first, in CLOCK order
+ * series of the devices that reported least recently go (down to 95 % of
+ * it, so a full store does not sweep on every message), in CLOCK order
  * (a device that reported since it was last passed over gets a second chance),
  * because moving a Map entry to the end on every message costs more than the
  * message.
@@ -179,12 +180,15 @@ export class TelemetryRings {
   }
 
   private evict(keep: string): void {
-    // Each device is passed over at most once per round, so this ends.
+    if (this.totalPoints <= this.bounds.maxPoints) return;
+    // Down to 95 %: evicting one device per message once the store is full made every message pay a sweep.
+    const target = Math.floor(this.bounds.maxPoints * 0.95);
+    // One iterator for the whole sweep: a new one per step would scan the deleted slots at the
+    // front of the Map again each time (quadratic at 10,000 devices). A device moved to the end
+    // is met again by the same iterator, so each one is passed over at most twice.
     let passes = this.devices.size * 2;
-    while (this.totalPoints > this.bounds.maxPoints && passes-- > 0) {
-      const oldest = this.devices.entries().next();
-      if (oldest.done === true) return;
-      const [uid, series] = oldest.value;
+    for (const [uid, series] of this.devices) {
+      if (this.totalPoints <= target || passes-- <= 0) return;
       this.devices.delete(uid);
       if (uid === keep || series.again) {
         series.again = false;

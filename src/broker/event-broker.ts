@@ -122,6 +122,8 @@ export class EventBroker {
   private readonly slots = new Map<string, RunnerSlot>();
   private readonly routes = new Map<EventType, RunnerSlot[]>();
   private readonly unroutedSeen = new Set<EventType>();
+  /** Per type, the runners that handle it (its `accepts`, not its `observes`). */
+  private readonly handlers = new Map<EventType, Set<string>>();
   /** Producers held back because a durable runner is MAX_LAG_EVENTS behind; woken as runners catch up. */
   private readonly lagRoom = new WaitList();
   private readonly retiredCursors = new Map<string, DurableCursor>();
@@ -187,10 +189,11 @@ export class EventBroker {
     if (this.stopped) throw new BrokerStoppedError();
     if (this.slots.has(event.name)) throw new DuplicateRunnerError(event.name);
     const known = new Set<string>(EVENT_TYPES);
-    const unknown = event.accepts.filter((type) => !known.has(type) || type === 'NewRunner');
+    const observes = event.observes ?? [];
+    const unknown = [...event.accepts, ...observes].filter((type) => !known.has(type) || type === 'NewRunner');
     if (unknown.length > 0) throw new TypeError(`runner "${event.name}" accepts unknown event types: ${unknown.join(', ')}`);
     const capacity = event.inbox.capacity ?? this.options.inboxSize;
-    const slot = new RunnerSlot(event.name, new Set(event.accepts), event.inbox, capacity, this.latency.labels(event.name));
+    const slot = new RunnerSlot(event.name, new Set([...event.accepts, ...observes]), event.inbox, capacity, this.latency.labels(event.name));
     this.slots.set(event.name, slot);
     const log = this.options.log;
     if (log && event.inbox.durable && event.accepts.some((type) => DEVICE_TYPES.has(type))) {
@@ -208,6 +211,11 @@ export class EventBroker {
       const list = this.routes.get(type) ?? [];
       list.push(slot);
       this.routes.set(type, list);
+    }
+    for (const type of event.accepts) {
+      const names = this.handlers.get(type) ?? new Set<string>();
+      names.add(event.name);
+      this.handlers.set(type, names);
       this.unroutedSeen.delete(type);
     }
     this.options.logger.info({ runner: event.name, accepts: event.accepts, inbox: capacity }, 'runner registered');
@@ -226,6 +234,10 @@ export class EventBroker {
       const rest = list.filter((s) => s !== slot);
       if (rest.length === 0) this.routes.delete(type);
       else this.routes.set(type, rest);
+    }
+    for (const [type, names] of this.handlers) {
+      names.delete(name);
+      if (names.size === 0) this.handlers.delete(type);
     }
     const lost = slot.queue.clear() + slot.waiters.length;
     for (const waiter of slot.waiters.splice(0)) waiter.reject(new BrokerStoppedError());
@@ -521,8 +533,9 @@ export class EventBroker {
     return RESOLVED;
   }
 
+  /** Whether some runner handles this type (observers do not count). */
   accepts(type: EventType): boolean {
-    return this.routes.has(type);
+    return this.handlers.has(type);
   }
 
   /** Resolves once every inbox is empty and idle (new events may keep it busy), or false on timeout. */
@@ -585,13 +598,14 @@ export class EventBroker {
 
   private targetsOf(event: Event): RunnerSlot[] | undefined {
     const targets = this.routes.get(event.type);
-    if (targets) return targets;
+    if (this.handlers.has(event.type)) return targets;
     this.unroutedTotal.inc({ event: event.type });
     if (!this.unroutedSeen.has(event.type)) {
       this.unroutedSeen.add(event.type);
       this.options.logger.warn({ event: event.type }, 'no runner accepts this event type; counting further ones silently');
     }
-    return undefined;
+    // Observers still see it.
+    return targets;
   }
 
   private countDrop(slot: RunnerSlot, event: Event, reason: string): void {

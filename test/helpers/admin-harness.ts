@@ -7,7 +7,9 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { Registry } from 'prom-client';
 import { Decoder, Encoder } from 'cbor-x';
+import mqtt from 'mqtt';
 import WebSocket from 'ws';
+import { issueDeviceCertificate } from '../../src/certs/index.js';
 import { AdminRunner, type AdminRunnerOptions } from '../../src/admin/index.js';
 import { createNucleon, type Nucleon } from '../../src/nucleon.js';
 import { EventBroker } from '../../src/broker/index.js';
@@ -115,6 +117,26 @@ export async function startFullInstance(
   closeAfter(t, () => nucleon.stop());
   const adminPort = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
   return { nucleon, adminPort, dir };
+}
+
+/**
+ * A device of a full instance (startFullInstance) logged in over mutual TLS
+ * with a certificate issued by the instance's CA into `<dir>/devices`;
+ * disconnected after the test.
+ */
+export async function connectCertificateDevice(t: TestContext, nucleon: Nucleon, dir: string, uid: string): Promise<{ device: mqtt.MqttClient; certPath: string }> {
+  const port = (nucleon.runner('mqtt') as unknown as { port(name: string): number | undefined }).port('tls') ?? 0;
+  const files = await issueDeviceCertificate({ ...nucleon.config.certs }, uid, path.join(dir, 'devices'));
+  const device = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
+    ca: await readFile(files.caPath),
+    cert: await readFile(files.certPath),
+    key: await readFile(files.keyPath),
+    clientId: uid,
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  });
+  t.after(() => device.endAsync(true));
+  return { device, certPath: files.certPath };
 }
 
 /** Stands in for the OTA runner: keeps images, groups and links in memory and answers by correlation id. */

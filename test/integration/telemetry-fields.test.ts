@@ -18,9 +18,8 @@ import { createNucleon } from '../../src/index.js';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import { RecentTelemetry } from '../../src/telemetry/index.js';
 import type { ConfigInput } from '../../src/config/index.js';
-import type { MqttRunner } from '../../src/mqtt/index.js';
 import { requireBinary, waitFor } from '../helpers/index.js';
-import { startFullInstance } from '../helpers/admin-harness.js';
+import { connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
 import { openConsole } from '../helpers/console.js';
 import { findSeries, samples, startVictoriaMetrics } from '../helpers/victoria-metrics.js';
 import { fastInflux, testEnv, type LogEntry, type TestEnv } from '../helpers/influx-harness.js';
@@ -139,19 +138,9 @@ test('the console shows the extra fields in the devices table, and a chart per n
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t, { telemetry: { fields: [...FIELDS] } });
-  const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
 
   const uid = '352656100000999';
-  const files = await issueDeviceCertificate(nucleon.config.certs, uid, path.join(dir, 'device'));
-  const device = await mqtt.connectAsync(`mqtts://localhost:${mqttPort}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: uid,
-    reconnectPeriod: 0,
-    protocolVersion: 4,
-  });
-  t.after(() => device.endAsync(true));
+  const { device } = await connectCertificateDevice(t, nucleon, dir, uid);
   await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[1, 61], [10, 23.25], [11, 3650]]))), { qos: 1 });
   const { page, pageErrors } = await openConsole(t, chromiumPath, adminPort, { hash: '#/devices' });
   await page.waitForSelector(`#devices tr[data-uid="${uid}"] td.telemetry:has-text("rsrp=61 temperature=23.25 battery_mv=3650")`);

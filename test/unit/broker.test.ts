@@ -210,6 +210,31 @@ test('events no runner accepts are counted per type and logged once per type', a
   assert.match(text, /nucleon_broker_unrouted_total\{event="OtaImageListRequest"\} 1/);
 });
 
+test('an observer gets the events it observes, yet they count as unrouted until a runner accepts them', async () => {
+  const { broker, metrics } = makeBroker();
+  const observed: Event[] = [];
+  const handled: Event[] = [];
+  await broker.publish({ type: 'NewRunner', name: 'watcher', accepts: ['OtaImageListRequest'], observes: ['ApplicationRequest'], inbox: { handle: (event) => void observed.push(event) } });
+  assert.equal(broker.accepts('ApplicationRequest'), false, 'observing is not handling');
+  assert.equal(broker.accepts('OtaImageListRequest'), true);
+  for (let i = 0; i < 2; i++) await broker.publish(appRequest(i));
+  await broker.drain(1000);
+  assert.equal(observed.length, 2);
+  assert.match(await metrics.metrics(), /nucleon_broker_unrouted_total\{event="ApplicationRequest"\} 2/);
+  await broker.publish({ type: 'NewRunner', name: 'app', accepts: ['ApplicationRequest'], inbox: { handle: (event) => void handled.push(event) } });
+  assert.equal(broker.accepts('ApplicationRequest'), true);
+  await broker.publish(appRequest(2));
+  await broker.drain(1000);
+  assert.deepEqual([observed.length, handled.length], [3, 1]);
+  assert.match(await metrics.metrics(), /nucleon_broker_unrouted_total\{event="ApplicationRequest"\} 2/);
+  broker.unregister('app');
+  assert.equal(broker.accepts('ApplicationRequest'), false);
+  await broker.publish(appRequest(3));
+  await broker.drain(1000);
+  assert.equal(observed.length, 4);
+  assert.match(await metrics.metrics(), /nucleon_broker_unrouted_total\{event="ApplicationRequest"\} 3/);
+});
+
 test('handlers never run on the producer stack (a runner that answers itself cannot recurse)', async () => {
   const { broker } = makeBroker({ inboxSize: 64 });
   let depth = 0;
