@@ -90,7 +90,8 @@ export interface DeviceDetail {
   firmware: Array<{ version: string; at: number; source: 'telemetry' | 'ota' }>;
   ota: { state: OtaStatus; imageId?: string; version?: string; bytesServed: number; totalBytes?: number; percent?: number };
   telemetry: { from: number; to: number; fields: Record<string, Array<[number, number]>> };
-  messages: Array<{ at: number; target: string; size: number; payload?: unknown }>;
+  /** `payload`: base64 of at most the first 128 bytes (`payloadTruncated` when there was more); only with payloads: true. */
+  messages: Array<{ at: number; target: string; size: number; payload?: unknown; payloadTruncated?: boolean }>;
 }
 
 export interface HealthSnapshot {

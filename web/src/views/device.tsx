@@ -335,7 +335,10 @@ function Messages({ detail, payloads, onPayloads }: { detail: DeviceDetail; payl
                   </td>
                   {payloads && (
                     <td data-label="Payload" class="wrap">
-                      <pre class="payload">{describePayload(message.payload)}</pre>
+                      <pre class="payload">
+                        {describePayload(message.payload)}
+                        {message.payloadTruncated ? ' … (the first 128 bytes)' : ''}
+                      </pre>
                     </td>
                   )}
                 </tr>
