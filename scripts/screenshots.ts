@@ -7,19 +7,18 @@
 //   npm run screenshots            (builds the console first)
 //
 // Everything runs on this machine and stops at the end; nothing is fetched.
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Encoder } from 'cbor-x';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { chromium, type Page } from 'playwright-core';
 import WebSocket from 'ws';
 import type { AdminRunner } from '../src/admin/index.js';
-import { issueDeviceCertificate } from '../src/certs/index.js';
 import { silentLogger } from '../src/logger.js';
-import type { MqttRunner } from '../src/mqtt/index.js';
 import { createNucleon } from '../src/nucleon.js';
+import { connectTlsDevice } from '../test/helpers/admin-harness.js';
 import { seedFleet } from '../test/helpers/seed-fleet.js';
 import { buildConsole } from './build-console.js';
 
@@ -67,7 +66,6 @@ try {
   await nucleon.start();
   stops.push(() => nucleon.stop());
   const adminPort = (nucleon.runner('admin') as AdminRunner).address()?.port ?? 0;
-  const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
   const admin = await adminClient(adminPort);
   stops.push(async () => admin.close());
 
@@ -81,7 +79,7 @@ try {
 
   // Live devices over TLS: telemetry every second, now and then an app message.
   const devices: MqttClient[] = [];
-  for (const uid of LIVE) devices.push(await connect(nucleon.config.certs, dir, mqttPort, uid));
+  for (const uid of LIVE) devices.push((await connectTlsDevice(nucleon, dir, uid)).device);
   stops.push(() => Promise.all(devices.map((device) => device.endAsync(true))));
   let tick = 0;
   const timer = setInterval(() => {
@@ -182,19 +180,6 @@ try {
 } finally {
   for (const stop of stops.reverse()) await stop().catch((error: unknown) => console.error('stopping', error));
   await rm(dir, { recursive: true, force: true });
-}
-
-async function connect(certs: Parameters<typeof issueDeviceCertificate>[0], base: string, port: number, uid: string): Promise<MqttClient> {
-  const files = await issueDeviceCertificate(certs, uid, path.join(base, 'devices', uid));
-  return mqtt.connectAsync(`mqtts://localhost:${port}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: uid,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-  });
 }
 
 /** A minimal admin WebSocket client: one request at a time, answers by id, errors thrown. */

@@ -6,17 +6,14 @@
 // image edited, the OTA column following the device, the audit view listing
 // those actions, and the row turning offline when the device leaves.
 import assert from 'node:assert/strict';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Encoder } from 'cbor-x';
-import mqtt from 'mqtt';
-import { issueDeviceCertificate } from '../../src/certs/index.js';
-import type { MqttRunner } from '../../src/mqtt/index.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
 import { repoRoot, requireBinary, waitFor } from '../helpers/index.js';
-import { startFullInstance } from '../helpers/admin-harness.js';
+import { connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
 import { openConsole } from '../helpers/console.js';
 
 const UID = '352656100000001';
@@ -30,21 +27,10 @@ test('the console sees a device connect live, uploads an image with progress, ed
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t);
-  const mqttPort = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
   const { page, base, pageErrors, foreign } = await openConsole(t, chromiumPath, adminPort, { hash: '#/devices' });
 
   // A real device over TLS with a client certificate issued by the Nucleon CA.
-  const files = await issueDeviceCertificate(nucleon.config.certs, UID, path.join(dir, 'device'));
-  const device = await mqtt.connectAsync(`mqtts://localhost:${mqttPort}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: UID,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-  });
-  t.after(() => device.endAsync(true));
+  const { device } = await connectCertificateDevice(t, nucleon, dir, UID);
   const pushed: Buffer[] = [];
   device.on('message', (topic, payload) => {
     if (topic === `${UID}/ota/s`) pushed.push(payload);

@@ -6,18 +6,14 @@
 // real device: telemetry chart, kick, revoke, password, image link.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Encoder } from 'cbor-x';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { Page } from 'playwright-core';
-import { issueDeviceCertificate } from '../../src/certs/index.js';
-import type { MqttRunner } from '../../src/mqtt/index.js';
 import type { Nucleon } from '../../src/nucleon.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
 import { requireBinary, waitFor } from '../helpers/index.js';
-import { API_KEY, startFullInstance } from '../helpers/admin-harness.js';
+import { API_KEY, connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
 import { openConsole } from '../helpers/console.js';
 import { seededDevices, seedFleet, type SeedOptions } from '../helpers/seed-fleet.js';
 
@@ -27,18 +23,8 @@ const IMAGE_ID = '1.2.3-4-g965b9df';
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: false, variableMapSize: true });
 
 /** A real device: mqtt.js over TLS with a certificate from the instance's CA. */
-async function connectDevice(nucleon: Nucleon, dir: string, uid: string): Promise<MqttClient> {
-  const port = (nucleon.runner('mqtt') as MqttRunner).port('tls') ?? 0;
-  const files = await issueDeviceCertificate(nucleon.config.certs, uid, path.join(dir, `device-${uid}`));
-  return mqtt.connectAsync(`mqtts://localhost:${port}`, {
-    ca: await readFile(files.caPath),
-    cert: await readFile(files.certPath),
-    key: await readFile(files.keyPath),
-    clientId: uid,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    protocolVersion: 4,
-  });
+async function connectDevice(t: TestContext, nucleon: Nucleon, dir: string, uid: string): Promise<MqttClient> {
+  return (await connectCertificateDevice(t, nucleon, dir, uid)).device;
 }
 
 function closed(client: MqttClient): Promise<void> {
@@ -71,8 +57,7 @@ test('login: a wrong key is refused on the form, the right one opens the overvie
   assert.equal(await page.locator('#metric-connections canvas').count(), 1, 'a uPlot sparkline');
   await page.waitForSelector('#metric-memory .metric-value:has-text("MiB")');
 
-  const device = await connectDevice(nucleon, dir, UID);
-  t.after(() => device.endAsync(true));
+  await connectDevice(t, nucleon, dir, UID);
   await page.waitForSelector('#metric-connections .metric-value:text-is("1")');
   // The chart holds both levels: 0 before the device, 1 after it.
   assert.ok(Number(await page.getAttribute('#metric-connections', 'data-points')) >= 4);
@@ -201,8 +186,7 @@ test('device page: a telemetry chart fed live by a real device, sessions, passwo
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t);
   await otaRunnerOf(nucleon).addImage({ id: IMAGE_ID, imageType: 'primary', source: { kind: 'bytes', data: randomBytes(8192) } });
-  let device = await connectDevice(nucleon, dir, UID);
-  t.after(() => device.endAsync(true));
+  let device = await connectDevice(t, nucleon, dir, UID);
   const pushed: Buffer[] = [];
   device.on('message', (topic, payload) => {
     if (topic === `${UID}/ota/s`) pushed.push(payload);
@@ -254,7 +238,7 @@ test('device page: a telemetry chart fed live by a real device, sessions, passwo
   await page.waitForSelector('#sessions tbody tr[data-reason="kicked"]');
 
   // Revoke (asked first, with a reason): the session closes and a new one is refused.
-  device = await connectDevice(nucleon, dir, UID);
+  device = await connectDevice(t, nucleon, dir, UID);
   await page.waitForSelector(`${devicePage}[data-online="true"]`);
   await page.click('#revoke-button');
   await page.waitForSelector('#revoke-dialog[open]');
@@ -268,12 +252,12 @@ test('device page: a telemetry chart fed live by a real device, sessions, passwo
   await revoked;
   await page.waitForSelector(`${devicePage}[data-revoked="true"][data-online="false"]`);
   await page.waitForSelector('#identity .revocation:has-text("stolen from the test bench")');
-  await assert.rejects(connectDevice(nucleon, dir, UID));
+  await assert.rejects(connectDevice(t, nucleon, dir, UID));
 
   // Lift it: the device may come back.
   await page.click('#unrevoke-button');
   await page.waitForSelector(`${devicePage}[data-revoked="false"]`);
-  device = await connectDevice(nucleon, dir, UID);
+  await connectDevice(t, nucleon, dir, UID);
   await page.waitForSelector(`${devicePage}[data-online="true"]`);
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(foreign, []);

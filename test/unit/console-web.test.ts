@@ -7,6 +7,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommandError, ConsoleClient, KEY_STORAGE, type ConnectionState, type SocketLike } from '../../web/src/api/client.js';
 import type { HealthSnapshot } from '../../web/src/api/types.js';
+import type * as web from '../../web/src/api/types.js';
+import type * as funnel from '../../web/src/campaign-funnel.js';
+import type { AuditEntry as ServerAuditEntry } from '../../src/admin/audit.js';
+import type { DeviceDetail as ServerDeviceDetail } from '../../src/admin/device-detail.js';
+import type { DeviceSummary as ServerDeviceSummary } from '../../src/admin/device-search.js';
+import type { HealthSnapshot as ServerHealthSnapshot } from '../../src/admin/health.js';
+import type { CampaignDeviceStatus, CampaignSummary, GroupInfo, ImageInfo } from '../../src/events.js';
 import { HealthHistory, MAX_KEYS, RATE_WINDOW_MS } from '../../web/src/health-history.js';
 import { parseRoute, routeHref } from '../../web/src/router.js';
 import { appendTelemetry, MAX_POINTS, WINDOW_MS } from '../../web/src/telemetry-series.js';
@@ -298,3 +305,20 @@ async function waitForImmediate(condition: () => boolean): Promise<void> {
   }
   assert.fail('condition not met after 100 microtask turns');
 }
+
+// The console writes the wire shapes out (web/src/api/types.ts) instead of
+// importing the server's modules into the bundle. These compile-time checks
+// keep the copies true: each server answer type must fit the console's
+// (JSON turns byte arrays into base64 text, hence the payload as unknown).
+type Fits<Server, Console> = [Server] extends [Console] ? true : false;
+type Holds<T extends true> = T;
+export type ConsoleTypesFitTheServer = [
+  Holds<Fits<ServerDeviceSummary, web.DeviceSummary>>,
+  Holds<Fits<Omit<ServerDeviceDetail, 'messages'>, Omit<web.DeviceDetail, 'messages'>>>,
+  Holds<Fits<ServerHealthSnapshot, web.HealthSnapshot>>,
+  Holds<Fits<ImageInfo, web.ImageInfo>>,
+  Holds<Fits<GroupInfo, web.GroupInfo>>,
+  Holds<Fits<ServerAuditEntry, web.AuditEntry>>,
+  Holds<Fits<CampaignSummary, funnel.CampaignSummary>>,
+  Holds<Fits<CampaignDeviceStatus, funnel.CampaignDevice>>,
+];

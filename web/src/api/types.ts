@@ -1,7 +1,8 @@
 // What the console reads from the admin protocol (README "Admin protocol" and
 // the console data contract). Written out here rather than imported from
 // src/: the browser bundle must not pull in server modules, and these are the
-// wire shapes, not the server's internal types.
+// wire shapes, not the server's internal types; test/unit/console-web.test.ts checks
+// at compile time that the server's answer types fit them.
 
 export type OtaStatus = 'none' | 'assigned' | 'downloading' | 'updated';
 export type AuthMethod = 'certificate' | 'password' | 'anonymous' | 'service';
