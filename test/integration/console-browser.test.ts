@@ -12,7 +12,7 @@ import type { MqttClient } from 'mqtt';
 import type { Page } from 'playwright-core';
 import type { Nucleon } from '../../src/nucleon.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
-import { requireBinary, waitFor } from '../helpers/index.js';
+import { freePort, requireBinary, waitFor } from '../helpers/index.js';
 import { API_KEY, connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
 import { openConsole } from '../helpers/console.js';
 import { seededDevices, seedFleet, type SeedOptions } from '../helpers/seed-fleet.js';
@@ -78,6 +78,33 @@ test('login: a wrong key is refused on the form, the right one opens the overvie
   await page.click('#logout-button');
   await page.waitForSelector('#login');
   assert.equal(await page.evaluate<string | null>('sessionStorage.getItem("nucleon.admin.key")'), null);
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(foreign, []);
+});
+
+test('the connection indicator: reconnecting with a countdown while the server is down, connected again on its own with the banner cleared', async (t) => {
+  const chromiumPath = requireBinary(t, 'chromium', 'chromium');
+  if (chromiumPath === undefined) return;
+  const port = await freePort();
+  const first = await startFullInstance(t, { admin: { port } });
+  const { page, pageErrors, foreign } = await openConsole(t, chromiumPath, port, { hash: '#/devices' });
+  await page.waitForSelector('#devices[data-state="ready"]');
+
+  await first.nucleon.stop();
+  await page.waitForSelector('#status[data-state="reconnecting"]');
+  assert.match(await text(page, '#status'), /^reconnecting( in \d+ s|…)$/);
+  await page.waitForSelector('#message li[data-action="connection"]:has-text("reconnects on its own")');
+  // The shell stays (no login form) while it retries.
+  assert.equal(await page.locator('#login').count(), 0);
+
+  // Another instance on the same port with the same key: the page logs in again, subscribes again and reloads its view.
+  const second = await startFullInstance(t, { admin: { port } });
+  const device = await connectDevice(t, second.nucleon, second.dir, UID);
+  await page.waitForSelector('#status[data-state="connected"]', { timeout: 30_000 });
+  await page.waitForSelector('#message li[data-action="connection"]', { state: 'detached' });
+  await page.waitForSelector(`#devices tr[data-uid="${UID}"][data-online="true"]`);
+  await device.endAsync();
+  await page.waitForSelector(`#devices tr[data-uid="${UID}"][data-online="false"]`);
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(foreign, []);
 });
