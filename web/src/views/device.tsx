@@ -98,14 +98,18 @@ export function DevicePage({ uid }: { uid: string }) {
     >
       <div class="grid" id="device-page" data-uid={uid} data-online={String(device.online)} data-revoked={String(detail.identity.revoked !== null)}>
         <Actions detail={detail} reload={load} />
-        <Identity detail={detail} />
-        <Ota detail={detail} />
+        <div class="wide pair">
+          <Identity detail={detail} />
+          <div class="stack">
+            <Ota detail={detail} />
+            <Firmware detail={detail} />
+          </div>
+        </div>
         <section class="card wide" aria-labelledby="telemetry-title">
           <h2 id="telemetry-title">Telemetry (the last hour)</h2>
           <TelemetryCharts series={telemetry} />
         </section>
         <Sessions detail={detail} />
-        <Firmware detail={detail} />
         <Messages detail={detail} payloads={payloads} onPayloads={setPayloads} />
       </div>
     </Page>
