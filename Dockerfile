@@ -9,6 +9,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The operator console (web/), bundled by esbuild into dist/console.
+COPY web ./web
+COPY scripts/build-console.ts ./scripts/build-console.ts
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
@@ -25,8 +28,6 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The admin dashboard is served from the sources' static folder (src/admin/http-routes.ts).
-COPY --from=build /app/src/admin/static ./src/admin/static
 COPY deploy/config.toml /etc/nucleon/config.toml
 # Created before VOLUME with their owner, so new named volumes start writable by nucleon.
 VOLUME ["/var/lib/nucleon/data", "/var/lib/nucleon/certs"]

@@ -163,7 +163,7 @@ export class AdminRunner implements Runner {
 
     const dashboardDir = staticDir();
     const files = await loadStaticFiles(dashboardDir);
-    if (!files.has('/')) logger.warn({ dir: dashboardDir }, 'dashboard files not found; serving the API, /metrics and /healthz only');
+    if (!files.has('/')) logger.error({ dir: dashboardDir }, 'console bundle not found (run npm run build); serving the API, /metrics and /healthz only');
     const deadlines = deadlinesOf(config.limits);
     const refusals = new RequestRefusals(context.metrics, 'admin', logger);
     const access = new AdminAccess({ listenHost: admin.host, allowedHosts: admin.allowed_hosts, allowedOrigins: admin.allowed_origins });

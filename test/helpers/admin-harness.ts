@@ -125,6 +125,13 @@ export async function startFullInstance(
  * disconnected after the test.
  */
 export async function connectCertificateDevice(t: TestContext, nucleon: Nucleon, dir: string, uid: string): Promise<{ device: mqtt.MqttClient; certPath: string }> {
+  const connected = await connectTlsDevice(nucleon, dir, uid);
+  t.after(() => connected.device.endAsync(true));
+  return connected;
+}
+
+/** connectCertificateDevice without a test to end it: the caller ends the client (scripts/screenshots.ts). */
+export async function connectTlsDevice(nucleon: Nucleon, dir: string, uid: string): Promise<{ device: mqtt.MqttClient; certPath: string }> {
   const port = (nucleon.runner('mqtt') as unknown as { port(name: string): number | undefined }).port('tls') ?? 0;
   const files = await issueDeviceCertificate({ ...nucleon.config.certs }, uid, path.join(dir, 'devices'));
   const device = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
@@ -133,9 +140,9 @@ export async function connectCertificateDevice(t: TestContext, nucleon: Nucleon,
     key: await readFile(files.keyPath),
     clientId: uid,
     reconnectPeriod: 0,
+    connectTimeout: 5000,
     protocolVersion: 4,
   });
-  t.after(() => device.endAsync(true));
   return { device, certPath: files.certPath };
 }
 

@@ -1,4 +1,4 @@
-// The dashboard's Campaigns card in a real browser (Debian's chromium via
+// The console's Campaigns view in a real browser (Debian's chromium via
 // playwright-core) against a real Nucleon: OTA and campaigns runners, MQTT over
 // TLS. The campaign is created through the admin protocol; three canary devices
 // are real mqtt.js clients that download, "reboot" and report a version, and
@@ -8,16 +8,15 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { Encoder } from 'cbor-x';
 import mqtt, { type MqttClient } from 'mqtt';
-import type { Page } from 'playwright-core';
 import { issueDeviceCertificate } from '../../src/certs/index.js';
 import type { MqttRunner } from '../../src/mqtt/index.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
 import { repoRoot, requireBinary } from '../helpers/index.js';
-import { API_KEY, AdminTestClient, startFullInstance } from '../helpers/admin-harness.js';
-import { openChromium } from '../helpers/browser.js';
+import { AdminTestClient, startFullInstance } from '../helpers/admin-harness.js';
+import { openConsole } from '../helpers/console.js';
 
 const OLD = '1.0.0-0-gaaaaaaa';
 const NEW = '1.1.0-0-gbbbbbbb';
@@ -31,7 +30,7 @@ const MINUTE = 60_000;
 // Integer keys, as Pyrinas firmware sends them.
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: false, variableMapSize: true });
 
-test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a refusal and aborts with rollback', async (t) => {
+test('the Campaigns view shows a live funnel, pauses, resumes, promotes, shows a refusal and aborts with rollback', async (t) => {
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t);
@@ -67,9 +66,7 @@ test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a
     ],
   );
 
-  const page = await openDashboard(t, chromiumPath, adminPort);
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
+  const { page, pageErrors, foreign } = await openConsole(t, chromiumPath, adminPort, { hash: '#/campaigns' });
 
   // The list, then the detail.
   const row = `#campaigns tr[data-id="${CAMPAIGN}"]`;
@@ -114,11 +111,13 @@ test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a
   assert.equal(await page.textContent('#campaign-failures li[data-reason="version_reverted"]'), 'version_reverted: 1');
   // 4 KiB twice and a quarter of it once.
   assert.equal(await page.textContent('#campaign-bytes'), '9.0 KiB (image 4.0 KiB)');
-  assert.match((await page.textContent('#campaign-downloads-eta')) ?? '', /\(in /);
-  assert.match((await page.textContent('#campaign-end-eta')) ?? '', /\(in /);
+  // Estimates are times like every other: relative, the absolute time on hover.
+  assert.match((await page.textContent('#campaign-downloads-eta')) ?? '', /^(in \d+ (s|min|h)|just now)$/);
+  assert.match((await page.textContent('#campaign-end-eta')) ?? '', /^in \d+ (min|h)$/);
+  assert.match((await page.getAttribute('#campaign-end-eta time', 'title')) ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
   await page.waitForSelector(`${row} td.failed:text-is("1")`);
   await mkdir(path.dirname(SCREENSHOT), { recursive: true });
-  await page.locator('#campaigns-card').screenshot({ path: SCREENSHOT });
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
   // Pause: the page and campaigns.show agree.
   await page.click('#campaign-pause');
@@ -164,17 +163,8 @@ test('the Campaigns card shows a live funnel, pauses, resumes, promotes, shows a
     .sort();
   assert.deepEqual(rolledBack, LATER.map((uid) => [uid, OLD]));
   assert.deepEqual(pageErrors, []);
+  assert.deepEqual(foreign, []);
 });
-
-/** Chromium, logged in to the dashboard. */
-async function openDashboard(t: TestContext, chromiumPath: string, adminPort: number): Promise<Page> {
-  const page = await openChromium(t, chromiumPath);
-  await page.goto(`http://127.0.0.1:${adminPort}/`);
-  await page.fill('#api-key', API_KEY);
-  await page.click('#login-button');
-  await page.waitForSelector('#status.online:has-text("connected")');
-  return page;
-}
 
 /** Simulated devices as real mqtt.js clients with certificates from the Nucleon CA; a "reboot" is a disconnect and a new connection. */
 class Devices {

@@ -3,12 +3,15 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { deviceCredentials } from '../../src/devices/index.js';
 import { waitFor } from '../helpers/index.js';
 import { AdminTestClient, API_KEY, FakeApp, FakeOta, startAdmin } from '../helpers/admin-harness.js';
+import { ensureConsoleBuilt } from '../helpers/console.js';
 
 async function metric(httpUrl: string, line: RegExp): Promise<number> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();
@@ -420,7 +423,8 @@ test('messages over the per-client rate get RATE_LIMITED; too many in flight get
   for (const reply of await Promise.all(inFlight)) assert.equal(reply.error?.code, 'TIMEOUT');
 });
 
-test('/metrics serves the shared registry with admin metrics; /healthz reports the runners', async (t) => {
+test('/metrics serves the shared registry with admin metrics; /healthz reports the runners; the console is served, gzipped when asked', async (t) => {
+  await ensureConsoleBuilt();
   const admin = await startAdmin(t);
   const ota = new FakeOta(admin.broker);
   await ota.start();
@@ -466,6 +470,28 @@ test('/metrics serves the shared registry with admin metrics; /healthz reports t
   const index = await fetch(`${admin.httpUrl}/`);
   assert.equal(index.status, 200);
   assert.match(index.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+  // The console bundle goes gzipped to clients that take it, as it is to those that do not; the same bytes either way.
+  const plain = await rawGet(`${admin.httpUrl}/app.js`, {});
+  const zipped = await rawGet(`${admin.httpUrl}/app.js`, { 'accept-encoding': 'gzip, deflate' });
+  const refused = await rawGet(`${admin.httpUrl}/app.js`, { 'accept-encoding': 'gzip;q=0, br' });
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(refused.headers['content-encoding'], undefined);
+  assert.equal(zipped.headers['content-encoding'], 'gzip');
+  assert.equal(zipped.headers.vary, 'accept-encoding');
+  assert.ok(zipped.body.length < plain.body.length / 2, `${zipped.body.length} gzipped of ${plain.body.length}`);
+  assert.deepEqual(gunzipSync(zipped.body), plain.body);
   assert.equal((await fetch(`${admin.httpUrl}/nope`)).status, 404);
   assert.equal((await fetch(`${admin.httpUrl}/metrics`, { method: 'POST' })).status, 405);
 });
+
+/** A GET without fetch's own decoding: the body as sent, and the headers. */
+function rawGet(url: string, headers: Record<string, string>): Promise<{ headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, { headers }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+}

@@ -47,7 +47,7 @@ test('the runtime stage\'s files start with the image\'s command and config, and
       }
     }
   }
-  assert.deepEqual((await readdir(inImage(root, '/app'))).sort(), ['dist', 'node_modules', 'package.json', 'src']);
+  assert.deepEqual((await readdir(inImage(root, '/app'))).sort(), ['dist', 'node_modules', 'package.json']);
 
   const [entry, ...entryArgs] = execForm(only(instructionsOf(runtime, 'ENTRYPOINT'), 'ENTRYPOINT'));
   const cmd = execForm(only(instructionsOf(runtime, 'CMD'), 'CMD'));
@@ -87,10 +87,13 @@ test('the runtime stage\'s files start with the image\'s command and config, and
 
   const [, , healthcheck = ''] = execForm(only(instructionsOf(runtime, 'HEALTHCHECK'), 'HEALTHCHECK'), 'CMD');
   assert.equal(await runHealthcheck(t, ['node', '-e', healthcheck], imageEnv), 0, 'healthy while serving');
-  // The dashboard is served from the static folder the runtime stage copies.
+  // The console is served from dist/console, which the runtime stage copies with dist.
   const dashboard = await fetch(`http://127.0.0.1:${adminPort}/`);
   assert.equal(dashboard.status, 200);
   assert.match(dashboard.headers.get('content-type') ?? '', /^text\/html/);
+  const bundle = await fetch(`http://127.0.0.1:${adminPort}/app.js`);
+  assert.equal(bundle.status, 200, 'the console bundle (npm run build) is in dist/console');
+  assert.match(bundle.headers.get('content-type') ?? '', /^text\/javascript/);
   // State went to the volumes: a generated CA in the certs volume, the store in the data volume.
   assert.ok((await readdir(image.certs.dir)).includes('ca.crt'));
   assert.ok((await readdir(image.store.path)).length > 0);

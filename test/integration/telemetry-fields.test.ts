@@ -19,8 +19,8 @@ import { issueDeviceCertificate } from '../../src/certs/index.js';
 import { RecentTelemetry } from '../../src/telemetry/index.js';
 import type { ConfigInput } from '../../src/config/index.js';
 import { requireBinary, waitFor } from '../helpers/index.js';
-import { API_KEY, connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
-import { openChromium } from '../helpers/browser.js';
+import { connectCertificateDevice, startFullInstance } from '../helpers/admin-harness.js';
+import { openConsole } from '../helpers/console.js';
 import { findSeries, samples, startVictoriaMetrics } from '../helpers/victoria-metrics.js';
 import { fastInflux, testEnv, type LogEntry, type TestEnv } from '../helpers/influx-harness.js';
 import { baseConfig } from '../helpers/mqtt-support.js';
@@ -134,19 +134,22 @@ test('without [influx], the extra fields are kept in the embedded recent telemet
   assert.deepEqual(recent.telemetry, { rsrp: 70, extra: { temperature: { type: 'float', value: 19.5 }, cell_id: { type: 'string', value: 'x1' } } });
 });
 
-test('the dashboard shows the extra fields in the fleet table and the live telemetry feed', async (t) => {
+test('the console shows the extra fields in the devices table, and a chart per numeric field on the device page', async (t) => {
   const chromiumPath = requireBinary(t, 'chromium', 'chromium');
   if (chromiumPath === undefined) return;
   const { nucleon, adminPort, dir } = await startFullInstance(t, { telemetry: { fields: [...FIELDS] } });
-  const page = await openChromium(t, chromiumPath);
-  await page.goto(`http://127.0.0.1:${adminPort}/`);
-  await page.fill('#api-key', API_KEY);
-  await page.click('#login-button');
-  await page.waitForSelector('#dashboard:not([hidden])');
 
   const uid = '352656100000999';
   const { device } = await connectCertificateDevice(t, nucleon, dir, uid);
   await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[1, 61], [10, 23.25], [11, 3650]]))), { qos: 1 });
-  await page.waitForSelector(`#telemetry li:has-text("${uid} rsrp=61 temperature=23.25 battery_mv=3650")`);
+  const { page, pageErrors } = await openConsole(t, chromiumPath, adminPort, { hash: '#/devices' });
   await page.waitForSelector(`#devices tr[data-uid="${uid}"] td.telemetry:has-text("rsrp=61 temperature=23.25 battery_mv=3650")`);
+
+  // The device page: one chart per numeric field, the extra ones included, fed live.
+  await page.click(`#devices tr[data-uid="${uid}"] a`);
+  for (const field of ['rsrp', 'temperature', 'battery_mv']) await page.waitForSelector(`.telemetry-field[data-field="${field}"][data-points="1"] canvas`);
+  await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<unknown, unknown>([[10, 24.5]]))), { qos: 1 });
+  await page.waitForSelector('.telemetry-field[data-field="temperature"][data-points="2"]');
+  assert.equal(await page.getAttribute('.telemetry-field[data-field="battery_mv"]', 'data-points'), '1');
+  assert.deepEqual(pageErrors, []);
 });

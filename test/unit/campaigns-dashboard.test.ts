@@ -1,13 +1,8 @@
-// The numbers of the dashboard's campaign detail (src/admin/static/campaign-funnel.js):
-// plain browser JavaScript without types, loaded here as the browser loads it.
+// The numbers of the console's campaign detail (web/src/campaign-funnel.ts):
+// pure functions without DOM, the module the browser bundle is built from.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { test } from 'node:test';
-import { pathToFileURL } from 'node:url';
-import { repoRoot } from '../helpers/index.js';
-
-const MODULE = pathToFileURL(path.join(repoRoot, 'src/admin/static/campaign-funnel.js')).href;
-const funnelModule = await import(MODULE);
+import * as funnelModule from '../../web/src/campaign-funnel.js';
 
 const T0 = Date.UTC(2026, 11, 1, 12, 0, 0);
 const MINUTE = 60_000;

@@ -37,8 +37,8 @@ test('a build stage with the dev dependencies and tsc, and a runtime stage with 
   assert.deepEqual(instructionsOf(runtime, 'RUN').filter((run) => /\bnpm\b/.test(run.getArgumentsContent() ?? '')), [], 'no npm in the runtime stage');
   const fromBuild = copiesOf(runtime).filter((copy) => copy.from === 'build').flatMap((copy) => copy.sources);
   // What `node dist/bin.cjs` reads at run time: the package version (src/version.ts), the
-  // compiled code, its dependencies, and the dashboard (src/admin/http-routes.ts staticDir).
-  assert.deepEqual(fromBuild.sort(), ['/app/dist', '/app/node_modules', '/app/package.json', '/app/src/admin/static']);
+  // compiled code with the console bundle in dist/console (src/admin/http-routes.ts staticDir), and its dependencies.
+  assert.deepEqual(fromBuild.sort(), ['/app/dist', '/app/node_modules', '/app/package.json']);
 });
 
 test('the runtime runs as a user of its own, never root', () => {
