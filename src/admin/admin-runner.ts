@@ -23,6 +23,7 @@ import { DeviceHistory } from './device-history.js';
 import { GroupMembership } from './group-membership.js';
 import { HealthSampler, HealthStream } from './health.js';
 import { TelemetryRings } from './telemetry-rings.js';
+import { InfluxHistory } from './influx-history.js';
 import type { RevocationService } from '../revocation/index.js';
 import { AdminConnection, CloseCode, type ConnectionHooks } from './connection.js';
 import { FleetView, KvFleetStore, type DeviceRecord, type FleetStore } from './fleet.js';
@@ -133,6 +134,7 @@ export class AdminRunner implements Runner {
     // Base64 grows bytes by 4/3; a chunk must fit a frame in JSON too.
     const chunkBytes = Math.max(1024, Math.floor(((admin.max_message_bytes - FRAME_OVERHEAD) * 3) / 4 / 1024) * 1024);
     const audit = new AuditLog(new AuditRing(admin.audit_size), logger);
+    let lastHistoryError: string | undefined;
     const services: CommandServices = {
       broker: context.broker,
       fleet,
@@ -149,6 +151,13 @@ export class AdminRunner implements Runner {
         membership: new GroupMembership({ fetch: () => fetchOtaCatalog(services), maxAgeMs: MEMBERSHIP_MAX_AGE_MS }),
         history: new DeviceHistory(),
         telemetry: new TelemetryRings(),
+        ...(config.influx ? { influxHistory: new InfluxHistory({ url: config.influx.url, bucket: config.influx.bucket, token: config.influx.token, timeoutMs: config.influx.timeout_ms }) } : {}),
+        onHistoryError: (error) => {
+          // Once per different reason: a device page open on a dead InfluxDB asks on every refresh.
+          if (error.message === lastHistoryError) return;
+          lastHistoryError = error.message;
+          logger.warn({ err: error }, 'could not read telemetry history from InfluxDB; the device page shows the recent store');
+        },
         health: new HealthSampler({ registry: context.metrics, broker: context.broker, presence }),
         onMembershipError: (error) => logger.warn({ err: error }, 'could not ask the OTA runner for groups; searching with the last known ones'),
       },
@@ -331,6 +340,7 @@ export class AdminRunner implements Runner {
     started.unsubscribePresence();
     healthStream.stop();
     services.console.health.stop();
+    services.console.influxHistory?.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const connection of [...connections.values()]) connection.close(CloseCode.shuttingDown, 'server shutting down');
     server.closeAllConnections();

@@ -21,6 +21,8 @@ import { searchArgs, searchDevices, summarize, type SearchContext } from './devi
 import type { GroupMembership, OtaCatalogView } from './group-membership.js';
 import type { HealthSampler } from './health.js';
 import type { TelemetryRings } from './telemetry-rings.js';
+import type { InfluxHistory } from './influx-history.js';
+import { readDeviceTelemetry } from './device-telemetry.js';
 
 /** What commands may use; one instance per admin runner. */
 export interface CommandServices {
@@ -48,6 +50,10 @@ export interface ConsoleServices {
   membership: GroupMembership;
   history: DeviceHistory;
   telemetry: TelemetryRings;
+  /** Telemetry history from InfluxDB, with [influx] configured; the device page falls back to `telemetry` when it fails. */
+  influxHistory?: InfluxHistory;
+  /** Told when InfluxDB could not be asked for a device's history (the page shows the recent store instead). */
+  onHistoryError?: (error: Error) => void;
   health: HealthSampler;
   /** Told when the OTA runner could not be asked for groups (the search goes on with the last known ones). */
   onMembershipError: (error: unknown) => void;
@@ -268,15 +274,17 @@ export const COMMANDS = {
 
   'devices.detail': command(
     z.strictObject({ uid, payloads: z.boolean().optional() }),
-    "one device's page: identity, sessions, firmware history, OTA progress, the last hour of telemetry, last app messages",
+    "one device's page: identity, sessions, firmware history, OTA progress, the last hour of telemetry (from InfluxDB when configured), last app messages",
     async ({ args, services }) => {
       const record = services.fleet.get(args.uid);
       if (!record) throw new AdminError('NOT_FOUND', `device ${args.uid} has never been seen`);
       const context = await searchContext(services);
       const revocation = services.revocations?.check({ uid: args.uid });
       const hasPassword = await services.credentials.has(args.uid);
-      const { membership, history, telemetry } = services.console;
-      return deviceDetail(summarize(record, context), { revocation, hasPassword, payloads: args.payloads === true, now: Date.now() }, { history, telemetry, imageSize: (id) => membership.imageSize(id) });
+      const { membership, history, influxHistory, onHistoryError } = services.console;
+      const now = Date.now();
+      const telemetry = await readDeviceTelemetry(args.uid, now, { recent: services.console.telemetry, influx: influxHistory, onError: onHistoryError ?? (() => undefined) });
+      return deviceDetail(summarize(record, context), { revocation, hasPassword, payloads: args.payloads === true, now }, { history, telemetry, imageSize: (id) => membership.imageSize(id) });
     },
   ),
 

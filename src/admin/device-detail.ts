@@ -2,7 +2,7 @@ import type { Revocation } from '../revocation/index.js';
 import type { CertificateIdentity, DeviceHistory, FirmwareEntry, SessionEntry } from './device-history.js';
 import type { DeviceSummary } from './device-search.js';
 import type { DeviceRecord, OtaStatus } from './fleet.js';
-import type { TelemetryRings } from './telemetry-rings.js';
+import type { DeviceTelemetry } from './device-telemetry.js';
 
 /** devices.detail's answer (docs/console-contract.md). */
 export interface DeviceDetail {
@@ -16,13 +16,14 @@ export interface DeviceDetail {
   sessions: Omit<SessionEntry, 'clientId'>[];
   firmware: FirmwareEntry[];
   ota: { state: OtaStatus; imageId?: string; version?: string; bytesServed: number; totalBytes?: number; percent?: number };
-  telemetry: { from: number; to: number; fields: Record<string, Array<[number, number]>> };
+  telemetry: DeviceTelemetry;
   messages: Array<{ at: number; target: string; size: number; payload?: string; payloadTruncated?: boolean }>;
 }
 
 export interface DetailSources {
   history: DeviceHistory;
-  telemetry: TelemetryRings;
+  /** Read before (it may come from InfluxDB): see readDeviceTelemetry. */
+  telemetry: DeviceTelemetry;
   imageSize: (id: string) => number | undefined;
 }
 
@@ -52,7 +53,7 @@ export function deviceDetail(
     sessions,
     firmware,
     ota: otaProgress(device, sources.imageSize),
-    telemetry: sources.telemetry.read(device.uid, facts.now),
+    telemetry: sources.telemetry,
     messages: history.messages.map((message) => ({
       at: message.at,
       target: message.target,

@@ -14,6 +14,13 @@ export interface TelemetryRingBounds {
   maxPoints: number;
 }
 
+/** A device's numeric fields over a window: [ms since epoch, value] points, oldest first. */
+export interface TelemetrySeries {
+  from: number;
+  to: number;
+  fields: Record<string, Array<[number, number]>>;
+}
+
 export const DEFAULT_TELEMETRY_BOUNDS: TelemetryRingBounds = {
   windowMs: 60 * 60 * 1000,
   pointsPerField: 360,
@@ -154,7 +161,7 @@ export class TelemetryRings {
   }
 
   /** A device's fields over the window ending at `now`, each oldest first. */
-  read(uid: string, now: number): { from: number; to: number; fields: Record<string, Array<[number, number]>> } {
+  read(uid: string, now: number): TelemetrySeries {
     const from = now - this.bounds.windowMs;
     const fields: Record<string, Array<[number, number]>> = {};
     for (const [name, ring] of this.devices.get(uid)?.fields ?? []) {

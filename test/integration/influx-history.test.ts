@@ -1,0 +1,100 @@
+// devices.detail's telemetry history from a real InfluxDB (Debian's influxdb
+// 1.6.7) through InfluxQL on /query, over the admin WebSocket and REST; then,
+// with influxd stopped, the fallback to the embedded recent store, saying so.
+//
+// The points are written here through the 1.x /write in the very line shape
+// Nucleon's writer produces (src/influx/points.ts): the writer itself uses the
+// v2 write API (POST /api/v2/write), which 1.6.7 does not have. The instance's
+// Influx runner points at the same influxd and its writes fail (404, retried
+// and spooled); that is its business and does not touch what is read here.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encode } from 'cbor-x';
+import { waitFor } from '../helpers/index.js';
+import { AdminTestClient, API_KEY, connectCertificateDevice, startFullInstance, type Reply } from '../helpers/admin-harness.js';
+import { startInfluxDb1 } from '../helpers/influxdb.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are checked field by field
+type Result = any;
+
+function ok(reply: Reply): Result {
+  assert.equal(reply.ok, true, JSON.stringify(reply.error));
+  return reply.result;
+}
+
+async function rest(port: number, route: string): Promise<{ status: number; body: Result }> {
+  const response = await fetch(`http://127.0.0.1:${port}/api/v1${route}`, { headers: { authorization: `Bearer ${API_KEY}` } });
+  return { status: response.status, body: await response.json() };
+}
+
+test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot, numeric fields only), and falls back to the recent store with the reason when InfluxDB is down', async (t) => {
+  const influx = await startInfluxDb1(t);
+  if (!influx) return;
+  const bucket = 'nucleon_telemetry';
+  await influx.query(`CREATE DATABASE "${bucket}"`);
+
+  const uid = '352656100000888';
+  const other = '352656100000999';
+  const now = Date.now();
+  // A slot boundary half an hour ago: the points below fall into two known 10 s slots.
+  const slot = Math.floor((now - 30 * 60_000) / 10_000) * 10_000;
+  await influx.write(bucket, [
+    `telemetry,id=${uid} rsrp=-90i,rssi_hub=-60i,version="1.0.0-0-g0000000" ${slot + 1000}`,
+    // Same slot, later: last() keeps this one.
+    `telemetry,id=${uid} rsrp=-91i ${slot + 5000}`,
+    `telemetry,id=${uid} rsrp=-92i,temperature=21.5,door=T ${slot + 20_000}`,
+    // Older than the hour: not shown.
+    `telemetry,id=${uid} rsrp=-1i ${now - 2 * 3_600_000}`,
+    // Another device: not shown.
+    `telemetry,id=${other} rsrp=-5i ${slot + 1000}`,
+  ]);
+
+  const { nucleon, adminPort, dir } = await startFullInstance(t, {
+    influx: { url: influx.url, org: '', bucket, timeout_ms: 2000, spool_dir: '' },
+  });
+  const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
+  // The device must be known (a fleet record) for devices.detail; its own telemetry lands in the recent store only.
+  const { device } = await connectCertificateDevice(t, nucleon, dir, uid);
+  await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<number, unknown>([[0, '1.0.0-0-g0000000'], [1, 50]]))), { qos: 1 });
+
+  // Slot start times; `version` (a string) and `door` (a boolean) are not charted.
+  const expected = {
+    rsrp: [
+      [slot, -91],
+      [slot + 20_000, -92],
+    ],
+    rssi_hub: [[slot, -60]],
+    temperature: [[slot + 20_000, 21.5]],
+  };
+
+  const fromInflux = await waitFor(async (): Promise<Result> => {
+    const reply = await client.request('devices.detail', { uid });
+    return reply.ok ? reply.result : undefined;
+  }, 'devices.detail of the connected device');
+  assert.equal(fromInflux.telemetry.source, 'influx', JSON.stringify(fromInflux.telemetry));
+  assert.equal(fromInflux.telemetry.error, undefined);
+  assert.deepEqual(fromInflux.telemetry.fields, expected);
+  assert.equal(fromInflux.telemetry.to - fromInflux.telemetry.from, 3_600_000);
+
+  const viaRest = await rest(adminPort, `/devices/${uid}/detail`);
+  assert.equal(viaRest.status, 200, JSON.stringify(viaRest.body));
+  assert.equal(viaRest.body.telemetry.source, 'influx');
+  assert.deepEqual(viaRest.body.telemetry.fields, expected);
+
+  await influx.stop();
+  // The device's own message may still be on its way to the recent store.
+  const fallback = await waitFor(async (): Promise<Result> => {
+    const detail = ok(await client.request('devices.detail', { uid }));
+    return detail.telemetry.fields.rsrp?.length === 1 ? detail : undefined;
+  }, 'the recent store with the device telemetry');
+  assert.equal(fallback.telemetry.source, 'recent');
+  assert.match(fallback.telemetry.error, /^InfluxDB query failed: ECONNREFUSED/);
+  assert.deepEqual(Object.keys(fallback.telemetry.fields), ['rsrp']);
+  assert.equal(fallback.telemetry.fields.rsrp[0][1], 50);
+  assert.ok(Math.abs(fallback.telemetry.fields.rsrp[0][0] - Date.now()) < 60_000, 'the message of this test, received a moment ago');
+  const fallbackRest = await rest(adminPort, `/devices/${uid}/detail`);
+  assert.equal(fallbackRest.status, 200);
+  assert.equal(fallbackRest.body.telemetry.source, 'recent');
+  assert.match(fallbackRest.body.telemetry.error, /ECONNREFUSED/);
+  t.diagnostic(`influxd pid ${influx.pid}; fallback error: ${fallback.telemetry.error}`);
+});
