@@ -90,7 +90,8 @@ export interface DeviceDetail {
   sessions: DeviceSession[];
   firmware: Array<{ version: string; at: number; source: 'telemetry' | 'ota' }>;
   ota: { state: OtaStatus; imageId?: string; version?: string; bytesServed: number; totalBytes?: number; percent?: number };
-  telemetry: { from: number; to: number; fields: Record<string, Array<[number, number]>> };
+  /** `source`: InfluxDB ([influx] configured) or the embedded recent store; `error`: why InfluxDB was not used when it is configured. */
+  telemetry: { from: number; to: number; fields: Record<string, Array<[number, number]>>; source: 'influx' | 'recent'; error?: string };
   /** `payload`: base64 of at most the first 128 bytes (`payloadTruncated` when there was more); only with payloads: true. */
   messages: Array<{ at: number; target: string; size: number; payload?: unknown; payloadTruncated?: boolean }>;
 }

@@ -107,6 +107,7 @@ export function DevicePage({ uid }: { uid: string }) {
         </div>
         <section class="card wide" aria-labelledby="telemetry-title">
           <h2 id="telemetry-title">Telemetry (the last hour)</h2>
+          <TelemetrySource telemetry={detail.telemetry} />
           <TelemetryCharts series={telemetry} />
         </section>
         <Sessions detail={detail} />
@@ -189,6 +190,15 @@ function Ota({ detail }: { detail: DeviceDetail }) {
         </div>
       )}
     </section>
+  );
+}
+
+function TelemetrySource({ telemetry }: { telemetry: DeviceDetail['telemetry'] }) {
+  return (
+    <p class="hint" id="telemetry-source" data-source={telemetry.source}>
+      {telemetry.source === 'influx' ? 'From InfluxDB.' : 'From the recent store of this instance.'}
+      {telemetry.error !== undefined && <span id="telemetry-error"> InfluxDB could not be read: {telemetry.error}</span>}
+    </p>
   );
 }
 
