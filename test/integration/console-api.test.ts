@@ -145,6 +145,8 @@ test('devices.detail of a real device (ingest in memory): certificate, sessions 
   assert.equal(online.telemetry.fields.rsrp[0][1], 41);
   assert.equal(online.telemetry.fields.rssi_hub[0][1], -60);
   assert.ok(online.telemetry.to - online.telemetry.from === 3_600_000);
+  assert.equal(online.telemetry.source, 'recent', 'without [influx], the embedded recent store');
+  assert.equal(online.telemetry.error, undefined);
   assert.deepEqual(
     online.messages.map((m: { target: string; size: number; payload?: unknown }) => [m.target, m.size, m.payload]),
     [

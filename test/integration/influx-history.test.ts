@@ -8,11 +8,15 @@
 // Influx runner points at the same influxd and its writes fail (404, retried
 // and spooled); that is its business and does not touch what is read here.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { encode } from 'cbor-x';
 import { waitFor } from '../helpers/index.js';
 import { AdminTestClient, API_KEY, connectCertificateDevice, startFullInstance, type Reply } from '../helpers/admin-harness.js';
 import { startInfluxDb1 } from '../helpers/influxdb.js';
+import { historyQuery, InfluxHistory } from '../../src/admin/influx-history.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are checked field by field
 type Result = any;
@@ -97,4 +101,36 @@ test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot
   assert.equal(fallbackRest.body.telemetry.source, 'recent');
   assert.match(fallbackRest.body.telemetry.error, /ECONNREFUSED/);
   t.diagnostic(`influxd pid ${influx.pid}; fallback error: ${fallback.telemetry.error}`);
+});
+
+test('InfluxHistory asks GET /query with db = bucket, epoch=ms and Authorization: Token (InfluxDB 2.x compatibility API), and gives up after timeout_ms', async (t) => {
+  // A server that takes the request and never answers: the one failure a real influxd cannot be made to show.
+  const seen: Array<{ method?: string; url?: string; authorization?: string }> = [];
+  const server = createServer((request) => {
+    seen.push({ method: request.method, url: request.url, authorization: request.headers.authorization });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  const history = new InfluxHistory({ url: `http://127.0.0.1:${port}/`, bucket: 'fleet', token: 'secret-token', timeoutMs: 300 });
+  const started = performance.now();
+  await assert.rejects(history.read('dev-1', 7_200_000), /^Error: InfluxDB query failed: no answer within 300 ms$/);
+  t.diagnostic(`gave up after ${Math.round(performance.now() - started)} ms (timeout_ms 300)`);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]?.method, 'GET');
+  assert.equal(seen[0]?.authorization, 'Token secret-token');
+  const url = new URL(seen[0]?.url ?? '', 'http://x');
+  assert.equal(url.pathname, '/query');
+  assert.equal(url.searchParams.get('db'), 'fleet');
+  assert.equal(url.searchParams.get('epoch'), 'ms');
+  assert.equal(url.searchParams.get('q'), historyQuery('dev-1', 3_600_000, 7_200_000, 10_000));
+
+  // stop() ends a query in flight at once.
+  const pending = history.read('dev-1', 7_200_000);
+  await waitFor(() => seen.length === 2, 'the second query to arrive');
+  history.stop();
+  await assert.rejects(pending, /InfluxDB query failed: the admin runner is stopping/);
 });
