@@ -11,9 +11,10 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { encode } from 'cbor-x';
-import { waitFor } from '../helpers/index.js';
+import { requireBinary, waitFor } from '../helpers/index.js';
+import { openConsole } from '../helpers/console.js';
 import { AdminTestClient, API_KEY, connectCertificateDevice, startFullInstance, type Reply } from '../helpers/admin-harness.js';
 import { startInfluxDb1 } from '../helpers/influxdb.js';
 import { historyQuery, InfluxHistory } from '../../src/admin/influx-history.js';
@@ -31,36 +32,39 @@ async function rest(port: number, route: string): Promise<{ status: number; body
   return { status: response.status, body: await response.json() };
 }
 
-test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot, numeric fields only), and falls back to the recent store with the reason when InfluxDB is down', async (t) => {
+const UID = '352656100000888';
+const OTHER = '352656100000999';
+
+/**
+ * influxd with a database holding UID's points (and one of another device, one
+ * older than the hour), a full instance with [influx] pointing at it, and UID
+ * connected with one telemetry message (rsrp 50), which lands in the recent
+ * store only. `expected` is what devices.detail must answer from InfluxDB.
+ */
+async function setUp(t: TestContext) {
   const influx = await startInfluxDb1(t);
-  if (!influx) return;
+  if (!influx) return undefined;
   const bucket = 'nucleon_telemetry';
   await influx.query(`CREATE DATABASE "${bucket}"`);
-
-  const uid = '352656100000888';
-  const other = '352656100000999';
   const now = Date.now();
   // A slot boundary half an hour ago: the points below fall into two known 10 s slots.
   const slot = Math.floor((now - 30 * 60_000) / 10_000) * 10_000;
   await influx.write(bucket, [
-    `telemetry,id=${uid} rsrp=-90i,rssi_hub=-60i,version="1.0.0-0-g0000000" ${slot + 1000}`,
+    `telemetry,id=${UID} rsrp=-90i,rssi_hub=-60i,version="1.0.0-0-g0000000" ${slot + 1000}`,
     // Same slot, later: last() keeps this one.
-    `telemetry,id=${uid} rsrp=-91i ${slot + 5000}`,
-    `telemetry,id=${uid} rsrp=-92i,temperature=21.5,door=T ${slot + 20_000}`,
+    `telemetry,id=${UID} rsrp=-91i ${slot + 5000}`,
+    `telemetry,id=${UID} rsrp=-92i,temperature=21.5,door=T ${slot + 20_000}`,
     // Older than the hour: not shown.
-    `telemetry,id=${uid} rsrp=-1i ${now - 2 * 3_600_000}`,
+    `telemetry,id=${UID} rsrp=-1i ${now - 2 * 3_600_000}`,
     // Another device: not shown.
-    `telemetry,id=${other} rsrp=-5i ${slot + 1000}`,
+    `telemetry,id=${OTHER} rsrp=-5i ${slot + 1000}`,
   ]);
-
   const { nucleon, adminPort, dir } = await startFullInstance(t, {
     influx: { url: influx.url, org: '', bucket, timeout_ms: 2000, spool_dir: '' },
   });
-  const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
   // The device must be known (a fleet record) for devices.detail; its own telemetry lands in the recent store only.
-  const { device } = await connectCertificateDevice(t, nucleon, dir, uid);
-  await device.publishAsync(`${uid}/tel/p`, Buffer.from(encode(new Map<number, unknown>([[0, '1.0.0-0-g0000000'], [1, 50]]))), { qos: 1 });
-
+  const { device } = await connectCertificateDevice(t, nucleon, dir, UID);
+  await device.publishAsync(`${UID}/tel/p`, Buffer.from(encode(new Map<number, unknown>([[0, '1.0.0-0-g0000000'], [1, 50]]))), { qos: 1 });
   // Slot start times; `version` (a string) and `door` (a boolean) are not charted.
   const expected = {
     rsrp: [
@@ -70,6 +74,15 @@ test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot
     rssi_hub: [[slot, -60]],
     temperature: [[slot + 20_000, 21.5]],
   };
+  return { influx, adminPort, device, expected };
+}
+
+test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot, numeric fields only), and falls back to the recent store with the reason when InfluxDB is down', async (t) => {
+  const set = await setUp(t);
+  if (!set) return;
+  const { influx, adminPort, expected } = set;
+  const uid = UID;
+  const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
 
   const fromInflux = await waitFor(async (): Promise<Result> => {
     const reply = await client.request('devices.detail', { uid });
@@ -133,4 +146,29 @@ test('InfluxHistory asks GET /query with db = bucket, epoch=ms and Authorization
   await waitFor(() => seen.length === 2, 'the second query to arrive');
   history.stop();
   await assert.rejects(pending, /InfluxDB query failed: the admin runner is stopping/);
+});
+
+test("the console's device page charts the InfluxDB history and says where it came from; with influxd stopped, the recent store and why", async (t) => {
+  const chromiumPath = requireBinary(t, 'chromium', 'chromium');
+  if (chromiumPath === undefined) return;
+  const set = await setUp(t);
+  if (!set) return;
+  const { influx, adminPort, device } = set;
+  const { page, pageErrors, foreign } = await openConsole(t, chromiumPath, adminPort, { hash: `#/devices/${UID}` });
+  await page.waitForSelector(`#device-page[data-uid="${UID}"]`);
+  await page.waitForSelector('#telemetry-source[data-source="influx"]');
+  assert.equal((await page.textContent('#telemetry-source'))?.trim(), 'From InfluxDB.');
+  await page.waitForSelector('.telemetry-field[data-field="rsrp"][data-points="2"] canvas');
+  await page.waitForSelector('.telemetry-field[data-field="temperature"][data-points="1"] canvas');
+  assert.equal(await page.locator('.telemetry-field[data-field="door"]').count(), 0);
+
+  await influx.stop();
+  // A device message makes the page ask for devices.detail again (at most once a second).
+  await device.publishAsync(`${UID}/tel/p`, Buffer.from(encode(new Map<number, unknown>([[1, 52]]))), { qos: 1 });
+  await page.waitForSelector('#telemetry-source[data-source="recent"]', { timeout: 10_000 });
+  assert.match((await page.textContent('#telemetry-error')) ?? '', /InfluxDB could not be read: InfluxDB query failed: ECONNREFUSED/);
+  await page.waitForSelector('.telemetry-field[data-field="rsrp"] canvas');
+  assert.equal(await page.locator('.telemetry-field[data-field="temperature"]').count(), 0, 'the recent store has only what the device sent');
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(foreign, []);
 });
