@@ -74,13 +74,13 @@ async function setUp(t: TestContext) {
     rssi_hub: [[slot, -60]],
     temperature: [[slot + 20_000, 21.5]],
   };
-  return { influx, adminPort, device, expected };
+  return { influx, bucket, adminPort, device, expected };
 }
 
 test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot, numeric fields only), and falls back to the recent store with the reason when InfluxDB is down', async (t) => {
   const set = await setUp(t);
   if (!set) return;
-  const { influx, adminPort, expected } = set;
+  const { influx, bucket, adminPort, expected } = set;
   const uid = UID;
   const client = await AdminTestClient.authorized(t, `ws://127.0.0.1:${adminPort}/ws`);
 
@@ -97,6 +97,15 @@ test('devices.detail reads the last hour from InfluxDB (last value per 10 s slot
   assert.equal(viaRest.status, 200, JSON.stringify(viaRest.body));
   assert.equal(viaRest.body.telemetry.source, 'influx');
   assert.deepEqual(viaRest.body.telemetry.fields, expected);
+
+  // A uid is validated before it gets here; the quoting still has to hold against influxd's own parser.
+  const odd = `it's\\odd`;
+  await influx.write(bucket, [`telemetry,id=${odd} rsrp=-7i ${expected.rsrp[0]?.[0]}`]);
+  const direct = new InfluxHistory({ url: influx.url, bucket, token: '', timeoutMs: 2000 });
+  assert.deepEqual((await direct.read(odd, Date.now())).fields, { rsrp: [[expected.rsrp[0]?.[0], -7]] });
+  assert.deepEqual((await direct.read(`it's`, Date.now())).fields, {});
+  // A bucket (database) that is not there is an error, not an empty chart.
+  await assert.rejects(new InfluxHistory({ url: influx.url, bucket: 'missing', token: '', timeoutMs: 2000 }).read(uid, Date.now()), /database not found: missing/);
 
   await influx.stop();
   // The device's own message may still be on its way to the recent store.
