@@ -21,5 +21,7 @@ export async function openChromium(t: TestContext, executablePath: string): Prom
     viewport: { width: 1400, height: 900 },
   });
   launched.context = context;
+  // A bound for failures only (every wait is for a condition): generous, since CI machines may be busy.
+  context.setDefaultTimeout(60_000);
   return context.pages()[0] ?? (await context.newPage());
 }

@@ -44,7 +44,7 @@ test('the console sees a device connect live, uploads an image with progress, ed
   await page.waitForSelector(`${row} td.telemetry:has-text("version=1.0.0-1-gaaaaaaa rsrp=62")`);
   // Telemetry is streamed to the device page only (the list would take every device's); the list asks for its page again every 10 s.
   await device.publishAsync(`${UID}/tel/p`, cbor.encode(new Map<number, unknown>([[1, 70]])), { qos: 1 });
-  await page.waitForSelector(`${row} td.telemetry:has-text("rsrp=70")`, { timeout: 25_000 });
+  await page.waitForSelector(`${row} td.telemetry:has-text("rsrp=70")`);
 
   // Upload a 2 MB image through the Images view (chunked over the socket, with progress).
   await page.click('nav a:text-is("Images")');
@@ -54,7 +54,7 @@ test('the console sees a device connect live, uploads an image with progress, ed
   await page.fill('#upload-description', 'from the browser');
   await page.click('#upload-button');
   await page.waitForSelector('#upload-progress progress');
-  await page.waitForSelector(`#images tr[data-id="${IMAGE_ID}"]`, { timeout: 30_000 });
+  await page.waitForSelector(`#images tr[data-id="${IMAGE_ID}"]`);
   await page.waitForSelector('#upload-done:has-text("uploaded image 1.2.3-4-g965b9df (2.0 MiB)")');
   const stored = (await otaRunnerOf(nucleon).images()).find((image) => image.id === IMAGE_ID);
   assert.equal(stored?.size, firmware.length);

@@ -100,7 +100,7 @@ test('the connection indicator: reconnecting with a countdown while the server i
   // Another instance on the same port with the same key: the page logs in again, subscribes again and reloads its view.
   const second = await startFullInstance(t, { admin: { port } });
   const device = await connectDevice(t, second.nucleon, second.dir, UID);
-  await page.waitForSelector('#status[data-state="connected"]', { timeout: 30_000 });
+  await page.waitForSelector('#status[data-state="connected"]');
   await page.waitForSelector('#message li[data-action="connection"]', { state: 'detached' });
   await page.waitForSelector(`#devices tr[data-uid="${UID}"][data-online="true"]`);
   await device.endAsync();

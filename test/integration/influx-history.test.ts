@@ -174,7 +174,7 @@ test("the console's device page charts the InfluxDB history and says where it ca
   await influx.stop();
   // A device message makes the page ask for devices.detail again (at most once a second).
   await device.publishAsync(`${UID}/tel/p`, Buffer.from(encode(new Map<number, unknown>([[1, 52]]))), { qos: 1 });
-  await page.waitForSelector('#telemetry-source[data-source="recent"]', { timeout: 10_000 });
+  await page.waitForSelector('#telemetry-source[data-source="recent"]');
   assert.match((await page.textContent('#telemetry-error')) ?? '', /InfluxDB could not be read: InfluxDB query failed: ECONNREFUSED/);
   await page.waitForSelector('.telemetry-field[data-field="rsrp"] canvas');
   assert.equal(await page.locator('.telemetry-field[data-field="temperature"]').count(), 0, 'the recent store has only what the device sent');
