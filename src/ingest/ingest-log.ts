@@ -22,6 +22,8 @@ export interface IngestLogOptions {
   cursorSaveMs?: number;
   logger: Logger;
   metrics: Registry;
+  /** Numbers per sequence lease (default LEASE_SIZE; tests use small ones). */
+  leaseSize?: number;
   /** Tests only: how a batch is written (slow or failing writes). */
   writeAt?: SegmentLogOptions['writeAt'];
 }
@@ -91,6 +93,7 @@ export class IngestLog {
   /** The highest number that may be handed out (on disk in `seq-lease`). */
   private leaseEnd = 0;
   private extendingLease: Promise<void> | undefined;
+  private leaseRetry: NodeJS.Timeout | undefined;
   private readonly logLeaseError = everyNth(100);
   /** Acknowledgements of appended records not yet durable, in sequence order from `pendingFirst`. */
   private pendingAcks: (Acknowledge | undefined)[] = [];
@@ -108,11 +111,13 @@ export class IngestLog {
   private opened = false;
   private readonly metrics: ReturnType<typeof createMetrics>;
   private readonly logWriteError = everyNth(100);
+  private readonly leaseSize: number;
 
   /** Set by the broker: told after each batch is durable and acknowledged. */
   onDurable: () => void = () => undefined;
 
   constructor(private readonly options: IngestLogOptions) {
+    this.leaseSize = options.leaseSize ?? LEASE_SIZE;
     this.metrics = createMetrics(options.metrics, this);
     this.segments = new SegmentLog({
       dir: options.dir,
@@ -215,7 +220,7 @@ export class IngestLog {
     } catch (error) {
       // Not knowing what the last run handed out: skip well past anything it could have.
       this.options.logger.error({ err: error }, 'the ingest log sequence lease cannot be read; numbering goes on two leases past the last record');
-      lease = nextOnDisk - 1 + 2 * LEASE_SIZE;
+      lease = nextOnDisk - 1 + 2 * this.leaseSize;
     }
     const start = Math.max(nextOnDisk, (lease ?? 0) + 1);
     if (start > nextOnDisk) {
@@ -223,7 +228,7 @@ export class IngestLog {
       this.gap = { first: nextOnDisk, last: start - 1 };
       this.options.logger.info({ lastRecord: nextOnDisk - 1, nextSeq: start }, 'the ingest log was not closed cleanly: numbers handed out before the crash are not used again');
     }
-    this.leaseEnd = start - 1 + LEASE_SIZE;
+    this.leaseEnd = start - 1 + this.leaseSize;
     await writeLease(this.options.dir, this.leaseEnd);
     return start;
   }
@@ -236,13 +241,13 @@ export class IngestLog {
     const seq = this.segments.append(message);
     event.log = new Position(this.id, seq, false);
     this.pendingAcks.push(ack);
-    if (seq > this.leaseEnd - LEASE_SIZE / 2) this.extendLease();
+    if (seq > this.leaseEnd - this.leaseSize / 2) this.extendLease();
   }
 
   /** Moves the lease on ahead of the appends (one synced write per half lease); appends past it wait. */
   private extendLease(): void {
     if (this.extendingLease || !this.opened) return;
-    const next = this.appendedSeq + LEASE_SIZE;
+    const next = this.appendedSeq + this.leaseSize;
     this.extendingLease = writeLease(this.options.dir, next)
       .then(
         () => {
@@ -250,7 +255,13 @@ export class IngestLog {
           if (this.roomWaiters.size > 0 && this.hasRoom) this.roomWaiters.wakeAll();
         },
         (error: unknown) => {
-          if (this.logLeaseError()) this.options.logger.error({ err: error }, 'writing the ingest log sequence lease failed; retried at the next append (devices wait once the lease is used up)');
+          if (this.logLeaseError()) this.options.logger.error({ err: error }, 'writing the ingest log sequence lease failed; retrying every second (devices wait once the lease is used up)');
+          // Appends stop once the lease is used up, so a retry cannot wait for the next append (none while closing).
+          if (this.saveTimer === undefined) return;
+          this.leaseRetry ??= setTimeout(() => {
+            this.leaseRetry = undefined;
+            this.extendLease();
+          }, 1000);
         },
       )
       .finally(() => {
@@ -306,6 +317,8 @@ export class IngestLog {
     if (!this.opened) return;
     clearInterval(this.saveTimer);
     this.saveTimer = undefined;
+    clearTimeout(this.leaseRetry);
+    this.leaseRetry = undefined;
     await this.segments.close(timeoutMs);
     await this.saving;
     await this.saveCursors(true);

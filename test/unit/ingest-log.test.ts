@@ -3,7 +3,7 @@
 // limit; and the broker feeding durable runners from it, live and after a
 // restart.
 import assert from 'node:assert/strict';
-import { open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
@@ -263,6 +263,7 @@ interface SetupOptions {
   maxBytes?: number;
   segmentBytes?: number;
   writeAt?: ReturnType<typeof scriptedWrites>['writeAt'];
+  leaseSize?: number;
 }
 
 async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
@@ -276,6 +277,7 @@ async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
     logger: silentLogger(),
     metrics,
     ...(options.writeAt ? { writeAt: options.writeAt } : {}),
+    ...(options.leaseSize ? { leaseSize: options.leaseSize } : {}),
   });
   await log.open();
   const broker = new EventBroker({ inboxSize: options.inbox ?? 64, maxWaiters: 10, logger: silentLogger(), metrics, log });
@@ -487,4 +489,32 @@ test('a number handed out before a crash is never given to another message: not 
   await first.broker.stop(100);
   unblock();
   await first.log.close(100);
+});
+
+test('when the sequence lease cannot be written, appends stop at its end (devices wait) and go on once a retry writes it', async (t) => {
+  const dir = await tempDir(t);
+  const { log, broker, handled } = await setup(dir, { leaseSize: 20 });
+  // The lease is replaced through seq-lease.tmp: a directory in its place makes every write fail.
+  await mkdir(path.join(dir, 'seq-lease.tmp'));
+  const acks: number[] = [];
+  let accepted = 0;
+  for (let n = 0; n < 40; n++) {
+    const msg = message(n);
+    const decoded = deviceEvent(msg);
+    assert.ok(decoded.ok);
+    if (broker.ingest(decoded.event, msg, () => acks.push(n))) accepted++;
+    else break;
+  }
+  assert.equal(accepted, 20, 'no number past the lease is handed out');
+  assert.equal(log.hasRoom, false);
+  await waitFor(() => acks.length === 20, 'what was appended is acknowledged');
+  const room = log.whenRoom();
+  await rm(path.join(dir, 'seq-lease.tmp'), { recursive: true });
+  await room;
+  assert.equal(log.hasRoom, true, 'the retry wrote the lease');
+  assert.ok(Number((await readFile(path.join(dir, 'seq-lease'), 'utf8')).trim()) > 20);
+  ingest(broker, 100, acks);
+  await waitFor(() => handled.length === 21, 'appends go on');
+  await broker.stop(1000);
+  await log.close(1000);
 });
