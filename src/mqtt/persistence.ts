@@ -2,6 +2,7 @@ import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
 import type { Readable } from 'node:stream';
+import { LevelOutgoing } from './aedes/level-outgoing.js';
 import { combiningPersistenceDb, type PersistenceDb } from './aedes/persistence-db.js';
 import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
 import { markRedeliveries } from './aedes/redelivery.js';
@@ -29,6 +30,12 @@ export interface SessionStoreOptions {
   onRetainedReadFailed?: (error: Error) => void;
   /** The retained-message bounds; without them, config.toml's defaults apply, unreported. */
   retained?: RetainedStoreOptions;
+  /**
+   * A session write nothing waits for failed (embedded store: the packet id
+   * of a message being sent, see aedes/level-outgoing.ts). The message itself
+   * stays queued; reported so a failing disk is seen.
+   */
+  onUnawaitedWriteFailed?: (clientId: string, error: unknown) => void;
 }
 
 /** What the MQTT runner needs of a session store besides the aedes persistence API. */
@@ -123,8 +130,9 @@ const COMPACT_SETTLE_MS = 1000;
 
 /**
  * Writes per combined LevelDB batch before it is written without waiting for
- * the loop turn to end (src/mqtt/write-combiner.ts): about 5 per QoS 1
- * message of a persistent session, so a batch carries up to ~800 messages.
+ * the loop turn to end (src/mqtt/write-combiner.ts): 3 per QoS 1 message of
+ * a persistent session (aedes/level-outgoing.ts), so a batch carries up to
+ * ~1,300 messages.
  */
 const MAX_BATCH_OPS = 4096;
 
@@ -135,7 +143,8 @@ const MAX_BATCH_OPS = 4096;
  * call returns; only a power loss can take the last writes). The library's
  * writes of one loop turn are combined into one LevelDB batch, and each of
  * its calls returns only when its batch is written (aedes/persistence-db.ts).
- * `SessionPolicy`
+ * Queued and in-flight messages take a leaner path in the same key layout
+ * (aedes/level-outgoing.ts). `SessionPolicy`
  * adds the queue bound and the ACL check, `RetainedPolicy` the retained bounds;
  * cleared retained messages are compacted away so their disk space comes back.
  */
@@ -145,6 +154,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   private readonly compactor: Compactor;
   /** The database as the library sees it: writes combined per loop turn. */
   private readonly combined: PersistenceDb;
+  private readonly outgoing: LevelOutgoing;
 
   constructor(
     private readonly db: ClassicLevel<string, Buffer>,
@@ -153,6 +163,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   ) {
     super(combined);
     this.combined = combined;
+    this.outgoing = new LevelOutgoing(combined, { onUnawaitedWriteFailed: options.onUnawaitedWriteFailed ?? (() => undefined) });
     const retained = options.retained ?? defaultRetainedOptions();
     this.policy = new SessionPolicy(options, (clientId, limit) => this.countQueued(clientId, limit));
     this.retained = retained.policy;
@@ -170,8 +181,10 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
     await checkQueueLayout('aedes-persistence-level', {
       enqueue: (sub, packet) => super.outgoingEnqueue(sub, packet),
       count: (clientId) => this.countQueued(clientId, 10),
-      remove: (clientId) => this.combined.clear(levelQueueRange(clientId)),
+      // By the key Nucleon computes, so the check also finds a key it would miss.
+      remove: (clientId, packet) => this.outgoing.clear({ id: clientId } as Client, packet),
     });
+    await this.outgoing.removeStoredIdIndex();
     await this.retained.rebuild(super.createRetainedStream('#') as AsyncIterable<PublishPacket>);
   }
 
@@ -203,13 +216,17 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   override async outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
     if (!(await this.policy.admit(sub.clientId))) return;
-    await super.outgoingEnqueue(sub, packet);
+    await this.outgoing.enqueue(sub.clientId, packet);
     this.policy.enqueued(sub.clientId);
+  }
+
+  override outgoingUpdate(client: Client, packet: PublishPacket): Promise<void> {
+    return this.outgoing.update(client, packet);
   }
 
   override async outgoingClearMessageId(client: Client, packet: PublishPacket): Promise<PublishPacket | undefined> {
     if (isUnstoredPuback(client, packet)) return undefined;
-    const cleared = await super.outgoingClearMessageId(client, packet);
+    const cleared = await this.outgoing.clear(client, packet);
     if (cleared) this.policy.cleared(client.id);
     return cleared;
   }

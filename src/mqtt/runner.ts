@@ -178,6 +178,7 @@ export class MqttRunner implements Runner {
       maySubscribe: gateway.maySubscribe,
       isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
       onWillDeleteFailed: (clientId, error) => logger.warn({ err: error, clientId }, 'deleting a published will failed; a later sweep publishes it again'),
+      onUnawaitedWriteFailed: (clientId, error) => logger.error({ err: error, clientId }, 'recording the packet id of a message being sent failed; after a reconnect it is resent with a new id'),
       onRetainedReadFailed: (error) => logger.warn({ err: error }, 'reading retained messages for a new subscription failed; that subscriber misses them'),
       onOfflineDrop: (clientId) => {
         metrics.offlineDropped.inc();

@@ -193,16 +193,17 @@ test('[MQTT-4.4.0-1] unacknowledged QoS 1 and 2 messages are sent again, with DU
   sender.send({ cmd: 'publish', topic: 'TopicA/one', payload: Buffer.from('1'), qos: 1, messageId: 1, retain: false, dup: false });
   sender.send({ cmd: 'publish', topic: 'TopicA/two', payload: Buffer.from('2'), qos: 2, messageId: 2, retain: false, dup: false });
   // Received, never acknowledged.
-  await client.next('publish');
-  await client.next('publish');
+  const first = [await client.next('publish'), await client.next('publish')];
+  const idOf = new Map(first.map((p) => [p.topic, p.messageId]));
   client.end();
   await client.closed;
   const again = await RawMqtt.connect(t, broker.tcpPort, { clientId: 'redeliver', clean: false });
   assert.equal((await again.next('connack')).sessionPresent, true);
-  const resent = [await again.next('publish'), await again.next('publish')].map((p) => ({ topic: p.topic, qos: p.qos, dup: p.dup }));
+  const resent = [await again.next('publish'), await again.next('publish')].map((p) => ({ topic: p.topic, qos: p.qos, dup: p.dup, messageId: p.messageId }));
+  // "using their original Packet Identifiers"
   assert.deepEqual(resent.sort((a, b) => a.topic.localeCompare(b.topic)), [
-    { topic: 'TopicA/one', qos: 1, dup: true },
-    { topic: 'TopicA/two', qos: 2, dup: true },
+    { topic: 'TopicA/one', qos: 1, dup: true, messageId: idOf.get('TopicA/one') },
+    { topic: 'TopicA/two', qos: 2, dup: true, messageId: idOf.get('TopicA/two') },
   ]);
 });
 

@@ -36,7 +36,7 @@ export interface PersistenceDb {
   batch(): ChainedBatch;
   batch(ops: BatchOpInput[], options?: { valueEncoding?: string }): Promise<void>;
   clear(range: { gte?: string; gt?: string; lte?: string; lt?: string }): Promise<void>;
-  values(options: object): ReturnType<Level['values']>;
+  values(options: object): AsyncIterable<Buffer>;
   close(): Promise<void>;
 }
 
@@ -58,6 +58,27 @@ function toOp(input: BatchOpInput): WriteOp {
   throw mismatch(`it wrote a ${input.type} operation whose value is not a Buffer`);
 }
 
+async function* valuesAfter(pending: Promise<void>, db: Level, options: object): AsyncGenerator<Buffer> {
+  await pending;
+  for await (const value of db.values(options as Parameters<Level['values']>[0])) yield value as Buffer;
+}
+
+/**
+ * One atomic batch, written through abstract-level's chained batch: each op
+ * goes straight to the native batch, in the database's own encodings (utf8
+ * keys, Buffer values). Its array form copies every op into a new object
+ * first: 1.5–4.5× the CPU per op in two runs on this machine (1,000-op
+ * batches of 120-byte puts and dels).
+ */
+function writeChained(db: Level, ops: WriteOp[]): Promise<void> {
+  const batch = db.batch();
+  for (const op of ops) {
+    if (op.type === 'put') batch.put(op.key, Buffer.isBuffer(op.value) ? op.value : Buffer.from(op.value.buffer, op.value.byteOffset, op.value.byteLength));
+    else batch.del(op.key);
+  }
+  return batch.write();
+}
+
 export interface PersistenceDbOptions {
   /** Operations per combined batch before it is written without waiting for the turn to end. */
   maxBatchOps: number;
@@ -68,7 +89,7 @@ export interface PersistenceDbOptions {
  * writes go through.
  */
 export function combiningPersistenceDb(db: Level, options: PersistenceDbOptions): { db: PersistenceDb; combiner: WriteCombiner } {
-  const combiner = new WriteCombiner({ batch: (ops) => db.batch(ops, { valueEncoding: 'buffer' }) }, { maxOps: options.maxBatchOps });
+  const combiner = new WriteCombiner({ batch: (ops) => writeChained(db, ops) }, { maxOps: options.maxBatchOps });
   const chained = (): ChainedBatch => {
     const ops: WriteOp[] = [];
     const batch: ChainedBatch = {
@@ -109,7 +130,10 @@ export function combiningPersistenceDb(db: Level, options: PersistenceDbOptions)
       await combiner.flushed();
       await db.clear(range);
     },
-    values: (valueOptions) => db.values(valueOptions as Parameters<Level['values']>[0]),
+    // A read follows the writes issued before it, as on the database itself
+    // (a persistent session reconnecting reads its queue while the PUBACKs
+    // of its last connection may still be being written).
+    values: (valueOptions) => valuesAfter(combiner.flushed(), db, valueOptions),
     close: async () => {
       await combiner.flushed();
       await db.close();

@@ -30,8 +30,8 @@ export interface QueueLayoutProbe {
   enqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
   /** Nucleon's count of a client's queued messages. */
   count(clientId: string): Promise<number>;
-  /** Removes what the probe queued (by the same layout). */
-  remove(clientId: string, packet: PublishPacket): Promise<void>;
+  /** Removes what the probe queued, by the key or list Nucleon computes for it. */
+  remove(clientId: string, packet: PublishPacket): Promise<unknown>;
 }
 
 export async function checkQueueLayout(dependency: 'aedes-persistence-level' | 'aedes-persistence-redis', probe: QueueLayoutProbe): Promise<void> {
@@ -45,4 +45,6 @@ export async function checkQueueLayout(dependency: 'aedes-persistence-level' | '
     await probe.remove(clientId, packet);
   }
   if (counted !== 1) throw new DependencyMismatchError(dependency, installedVersion(dependency), `a queued message is not where src/mqtt/aedes/queue-layout.ts counts it (counted ${counted} of 1)`);
+  const left = await probe.count(clientId);
+  if (left !== 0) throw new DependencyMismatchError(dependency, installedVersion(dependency), `a queued message is not at the key Nucleon removes it by (${left} left after removing it)`);
 }

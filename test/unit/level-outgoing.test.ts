@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import type { Client, PublishPacket } from 'aedes';
+import { ClassicLevel } from 'classic-level';
+import { SessionStore } from '../../src/mqtt/persistence.js';
+import { tempDir } from '../helpers/index.js';
+
+/*
+ * The outgoing messages of persistent sessions in the embedded store
+ * (src/mqtt/aedes/level-outgoing.ts): the library's key layout, fewer
+ * writes and no reads per message.
+ */
+
+type Level = ClassicLevel<string, Buffer>;
+type Routed = PublishPacket & { brokerId: string; brokerCounter: number };
+
+async function openLevel(t: TestContext, dir?: string): Promise<{ db: Level; dir: string }> {
+  const location = dir ?? (await tempDir(t));
+  const db = new ClassicLevel<string, Buffer>(location, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  await db.open();
+  t.after(() => (db.status === 'open' ? db.close() : undefined));
+  return { db, dir: location };
+}
+
+/** Counts what reaches LevelDB: operations in batches, and point reads. */
+function countAccess(db: Level): { ops: number; reads: number } {
+  const counts = { ops: 0, reads: 0 };
+  const batch = db.batch.bind(db) as (ops?: unknown[], options?: object) => unknown;
+  const getSync = db.getSync.bind(db);
+  const get = db.get.bind(db);
+  Object.assign(db, {
+    batch: (ops?: unknown[], options?: object) => {
+      if (ops !== undefined) {
+        counts.ops += ops.length;
+        return batch(ops, options);
+      }
+      const chained = batch() as { put(...args: unknown[]): unknown; del(...args: unknown[]): unknown };
+      const put = chained.put.bind(chained);
+      const del = chained.del.bind(chained);
+      return Object.assign(chained, {
+        put: (...args: unknown[]) => {
+          counts.ops++;
+          put(...args);
+          return chained;
+        },
+        del: (...args: unknown[]) => {
+          counts.ops++;
+          del(...args);
+          return chained;
+        },
+      });
+    },
+    getSync: (...args: Parameters<typeof getSync>) => {
+      counts.reads++;
+      return getSync(...args);
+    },
+    get: (...args: Parameters<typeof get>) => {
+      counts.reads++;
+      return get(...args);
+    },
+  });
+  return counts;
+}
+
+const sessionOptions = { offlineQueueSize: 1000, maySubscribe: () => true, isConnected: () => true, onOfflineDrop: () => undefined };
+
+function message(counter: number): Routed {
+  return { cmd: 'publish', topic: `dev${counter}/app/p/data`, payload: Buffer.from(`m${counter}`), qos: 1, retain: false, dup: false, brokerId: 'b1', brokerCounter: counter } as unknown as Routed;
+}
+
+/** A message as aedes sends it: a copy of the queued one with the connection's packet id. */
+function sending(counter: number, messageId: number): Routed {
+  return { ...message(counter), messageId };
+}
+
+async function queued(store: SessionStore, client: Client): Promise<Routed[]> {
+  const packets: Routed[] = [];
+  for await (const packet of store.outgoingStream(client)) packets.push(packet as Routed);
+  return packets;
+}
+
+const connection = (id: string): Client => ({ id, clean: false }) as Client;
+
+test('a QoS 1 message to an online persistent subscriber costs 3 LevelDB writes and no read: queued, sent (its packet id), acknowledged', async (t) => {
+  const { db } = await openLevel(t);
+  const store = new SessionStore(db, sessionOptions);
+  const client = connection('svc:reader');
+  const access = countAccess(db);
+  const count = 20;
+  for (let i = 1; i <= count; i++) {
+    await store.outgoingEnqueue({ clientId: client.id }, message(i));
+    await store.outgoingUpdate(client, sending(i, i + 100));
+    const acked = await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: i + 100 } as unknown as PublishPacket);
+    assert.equal((acked as Routed | undefined)?.brokerCounter, i, 'the PUBACK finds the message it acknowledges');
+    assert.equal(acked?.messageId, i + 100);
+  }
+  await store.close();
+  // aedes-persistence-level 9.2.0 alone: 5 writes and 2 reads per message.
+  assert.equal(access.ops, 3 * count);
+  assert.equal(access.reads, 0);
+  const { db: reopened } = await openLevel(t, (db as unknown as { location: string }).location);
+  const left: string[] = [];
+  for await (const key of reopened.keys()) left.push(key);
+  assert.deepEqual(left, [], 'nothing is left behind');
+});
+
+test('a message sent but not acknowledged is resent after a reconnect with its original packet id [MQTT-4.4.0-1], and the new connection clears it', async (t) => {
+  const { db, dir } = await openLevel(t);
+  const store = new SessionStore(db, sessionOptions);
+  const first = connection('svc:reader');
+  await store.outgoingEnqueue({ clientId: first.id }, message(1));
+  await store.outgoingEnqueue({ clientId: first.id }, message(2));
+  await store.outgoingUpdate(first, sending(1, 7));
+  // Message 2 was queued while the client was away: never sent.
+
+  const second = connection('svc:reader');
+  const resent = await queued(store, second);
+  assert.deepEqual(
+    resent.map((p) => ({ counter: p.brokerCounter, messageId: p.messageId ?? undefined, dup: p.dup })),
+    [
+      { counter: 1, messageId: 7, dup: true },
+      { counter: 2, messageId: undefined, dup: false },
+    ],
+  );
+  assert.equal(await store.outgoingClearMessageId(first, { cmd: 'puback', messageId: 99 } as unknown as PublishPacket), undefined, 'an id never sent clears nothing');
+  // As aedes' emptyQueue does: the stored packet updated on the new connection, then acknowledged there.
+  await store.outgoingUpdate(second, resent[0] as Routed);
+  assert.equal((await store.outgoingClearMessageId(second, { cmd: 'puback', messageId: 7 } as unknown as PublishPacket))?.topic, 'dev1/app/p/data');
+  await store.close();
+
+  const { db: reopened } = await openLevel(t, dir);
+  const restarted = new SessionStore(reopened, sessionOptions);
+  assert.deepEqual((await queued(restarted, connection('svc:reader'))).map((p) => p.brokerCounter), [2], 'the acknowledged message is gone, the other survives a restart');
+});
+
+test('QoS 2: the PUBREL replaces its message in the queue (resent instead of the PUBLISH after a reconnect) and the PUBCOMP clears it', async (t) => {
+  const { db, dir } = await openLevel(t);
+  const store = new SessionStore(db, sessionOptions);
+  const client = connection('svc:q2');
+  await store.outgoingEnqueue({ clientId: client.id }, { ...message(5), qos: 2 });
+  await store.outgoingUpdate(client, { ...sending(5, 11), qos: 2 });
+  // aedes' pubrec handler: a PUBREL with only the packet id.
+  await store.outgoingUpdate(client, { cmd: 'pubrel', messageId: 11 } as unknown as Routed);
+  await store.close();
+
+  const { db: reopened } = await openLevel(t, dir);
+  const restarted = new SessionStore(reopened, sessionOptions);
+  const again = connection('svc:q2');
+  const resent = await queued(restarted, again);
+  assert.deepEqual(
+    resent.map((p) => ({ cmd: p.cmd, messageId: p.messageId, counter: p.brokerCounter })),
+    [{ cmd: 'pubrel', messageId: 11, counter: 5 }],
+  );
+  await restarted.outgoingUpdate(again, resent[0] as Routed);
+  assert.equal((await restarted.outgoingClearMessageId(again, { cmd: 'pubcomp', messageId: 11 } as unknown as PublishPacket))?.cmd, 'pubrel');
+  assert.deepEqual(await queued(restarted, again), []);
+});
+
+test('a clean session dropping stored messages clears them by their own key; the packet-id index an earlier version stored is removed at start', async (t) => {
+  const { db, dir } = await openLevel(t);
+  await db.put('outgoing-id:svc%3Aold:0000000000000003', Buffer.from([0xc0]));
+  const store = new SessionStore(db, sessionOptions);
+  await store.setup({ id: 'b1', subscribe: () => undefined } as never);
+  const client = connection('svc:old');
+  await store.outgoingEnqueue({ clientId: client.id }, message(3));
+  const clean = { id: 'svc:old', clean: true } as Client;
+  for (const stored of await queued(store, clean)) await store.outgoingClearMessageId(clean, stored);
+  assert.deepEqual(await queued(store, clean), []);
+  await store.close();
+  const { db: reopened } = await openLevel(t, dir);
+  const keys: string[] = [];
+  for await (const key of reopened.keys({ gte: 'outgoing', lt: 'outgoinh' })) keys.push(key);
+  assert.deepEqual(keys, []);
+});
