@@ -1,0 +1,71 @@
+// When a device message is routed into MQTT (to service accounts) and when
+// aedes' callback (the PUBACK) leaves, against a held disk write: the
+// PublishPath alone, with the event broker and aedes' route as fakes.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Client, PublishPacket } from 'aedes';
+import { Registry } from 'prom-client';
+import { silentLogger } from '../../src/index.js';
+import type { EventBroker } from '../../src/broker/event-broker.js';
+import { AclRules } from '../../src/mqtt/acl-rules.js';
+import { MqttMetrics } from '../../src/mqtt/metrics.js';
+import type { NucleonAedes } from '../../src/mqtt/aedes/nucleon-aedes.js';
+import { PublishPath } from '../../src/mqtt/publish-path.js';
+import { Session } from '../../src/mqtt/sessions.js';
+
+function setup() {
+  /** Acknowledgements the fake log holds: each runs when "the disk write completes". */
+  const durable: (() => void)[] = [];
+  const routed: string[] = [];
+  const broker = {
+    ingest: (_event: unknown, _message: unknown, ack: (() => void) | undefined) => {
+      if (ack) durable.push(ack);
+      return true;
+    },
+    whenIngestRoom: () => Promise.resolve(),
+  } as unknown as EventBroker;
+  const path = new PublishPath({
+    broker,
+    metrics: new MqttMetrics(new Registry(), () => ({ devices: 1, services: 0, anonymous: 0, paused: 0 })),
+    logger: silentLogger(),
+    maxAclViolations: 3,
+    routeDeviceMessages: () => true,
+    noteReason: () => undefined,
+    rules: () => new AclRules([]),
+  });
+  path.attach({
+    route: (packet: PublishPacket, _client: Client | null, done: (error?: Error) => void) => {
+      routed.push(packet.topic);
+      done();
+    },
+  } as unknown as NucleonAedes);
+  const client = { id: 'dev-1' } as Client;
+  const session = new Session({ kind: 'device', uid: 'dev-1' }, 'certificate', '127.0.0.1', 'dev-1');
+  const publish = (qos: 0 | 1, n: number) =>
+    new Promise<Error | null | undefined>((resolve) =>
+      path.handle(client, session, { cmd: 'publish', topic: `dev-1/app/p/m${n}`, payload: Buffer.from([0xa0]), qos, retain: false, dup: false, messageId: n }, resolve),
+    );
+  return { durable, routed, publish };
+}
+
+test('a device message is routed to service accounts as soon as it is in the log, before its disk write completes', async () => {
+  const { durable, routed, publish } = setup();
+  let acked = false;
+  const qos1 = publish(1, 1).then((error) => {
+    acked = true;
+    return error;
+  });
+  assert.deepEqual(routed, ['dev-1/app/p/m1'], 'routed at append');
+  assert.equal(durable.length, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(acked, false, 'the PUBACK waits for the disk');
+  durable[0]?.();
+  assert.equal(await qos1, null);
+});
+
+test('a QoS 0 message (no acknowledgement to make durable) calls back once routed, without waiting for the disk', async () => {
+  const { durable, routed, publish } = setup();
+  assert.equal(await publish(0, 2), null);
+  assert.deepEqual(routed, ['dev-1/app/p/m2']);
+  assert.equal(durable.length, 0, 'the log tracks no acknowledgement for it');
+});
