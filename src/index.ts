@@ -1,6 +1,7 @@
 // The library API: `createNucleon(config)` and what an application runner needs.
 export { createNucleon, Nucleon, type NucleonOptions } from './nucleon.js';
 export { stopOnSignals } from './signals.js';
+export { runWorkers, type WorkersOptions, type WorkerSetup } from './workers/index.js';
 export { EventRunner, type Runner, type RunnerContext } from './runner.js';
 export { EventBroker, type RunnerStats } from './broker/index.js';
 export * from './events.js';

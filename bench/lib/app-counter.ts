@@ -67,6 +67,25 @@ export class AppCounter {
   }
 }
 
+/**
+ * The counts of several processes' apps as one (the workers of a workers-mode
+ * Nucleon). Latency percentiles cannot be merged from summaries, so they are
+ * left out (count 0, NaN).
+ */
+export function mergeStats(parts: readonly AppStats[]): AppStats {
+  const byTarget: Record<string, number> = {};
+  for (const part of parts) for (const [target, n] of Object.entries(part.byTarget)) byTarget[target] = (byTarget[target] ?? 0) + n;
+  const counted = parts.filter((p) => p.total > 0);
+  return {
+    total: parts.reduce((n, p) => n + p.total, 0),
+    byTarget,
+    // CLOCK_MONOTONIC is one clock for every process of the machine.
+    firstMs: counted.length ? Math.min(...counted.map((p) => p.firstMs)) : 0,
+    lastMs: counted.length ? Math.max(...counted.map((p) => p.lastMs)) : 0,
+    latency: NOT_SUMMARIZED,
+  };
+}
+
 /** The target of an `<uid>/app/p/<target>` topic (what the MQTT subscribers see). */
 export function appTarget(topic: string): string {
   const marker = topic.indexOf('/app/p/');

@@ -48,13 +48,60 @@ export interface ChildOptions {
   cwd?: string;
 }
 
+/**
+ * The calling side of the protocol over any message channel: a forked child
+ * (RpcChild) or a node:cluster worker (a workers-mode Nucleon's primary asks
+ * its workers, bench/servers/nucleon-server.ts).
+ */
+export class RpcCaller {
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  private nextId = 1;
+
+  constructor(
+    private readonly label: string,
+    private readonly send: (message: RpcRequest) => void,
+  ) {}
+
+  call<T>(cmd: string, args: unknown = {}, timeoutMs = 60_000): Promise<T> {
+    const rpc = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(rpc);
+        reject(new Error(`${this.label}: "${cmd}" got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(rpc, { resolve: resolve as (value: unknown) => void, reject, timer });
+      this.send({ rpc, cmd, args });
+    });
+  }
+
+  /** Settles the call a reply answers; false when `message` is no reply. */
+  replied(message: unknown): boolean {
+    if (!isReply(message)) return false;
+    const call = this.pending.get(message.rpc);
+    if (!call) return true;
+    this.pending.delete(message.rpc);
+    clearTimeout(call.timer);
+    if (message.ok) call.resolve(message.result);
+    else call.reject(new Error(`${this.label}: ${message.error ?? 'failed'}`));
+    return true;
+  }
+
+  /** Rejects every call still waiting (the other side went away). */
+  failAll(error: Error): void {
+    for (const [id, call] of this.pending) {
+      clearTimeout(call.timer);
+      call.reject(error);
+      this.pending.delete(id);
+    }
+  }
+}
+
 /** A forked bench process with typed calls, its output tail and its exit. */
 export class RpcChild {
   readonly child: ChildProcess;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly caller: RpcCaller;
   private readonly noticeWaiters: { event: string; resolve: (data: unknown) => void }[] = [];
-  private nextId = 1;
   private tail = '';
 
   constructor(
@@ -71,6 +118,7 @@ export class RpcChild {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
     });
+    this.caller = new RpcCaller(label, (message) => this.child.send(message));
     const keep = (chunk: Buffer) => {
       this.tail = (this.tail + chunk.toString()).slice(-OUTPUT_TAIL_BYTES);
     };
@@ -79,11 +127,7 @@ export class RpcChild {
     this.child.on('message', (message) => this.onMessage(message));
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
-        for (const [id, call] of this.pending) {
-          clearTimeout(call.timer);
-          call.reject(new Error(`${this.label} exited (code ${code}, signal ${signal}) during a call; output tail:\n${this.tail}`));
-          this.pending.delete(id);
-        }
+        this.caller.failAll(new Error(`${this.label} exited (code ${code}, signal ${signal}) during a call; output tail:\n${this.tail}`));
         resolve({ code, signal });
       });
     });
@@ -104,15 +148,7 @@ export class RpcChild {
 
   call<T>(cmd: string, args: unknown = {}, timeoutMs = 60_000): Promise<T> {
     if (!this.alive) return Promise.reject(new Error(`${this.label} is not running; output tail:\n${this.tail}`));
-    const rpc = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(rpc);
-        reject(new Error(`${this.label}: "${cmd}" got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(rpc, { resolve: resolve as (value: unknown) => void, reject, timer });
-      this.child.send({ rpc, cmd, args } satisfies RpcRequest);
-    });
+    return this.caller.call<T>(cmd, args, timeoutMs);
   }
 
   /** Resolves with the data of the next notice named `event`, or rejects on exit/timeout. */
@@ -148,15 +184,7 @@ export class RpcChild {
   }
 
   private onMessage(message: unknown): void {
-    if (isReply(message)) {
-      const call = this.pending.get(message.rpc);
-      if (!call) return;
-      this.pending.delete(message.rpc);
-      clearTimeout(call.timer);
-      if (message.ok) call.resolve(message.result);
-      else call.reject(new Error(`${this.label}: ${message.error ?? 'failed'}`));
-      return;
-    }
+    if (this.caller.replied(message)) return;
     if (isNotice(message)) {
       const index = this.noticeWaiters.findIndex((w) => w.event === message.event);
       if (index >= 0) this.noticeWaiters.splice(index, 1)[0]?.resolve(message.data);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { freePort, sleep } from './net.js';
+import { ServerProcess } from './server-process.js';
 
 export const VICTORIA_METRICS = '/usr/bin/victoria-metrics';
 
@@ -9,17 +10,12 @@ export const VICTORIA_METRICS = '/usr/bin/victoria-metrics';
  * Influx runner writes to; it takes the InfluxDB v2 write API and can export
  * every stored sample, so the bench can count what arrived.
  */
-export class VictoriaMetrics {
-  private tail = '';
-  private readonly exited: Promise<void>;
-
+export class VictoriaMetrics extends ServerProcess {
   private constructor(
-    private readonly child: ReturnType<typeof spawn>,
+    child: ReturnType<typeof spawn>,
     readonly url: string,
   ) {
-    child.stderr?.on('data', (chunk: Buffer) => (this.tail = (this.tail + chunk.toString()).slice(-4096)));
-    child.stdout?.on('data', (chunk: Buffer) => (this.tail = (this.tail + chunk.toString()).slice(-4096)));
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    super('victoria-metrics', child);
   }
 
   static unavailable(): string | undefined {
@@ -44,15 +40,6 @@ export class VictoriaMetrics {
       }
       await sleep(100);
     }
-  }
-
-  get pid(): number {
-    if (this.child.pid === undefined) throw new Error('victoria-metrics has no pid');
-    return this.child.pid;
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** Stored samples of one series name (all label sets), after making fresh writes visible. */
@@ -87,13 +74,5 @@ export class VictoriaMetrics {
       count = next;
     }
     return { count, atMs };
-  }
-
-  async stop(): Promise<void> {
-    if (!this.alive) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(timer);
   }
 }

@@ -4,10 +4,50 @@ import path from 'node:path';
 import { CpuMeter } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import { VictoriaMetrics } from '../lib/victoria.js';
-import { acrossTargets, deviceIds, type Scenario } from './context.js';
+import type { Target } from '../targets/index.js';
+import { acrossTargets, deviceIds, type Scenario, type ScenarioContext } from './context.js';
+import { brokerPids } from './ingest.js';
 
-const DEVICES = 64;
-const GOAL = { kind: 'min', limit: 150_000 } as const;
+export const TELEMETRY_DEVICES = 64;
+export const POINTS_GOAL = { kind: 'min', limit: 150_000 } as const;
+
+export interface TelemetryRun {
+  /** Points found in victoria-metrics per second, from the first publish until the last was stored. */
+  pointsPerS: number;
+  /** Acknowledged by the broker, not stored. */
+  lost: number;
+  /** Broker CPU (all its processes) per stored point. */
+  cpuPerPointUs: number;
+}
+
+/**
+ * Device telemetry into victoria-metrics: 64 devices publish Pyrinas telemetry
+ * (QoS 1, unthrottled, `durationMs`); the Influx runner turns each message into
+ * one point. `vm` must hold no telemetry yet (the count is of every sample).
+ * `connectConcurrency`: devices connecting at once (1 spreads them evenly over workers).
+ */
+export async function deviceTelemetry(context: ScenarioContext, target: Target, vm: VictoriaMetrics, durationMs: number, connectConcurrency = 16): Promise<TelemetryRun> {
+  const group = 'telemetry';
+  const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('tel', TELEMETRY_DEVICES), keepalive: 600, concurrency: connectConcurrency, timeoutMs: 20_000 });
+  if (connected.connected !== TELEMETRY_DEVICES) throw new Error(`only ${connected.connected} of ${TELEMETRY_DEVICES} devices connected: ${connected.errors.join('; ')}`);
+  const cpu = new CpuMeter(brokerPids(target));
+  const started = performance.now();
+  let published: number;
+  try {
+    const run = await context.gen.publish({ group, plans: [{ qos: 1, target: 'tel', window: 32, kind: 'telemetry' }], mode: 'unthrottled', durationMs, maxPerDevice: 1_000_000, payloadSize: 0, ackTimeoutMs: 30_000 });
+    published = run.acked.tel ?? 0;
+  } finally {
+    await context.gen.close(group);
+  }
+  // Every telemetry point has an rsrp field, stored by victoria-metrics as series telemetry_rsrp.
+  const stored = await vm.waitForSamples('telemetry_rsrp', published, 120_000);
+  const cpuS = cpu.elapsed();
+  return {
+    pointsPerS: stored.count / ((stored.atMs - started) / 1000),
+    lost: published - stored.count,
+    cpuPerPointUs: (cpuS * 1e6) / Math.max(1, stored.count),
+  };
+}
 
 export const scenario8: Scenario = {
   id: 8,
@@ -17,10 +57,10 @@ export const scenario8: Scenario = {
       id: 8,
       title: `${this.title} (Nucleon only: the baselines have no Influx writer)`,
       metrics: [
-        metric(`device telemetry (${DEVICES} devices, QoS 1, MQTT/TLS, one point per message): points stored`, 'points/s', 0, GOAL),
+        metric(`device telemetry (${TELEMETRY_DEVICES} devices, QoS 1, MQTT/TLS, one point per message): points stored`, 'points/s', 0, POINTS_GOAL),
         metric('device telemetry: points lost (acknowledged, not stored)', '', 0, { kind: 'max', limit: 0 }),
         metric('device telemetry: broker CPU per point', 'µs', 2),
-        metric('Influx pipeline, app InfluxDataSave batches: points stored', 'points/s', 0, GOAL),
+        metric('Influx pipeline, app InfluxDataSave batches: points stored', 'points/s', 0, POINTS_GOAL),
         metric('app InfluxDataSave batches: points lost', '', 0, { kind: 'max', limit: 0 }),
         metric('app InfluxDataSave batches: broker CPU per point', 'µs', 2),
       ],
@@ -38,35 +78,19 @@ export const scenario8: Scenario = {
         context,
         result,
         async (target) => {
-          // (a) Devices publish Pyrinas telemetry; the Influx runner turns each message into one point.
-          const group = 'telemetry';
-          const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('tel', DEVICES), keepalive: 600, concurrency: 16, timeoutMs: 20_000 });
-          if (connected.connected !== DEVICES) throw new Error(`only ${connected.connected} of ${DEVICES} devices connected: ${connected.errors.join('; ')}`);
-          let cpu = new CpuMeter([target.brokerPid]);
-          let started = performance.now();
-          let published: number;
-          try {
-            const run = await context.gen.publish({ group, plans: [{ qos: 1, target: 'tel', window: 32, kind: 'telemetry' }], mode: 'unthrottled', durationMs, maxPerDevice: 1_000_000, payloadSize: 0, ackTimeoutMs: 30_000 });
-            published = run.acked.tel ?? 0;
-          } finally {
-            await context.gen.close(group);
-          }
-          // Every telemetry point has an rsrp field, stored by victoria-metrics as series telemetry_rsrp.
-          const telemetry = await vm.waitForSamples('telemetry_rsrp', published, 120_000);
-          const telemetryCpu = cpu.elapsed();
-          const telemetrySeconds = (telemetry.atMs - started) / 1000;
+          const telemetry = await deviceTelemetry(context, target, vm, durationMs);
 
-          // (b) The app writes points in batches of 1000 (distinct timestamps, so none overwrite another).
-          cpu = new CpuMeter([target.brokerPid]);
-          started = performance.now();
+          // The app writes points in batches of 1000 (distinct timestamps, so none overwrite another).
+          const cpu = new CpuMeter([target.brokerPid]);
+          const started = performance.now();
           const flood = await target.command<{ published: number }>('influxFlood', { points: appPoints, batch: 1000, measurement: 'benchapp' }, 600_000);
           const app = await vm.waitForSamples('benchapp_value', flood.published, 120_000);
           const appCpu = cpu.elapsed();
           const appSeconds = (app.atMs - started) / 1000;
           return [
-            telemetry.count / telemetrySeconds,
-            published - telemetry.count,
-            (telemetryCpu * 1e6) / Math.max(1, telemetry.count),
+            telemetry.pointsPerS,
+            telemetry.lost,
+            telemetry.cpuPerPointUs,
             app.count / appSeconds,
             flood.published - app.count,
             (appCpu * 1e6) / Math.max(1, app.count),

@@ -7,11 +7,11 @@ import type { Target } from '../targets/index.js';
 import { acrossTargets, acrossTargetsInRounds, deviceIds, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
 
 /** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
-const DEVICES = 64;
-const PAYLOAD = 64;
-const WINDOW = 32;
+export const DEVICES = 64;
+export const PAYLOAD = 64;
+export const WINDOW = 32;
 
-interface IngestRun {
+export interface IngestRun {
   publish: PublishResult;
   stats: AppStats;
   /** Deliveries counted for the measured target(s). */
@@ -30,7 +30,7 @@ interface IngestRun {
   disconnected: number;
 }
 
-interface Timing {
+export interface Timing {
   mode: PublishArgs['mode'];
   ratePerSec?: number;
   durationMs: number;
@@ -40,20 +40,23 @@ interface Timing {
   /** Wait only for QoS 1 deliveries after sending stops (overload: QoS 0 backlog is not waited for). */
   settleQos1Only?: boolean;
   snapshotAtMs?: number;
+  /** Devices connecting at once (default 16); 1 spreads them evenly over a workers-mode Nucleon (scenario 12). */
+  connectConcurrency?: number;
 }
 
 /**
  * Connects 64 devices, warms the broker up (JIT, buffers), then runs `plans`
- * and meters broker, application and generator CPU over the measured part.
+ * and meters broker, application and generator CPU over the measured part
+ * (the broker's CPU over all its processes: the primary and any workers).
  */
-async function runIngest(
+export async function runIngest(
   context: ScenarioContext,
   target: Target,
   plans: PublishPlan[],
   timing: Timing,
 ): Promise<IngestRun> {
   const group = 'ingest';
-  const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('dev', DEVICES), keepalive: 600, concurrency: 16, timeoutMs: 20_000 });
+  const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('dev', DEVICES), keepalive: 600, concurrency: timing.connectConcurrency ?? 16, timeoutMs: 20_000 });
   if (connected.connected !== DEVICES) throw new Error(`only ${connected.connected} of ${DEVICES} devices connected: ${connected.errors.join('; ')}`);
   try {
     const base = { group, plans, mode: timing.mode, ratePerSec: timing.ratePerSec, maxPerDevice: timing.maxPerDevice ?? 1_000_000, payloadSize: PAYLOAD, ackTimeoutMs: 30_000 };
@@ -64,7 +67,7 @@ async function runIngest(
     }
     const watcher = new RssWatcher(target.brokerPid);
     watcher.start();
-    const brokerCpu = new CpuMeter([target.brokerPid]);
+    const brokerCpu = new CpuMeter(brokerPids(target));
     const appCpu = target.appPid === undefined ? undefined : new CpuMeter([target.appPid]);
     const genCpu = new CpuMeter(context.gen.pids);
     const snapshot = timing.snapshotAtMs === undefined ? undefined : captureLater(target, timing.snapshotAtMs);
@@ -121,7 +124,12 @@ function sumOf(counts: Record<string, number>, plans: PublishPlan[], qos: 0 | 1)
   return Object.entries(counts).reduce((total, [t, n]) => (targets.has(t) ? total + n : total), 0);
 }
 
-const perMessage = (cpuS: number | undefined, messages: number) => (cpuS === undefined ? 'in broker' : messages > 0 ? (cpuS * US_PER_S) / messages : Number.NaN);
+/** Every process of the broker: its own and, for Nucleon with workers, the workers'. */
+export function brokerPids(target: Target): number[] {
+  return [target.brokerPid, ...target.workerPids];
+}
+
+export const perMessage = (cpuS: number | undefined, messages: number) => (cpuS === undefined ? 'in broker' : messages > 0 ? (cpuS * US_PER_S) / messages : Number.NaN);
 
 function throughputScenario(id: number, qos: 0 | 1): Scenario {
   return {

@@ -19,6 +19,8 @@ export interface Target {
   brokerPid: number;
   /** The application's own process when it is not inside the broker (Mosquitto). */
   appPid: number | undefined;
+  /** Nucleon with workers: the worker processes (`brokerPid` is their primary); empty otherwise. */
+  workerPids: number[];
   /** The app's counts; `latency: false` skips the percentiles (for polling). */
   stats(options?: StatsOptions): Promise<AppStats>;
   reset(): Promise<void>;
@@ -46,6 +48,13 @@ export interface TargetOptions {
   otaHttpPort?: number;
   /** Nucleon only: the [influx] section. */
   influx?: Record<string, unknown>;
+  /**
+   * Nucleon only: run with `runWorkers` and this many worker processes (in
+   * cluster mode on `redisUrl`, which is then required); 0 or unset: one
+   * process without Redis, the default.
+   */
+  workers?: number;
+  redisUrl?: string;
   /** Nucleon only: `[ingest] durability` (default "fsync"). */
   durability?: 'fsync' | 'write' | 'memory';
   /**
@@ -81,10 +90,11 @@ function childExitReason(child: RpcChild): string | undefined {
 }
 
 /** A Node broker process whose application answers over IPC (Nucleon, aedes). */
-function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHttpPort?: number): Target {
+function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHttpPort?: number, workerPids: number[] = []): Target {
   return {
     name,
     port,
+    workerPids,
     otaHttpPort,
     command: (cmd, args, timeoutMs) => server.call(cmd, args, timeoutMs),
     brokerPid: server.pid,
@@ -106,6 +116,8 @@ function extraNucleonFlags(): string[] {
 }
 
 export async function startNucleon(options: TargetOptions): Promise<Target> {
+  const workers = options.workers ?? 0;
+  if (workers > 0 && !options.redisUrl) throw new Error('Nucleon with workers needs a Redis (redisUrl)');
   const port = await freePort();
   const dir = path.join(options.workDir, `nucleon-${port}`);
   await mkdir(dir, { recursive: true });
@@ -125,11 +137,15 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
     admin: { enabled: false },
     ingest: { durability: options.durability ?? 'fsync' },
     ...(options.influx ? { influx: options.influx } : {}),
+    ...(workers > 0 ? { cluster: { redis_url: options.redisUrl } } : {}),
   };
-  const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config)], { nodeFlags: ['--expose-gc', ...extraNucleonFlags(), ...(options.nodeFlags ?? [])], cwd: dir });
-  await server.waitFor('ready', 60_000);
+  const server = new RpcChild('nucleon', path.join(servers, 'nucleon-server.ts'), [JSON.stringify(config), String(workers)], {
+    nodeFlags: ['--expose-gc', ...extraNucleonFlags(), ...(options.nodeFlags ?? [])],
+    cwd: dir,
+  });
+  const ready = await server.waitFor<{ workerPids: number[] }>('ready', 60_000);
   const name: TargetName = options.durability === 'write' ? 'nucleon-write' : options.durability === 'memory' ? 'nucleon-memory' : 'nucleon';
-  return inProcessTarget(name, server, port, options.otaHttpPort);
+  return inProcessTarget(name, server, port, options.otaHttpPort, ready.workerPids);
 }
 
 export async function startAedes(options: TargetOptions): Promise<Target> {
@@ -206,6 +222,7 @@ export async function startMosquitto(options: TargetOptions): Promise<Target> {
     port,
     brokerPid,
     appPid: subscriber?.pid,
+    workerPids: [],
     stats: (statsOptions = {}) => subscriber?.call<AppStats>('stats', statsOptions) ?? noApp(),
     reset: () => subscriber?.call<void>('reset') ?? noApp(),
     respond: (args) => subscriber?.call<RespondResult>('respond', args, 600_000) ?? noApp(),

@@ -1,11 +1,10 @@
-import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, MAX_WORKERS } from '../config/index.js';
 import { ConfigError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { Nucleon } from '../nucleon.js';
 import { stopOnSignals } from '../signals.js';
-import { runPrimary, runWorker, workerCount, workerEnvironment } from '../workers/index.js';
+import { runIfWorker, runPrimary, workerCount } from '../workers/index.js';
 
 export const serveUsage = `nucleon serve [--config <file>] [--workers <n>]
 
@@ -18,16 +17,8 @@ SIGINT or SIGTERM stops it cleanly (exit 0); a second signal forces exit (1).`;
 /** Runs until a signal stops it; resolves with the process exit code. */
 export async function serve(argv: string[]): Promise<number> {
   // A worker forked by `serve --workers` runs the same command line; the primary's environment says which it is.
-  const worker = cluster.isWorker ? workerEnvironment() : undefined;
-  if (worker) {
-    try {
-      return await runWorker(worker.slot, worker.config);
-    } finally {
-      // Closes the channel to the primary (a listener on it would keep the process alive) as an
-      // orderly exit, so node:cluster does not take it for the primary's death and exit with 0.
-      cluster.worker?.disconnect();
-    }
-  }
+  const asWorker = await runIfWorker();
+  if (asWorker !== undefined) return asWorker;
 
   const { values } = parseArgs({
     args: argv,

@@ -46,9 +46,10 @@ async function warnAboutSingleProcessLog(config: Readonly<Config>, logger: Logge
  * `nucleon serve` with more than one worker, in the primary process: prepares
  * the shared files, runs the worker pool, stops it on the first SIGINT or
  * SIGTERM (a second one kills the workers and exits 1). Resolves with the exit
- * code: 0 when every worker stopped cleanly.
+ * code: 0 when every worker stopped cleanly. `onReady` is called once every
+ * worker is ready, with their pids by slot.
  */
-export async function runPrimary(config: Readonly<Config>, count: number, logger: Logger): Promise<number> {
+export async function runPrimary(config: Readonly<Config>, count: number, logger: Logger, onReady?: (pids: Record<number, number | undefined>) => void): Promise<number> {
   const apiKey = await prepareShared(config, logger);
   await warnAboutSingleProcessLog(config, logger);
   const pool = new WorkerPool({ count, configOf: (slot) => workerConfig(config, slot, apiKey), logger, stopTimeoutMs: config.broker.stop_timeout_ms });
@@ -88,6 +89,9 @@ export async function runPrimary(config: Readonly<Config>, count: number, logger
     }
     throw error;
   }
-  if (signalled === 0) logger.info({ workers: count, pids: pool.pids() }, 'all workers ready');
+  if (signalled === 0) {
+    logger.info({ workers: count, pids: pool.pids() }, 'all workers ready');
+    onReady?.(pool.pids());
+  }
   return stopped;
 }

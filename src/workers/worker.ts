@@ -15,6 +15,13 @@ export function workerEnvironment(env: NodeJS.ProcessEnv = process.env): { slot:
 }
 
 /**
+ * What a program gives each of its workers before it starts: add the
+ * application's runners here (`nucleon.addRunner(...)`), as with
+ * `createNucleon` in a single process. `slot` is the worker's (1..N).
+ */
+export type WorkerSetup = (nucleon: Nucleon, slot: number) => void | Promise<void>;
+
+/**
  * One worker: a normal cluster-mode Nucleon, with the config the primary
  * resolved (so a restarted worker runs exactly what its siblings run, even if
  * the file changed meanwhile), its own folders (src/workers/settings.ts), an
@@ -24,7 +31,7 @@ export function workerEnvironment(env: NodeJS.ProcessEnv = process.env): { slot:
  * node:cluster ends the worker at once (the durable ingest log keeps what
  * was acknowledged), so no worker outlives it.
  */
-export async function runWorker(slot: number, configJson: string): Promise<number> {
+export async function runWorker(slot: number, configJson: string, setup?: WorkerSetup): Promise<number> {
   const config = validateConfig(JSON.parse(configJson), { label: `worker ${slot} config` });
   const logger = createLogger({ level: config.log.level, format: config.log.format }).child({ worker: slot });
   const instanceId = newInstanceId({ worker: slot });
@@ -41,6 +48,8 @@ export async function runWorker(slot: number, configJson: string): Promise<numbe
   // A server runs until it is told to stop, even with every listener switched off.
   const keepAlive = setInterval(() => undefined, 2 ** 30);
   try {
+    // Inside the try: a setup that throws fails this worker before it is ready, which stops the pool's start.
+    await setup?.(nucleon, slot);
     await nucleon.start();
     const ready: ToPrimary = { nucleon: 'ready', instanceId };
     process.send?.(ready, undefined, {}, (error: Error | null) => {

@@ -10,7 +10,8 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function ping(port: number): Promise<boolean> {
+/** Answers PONG on 127.0.0.1:port (the bench's Redis waits with it too, bench/lib/redis.ts). */
+export function pingRedis(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port }, () => socket.write('PING\r\n'));
     socket.once('data', (data) => {
@@ -19,6 +20,11 @@ function ping(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** A loopback-only redis-server with its data (append-only file, as README "Cluster" asks) in `dir`. */
+export function redisServerArgs(port: number, dir: string): string[] {
+  return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--protected-mode', 'yes'];
 }
 
 /**
@@ -30,8 +36,8 @@ export async function startRedis(t: TestContext, port?: number, dataDir?: string
   if (!binary) return undefined;
   const dir = dataDir ?? (await tempDir(t, 'nucleon-redis-'));
   const chosen = port ?? (await freePort());
-  const proc = startProcess(t, binary, ['--port', String(chosen), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--protected-mode', 'yes']);
-  await waitFor(() => ping(chosen), `redis-server on port ${chosen}`, 10_000);
+  const proc = startProcess(t, binary, redisServerArgs(chosen, dir));
+  await waitFor(() => pingRedis(chosen), `redis-server on port ${chosen}`, 10_000);
   return {
     url: `redis://127.0.0.1:${chosen}`,
     port: chosen,
