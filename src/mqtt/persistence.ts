@@ -198,6 +198,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   }
 
   override outgoingStream(client: Client): Readable {
+    // The packet ids of messages sent on its last connection, so they are resent with them.
+    this.outgoing.writeIds();
     return markRedeliveries(super.outgoingStream(client));
   }
 
@@ -242,6 +244,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   /** Waits for the combined writes still pending, then closes the database. */
   close(): Promise<void> {
+    this.outgoing.writeIds();
     return this.combined.close();
   }
 
