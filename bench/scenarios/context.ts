@@ -1,4 +1,5 @@
 import type { AppStats } from '../lib/app-counter.js';
+import type { LoopDelay } from '../lib/loop-delay.js';
 import { sleep } from '../lib/net.js';
 import type { LoadGenerator } from '../loadgen/pool.js';
 import { VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
@@ -81,7 +82,7 @@ export async function acrossTargetsInRounds(
   result: ScenarioResult,
   rounds: number,
   measure: (target: Target, round: number) => Promise<Figures>,
-  options: { variants?: boolean } = {},
+  options: { variants?: boolean; extra?: Partial<TargetOptions> } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
   for (let round = 0; round < rounds; round++) {
@@ -106,6 +107,26 @@ export async function acrossTargetsInRounds(
     });
   }
   return perRound;
+}
+
+/**
+ * The note under a rounds table: how the medians came about, and one figure
+ * (a p99, say: the metric at `index`) per round and broker, so the spread shows.
+ */
+export function roundsNote(perRound: Partial<Record<TargetName, Figures[]>>, index: number, label: string): string {
+  const rounds = Math.max(0, ...Object.values(perRound).map((figures) => figures.length));
+  const perBroker = Object.entries(perRound)
+    .map(([name, figures]) => `${name} ${figures.map((f) => (typeof f[index] === 'number' ? f[index].toFixed(3) : String(f[index]))).join(' / ')}`)
+    .join('; ');
+  return `Each figure is the median of ${String(rounds)} rounds; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. ${label} per round: ${perBroker}.`;
+}
+
+/** A Node broker's GC pauses during one measured run, as a note (undefined for Mosquitto, which has no GC). */
+export function gcNote(name: TargetName, round: number, loopDelay: LoopDelay | undefined): string | undefined {
+  const gc = loopDelay?.gc;
+  if (!gc) return undefined;
+  const line = (p: { count: number; totalMs: number; maxMs: number }) => `${p.count} pauses, ${p.totalMs.toFixed(1)} ms in all, longest ${p.maxMs.toFixed(2)} ms`;
+  return `${name} GC during round ${String(round + 1)}: minor ${line(gc.minor)}; major ${line(gc.major)}; other ${line(gc.other)}.`;
 }
 
 export function median(values: readonly number[]): number {
