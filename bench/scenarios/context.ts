@@ -121,6 +121,16 @@ export function roundsNote(perRound: Partial<Record<TargetName, Figures[]>>, ind
   return `Each figure is the median of ${String(rounds)} rounds; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. ${label} per round: ${perBroker}.`;
 }
 
+/**
+ * BENCH_VERBOSE: Nucleon's ingest-log commit and write histograms after a run,
+ * in the log (where a latency tail waits for the disk).
+ */
+export async function logIngestCommits(context: ScenarioContext, target: Target): Promise<void> {
+  if (!process.env.BENCH_VERBOSE || !target.name.startsWith('nucleon')) return;
+  const text = await target.command<string>('metrics', {});
+  context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
+}
+
 /** A Node broker's GC pauses during one measured run, as a note (undefined for Mosquitto, which has no GC). */
 export function gcNote(name: TargetName, round: number, loopDelay: LoopDelay | undefined): string | undefined {
   const gc = loopDelay?.gc;

@@ -4,7 +4,7 @@ import { CpuMeter, RssWatcher } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishArgs, PublishPlan, PublishResult } from '../loadgen/protocol.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, acrossTargetsInRounds, deviceIds, gcNote, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, acrossTargetsInRounds, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
 
 /** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
 const DEVICES = 64;
@@ -218,10 +218,7 @@ export const scenario4: Scenario = {
     const rounds = context.quick ? 1 : ROUNDS;
     const perRound = await acrossTargetsInRounds(context, result, rounds, async (target, round) => {
       const run = await runIngest(context, target, [{ qos: 1, target: 'lat', window: 100 }], { mode: 'paced', ratePerSec: PACED_RATE, durationMs, warmupMs: 1000 });
-      if (process.env.BENCH_VERBOSE && target.name.startsWith('nucleon')) {
-        const text = await target.command<string>('metrics', {});
-        context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
-      }
+      await logIngestCommits(context, target);
       if (run.publish.skipped > 0) result.notes.push(`${target.name}: ${run.publish.skipped} messages skipped by the generator (a device's window was full)`);
       const latency = run.stats.latency;
       const gc = gcNote(target.name, round, run.stats.loopDelay);

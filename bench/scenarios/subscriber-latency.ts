@@ -1,7 +1,7 @@
 import { CpuMeter } from '../lib/proc.js';
 import { metric, type Metric, type ScenarioResult } from '../lib/report.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargetsInRounds, gcNote, roundsNote, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargetsInRounds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
 import { checkSubscriberPath, SUBSCRIBER_PATH_DEVICES as DEVICES, SUBSCRIBER_PATH_PAYLOAD as PAYLOAD, withSubscriberPath } from './subscriber-session.js';
 
 /**
@@ -58,6 +58,7 @@ async function measureCase(context: ScenarioContext, result: ScenarioResult, tar
     const counts = await settle(subscriber, want, 60_000, { quietMs: 3000 });
     const brokerS = brokerCpu.elapsed();
     await checkSubscriberPath(subscriber, target);
+    await logIngestCommits(context, target);
     // After the CPU reading: the percentiles sort every sample in the subscriber's process.
     const latency = (await subscriber.stats()).latency;
     if (latency.negative > 0) throw new Error(`${latency.negative} negative latencies: the clocks of the generator and the subscriber disagree`);
