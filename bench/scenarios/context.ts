@@ -85,16 +85,18 @@ export async function acrossTargetsInRounds(
   options: { variants?: boolean; extra?: Partial<TargetOptions> } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
+  // The brokers acrossTargets measures (the others would show as rounds of blanks).
+  const names = context.targets.map((t) => t.name).filter((name) => options.variants || !VARIANT_NAMES.includes(name));
   for (let round = 0; round < rounds; round++) {
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
     await acrossTargets(context, scratch, (target) => measure(target, round), options);
     for (const note of scratch.notes) result.notes.push(rounds > 1 ? `round ${String(round + 1)}: ${note}` : note);
-    for (const { name } of context.targets) {
+    for (const name of names) {
       const figures = scratch.metrics.map((m) => m.values[name]);
       (perRound[name] ??= []).push(figures);
     }
   }
-  for (const { name } of context.targets) {
+  for (const name of names) {
     const all = perRound[name] ?? [];
     result.metrics.forEach((m, i) => {
       const values = all.map((figures) => figures[i]);
