@@ -18,10 +18,11 @@ import { scenario7 } from './scenarios/ota.js';
 import { scenario8 } from './scenarios/influx.js';
 import { scenario9 } from './scenarios/acl.js';
 import { scenario10 } from './scenarios/subscribers.js';
+import { scenario11 } from './scenarios/subscriber-latency.js';
 import { scenario12 } from './scenarios/workers.js';
 import { MOSQUITTO, mosquittoConfig, mosquittoUnavailable, nucleonUnavailable, STARTERS } from './targets/index.js';
 
-const SCENARIOS: Scenario[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6, scenario7, scenario8, scenario9, scenario10, scenario12];
+const SCENARIOS: Scenario[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6, scenario7, scenario8, scenario9, scenario10, scenario11, scenario12];
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const USAGE = `npm run bench -- [options]

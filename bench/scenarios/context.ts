@@ -1,4 +1,5 @@
 import type { AppStats } from '../lib/app-counter.js';
+import type { LoopDelay } from '../lib/loop-delay.js';
 import { sleep } from '../lib/net.js';
 import type { LoadGenerator } from '../loadgen/pool.js';
 import { VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
@@ -81,19 +82,21 @@ export async function acrossTargetsInRounds(
   result: ScenarioResult,
   rounds: number,
   measure: (target: Target, round: number) => Promise<Figures>,
-  options: { variants?: boolean } = {},
+  options: { variants?: boolean; extra?: Partial<TargetOptions> } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
+  // The brokers acrossTargets measures (the others would show as rounds of blanks).
+  const names = context.targets.map((t) => t.name).filter((name) => options.variants || !VARIANT_NAMES.includes(name));
   for (let round = 0; round < rounds; round++) {
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
     await acrossTargets(context, scratch, (target) => measure(target, round), options);
     for (const note of scratch.notes) result.notes.push(rounds > 1 ? `round ${String(round + 1)}: ${note}` : note);
-    for (const { name } of context.targets) {
+    for (const name of names) {
       const figures = scratch.metrics.map((m) => m.values[name]);
       (perRound[name] ??= []).push(figures);
     }
   }
-  for (const { name } of context.targets) {
+  for (const name of names) {
     const all = perRound[name] ?? [];
     result.metrics.forEach((m, i) => {
       const values = all.map((figures) => figures[i]);
@@ -106,6 +109,36 @@ export async function acrossTargetsInRounds(
     });
   }
   return perRound;
+}
+
+/**
+ * The note under a rounds table: how the medians came about, and one figure
+ * (a p99, say: the metric at `index`) per round and broker, so the spread shows.
+ */
+export function roundsNote(perRound: Partial<Record<TargetName, Figures[]>>, index: number, label: string): string {
+  const rounds = Math.max(0, ...Object.values(perRound).map((figures) => figures.length));
+  const perBroker = Object.entries(perRound)
+    .map(([name, figures]) => `${name} ${figures.map((f) => (typeof f[index] === 'number' ? f[index].toFixed(3) : String(f[index]))).join(' / ')}`)
+    .join('; ');
+  return `Each figure is the median of ${String(rounds)} rounds; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. ${label} per round: ${perBroker}.`;
+}
+
+/**
+ * BENCH_VERBOSE: Nucleon's ingest-log commit and write histograms after a run,
+ * in the log (where a latency tail waits for the disk).
+ */
+export async function logIngestCommits(context: ScenarioContext, target: Target): Promise<void> {
+  if (!process.env.BENCH_VERBOSE || !target.name.startsWith('nucleon')) return;
+  const text = await target.command<string>('metrics', {});
+  context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
+}
+
+/** A Node broker's GC pauses during one measured run, as a note (undefined for Mosquitto, which has no GC). */
+export function gcNote(name: TargetName, round: number, loopDelay: LoopDelay | undefined): string | undefined {
+  const gc = loopDelay?.gc;
+  if (!gc) return undefined;
+  const line = (p: { count: number; totalMs: number; maxMs: number }) => `${p.count} pauses, ${p.totalMs.toFixed(1)} ms in all, longest ${p.maxMs.toFixed(2)} ms`;
+  return `${name} GC during round ${String(round + 1)}: minor ${line(gc.minor)}; major ${line(gc.major)}; other ${line(gc.other)}.`;
 }
 
 export function median(values: readonly number[]): number {

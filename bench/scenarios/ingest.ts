@@ -4,7 +4,7 @@ import { CpuMeter, RssWatcher } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishArgs, PublishPlan, PublishResult } from '../loadgen/protocol.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, acrossTargetsInRounds, deviceIds, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, acrossTargetsInRounds, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
 
 /** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
 export const DEVICES = 64;
@@ -226,26 +226,15 @@ export const scenario4: Scenario = {
     const rounds = context.quick ? 1 : ROUNDS;
     const perRound = await acrossTargetsInRounds(context, result, rounds, async (target, round) => {
       const run = await runIngest(context, target, [{ qos: 1, target: 'lat', window: 100 }], { mode: 'paced', ratePerSec: PACED_RATE, durationMs, warmupMs: 1000 });
-      if (process.env.BENCH_VERBOSE && target.name.startsWith('nucleon')) {
-        const text = await target.command<string>('metrics', {});
-        context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
-      }
+      await logIngestCommits(context, target);
       if (run.publish.skipped > 0) result.notes.push(`${target.name}: ${run.publish.skipped} messages skipped by the generator (a device's window was full)`);
       const latency = run.stats.latency;
-      const gc = run.stats.loopDelay?.gc;
-      if (gc) {
-        const line = (p: { count: number; totalMs: number; maxMs: number }) => `${p.count} pauses, ${p.totalMs.toFixed(1)} ms in all, longest ${p.maxMs.toFixed(2)} ms`;
-        result.notes.push(`${target.name} GC during round ${String(round + 1)}: minor ${line(gc.minor)}; major ${line(gc.major)}; other ${line(gc.other)}.`);
-      }
+      const gc = gcNote(target.name, round, run.stats.loopDelay);
+      if (gc) result.notes.push(gc);
       if (latency.negative > 0) throw new Error(`${latency.negative} negative latencies: the clocks of the generator and the application disagree`);
       return [latency.p50 / 1000, latency.p99 / 1000, latency.max / 1000, run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.disconnected, run.stats.loopDelay?.p99Ms ?? 'n/a', run.stats.loopDelay?.maxMs ?? 'n/a'];
     }, { variants: true });
-    if (rounds > 1) {
-      const p99s = Object.entries(perRound)
-        .map(([name, figures]) => `${name} ${figures.map((f) => (typeof f[1] === 'number' ? f[1].toFixed(3) : String(f[1]))).join(' / ')}`)
-        .join('; ');
-      result.notes.push(`Each figure is the median of ${String(rounds)} rounds; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. p99 per round (ms): ${p99s}.`);
-    }
+    if (rounds > 1) result.notes.push(roundsNote(perRound, 1, 'p99 (ms)'));
     result.notes.push('Latency: the device writes CLOCK_MONOTONIC time into each payload; the application subtracts it on delivery (same clock across processes).');
     return result;
   },

@@ -1,27 +1,18 @@
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { AppStats, StatsOptions } from '../lib/app-counter.js';
-import { RpcChild } from '../lib/ipc.js';
 import { CpuMeter } from '../lib/proc.js';
 import { metric, type Metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishPlan } from '../loadgen/protocol.js';
-import type { SubscriberOptions } from '../servers/subscriber-app.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, deviceIds, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { checkSubscriberPath, SUBSCRIBER_PATH_DEVICES as DEVICES, SUBSCRIBER_PATH_PAYLOAD as PAYLOAD, withSubscriberPath } from './subscriber-session.js';
 
 /**
  * Issue 16: the subscriber path. Devices publish on `<uid>/app/p/data` and a
  * service account subscribed on `+/app/p/#` (QoS 1) receives every message,
- * in a persistent session (CleanSession 0) or a clean one. The subscriber is
- * the same separate MQTT client process for every broker (bench/servers/
- * subscriber-app.ts), so the broker's CPU is metered alone; the baselines run
- * without their own bench application, which would get every message twice.
+ * in a persistent session (CleanSession 0) or a clean one (see
+ * subscriber-session.ts for the subscriber process). Unthrottled; scenario 11
+ * measures the latency of the same path at a paced rate.
  */
-const DEVICES = 64;
-const PAYLOAD = 64;
 const WINDOW = 32;
-const SERVICE = { name: 'bench-sub', password: 'bench-subscriber-password-1234567890' };
-const SUBSCRIBER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'servers', 'subscriber-app.ts');
 
 interface Case {
   qos: 0 | 1;
@@ -62,27 +53,8 @@ function caseMetrics(c: Case): Metric[] {
   ];
 }
 
-/** The MQTT subscriber process, logged in as the service account (Nucleon) or anonymously with the same names (baselines). */
-async function startSubscriber(target: Target, persistent: boolean): Promise<RpcChild & { stats(options?: StatsOptions): Promise<AppStats> }> {
-  const login = `svc:${SERVICE.name}`;
-  const options: SubscriberOptions = { clientId: login, username: login, password: SERVICE.password, clean: !persistent, filter: '+/app/p/#' };
-  const child = new RpcChild(`subscriber-${target.name}`, SUBSCRIBER_SCRIPT, ['127.0.0.1', String(target.port), JSON.stringify(options)]);
-  try {
-    await child.waitFor('ready', 30_000);
-  } catch (error) {
-    await child.stop();
-    throw error;
-  }
-  return Object.assign(child, { stats: (statsOptions: StatsOptions = {}) => child.call<AppStats>('stats', statsOptions) });
-}
-
 async function measureCase(context: ScenarioContext, target: Target, c: Case): Promise<Figures> {
-  if (target.name.startsWith('nucleon')) await target.command('addServiceAccount', SERVICE);
-  const subscriber = await startSubscriber(target, c.persistent);
-  const group = 'subscribers';
-  try {
-    const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('dev', DEVICES), keepalive: 600, concurrency: 16, timeoutMs: 20_000 });
-    if (connected.connected !== DEVICES) throw new Error(`only ${connected.connected} of ${DEVICES} devices connected: ${connected.errors.join('; ')}`);
+  return withSubscriberPath(context, target, c.persistent, async (subscriber, group) => {
     const plans: PublishPlan[] = [{ qos: c.qos, target: 'data', window: WINDOW }];
     const durationMs = context.quick ? 3000 : 10_000;
     // QoS 0 has no acknowledgement to pace it: a fixed count per device bounds it (the time cap still holds).
@@ -109,16 +81,11 @@ async function measureCase(context: ScenarioContext, target: Target, c: Case): P
       const text = await target.command<string>('metrics', {});
       context.log(text.split('\n').filter((line) => /^nucleon_mqtt_(disconnects|overloaded|refused)_total/.test(line)).join('\n'));
     }
-    const closed = (await subscriber.call<{ closedReason?: string }>('stats', { latency: false })).closedReason;
-    if (closed) throw new Error(`the subscriber's connection ended: ${closed}`);
-    if (!target.alive()) throw new Error(`broker died: ${target.exitReason() ?? 'unknown'}`);
+    await checkSubscriberPath(subscriber, target);
     const seconds = (Math.max(counts.lastMs, publish.stopMs) - publish.startMs) / 1000;
     const per = (s: number) => (delivered > 0 ? (s * US_PER_S) / delivered : Number.NaN);
     return [delivered / seconds, per(brokerS), per(subscriberS), per(genS), delivered, want - delivered, publish.disconnects + publish.closedAtStart];
-  } finally {
-    await context.gen.close(group);
-    await subscriber.stop();
-  }
+  });
 }
 
 export const scenario10: Scenario = {
