@@ -66,6 +66,21 @@ const MAX_LOGGED_UNKNOWN_KEYS = 256;
  * has no room, the device's publishes are held in order, unacknowledged, and
  * aedes reads nothing more from its socket: back-pressure, never loss.
  */
+/**
+ * Calls `callback` once `count` steps have settled, with the first error.
+ * Its own scope on purpose: what the log holds until the disk write is done
+ * keeps only this alive, not the message and its event (held through the
+ * sync, they survived young-generation collections).
+ */
+function afterAll(count: number, callback: PublishCallback): (error?: Error | null) => void {
+  let waiting = count;
+  let failure: Error | null = null;
+  return (error) => {
+    if (error && failure === null) failure = error;
+    if (--waiting === 0) callback(failure);
+  };
+}
+
 export class PublishPath {
   private aedes: NucleonAedes | undefined;
   /** client id → message ids of QoS 2 publishes ingested that aedes has not stored yet (see `duplicateQos2`). */
@@ -227,14 +242,9 @@ export class PublishPath {
     const route = this.options.routeDeviceMessages();
     // A will of an earlier run (no client) is deleted from the store once this calls back: it waits for the disk at any QoS.
     const durable = packet.qos > 0 || client === null;
-    let waiting = (route ? 1 : 0) + (durable ? 1 : 0);
-    let failure: Error | null = null;
-    const settle = (error?: Error | null) => {
-      if (error && failure === null) failure = error;
-      if (--waiting === 0) callback(failure);
-    };
+    const settle = afterAll((route ? 1 : 0) + (durable ? 1 : 0), callback);
     return () => {
-      if (!this.options.broker.ingest(event, message, durable ? () => settle() : undefined)) return false;
+      if (!this.options.broker.ingest(event, message, durable ? settle : undefined)) return false;
       if (route) this.routeThenAck(client, packet, settle);
       else if (!durable) callback(null);
       return true;
