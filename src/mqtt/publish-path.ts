@@ -55,32 +55,17 @@ const MAX_LOGGED_UNKNOWN_KEYS = 256;
  * for every will:
  *
  *   authorize (ACL) → decode → append to the ingest log → fan out to the
- *   runners, and route into MQTT when service accounts exist → (durable, for
- *   QoS 1 and 2) → acknowledge
+ *   runners; (durable) → route into MQTT when service accounts exist →
+ *   acknowledge
  *
  * The acknowledgement (aedes' callback, which sends the PUBACK or PUBREC)
- * leaves only once the message is on disk in the ingest log and, when routed,
- * stored for persistent sessions. Routing happens here, before the acknowledgement,
+ * leaves only once the message is in the ingest log and, when routed, stored
+ * for persistent sessions. Routing happens here, before the acknowledgement,
  * never in aedes' own publish step afterwards (NucleonAedes skips client
  * publishes). While the log (or, in "memory" durability, a runner's inbox)
  * has no room, the device's publishes are held in order, unacknowledged, and
  * aedes reads nothing more from its socket: back-pressure, never loss.
  */
-/**
- * Calls `callback` once `count` steps have settled, with the first error.
- * Its own scope on purpose: what the log holds until the disk write is done
- * keeps only this alive, not the message and its event (held through the
- * sync, they survived young-generation collections).
- */
-function afterAll(count: number, callback: PublishCallback): (error?: Error | null) => void {
-  let waiting = count;
-  let failure: Error | null = null;
-  return (error) => {
-    if (error && failure === null) failure = error;
-    if (--waiting === 0) callback(failure);
-  };
-}
-
 export class PublishPath {
   private aedes: NucleonAedes | undefined;
   /** client id → message ids of QoS 2 publishes ingested that aedes has not stored yet (see `duplicateQos2`). */
@@ -221,34 +206,16 @@ export class PublishPath {
 
   private ingest(client: Client, session: Session, packet: PublishPacket, event: DeviceEvent, message: DeviceMessage, callback: PublishCallback): void {
     this.options.metrics.received[message.kind]++;
-    const tryIngest = this.ingestion(client, packet, event, message, callback);
+    const acknowledge = this.acknowledgement(client, packet, callback);
     // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
-    if (session.held === undefined && tryIngest()) return;
-    this.hold(client, session, event, tryIngest, callback);
+    if (session.held === undefined && this.options.broker.ingest(event, message, acknowledge)) return;
+    this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
   }
 
-  /**
-   * One attempt to put the message into the log (false: no room yet). Once it
-   * is in, it is routed into MQTT at once when service accounts may want it,
-   * as the runners get it at append (src/broker/event-broker.ts). aedes' callback
-   * (the PUBACK of QoS 1) waits for the route and, for QoS 1 and 2, for the
-   * disk: what was acknowledged is durable and stored for offline sessions.
-   * A QoS 0 message has no acknowledgement to make durable; its callback
-   * does not wait for the disk, so it is not kept alive through the sync (in
-   * bench scenario 10, ~38,000 QoS 0 messages waited in the heap for it, and
-   * the garbage collector copied them).
-   */
-  private ingestion(client: Client | null, packet: PublishPacket, event: DeviceEvent, message: DeviceMessage, callback: PublishCallback): () => boolean {
-    const route = this.options.routeDeviceMessages();
-    // A will of an earlier run (no client) is deleted from the store once this calls back: it waits for the disk at any QoS.
-    const durable = packet.qos > 0 || client === null;
-    const settle = afterAll((route ? 1 : 0) + (durable ? 1 : 0), callback);
-    return () => {
-      if (!this.options.broker.ingest(event, message, durable ? settle : undefined)) return false;
-      if (route) this.routeThenAck(client, packet, settle);
-      else if (!durable) callback(null);
-      return true;
-    };
+  /** Runs once the message is durable: route it into MQTT when service accounts may want it, then acknowledge. */
+  private acknowledgement(client: Client | null, packet: PublishPacket, callback: PublishCallback): () => void {
+    if (!this.options.routeDeviceMessages()) return () => callback(null);
+    return () => this.routeThenAck(client, packet, callback);
   }
 
   /**
@@ -324,9 +291,9 @@ export class PublishPath {
         return;
       case 'ingest': {
         this.options.metrics.received[outcome.message.kind]++;
-        const ingestOnce = this.ingestion(null, packet, outcome.event, outcome.message, callback);
+        const acknowledge = this.acknowledgement(null, packet, callback);
         const tryIngest = (): void => {
-          if (ingestOnce()) return;
+          if (this.options.broker.ingest(outcome.event, outcome.message, acknowledge)) return;
           // No socket to pause: wait for room. If the broker stops first, the will stays stored for the next start.
           this.options.broker.whenIngestRoom(outcome.event.type).then(tryIngest, (error: unknown) => {
             this.options.logger.warn({ err: error, clientId }, 'a will of an earlier run was not published before the stop; it stays stored');
