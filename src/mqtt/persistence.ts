@@ -130,9 +130,9 @@ const COMPACT_SETTLE_MS = 1000;
 
 /**
  * Writes per combined LevelDB batch before it is written without waiting for
- * the loop turn to end (src/mqtt/write-combiner.ts): 3 per QoS 1 message of
- * a persistent session (aedes/level-outgoing.ts), so a batch carries up to
- * ~1,300 messages.
+ * the loop turn to end (src/mqtt/write-combiner.ts): 2 per QoS 1 message of
+ * a persistent session acknowledged in time (aedes/level-outgoing.ts), so a
+ * batch carries up to ~2,000 messages.
  */
 const MAX_BATCH_OPS = 4096;
 

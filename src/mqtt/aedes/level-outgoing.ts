@@ -36,6 +36,7 @@ import { createRequire } from 'node:module';
 import type { Client, PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import type { PersistenceDb } from './persistence-db.js';
+import { levelQueueKey } from './queue-layout.js';
 import { installedVersion } from './versions.js';
 
 /** What the library stores: aedes-packet's Packet (its own copy of it), plus the packet id once sent. */
@@ -58,16 +59,8 @@ function libraryModules(): LibraryModules {
   }
 }
 
-/** The library's zero-padded counter and packet id (keys sort in queue order). */
-const pad = (n: number | undefined): string => String(n).padStart(16, '0');
-
-/** The library's key of one queued message. */
-export function levelOutgoingKey(clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): string {
-  return `outgoing:${encodeURIComponent(clientId)}:${String(brokerId)}:${pad(brokerCounter)}`;
-}
-
 /** The library's index by packet id, which this module keeps in memory instead. */
-export const LEVEL_OUTGOING_ID_RANGE = { gte: 'outgoing-id:', lt: 'outgoing-id;' } as const;
+const LEVEL_OUTGOING_ID_RANGE = { gte: 'outgoing-id:', lt: 'outgoing-id;' } as const;
 
 interface Sent {
   key: string;
@@ -109,14 +102,14 @@ export class LevelOutgoing {
 
   async enqueue(clientId: string, packet: PublishPacket): Promise<void> {
     const stored = new this.modules.Packet(packet);
-    await this.db.put(levelOutgoingKey(clientId, stored.brokerId, stored.brokerCounter), this.encode(stored));
+    await this.db.put(levelQueueKey(clientId, stored.brokerId, stored.brokerCounter), this.encode(stored));
   }
 
   /** aedes is about to send `packet` to `client` with its packet id (or a PUBREL in its place). */
   async update(client: Client, packet: StoredPacket): Promise<void> {
     let key: string;
     if (packet.brokerId) {
-      key = levelOutgoingKey(client.id, packet.brokerId, packet.brokerCounter);
+      key = levelQueueKey(client.id, packet.brokerId, packet.brokerCounter);
     } else {
       // A PUBREL carries only the packet id of the message it follows.
       const previous = this.sentOf(client).get(packet.messageId ?? 0);
@@ -155,7 +148,7 @@ export class LevelOutgoing {
     const sent = ofClient.get(messageId);
     let found: Sent | undefined;
     if (packet.brokerId) {
-      const key = levelOutgoingKey(client.id, packet.brokerId, packet.brokerCounter);
+      const key = levelQueueKey(client.id, packet.brokerId, packet.brokerCounter);
       if (sent?.key === key) ofClient.delete(messageId);
       found = { key, packet };
     } else if (sent) {

@@ -3,7 +3,8 @@
  * a client's queued messages straight from the store, by the key layout of
  * aedes-persistence-level (`outgoing:<encoded id>:<broker>:<counter>`) and
  * aedes-persistence-redis (a list `outgoing:<encoded id>`): their APIs have
- * no count. `checkQueueLayout` runs in the stores' setup (inside
+ * no count. The embedded store's outgoing path (level-outgoing.ts) writes and
+ * deletes queued messages by the same layout. `checkQueueLayout` runs in the stores' setup (inside
  * aedes.listen(), before any listener opens): it queues one message for a
  * probe client through the library's own API, counts it the Nucleon way and
  * removes it, and fails the start with DependencyMismatchError when the
@@ -14,10 +15,20 @@ import type { PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { installedVersion } from './versions.js';
 
+/** aedes-persistence-level: the key prefix of one client's queued messages. */
+function levelQueuePrefix(clientId: string): string {
+  return `outgoing:${encodeURIComponent(clientId)}:`;
+}
+
 /** aedes-persistence-level: the key range of one client's queued messages. */
 export function levelQueueRange(clientId: string): { gte: string; lt: string } {
-  const prefix = `outgoing:${encodeURIComponent(clientId)}:`;
+  const prefix = levelQueuePrefix(clientId);
   return { gte: prefix, lt: `${prefix.slice(0, -1)};` };
+}
+
+/** aedes-persistence-level: the key of one queued message (its counter zero-padded, so keys sort in queue order). */
+export function levelQueueKey(clientId: string, brokerId: string | undefined, brokerCounter: number | undefined): string {
+  return `${levelQueuePrefix(clientId)}${String(brokerId)}:${String(brokerCounter).padStart(16, '0')}`;
 }
 
 /** aedes-persistence-redis: the list of one client's queued messages. */
