@@ -1,4 +1,5 @@
 import type { Telemetry } from '../events.js';
+import { numericFields } from '../protocol/numeric-fields.js';
 
 /** The bounds of the embedded recent telemetry store (README "Device history"). */
 export interface TelemetryRingBounds {
@@ -104,18 +105,6 @@ interface DeviceSeries {
   lastAt: number;
   /** Reported since it was last passed over for eviction (second chance). */
   again: boolean;
-}
-
-/** The numeric fields of a telemetry message: the Pyrinas ones and configured int/float fields. */
-export function numericFields(telemetry: Telemetry): Array<[string, number]> {
-  const fields: Array<[string, number]> = [];
-  if (typeof telemetry.rsrp === 'number') fields.push(['rsrp', telemetry.rsrp]);
-  if (typeof telemetry.rssi_hub === 'number') fields.push(['rssi_hub', telemetry.rssi_hub]);
-  if (typeof telemetry.rssi_client === 'number') fields.push(['rssi_client', telemetry.rssi_client]);
-  for (const [name, extra] of Object.entries(telemetry.extra ?? {})) {
-    if ((extra.type === 'int' || extra.type === 'float') && Number.isFinite(extra.value)) fields.push([name, extra.value]);
-  }
-  return fields;
 }
 
 /**

@@ -1,6 +1,7 @@
 // The device page's telemetry: per numeric field, [ms, value] points of the
 // last hour, first from devices.detail, then appended from the live
 // 'telemetry' events. Pure (no DOM): test/unit/console-telemetry.test.ts.
+import { numericFields } from '../../src/protocol/numeric-fields.js';
 import type { Telemetry } from './api/types.js';
 
 export const WINDOW_MS = 60 * 60 * 1000;
@@ -10,18 +11,6 @@ export const MAX_POINTS = 3600;
 export const MAX_FIELDS = 16;
 
 export type FieldSeries = Record<string, Array<[number, number]>>;
-
-/** The numeric fields of one telemetry message, as the server keeps them (src/admin/telemetry-rings.ts numericFields). */
-export function numericFields(telemetry: Telemetry): Array<[string, number]> {
-  const fields: Array<[string, number]> = [];
-  if (typeof telemetry.rsrp === 'number') fields.push(['rsrp', telemetry.rsrp]);
-  if (typeof telemetry.rssi_hub === 'number') fields.push(['rssi_hub', telemetry.rssi_hub]);
-  if (typeof telemetry.rssi_client === 'number') fields.push(['rssi_client', telemetry.rssi_client]);
-  for (const [name, extra] of Object.entries(telemetry.extra ?? {})) {
-    if ((extra.type === 'int' || extra.type === 'float') && Number.isFinite(extra.value)) fields.push([name, extra.value]);
-  }
-  return fields;
-}
 
 /** A new series object with the message's fields appended and points older than the window (or past the bound) dropped. */
 export function appendTelemetry(series: FieldSeries, at: number, telemetry: Telemetry): FieldSeries {
