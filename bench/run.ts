@@ -85,6 +85,7 @@ async function main(): Promise<number> {
       'nucleon-memory': nucleonUnavailable(),
       aedes: undefined,
       mosquitto: mosquittoUnavailable(),
+      'node-tls': undefined,
     };
     const previous = new Map<number, ScenarioResult>();
     const context: ScenarioContext = {

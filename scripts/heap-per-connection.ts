@@ -6,8 +6,10 @@
 // For each target, in a fresh server process of its own (so one target's
 // code, caches and garbage never count for another, and bare aedes runs
 // without Nucleon's patches to its dependencies):
-// - tls: a bare `tls.createServer` with the same certificate that holds its
-//   sockets and reads nothing: Node's own TLS cost;
+// - tls: a bare `tls.createServer` with the same certificate that reads each
+//   device's CONNECT (paused mode, as aedes reads), answers CONNACK and holds
+//   the socket: Node's own TLS cost of an idle MQTT connection (bench
+//   scenario 5's Node TLS baseline, bench/servers/tls-server.ts, does the same);
 // - aedes: aedes (the version Nucleon embeds) in memory over TLS, as the bench
 //   baseline runs it;
 // - nucleon: createNucleon in-process (embedded store in a temp dir,
@@ -135,10 +137,17 @@ async function startTarget(name: TargetName, certsDir: string, workDir: string):
       sockets.delete(this);
     }
     function ignore(): void {}
+    // The one exchange every MQTT server has with an idle device: read its CONNECT (paused mode, as aedes reads), answer CONNACK.
+    const CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x00]);
+    function answer(this: Socket): void {
+      this.read();
+      this.write(CONNACK);
+    }
     const server = tls.createServer({ cert, key, minVersion: 'TLSv1.2' }, (socket) => {
       socket.setNoDelay(true);
       socket.on('error', ignore);
       socket.on('close', forget);
+      socket.once('readable', answer);
       sockets.add(socket);
     });
     const port = await listen(server);
@@ -234,16 +243,15 @@ async function serve(name: TargetName, certsDir: string, snapshotDir: string | u
   const workDir = await mkdtemp(path.join(tmpdir(), `heap-per-connection-${name}-`));
   const target = await startTarget(name, certsDir, workDir);
   const clients = new Clients();
-  const mqtt = name !== 'tls';
   try {
-    const warm = await clients.open(target.port, WARM_UP, mqtt, 'warm');
+    const warm = await clients.open(target.port, WARM_UP, true, 'warm');
     if (warm.opened !== WARM_UP) throw new Error(`${name}: warm-up opened ${warm.opened} of ${WARM_UP}`);
     await waitUntil(() => target.connections() === WARM_UP, `${name} to hold the warm-up connections`, 30_000);
     await clients.close();
     await waitUntil(() => target.connections() === 0, `${name} to let the warm-up connections go`, 30_000);
     const before = await measure();
     const snapshotBefore = snapshotDir ? writeHeapSnapshot(path.join(snapshotDir, `${name}-0.heapsnapshot`)) : undefined;
-    const opened = await clients.open(target.port, count, mqtt, 'dev');
+    const opened = await clients.open(target.port, count, true, 'dev');
     await waitUntil(() => target.connections() === opened.opened, `${name} to hold ${opened.opened} connections`, 60_000);
     const after = await measure();
     const snapshotAfter = snapshotDir ? writeHeapSnapshot(path.join(snapshotDir, `${name}-${count}.heapsnapshot`)) : undefined;

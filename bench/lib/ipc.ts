@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { writeHeapSnapshot } from 'node:v8';
 
 /**
  * Request/response over a forked child's IPC channel. The orchestrator drives
@@ -234,4 +235,19 @@ export function serveRpc(handlers: Record<string, Handler>, onShutdown: () => Pr
 
 export function notify(event: string, data?: unknown): void {
   if (process.send) process.send({ event, data } satisfies RpcNotice);
+}
+
+/**
+ * The memory commands of a Node broker process: a full GC (when run with
+ * --expose-gc), its memory usage, and a heap snapshot written to `path`.
+ */
+export function memoryHandlers(): Record<'gc' | 'memory' | 'heapSnapshot', Handler> {
+  return {
+    gc: () => {
+      if (typeof global.gc === 'function') global.gc();
+      return typeof global.gc === 'function';
+    },
+    memory: () => process.memoryUsage(),
+    heapSnapshot: (args: { path: string }) => writeHeapSnapshot(args.path),
+  };
 }

@@ -1,7 +1,7 @@
 import type { MachineDescription } from './machine.js';
 
 /** The brokers a scenario runs against, in table column order. */
-export const TARGET_NAMES = ['nucleon', 'nucleon-write', 'nucleon-memory', 'aedes', 'mosquitto'] as const;
+export const TARGET_NAMES = ['nucleon', 'nucleon-write', 'nucleon-memory', 'aedes', 'mosquitto', 'node-tls'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 /**
@@ -11,12 +11,20 @@ export type TargetName = (typeof TARGET_NAMES)[number];
  */
 export const VARIANT_NAMES: readonly TargetName[] = ['nucleon-write', 'nucleon-memory'];
 
+/**
+ * Baselines a scenario asks for by name (`only`), never run otherwise and
+ * shown as columns only where they have figures: Node's TLS with no broker
+ * (scenario 5's floor for memory per connection).
+ */
+export const ON_REQUEST_NAMES: readonly TargetName[] = ['node-tls'];
+
 export const TARGET_LABELS: Record<TargetName, string> = {
   nucleon: 'Nucleon',
   'nucleon-write': 'Nucleon (write)',
   'nucleon-memory': 'Nucleon (memory)',
   aedes: 'aedes (bare)',
   mosquitto: 'Mosquitto',
+  'node-tls': 'Node TLS (no broker)',
 };
 
 /** What the issue asks of Nucleon for one metric. */
@@ -94,9 +102,9 @@ export function goalVerdict(m: Metric): string {
   }
 }
 
-/** The columns of a result: every broker, the durability variants only where they were run. */
+/** The columns of a result: every broker, the durability variants and on-request baselines only where they were run. */
 function columns(result: ScenarioResult): TargetName[] {
-  return TARGET_NAMES.filter((t) => !VARIANT_NAMES.includes(t) || result.metrics.some((m) => m.values[t] !== undefined));
+  return TARGET_NAMES.filter((t) => (!VARIANT_NAMES.includes(t) && !ON_REQUEST_NAMES.includes(t)) || result.metrics.some((m) => m.values[t] !== undefined));
 }
 
 /** Ratio columns: Nucleon/aedes, and each Nucleon column against Mosquitto. */

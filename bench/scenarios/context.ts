@@ -2,7 +2,7 @@ import type { AppStats } from '../lib/app-counter.js';
 import type { LoopDelay } from '../lib/loop-delay.js';
 import { sleep } from '../lib/net.js';
 import type { LoadGenerator } from '../loadgen/pool.js';
-import { VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
+import { ON_REQUEST_NAMES, VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
 import type { Target, TargetOptions } from '../targets/index.js';
 
 /** What every scenario gets from the harness. */
@@ -40,6 +40,7 @@ export async function acrossTargets(
   for (const { name, unavailable } of context.targets) {
     if (options.only && !options.only.includes(name)) continue;
     if (!options.variants && VARIANT_NAMES.includes(name)) continue;
+    if (ON_REQUEST_NAMES.includes(name) && !options.only?.includes(name)) continue;
     if (unavailable) {
       setAll(result.metrics, name, 'not run');
       result.notes.push(`${name} not run: ${unavailable}`);
@@ -86,7 +87,7 @@ export async function acrossTargetsInRounds(
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
   // The brokers acrossTargets measures (the others would show as rounds of blanks).
-  const names = context.targets.map((t) => t.name).filter((name) => options.variants || !VARIANT_NAMES.includes(name));
+  const names = context.targets.map((t) => t.name).filter((name) => (options.variants || !VARIANT_NAMES.includes(name)) && !ON_REQUEST_NAMES.includes(name));
   for (let round = 0; round < rounds; round++) {
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
     await acrossTargets(context, scratch, (target) => measure(target, round), options);

@@ -18,6 +18,9 @@ export const scenario5: Scenario = {
         metric('load generator CPU per connect', 'µs', 0),
         metric('RSS per idle connection', 'KB', 1, { kind: 'max', limit: 20 }),
         metric('broker RSS with all connected', 'MB', 1),
+        metric('JS heap per idle connection', 'KB', 2),
+        metric('JS heap per connection beyond Node TLS alone', 'KB', 2, { kind: 'max', limit: 2 }),
+        metric('RSS per connection beyond Node TLS alone', 'KB', 1),
       ],
       notes: [],
     };
@@ -26,6 +29,9 @@ export const scenario5: Scenario = {
       await target.gc();
       await sleep(500);
       const rssBefore = memoryUsage(target.brokerPid).rss;
+      // The JS heap of the Node processes (Mosquitto has none).
+      const heapUsed = async () => (target.name === 'mosquitto' ? undefined : (await target.command<NodeJS.MemoryUsage>('memory', {})).heapUsed);
+      const heapBefore = await heapUsed();
       const brokerCpu = new CpuMeter([target.brokerPid]);
       const genCpu = new CpuMeter(context.gen.pids);
       try {
@@ -38,12 +44,27 @@ export const scenario5: Scenario = {
         await target.gc();
         await sleep(500);
         const rssAfter = memoryUsage(target.brokerPid).rss;
+        const heapAfter = await heapUsed();
         const n = connected.connected;
-        return [n, n / (connected.elapsedMs / 1000), (brokerS * US_PER_S) / n, (genS * US_PER_S) / n, (rssAfter - rssBefore) / 1024 / n, rssAfter / 2 ** 20];
+        const heapPerConnection = heapBefore === undefined || heapAfter === undefined ? undefined : (heapAfter - heapBefore) / 1024 / n;
+        return [n, n / (connected.elapsedMs / 1000), (brokerS * US_PER_S) / n, (genS * US_PER_S) / n, (rssAfter - rssBefore) / 1024 / n, rssAfter / 2 ** 20, heapPerConnection];
       } finally {
         await context.gen.close(group);
       }
-    });
+    }, { only: ['nucleon', 'aedes', 'mosquitto', 'node-tls'] });
+    // What a broker adds to each connection beyond Node's own TLS, measured in the same run.
+    const [rss, heap, heapBeyond, rssBeyond] = [4, 6, 7, 8].map((i) => result.metrics[i]);
+    for (const name of ['nucleon', 'aedes'] as const) {
+      const floorHeap = heap?.values['node-tls'];
+      const floorRss = rss?.values['node-tls'];
+      const ownHeap = heap?.values[name];
+      const ownRss = rss?.values[name];
+      if (heapBeyond && typeof ownHeap === 'number' && typeof floorHeap === 'number') heapBeyond.values[name] = ownHeap - floorHeap;
+      if (rssBeyond && typeof ownRss === 'number' && typeof floorRss === 'number') rssBeyond.values[name] = ownRss - floorRss;
+    }
+    result.notes.push(
+      "Node TLS (no broker) is bench/servers/tls-server.ts: a tls.createServer with the brokers' certificate that answers each CONNECT with a CONNACK and holds the socket. JS heap = heapUsed after − before (full GCs), per connection; \"beyond Node TLS alone\" subtracts its figure, i.e. the broker's own JavaScript per idle device (issue 16's target: under 2 KB).",
+    );
     result.notes.push('RSS per connection = (broker RSS after all connected − before) / connected, each read after a full GC in the Node brokers (--expose-gc). Keepalive 600 s; 50 handshakes in flight per generator worker.');
     return result;
   },

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { Aedes, type AedesPublishPacket } from 'aedes';
 import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
-import { notify, serveRpc } from '../lib/ipc.js';
+import { memoryHandlers, notify, serveRpc } from '../lib/ipc.js';
 import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
 const [port, certPath, keyPath, appMode = 'app'] = process.argv.slice(2);
@@ -70,10 +70,7 @@ serveRpc(
       loopDelay.reset();
     },
     respond: (args: RespondArgs) => respond(args),
-    gc: () => {
-      if (typeof global.gc === 'function') global.gc();
-      return typeof global.gc === 'function';
-    },
+    ...memoryHandlers(),
   },
   async () => {
     // Closing the broker first ends the client connections the server would otherwise wait for.

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EventOf, EventRunner as EventRunnerType, Nucleon } from '../../src/index.js';
 import { AppCounter, mergeStats, responsePayload, type AppStats, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
-import { notify, RpcCaller, serveRpc } from '../lib/ipc.js';
+import { memoryHandlers, notify, RpcCaller, serveRpc } from '../lib/ipc.js';
 import { LoopDelayMonitor } from '../lib/loop-delay.js';
 
 type NucleonModule = typeof import('../../src/index.js');
@@ -107,10 +107,7 @@ async function runSingleProcess(): Promise<void> {
         await devicesModule.serviceCredentials(nucleon.store).add(args.name, args.password);
         return { name: args.name };
       },
-      gc: () => {
-        if (typeof global.gc === 'function') global.gc();
-        return typeof global.gc === 'function';
-      },
+      ...memoryHandlers(),
     },
     () => nucleon.stop(),
   );

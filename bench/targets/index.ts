@@ -157,6 +157,16 @@ export async function startAedes(options: TargetOptions): Promise<Target> {
   return inProcessTarget('aedes', server, port);
 }
 
+/** Scenario 5's baseline for Node's own TLS: a TLS server that answers CONNECT and holds the socket, no broker. */
+export async function startBareTls(options: TargetOptions): Promise<Target> {
+  const port = await freePort();
+  const server = new RpcChild('node-tls', path.join(servers, 'tls-server.ts'), [String(port), options.certs.serverCert, options.certs.serverKey], {
+    nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])],
+  });
+  await server.waitFor('ready', 60_000);
+  return inProcessTarget('node-tls', server, port);
+}
+
 /** The generated Mosquitto config: TLS listener, anonymous, no persistence, queues large enough not to drop. */
 export function mosquittoConfig(port: number, certs: BenchCerts): string {
   return [
@@ -245,4 +255,5 @@ export const STARTERS: Record<TargetName, (options: TargetOptions) => Promise<Ta
   'nucleon-memory': (options) => startNucleon({ ...options, durability: 'memory' }),
   aedes: startAedes,
   mosquitto: startMosquitto,
+  'node-tls': startBareTls,
 };
