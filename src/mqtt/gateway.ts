@@ -46,8 +46,6 @@ export class Gateway {
   private readonly path: PublishPath;
   /** Keepalive of each CONNECT, from preConnect until authenticate decides. */
   private readonly keepalives = new WeakMap<Client, number>();
-  /** Each device connection's goodbye to presence, from its 'client' event until it disconnects. */
-  private readonly presenceGoodbyes = new WeakMap<Client, () => void>();
   /** Connected service-account clients, to close a removed account's sessions. */
   private readonly serviceClients = new Set<Client>();
   /** Set by attach(): its map of connected clients finds a device's session (client id = uid) for revoke and kick. */
@@ -289,7 +287,7 @@ export class Gateway {
     if (this.closeIfRevoked(client)) return;
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
     // Presence first, so a runner handling DeviceConnected finds the device online.
-    this.presenceGoodbyes.set(client, this.options.presence.connected(connection));
+    session.presenceGoodbye = this.options.presence.connected(connection);
     const certificate = session.method === 'certificate' ? certificateIdentity(tlsSocketOf(client)) : undefined;
     this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean, ...(certificate ? { certificate } : {}) });
   };
@@ -310,11 +308,11 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    const goodbye = this.presenceGoodbyes.get(client);
+    const goodbye = session.presenceGoodbye;
     // Closed in onClientReady (revoked meanwhile): it was never announced.
     if (!goodbye) return;
+    session.presenceGoodbye = undefined;
     goodbye();
-    this.presenceGoodbyes.delete(client);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };
 

@@ -260,11 +260,15 @@ export class MqttRunner implements Runner {
     });
     state.registered = true;
 
+    // One counter for every client (not a closure per connection: it would stay for the connection's life).
+    const countDelivery = () => {
+      metrics.publishesOut++;
+    };
     const handle = (stream: Duplex, request?: IncomingMessage) => {
       // One TLS record and one syscall per connection per loop turn, not per packet (src/mqtt/aedes/write-coalescing.ts).
       coalesceWrites(stream);
       // Before the client can subscribe: its deliveries get the highest QoS granted (src/mqtt/aedes/deliveries.ts).
-      grantHighestQos(aedes.handle(stream, request), () => metrics.publishesOut++);
+      grantHighestQos(aedes.handle(stream, request), countDelivery);
     };
     state.handle = handle;
     state.sys = new SysTopics(

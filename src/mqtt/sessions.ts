@@ -35,6 +35,8 @@ export class Session {
   disconnectReason: string | undefined;
   /** The metric label of `disconnectReason`: bounded, so slow consumers and oversized packets are counted apart. */
   disconnectLabel: string | undefined;
+  /** A device's goodbye to presence, from its 'clientReady' until it disconnects (a field here, not a map keyed by client). */
+  presenceGoodbye: (() => void) | undefined;
 
   constructor(
     readonly principal: Principal,

@@ -20,8 +20,12 @@ export interface Closed {
  * that was taken over never takes its successor offline.
  */
 export class ConnectionBook {
-  /** Per device, its open connections, oldest first; almost always one. Emptied lists are removed. */
-  private readonly byUid = new Map<string, PresenceEntry[]>();
+  /**
+   * Per device, its open connections: the entry itself when there is one (the
+   * usual case: no array per device), oldest first in an array while a
+   * takeover briefly holds two or more. Devices with none are removed.
+   */
+  private readonly byUid = new Map<string, PresenceEntry | PresenceEntry[]>();
   private open = 0;
 
   /** Connections open now. */
@@ -36,35 +40,49 @@ export class ConnectionBook {
 
   /** The newest open connection of a device. */
   current(uid: string): PresenceEntry | undefined {
-    return this.byUid.get(uid)?.at(-1);
+    return newest(this.byUid.get(uid));
   }
 
   *currents(): IterableIterator<PresenceEntry> {
-    for (const list of this.byUid.values()) {
-      const newest = list.at(-1);
-      if (newest) yield newest;
+    for (const open of this.byUid.values()) {
+      const entry = newest(open);
+      if (entry) yield entry;
     }
   }
 
   /** Adds a connection, which now stands for its device; returns the entry that did before. */
   add(entry: PresenceEntry): PresenceEntry | undefined {
-    const list = this.byUid.get(entry.uid);
-    const before = list?.at(-1);
-    if (list) list.push(entry);
-    else this.byUid.set(entry.uid, [entry]);
+    const open = this.byUid.get(entry.uid);
+    const before = newest(open);
+    if (open === undefined) this.byUid.set(entry.uid, entry);
+    else if (Array.isArray(open)) open.push(entry);
+    else this.byUid.set(entry.uid, [open, entry]);
     this.open++;
     return before;
   }
 
   /** Removes a connection; undefined when it was not open (closed twice). */
   remove(entry: PresenceEntry): Closed | undefined {
-    const list = this.byUid.get(entry.uid);
-    const index = list ? list.indexOf(entry) : -1;
-    if (!list || index < 0) return undefined;
-    const before = list.at(-1) ?? entry;
-    list.splice(index, 1);
-    if (list.length === 0) this.byUid.delete(entry.uid);
+    const open = this.byUid.get(entry.uid);
+    if (open === undefined) return undefined;
+    const before = newest(open) ?? entry;
+    if (!Array.isArray(open)) {
+      if (open !== entry) return undefined;
+      this.byUid.delete(entry.uid);
+      this.open--;
+      return { before, after: undefined };
+    }
+    const index = open.indexOf(entry);
+    if (index < 0) return undefined;
+    open.splice(index, 1);
+    // Back to the single form once one is left.
+    if (open.length === 1 && open[0]) this.byUid.set(entry.uid, open[0]);
+    else if (open.length === 0) this.byUid.delete(entry.uid);
     this.open--;
-    return { before, after: list.at(-1) };
+    return { before, after: newest(this.byUid.get(entry.uid)) };
   }
+}
+
+function newest(open: PresenceEntry | PresenceEntry[] | undefined): PresenceEntry | undefined {
+  return Array.isArray(open) ? open.at(-1) : open;
 }

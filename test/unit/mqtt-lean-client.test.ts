@@ -2,12 +2,12 @@
 // constructor behave as aedes' own (a socket that closes, ends or fails
 // closes its client), and the parser keeps shared settings, not its CONNECT.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import type { Client } from 'aedes';
-import { installAedesContacts, NucleonAedes } from '../../src/mqtt/aedes/index.js';
+import type { NucleonAedes } from '../../src/mqtt/aedes/index.js';
+import { aedesOverTcp } from '../helpers/aedes-over-tcp.js';
 import { waitFor } from '../helpers/index.js';
 import { RawMqtt } from '../helpers/mqtt.js';
 
@@ -21,20 +21,8 @@ interface Slimmed {
   _parser: { settings: object; _states: readonly string[]; _events: object };
 }
 
-async function broker(t: TestContext): Promise<{ aedes: NucleonAedes; server: Server; port: number; clients: Slimmed[] }> {
-  const aedes = new NucleonAedes({ maxRouting: 10, maxRoutingWaiting: 10, onRoutingRefused: () => undefined });
-  await aedes.listen();
-  installAedesContacts(aedes, { maxSendBufferBytes: 1 << 20, maxPacketSize: 1 << 16 });
-  const clients: Slimmed[] = [];
-  const server = createServer((socket) => clients.push(aedes.handle(socket) as unknown as Slimmed));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(async () => {
-    await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  const address = server.address();
-  return { aedes, server, port: typeof address === 'object' && address ? address.port : 0, clients };
+function broker(t: TestContext): Promise<{ aedes: NucleonAedes; port: number; clients: Slimmed[] }> {
+  return aedesOverTcp<Slimmed>(t);
 }
 
 async function connected(t: TestContext, port: number, clientId: string): Promise<RawMqtt> {
@@ -95,4 +83,30 @@ test('a stream that is not a socket keeps aedes\' own stream.finished() watch', 
   assert.ok(stream.listenerCount('finish') > 0);
   stream.destroy();
   await waitFor(() => client.closed, 'the client to close with its stream');
+});
+
+test("a client's QoS 2 set is made on first use and QoS 2 runs through it; its pending drains are one shared empty list", async (t) => {
+  const { port, clients } = await broker(t);
+  const device = await connected(t, port, 'dev-q2');
+  const client = clients[0] as unknown as Slimmed & { _inboundInflight: Set<number>; _pendingDrains: unknown[] };
+  assert.equal(Object.hasOwn(client, '_inboundInflight'), false, 'no Set while the device sends no QoS 2');
+  assert.ok(Object.isFrozen(client._pendingDrains) && client._pendingDrains.length === 0);
+  assert.equal(client._pendingDrains, (clients[0] as unknown as { _pendingDrains: unknown[] })._pendingDrains);
+  device.send({ cmd: 'publish', topic: 'dev-q2/app/p/x', payload: Buffer.from('once'), qos: 2, messageId: 7, retain: false, dup: false });
+  assert.equal((await device.next('pubrec')).messageId, 7);
+  assert.ok(Object.hasOwn(client, '_inboundInflight'), 'its own Set once a QoS 2 PUBLISH arrived');
+  assert.deepEqual([...client._inboundInflight], [7]);
+  // The same message again before PUBREL (a device resending with DUP): not delivered twice.
+  device.send({ cmd: 'publish', topic: 'dev-q2/app/p/x', payload: Buffer.from('once'), qos: 2, messageId: 7, retain: false, dup: true });
+  assert.equal((await device.next('pubrec')).messageId, 7);
+  device.send({ cmd: 'pubrel', messageId: 7 });
+  assert.equal((await device.next('pubcomp')).messageId, 7);
+  await waitFor(() => client._inboundInflight.size === 0, 'the PUBREL to release message 7');
+  // A second QoS 2 message takes the same Set, and leaves it empty again.
+  device.send({ cmd: 'publish', topic: 'dev-q2/app/p/x', payload: Buffer.from('again'), qos: 2, messageId: 8, retain: false, dup: false });
+  assert.equal((await device.next('pubrec')).messageId, 8);
+  assert.deepEqual([...client._inboundInflight], [8]);
+  device.send({ cmd: 'pubrel', messageId: 8 });
+  assert.equal((await device.next('pubcomp')).messageId, 8);
+  await waitFor(() => client._inboundInflight.size === 0, 'the PUBREL to release message 8');
 });

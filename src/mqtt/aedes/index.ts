@@ -14,6 +14,7 @@ import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { dependencyPatches } from './patches/index.js';
 import { probeClient } from './probe.js';
+import { checkKeepalive, wheelKeepalives } from './keepalive-wheel.js';
 import { leanClients } from './lean-client.js';
 import { limitSlowConsumers } from './slow-consumers.js';
 import { enforceStrictPackets } from './strict-packets.js';
@@ -48,12 +49,13 @@ export const CONTACTS = [
   { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },
   { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
-  { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close and conn.client" },
+  { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close, conn.client and _inboundInflight" },
+  { file: 'keepalive-wheel.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _keepaliveTimer: refreshed per packet, cleared in close(), and the 'clientReady' event" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
   { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
   { file: 'patches/quiet-debug.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "its debug loggers, created when it loads" },
-  { file: 'patches/lean-parser.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._resetState, _parseConnect and the settings fields it reads' },
+  { file: 'patches/lean-parser.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._resetState, _parseConnect and the settings fields it reads, _newPacket, _parseHeader and parse()' },
   { file: 'patches/fast-buffer-list.ts', dependency: 'bl', verifiedWith: '6.1.6', what: 'BufferList readUInt8/16BE/32BE and _bufs' },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the outgoing queue key layout' },
   { file: 'persistence-db.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the database methods it calls (get, put, del, batch, clear, values, close) with Buffer values' },
@@ -79,17 +81,20 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
     checkDeliveries(probe);
     checkWriteCoalescing(probe, stream);
     leanClients(aedes, probe);
+    checkKeepalive(probe);
   });
+  wheelKeepalives(aedes);
   return warnings;
 }
 
 function checkPerformancePatches(): string[] {
-  const { quietDebug, fastBufferList, leanParser, leanConnect } = dependencyPatches;
+  const { quietDebug, fastBufferList, leanParser, leanConnect, idlePacket } = dependencyPatches;
   const warnings: string[] = [];
   if (quietDebug === 'mqtt-packet-already-loaded') warnings.push('mqtt-packet was loaded before Nucleon: its disabled debug loggers still cost CPU (import Nucleon first)');
   else if (quietDebug !== 'installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `quiet-debug: ${quietDebug}`);
   if (leanParser !== 'installed' && leanParser !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser: ${leanParser}`);
   if (leanConnect !== 'installed' && leanConnect !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser (CONNECT settings): ${leanConnect}`);
+  if (idlePacket !== 'installed' && idlePacket !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser (idle packet): ${idlePacket}`);
   if (fastBufferList !== 'installed') throw new DependencyMismatchError('bl', installedVersion('bl'), `fast-buffer-list: ${fastBufferList}`);
   return warnings;
 }

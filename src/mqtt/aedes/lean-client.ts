@@ -32,11 +32,19 @@
  *   listener goes last in its copy: V8 keeps a table in fast mode when the
  *   property deleted is the last one added, and that listener is removed at
  *   CONNACK (the order of event names is nothing aedes or Node relies on).
+ * - Each client gets a Set of the QoS 2 messages it sent that await PUBREL
+ *   (`_inboundInflight`, 172 B empty), which most devices never use. An
+ *   accessor on Client.prototype takes the constructor's empty Set and drops
+ *   it; the client's own Set is made the first time aedes reads the field
+ *   (a QoS 2 PUBLISH or a PUBREL), and is an ordinary field from then on.
+ * - Its empty `_pendingDrains` array becomes a shared frozen one while
+ *   slow-consumers.ts's waitForDrain (which never adds to it) is installed.
  */
 import type { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
+import { sharePendingDrains } from './slow-consumers.js';
 import { installedVersion } from './versions.js';
 
 /** The parts of aedes 1.x's Client this contact reads and replaces. */
@@ -97,6 +105,7 @@ function fastTable<T extends object>(from: T, last?: string): T {
 }
 
 function slim(client: ClientInternals): void {
+  sharePendingDrains(client);
   client.subscriptions = table();
   client.duplicates = table();
   client._events = fastTable(client._events, 'connected');
@@ -112,6 +121,33 @@ function slim(client: ClientInternals): void {
     replaceLastBound(conn, 'end', 'bound close', closeClientOfSocket);
     replaceLastBound(conn, 'error', 'bound emit', emitErrorOnClient);
   }
+}
+
+/** Makes `client._inboundInflight` an own field holding `value`, as aedes' constructor would have. */
+function ownInflight(client: object, value: Set<unknown>): Set<unknown> {
+  Object.defineProperty(client, '_inboundInflight', { value, writable: true, enumerable: true, configurable: true });
+  return value;
+}
+
+/** Marks Client.prototype once the lazy `_inboundInflight` accessor is on it. */
+const LAZY_INFLIGHT = Symbol('nucleon.lazyInboundInflight');
+
+/** Installs the accessor on aedes' Client.prototype (once per process: every broker shares the class). */
+function lazyInboundInflight(probe: object): void {
+  const prototype = Object.getPrototypeOf(probe) as Record<string | symbol, unknown>;
+  if (prototype[LAZY_INFLIGHT]) return;
+  Object.defineProperty(prototype, '_inboundInflight', {
+    configurable: true,
+    get(this: object): Set<unknown> {
+      return ownInflight(this, new Set());
+    },
+    set(this: object, value: unknown) {
+      // The constructor's empty Set is dropped; anything else aedes assigns is kept as it is.
+      if (value instanceof Set && value.size === 0) return;
+      ownInflight(this, value as Set<unknown>);
+    },
+  });
+  prototype[LAZY_INFLIGHT] = true;
 }
 
 /**
@@ -130,8 +166,10 @@ export function leanClients(aedes: Aedes, probe: object): void {
     emptyTable(client.duplicates) &&
     typeof client._events === 'object' &&
     typeof client._parser?._events === 'object' &&
-    sameStates(client._parser._states);
-  if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no _eos / close / conn.client / subscriptions / duplicates / _parser where src/mqtt/aedes/lean-client.ts expects them');
+    sameStates(client._parser._states) &&
+    (Object.hasOwn(probe, '_inboundInflight') ? (probe as { _inboundInflight?: unknown })._inboundInflight instanceof Set : (Object.getPrototypeOf(probe) as Record<symbol, unknown>)[LAZY_INFLIGHT] === true);
+  if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no _eos / close / conn.client / subscriptions / duplicates / _parser / _inboundInflight where src/mqtt/aedes/lean-client.ts expects them');
+  lazyInboundInflight(probe);
   const handle = aedes.handle as Aedes['handle'] & { lean?: true };
   if (handle.lean) return;
   const lean: Aedes['handle'] & { lean?: true } = (stream, request) => {

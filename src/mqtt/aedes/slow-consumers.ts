@@ -58,6 +58,21 @@ function nonWaitingWaitForDrain(this: ClientInternals, callback: DrainCallback):
   }
 }
 
+/** What a client waits on while its writes never wait: nothing, shared by all (aedes only reads and replaces it). */
+const NO_PENDING_DRAINS: readonly DrainCallback[] = Object.freeze([]);
+
+/**
+ * With the non-waiting `waitForDrain` installed, nothing is ever added to a
+ * client's `_pendingDrains` (aedes' own waitForDrain was the one place that
+ * pushed to it; its drain handlers and close() only read it and put a new
+ * array in its place): the client's empty array (32 B) is replaced by one
+ * shared frozen one.
+ */
+export function sharePendingDrains(client: object): void {
+  const internals = client as { _pendingDrains?: unknown; waitForDrain?: unknown };
+  if (internals.waitForDrain === nonWaitingWaitForDrain && Array.isArray(internals._pendingDrains) && internals._pendingDrains.length === 0) internals._pendingDrains = NO_PENDING_DRAINS;
+}
+
 /**
  * Installs the non-waiting `waitForDrain` on aedes' Client prototype (once;
  * idempotent) and sets this broker's per-client limit. Throws

@@ -11,7 +11,7 @@
  */
 import { quietDebugState } from './quiet-debug.js';
 import { fastBufferListMethods } from './fast-buffer-list.js';
-import { leanConnectState, leanParserState } from './lean-parser.js';
+import { idlePacketState, leanConnectState, leanParserState } from './lean-parser.js';
 
 export interface DependencyPatchStates {
   /** mqtt-packet's disabled `debug` loggers are no-ops. */
@@ -22,6 +22,8 @@ export interface DependencyPatchStates {
   leanParser: string;
   /** aedes' parsers keep shared settings rather than their CONNECT packet. */
   leanConnect: string;
+  /** aedes' idle parsers share one empty Packet rather than each holding its own. */
+  idlePacket: string;
 }
 
 export const dependencyPatches: DependencyPatchStates = {
@@ -29,6 +31,7 @@ export const dependencyPatches: DependencyPatchStates = {
   fastBufferList: fastBufferListMethods.length === 3 ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
   leanParser: leanParserState,
   leanConnect: leanConnectState,
+  idlePacket: idlePacketState,
 };
 
 /** The patches that did not install (their reason), for a start-up warning. */
