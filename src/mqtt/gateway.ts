@@ -27,7 +27,7 @@ export interface GatewayOptions {
   /** The configured ACL rules at start (README "ACL rules"); `setRules` replaces them while running. */
   rules: AclRules;
   /** Told of every device connection and its goodbye; the gateway is its only writer. */
-  presence: Pick<PresenceService, 'connected' | 'connections'>;
+  presence: Pick<PresenceService, 'connected' | 'disconnected' | 'connections'>;
   /** Extra telemetry fields (`[[telemetry.fields]]`). */
   telemetryFields?: TelemetryFields;
   /** Whether a device (or its certificate) is revoked now: asked again of open sessions when the lists change. */
@@ -287,7 +287,7 @@ export class Gateway {
     if (this.closeIfRevoked(client)) return;
     const connection = { uid: principal.uid, clientId: client.id, remoteAddress: session.remoteAddress, authMethod: session.method, at: Date.now() };
     // Presence first, so a runner handling DeviceConnected finds the device online.
-    session.presenceGoodbye = this.options.presence.connected(connection);
+    session.presenceEntry = this.options.presence.connected(connection);
     const certificate = session.method === 'certificate' ? certificateIdentity(tlsSocketOf(client)) : undefined;
     this.options.broker.emit({ type: 'DeviceConnected', ...connection, cleanSession: client.clean, ...(certificate ? { certificate } : {}) });
   };
@@ -308,11 +308,11 @@ export class Gateway {
       this.connectedAnonymous--;
       return;
     }
-    const goodbye = session.presenceGoodbye;
+    const entry = session.presenceEntry;
     // Closed in onClientReady (revoked meanwhile): it was never announced.
-    if (!goodbye) return;
-    session.presenceGoodbye = undefined;
-    goodbye();
+    if (!entry) return;
+    session.presenceEntry = undefined;
+    this.options.presence.disconnected(entry);
     this.options.broker.emit({ type: 'DeviceDisconnected', uid: principal.uid, clientId: client.id, reason, at: Date.now() });
   };
 

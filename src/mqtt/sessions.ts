@@ -1,5 +1,6 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { AuthMethod, DeviceEvent } from '../events.js';
+import type { PresenceEntry } from '../presence/index.js';
 import { isValidUid } from '../protocol/index.js';
 import type { Principal, PublishVerdict } from './acl.js';
 import { SERVICE_PREFIX } from './auth.js';
@@ -35,8 +36,8 @@ export class Session {
   disconnectReason: string | undefined;
   /** The metric label of `disconnectReason`: bounded, so slow consumers and oversized packets are counted apart. */
   disconnectLabel: string | undefined;
-  /** A device's goodbye to presence, from its 'clientReady' until it disconnects (a field here, not a map keyed by client). */
-  presenceGoodbye: (() => void) | undefined;
+  /** A device connection's presence entry, from its 'clientReady' until it disconnects (handed back to presence then). */
+  presenceEntry: PresenceEntry | undefined;
 
   constructor(
     readonly principal: Principal,

@@ -16,15 +16,17 @@ export class LocalPresence implements PresenceService {
     this.listeners = new PresenceListeners(logger);
   }
 
-  connected(connection: DeviceConnection): () => void {
+  connected(connection: DeviceConnection): PresenceEntry {
     const entry = entryOf(connection, this.instanceId);
     const before = this.book.add(entry);
     this.listeners.notify(entry.uid, entry, before);
-    return () => {
-      const closed = this.book.remove(entry);
-      // An older connection's goodbye (a takeover) changes nothing anyone can see.
-      if (closed && closed.after !== closed.before) this.listeners.notify(entry.uid, closed.after, closed.before);
-    };
+    return entry;
+  }
+
+  disconnected(entry: PresenceEntry): void {
+    const closed = this.book.remove(entry);
+    // An older connection's goodbye (a takeover) changes nothing anyone can see.
+    if (closed && closed.after !== closed.before) this.listeners.notify(entry.uid, closed.after, closed.before);
   }
 
   get(uid: string): PresenceEntry | undefined {

@@ -50,8 +50,14 @@ export interface DeviceConnection {
  * reconnects with the same client id before the old connection's goodbye.
  */
 export interface PresenceService extends Presence {
-  /** A connection opened; call the returned function when it closes (a second call does nothing). */
-  connected(connection: DeviceConnection): () => void;
+  /**
+   * A connection opened. Returns its entry, which stands for this connection
+   * (by identity) until it is handed to `disconnected`: a value the caller
+   * keeps, not a closure per connection.
+   */
+  connected(connection: DeviceConnection): PresenceEntry;
+  /** The connection `entry` stands for closed (a second call does nothing). */
+  disconnected(entry: PresenceEntry): void;
   /** Device connections open on this instance (a device may briefly hold two). */
   readonly connections: number;
   start(): Promise<void>;

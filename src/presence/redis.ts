@@ -136,28 +136,30 @@ export class RedisPresence implements PresenceService {
     return this.listeners.add(listener);
   }
 
-  connected(connection: DeviceConnection): () => void {
+  connected(connection: DeviceConnection): PresenceEntry {
     const entry = entryOf(connection, this.instanceId);
     this.book.add(entry);
     // The newest connection anywhere stands for the device.
     this.pending.set(entry.uid, 'claim');
     this.change(entry.uid, entry);
-    return () => {
-      const closed = this.book.remove(entry);
-      if (!closed || closed.after === closed.before) return;
-      const uid = entry.uid;
-      const ours = this.mirror.get(uid)?.instance === this.instanceId;
-      if (closed.after) {
-        // An older connection here is still open and now stands for the device (unless another instance's does).
-        if (ours) {
-          this.pending.set(uid, 'claim');
-          this.change(uid, closed.after);
-        }
-        return;
+    return entry;
+  }
+
+  disconnected(entry: PresenceEntry): void {
+    const closed = this.book.remove(entry);
+    if (!closed || closed.after === closed.before) return;
+    const uid = entry.uid;
+    const ours = this.mirror.get(uid)?.instance === this.instanceId;
+    if (closed.after) {
+      // An older connection here is still open and now stands for the device (unless another instance's does).
+      if (ours) {
+        this.pending.set(uid, 'claim');
+        this.change(uid, closed.after);
       }
-      this.pending.set(uid, 'release');
-      if (ours) this.change(uid, undefined);
-    };
+      return;
+    }
+    this.pending.set(uid, 'release');
+    if (ours) this.change(uid, undefined);
   }
 
   async start(): Promise<void> {

@@ -4,23 +4,24 @@
 // takeover does: the new connection arrives before the old one's goodbye).
 import type { Event } from '../../src/events.js';
 import { silentLogger } from '../../src/logger.js';
-import { LocalPresence } from '../../src/presence/index.js';
+import { LocalPresence, type PresenceEntry } from '../../src/presence/index.js';
 
 export class SimulatedDevices {
   readonly presence = new LocalPresence('test-instance', silentLogger());
-  private readonly goodbyes = new Map<string, (() => void)[]>();
+  private readonly open = new Map<string, PresenceEntry[]>();
 
   /** Applies a presence event to `presence` (other events are ignored). */
   apply(event: Event): void {
     if (event.type === 'DeviceConnected') {
       const { uid, clientId, remoteAddress, authMethod, at } = event;
-      const open = this.goodbyes.get(clientId) ?? [];
+      const open = this.open.get(clientId) ?? [];
       open.push(this.presence.connected({ uid, clientId, remoteAddress, authMethod, at }));
-      this.goodbyes.set(clientId, open);
+      this.open.set(clientId, open);
     } else if (event.type === 'DeviceDisconnected') {
-      const open = this.goodbyes.get(event.clientId);
-      open?.shift()?.();
-      if (open?.length === 0) this.goodbyes.delete(event.clientId);
+      const open = this.open.get(event.clientId);
+      const oldest = open?.shift();
+      if (oldest) this.presence.disconnected(oldest);
+      if (open?.length === 0) this.open.delete(event.clientId);
     }
   }
 }

@@ -32,7 +32,7 @@ async function settle(from: RedisPresence, on: RedisPresence[]): Promise<void> {
   const uid = `marker-${++markers}`;
   const leave = from.connected(connection(uid));
   for (const presence of on) await waitFor(() => presence.isOnline(uid), `${uid} on ${presence.instanceId}`);
-  leave();
+  from.disconnected(leave);
   for (const presence of on) await waitFor(() => !presence.isOnline(uid), `${uid} gone on ${presence.instanceId}`);
 }
 
@@ -55,7 +55,7 @@ test('cluster presence: shared online set, reconnect before goodbye, moves betwe
     if (uid === 'dev-1' && !entry) offlineSeen.push(uid);
   });
   const second = a.connected(connection('dev-1', { remoteAddress: 'second' }));
-  first();
+  a.disconnected(first);
   await settle(a, [b]);
   assert.deepEqual(offlineSeen, []);
   assert.equal(a.get('dev-1')?.remoteAddress, 'second');
@@ -64,7 +64,7 @@ test('cluster presence: shared online set, reconnect before goodbye, moves betwe
   // The device moves to B (new connection there first); A's goodbye does not take it offline.
   const onB = b.connected(connection('dev-1', { remoteAddress: 'on-b' }));
   await waitFor(() => a.get('dev-1')?.instance === 'B', 'dev-1 held by B as A sees it');
-  second();
+  a.disconnected(second);
   await settle(a, [b]);
   await settle(b, [a]);
   assert.deepEqual(offlineSeen, []);
@@ -72,7 +72,7 @@ test('cluster presence: shared online set, reconnect before goodbye, moves betwe
   assert.equal(b.get('dev-1')?.instance, 'B');
 
   // The last goodbye: offline everywhere.
-  onB();
+  b.disconnected(onB);
   await waitFor(() => !a.isOnline('dev-1') && !b.isOnline('dev-1'), 'dev-1 offline on both');
   assert.deepEqual(offlineSeen, ['dev-1']);
 
@@ -82,9 +82,9 @@ test('cluster presence: shared online set, reconnect before goodbye, moves betwe
   await waitFor(() => a.isOnline('dev-2'), 'dev-2 on A');
   const alsoOnA = a.connected(connection('dev-2', { remoteAddress: 'a' }));
   await waitFor(() => b.get('dev-2')?.instance === 'A', 'dev-2 claimed by A');
-  alsoOnA();
+  a.disconnected(alsoOnA);
   await waitFor(() => a.get('dev-2')?.instance === 'B' && b.get('dev-2')?.instance === 'B', 'dev-2 held by B again on both');
-  heldOnB();
+  b.disconnected(heldOnB);
 
   // A crashes (stops refreshing, nothing released) with dev-3 connected: B shows it offline within the TTL.
   a.connected(connection('dev-3'));

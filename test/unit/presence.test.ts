@@ -33,12 +33,12 @@ test('a device is online from its connect until its goodbye', () => {
   } satisfies PresenceEntry);
   assert.equal(presence.size, 1);
   assert.equal(presence.connections, 1);
-  leave();
+  presence.disconnected(leave);
   assert.equal(presence.isOnline('dev-1'), false);
   assert.equal(presence.size, 0);
   assert.equal(presence.connections, 0);
   // A second goodbye of the same connection changes nothing.
-  leave();
+  presence.disconnected(leave);
   assert.equal(presence.connections, 0);
   assert.deepEqual(changes, [
     ['dev-1', '127.0.0.1:4000'],
@@ -54,11 +54,11 @@ test('a reconnect with the same client id before the old goodbye keeps the devic
   const newLeave = presence.connected(connection('dev-1', { remoteAddress: 'new', at: 2000 }));
   assert.equal(presence.connections, 2);
   assert.equal(presence.size, 1);
-  oldLeave();
+  presence.disconnected(oldLeave);
   assert.equal(presence.isOnline('dev-1'), true);
   assert.equal(presence.get('dev-1')?.remoteAddress, 'new');
   assert.equal(presence.get('dev-1')?.connectedAt, 2000);
-  newLeave();
+  presence.disconnected(newLeave);
   assert.equal(presence.isOnline('dev-1'), false);
   // The old goodbye was invisible: only connect, reconnect, and the last goodbye are changes.
   assert.deepEqual(changes, [
@@ -70,20 +70,21 @@ test('a reconnect with the same client id before the old goodbye keeps the devic
 
 test('several connections of one device: online until the last closes, in any order', () => {
   const presence = new LocalPresence('here', silentLogger());
-  const leaves = ['a', 'b', 'c'].map((address, i) => presence.connected(connection('dev-1', { clientId: `dev-1-${address}`, remoteAddress: address, at: i })));
+  const [a, b, c] = ['a', 'b', 'c'].map((address, i) => presence.connected(connection('dev-1', { clientId: `dev-1-${address}`, remoteAddress: address, at: i })));
+  assert.ok(a && b && c);
   const other = presence.connected(connection('dev-2'));
   assert.equal(presence.connections, 4);
   assert.equal(presence.size, 2);
   // The newest closes first: the newest still open stands for the device.
-  leaves[2]?.();
+  presence.disconnected(c);
   assert.equal(presence.get('dev-1')?.remoteAddress, 'b');
-  leaves[0]?.();
+  presence.disconnected(a);
   assert.equal(presence.get('dev-1')?.remoteAddress, 'b');
-  leaves[1]?.();
+  presence.disconnected(b);
   assert.equal(presence.isOnline('dev-1'), false);
   assert.equal(presence.isOnline('dev-2'), true);
   assert.deepEqual([...presence.entries()].map((e) => e.uid), ['dev-2']);
-  other();
+  presence.disconnected(other);
   assert.equal(presence.connections, 0);
 });
 

@@ -78,25 +78,43 @@ export function checkDeliveries(probe: object): void {
   }
 }
 
-/** Wraps a new client's delivery functions (before it can subscribe); `delivered` counts what it is sent. */
+/** A client after grantHighestQos: aedes' own delivery functions kept beside the shared one that replaced them. */
+interface GrantingClient extends ClientDeliveries {
+  _aedesDeliver0: Deliver;
+  _aedesDeliverQoS: Deliver;
+}
+
+/** What each broker counts per delivery (its MQTT runner's counter), found through the client's broker. */
+const deliveryCounters = new WeakMap<object, () => void>();
+
+/** One function for every client (bound to it): a closure per client would stay for the connection's life. */
+function deliverGranted(this: GrantingClient & { broker: object }, packet: Parameters<Deliver>[0], callback: () => void): void {
+  const granted = grantedQos(this.subscriptions, packet.topic);
+  // A retained `$` message offered to a `#` subscription: aedes' retained store matches it, MQTT does not [MQTT-4.7.2-1].
+  if (granted === undefined && packet.topic.startsWith('$')) {
+    setImmediate(callback);
+    return;
+  }
+  admitOutOfOrder(this, packet as typeof packet & Routed);
+  deliveryCounters.get(this.broker)?.();
+  const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
+  packet.qos = qos;
+  if (qos === 0) this._aedesDeliver0(packet, callback);
+  else this._aedesDeliverQoS(packet, callback);
+}
+
+/**
+ * Replaces a new client's delivery functions (before it can subscribe) with
+ * the shared one, bound to the client; `delivered` counts what the client's
+ * broker sends (one counter per broker: the last one given for it counts).
+ */
 export function grantHighestQos(client: object, delivered: () => void = () => undefined): void {
-  const target = client as ClientDeliveries;
-  const deliver0 = target.deliver0;
-  const deliverQoS = target.deliverQoS;
-  const deliver: Deliver = (packet, callback) => {
-    const granted = grantedQos(target.subscriptions, packet.topic);
-    // A retained `$` message offered to a `#` subscription: aedes' retained store matches it, MQTT does not [MQTT-4.7.2-1].
-    if (granted === undefined && packet.topic.startsWith('$')) {
-      setImmediate(callback);
-      return;
-    }
-    admitOutOfOrder(target, packet as typeof packet & Routed);
-    delivered();
-    const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
-    packet.qos = qos;
-    if (qos === 0) deliver0(packet, callback);
-    else deliverQoS(packet, callback);
-  };
+  const target = client as GrantingClient & { broker: object };
+  if (deliveryCounters.get(target.broker) !== delivered) deliveryCounters.set(target.broker, delivered);
+  target._aedesDeliver0 = target.deliver0;
+  target._aedesDeliverQoS = target.deliverQoS;
+  // aedes calls these as methods (client.publish) and as plain functions (a subscription's captured copy): bound, both reach the client.
+  const deliver: Deliver = deliverGranted.bind(target);
   target.deliver0 = deliver;
   target.deliverQoS = deliver;
 }
