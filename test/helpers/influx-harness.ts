@@ -118,7 +118,7 @@ export interface LineServer {
   /** Lines the server accepted (answered 2xx), in arrival order. */
   accepted: string[];
   /** Every request: its query and lines, and the status it got. */
-  requests: { query: URLSearchParams; lines: string[]; status: number; authorization?: string }[];
+  requests: { query: URLSearchParams; lines: string[]; status: number; authorization?: string; contentEncoding?: string; contentType?: string; wireBytes: number }[];
   /** Decides each answer; by default everything is accepted. */
   answer: (lines: string[]) => LineServerAnswer;
   /** Each answer waits this long (a server slower than the producers). */
@@ -145,7 +145,15 @@ export async function startLineServer(env: TestEnv): Promise<LineServer> {
       const url = new URL(request.url ?? '/', 'http://localhost');
       const lines = body.split('\n').filter((line) => line !== '');
       const answer = url.pathname === '/api/v2/write' ? state.answer(lines) : { status: 404, body: 'not found' };
-      state.requests.push({ query: url.searchParams, lines, status: answer.status, authorization: request.headers.authorization });
+      state.requests.push({
+        query: url.searchParams,
+        lines,
+        status: answer.status,
+        authorization: request.headers.authorization,
+        contentEncoding: request.headers['content-encoding'],
+        contentType: request.headers['content-type'],
+        wireBytes: raw.length,
+      });
       if (answer.status >= 200 && answer.status < 300) state.accepted.push(...lines);
       const send = () => {
         response.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', ...answer.headers });
