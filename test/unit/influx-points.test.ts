@@ -123,3 +123,12 @@ test('bad points are InvalidPointError with a reason, never a malformed line', (
   invalid(() => influxPointToLine({ measurement: 'm', tags: { '': 'x' }, fields: { v: 1 } }, 0, 'ms'), /tag name/);
   invalid(() => influxPointToLine({ measurement: 'm', tags: {}, fields: { 'v\\': 1 } }, 0, 'ms'), /field name must not end with a backslash/);
 });
+
+test('timestamps: the same millisecond at another precision is written at that precision, and a bad one after a good one still fails', () => {
+  const at = Date.UTC(2026, 11, 2, 1, 2, 3, 456);
+  const texts = (['ms', 'us', 'ns', 's', 'ms'] as Precision[]).map((precision) => telemetryToLine('352656100000001', { rsrp: 1 }, at, precision).split(' ').at(-1));
+  assert.deepEqual(texts, [String(at), `${at}000`, `${at}000000`, String(Math.floor(at / 1000)), String(at)]);
+  assert.equal(telemetryToLine('352656100000001', { rsrp: 1 }, at + 1, 'ms').split(' ').at(-1), String(at + 1));
+  assert.throws(() => telemetryToLine('352656100000001', { rsrp: 1 }, -1, 'ms'), InvalidPointError);
+  assert.throws(() => telemetryToLine('352656100000001', { rsrp: 1 }, Number.NaN, 'ms'), InvalidPointError);
+});
