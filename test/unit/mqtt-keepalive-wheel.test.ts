@@ -54,14 +54,18 @@ test('the wheel takes over a Node keepalive timer and times a client out at its 
   assert.equal((nodeTimer as unknown as { _destroyed: boolean })._destroyed, true, "aedes' timer is cleared");
   assert.equal(wheel.size, 1);
   const entry = client._keepaliveTimer as { seen: number; refresh(): unknown };
-  const start = entry.seen;
-  wheel.sweep(start + 1499);
+  const before = performance.now();
+  entry.refresh();
+  assert.ok(entry.seen >= before, 'refresh() notes the time');
+  // Whole milliseconds from here: a clock reading plus 2,500 minus itself plus 1,000 need not be exactly 1,500 in floating point.
+  entry.seen = 10_000;
+  wheel.sweep(11_499);
   assert.equal(client.timeouts, 0, 'not before 1.5 × keepalive');
   // A packet (aedes calls refresh()): the interval starts again from it.
-  entry.seen = start + 1000;
-  wheel.sweep(start + 2499);
+  entry.seen = 11_000;
+  wheel.sweep(12_499);
   assert.equal(client.timeouts, 0);
-  wheel.sweep(start + 2500);
+  wheel.sweep(12_500);
   assert.equal(client.timeouts, 1);
   assert.deepEqual(client.errors, ['keep alive timeout']);
   assert.equal(wheel.size, 0, 'the timed-out client leaves the wheel');
