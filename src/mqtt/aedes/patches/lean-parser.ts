@@ -42,26 +42,46 @@ interface ParserInternals {
 
 export type LeanParserState = 'installed' | 'already-installed' | 'parser-changed' | 'no-buffer-list';
 
-/** The body of mqtt-packet 9's `_resetState`, less its debug call and whitespace. */
-const EXPECTED = 'this.packet=newPacket()this.error=nullthis._list=bl()this._stateCounter=0';
+/** The copy of mqtt-packet that aedes loads: its Parser prototype, its Packet, and the bl BufferList it uses. */
+interface ParserModules {
+  prototype: ParserPrototype & IdleParser & ConnectParser & Record<string, unknown>;
+  Packet: new () => { length: number };
+  BufferList: (new () => { _bufs?: unknown }) | undefined;
+}
 
-function install(): LeanParserState {
+let modules: ParserModules | undefined;
+
+function parserModules(): ParserModules {
+  if (modules) return modules;
   const require = createRequire(import.meta.url);
-  // The copy of mqtt-packet that aedes loads, and the bl and Packet it uses.
   const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
   const fromParser = createRequire(parserPath);
-  const Parser = fromParser(parserPath) as { prototype: ParserPrototype };
-  const Packet = fromParser('./packet.js') as new () => unknown;
-  const { BufferList } = fromParser('bl') as { BufferList?: new () => unknown };
-  const original = Parser.prototype._resetState;
-  if ((original as { lean?: boolean }).lean) return 'already-installed';
-  if (typeof BufferList !== 'function') return 'no-buffer-list';
-  const body = original
+  modules = {
+    prototype: (fromParser(parserPath) as { prototype: ParserModules['prototype'] }).prototype,
+    Packet: fromParser('./packet.js') as ParserModules['Packet'],
+    BufferList: (fromParser('bl') as { BufferList?: ParserModules['BufferList'] }).BufferList,
+  };
+  return modules;
+}
+
+/** A method's body, less its debug calls, whitespace and semicolons: what the guards compare. */
+function bodyOf(method: (...args: never[]) => unknown): string {
+  return method
     .toString()
     .replace(/^[^{]*\{|\}$/g, '')
     .replace(/debug\([^)]*\)/g, '')
     .replace(/[\s;]/g, '');
-  if (body !== EXPECTED) return 'parser-changed';
+}
+
+/** The body of mqtt-packet 9's `_resetState`, less its debug call and whitespace. */
+const EXPECTED = 'this.packet=newPacket()this.error=nullthis._list=bl()this._stateCounter=0';
+
+function install(): LeanParserState {
+  const { prototype, Packet, BufferList } = parserModules();
+  const original = prototype._resetState;
+  if ((original as { lean?: boolean }).lean) return 'already-installed';
+  if (typeof BufferList !== 'function') return 'no-buffer-list';
+  if (bodyOf(original) !== EXPECTED) return 'parser-changed';
   const lean = function leanResetState(this: ParserInternals): void {
     this.packet = idlePacket ?? new Packet();
     this.error = null;
@@ -69,7 +89,7 @@ function install(): LeanParserState {
     this._stateCounter = 0;
   };
   (lean as { lean?: boolean }).lean = true;
-  Parser.prototype._resetState = lean;
+  prototype._resetState = lean;
   return 'installed';
 }
 
@@ -87,28 +107,17 @@ interface IdleParser {
 /** The shared empty Packet of idle parsers; set only when idle packets are installed. */
 let idlePacket: object | undefined;
 
-/** The bodies of mqtt-packet 9's `_newPacket` and `_parseHeader`'s first line, less debug calls and whitespace. */
+/** The body of mqtt-packet 9's `_newPacket`, less its debug calls and whitespace. */
 const EXPECTED_NEW_PACKET = "if(this.packet){this._list.consume(this.packet.length)this.emit('packet',this.packet)}this.packet=newPacket()this._pos=0returntrue";
 
 function installIdlePacket(): IdlePacketState {
-  const require = createRequire(import.meta.url);
-  const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
-  const fromParser = createRequire(parserPath);
-  const Parser = fromParser(parserPath) as { prototype: IdleParser & ParserPrototype };
-  const Packet = fromParser('./packet.js') as new () => { length: number };
-  const prototype = Parser.prototype;
+  const { prototype, Packet, BufferList } = parserModules();
   if ((prototype._parseHeader as { lean?: boolean }).lean) return 'already-installed';
-  const newPacketBody = prototype._newPacket
-    .toString()
-    .replace(/^[^{]*\{|\}$/g, '')
-    .replace(/debug\([^)]*\)/g, '')
-    .replace(/[\s;]/g, '');
   // parse() reads only `packet.length` (-1: no packet begun) before a state runs; _parseHeader is the state that begins one.
-  const parseReadsLength = /this\.packet\.length !== -1/.test((prototype as unknown as { parse: () => void }).parse.toString());
+  const parseReadsLength = /this\.packet\.length !== -1/.test(String(prototype.parse));
   const empty = new Packet();
-  const { BufferList } = fromParser('bl') as { BufferList?: new () => { _bufs?: unknown } };
   const listHoldsArray = typeof BufferList === 'function' && Array.isArray(new BufferList()._bufs);
-  if (newPacketBody !== EXPECTED_NEW_PACKET || !parseReadsLength || empty.length !== -1 || !listHoldsArray) return 'parser-changed';
+  if (bodyOf(prototype._newPacket) !== EXPECTED_NEW_PACKET || !parseReadsLength || empty.length !== -1 || !listHoldsArray) return 'parser-changed';
   const idle = Object.freeze(empty);
   const parseHeader = prototype._parseHeader;
   const leanParseHeader = function leanParseHeader(this: IdleParser): boolean {
@@ -167,14 +176,12 @@ function settingsOf(connect: ConnectSettings): Readonly<ConnectSettings> {
 export type LeanConnectState = 'installed' | 'already-installed' | 'parser-changed';
 
 function installLeanConnect(): LeanConnectState {
-  const require = createRequire(import.meta.url);
-  const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
-  const Parser = require(parserPath) as { prototype: ConnectParser & { [key: string]: unknown } };
-  const original = Parser.prototype._parseConnect;
+  const { prototype } = parserModules();
+  const original = prototype._parseConnect;
   if ((original as { lean?: boolean }).lean) return 'already-installed';
   // The settings fields the parser reads, and where _parseConnect sets them: anything else is another parser.
-  const source = Object.getOwnPropertyNames(Parser.prototype)
-    .map((name) => Parser.prototype[name])
+  const source = Object.getOwnPropertyNames(prototype)
+    .map((name) => prototype[name])
     .filter((method): method is (...args: unknown[]) => unknown => typeof method === 'function')
     .map((method) => method.toString())
     .join('\n');
@@ -186,7 +193,7 @@ function installLeanConnect(): LeanConnectState {
     return packet;
   };
   (lean as { lean?: boolean }).lean = true;
-  Parser.prototype._parseConnect = lean;
+  prototype._parseConnect = lean;
   return 'installed';
 }
 
