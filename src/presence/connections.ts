@@ -75,9 +75,9 @@ export class ConnectionBook {
     const index = open.indexOf(entry);
     if (index < 0) return undefined;
     open.splice(index, 1);
-    // Back to the single form once one is left.
-    if (open.length === 1 && open[0]) this.byUid.set(entry.uid, open[0]);
-    else if (open.length === 0) this.byUid.delete(entry.uid);
+    // An array holds two or more, so one is left at least: back to the single form then.
+    const [only] = open;
+    if (open.length === 1 && only) this.byUid.set(entry.uid, only);
     this.open--;
     return { before, after: newest(this.byUid.get(entry.uid)) };
   }
