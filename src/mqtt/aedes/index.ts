@@ -9,6 +9,7 @@
  */
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
+import { boundReads } from './bounded-reads.js';
 import { checkDeliveries } from './deliveries.js';
 import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
@@ -50,6 +51,7 @@ export const CONTACTS = [
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },
   { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
   { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close, conn.client and _inboundInflight" },
+  { file: 'bounded-reads.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's nextBatch: read everything buffered, parse it, read again once the batch's packets called back" },
   { file: 'keepalive-wheel.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _keepaliveTimer: refreshed per packet, cleared in close(), and the 'clientReady' event" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
@@ -81,6 +83,7 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
     checkDeliveries(probe);
     checkWriteCoalescing(probe, stream);
     leanClients(aedes, probe);
+    boundReads(aedes, probe);
     checkKeepalive(probe);
   });
   wheelKeepalives(aedes);

@@ -44,6 +44,7 @@ import type { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
+import { adjustNewClients } from './new-clients.js';
 import { sharePendingDrains } from './slow-consumers.js';
 import { installedVersion } from './versions.js';
 
@@ -129,6 +130,9 @@ function ownInflight(client: object, value: Set<unknown>): Set<unknown> {
   return value;
 }
 
+/** Marks aedes.handle once it slims its clients. */
+const LEAN = Symbol('nucleon.leanClients');
+
 /** Marks Client.prototype once the lazy `_inboundInflight` accessor is on it. */
 const LAZY_INFLIGHT = Symbol('nucleon.lazyInboundInflight');
 
@@ -170,13 +174,5 @@ export function leanClients(aedes: Aedes, probe: object): void {
     (Object.hasOwn(probe, '_inboundInflight') ? (probe as { _inboundInflight?: unknown })._inboundInflight instanceof Set : (Object.getPrototypeOf(probe) as Record<symbol, unknown>)[LAZY_INFLIGHT] === true);
   if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no _eos / close / conn.client / subscriptions / duplicates / _parser / _inboundInflight where src/mqtt/aedes/lean-client.ts expects them');
   lazyInboundInflight(probe);
-  const handle = aedes.handle as Aedes['handle'] & { lean?: true };
-  if (handle.lean) return;
-  const lean: Aedes['handle'] & { lean?: true } = (stream, request) => {
-    const made = handle(stream, request);
-    slim(made as unknown as ClientInternals);
-    return made;
-  };
-  lean.lean = true;
-  aedes.handle = lean;
+  adjustNewClients(aedes, LEAN, (made) => slim(made as ClientInternals));
 }

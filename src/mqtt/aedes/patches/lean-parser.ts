@@ -65,7 +65,7 @@ function parserModules(): ParserModules {
 }
 
 /** A method's body, less its debug calls, whitespace and semicolons: what the guards compare. */
-function bodyOf(method: (...args: never[]) => unknown): string {
+export function bodyOf(method: (...args: never[]) => unknown): string {
   return method
     .toString()
     .replace(/^[^{]*\{|\}$/g, '')

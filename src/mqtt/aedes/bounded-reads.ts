@@ -1,0 +1,128 @@
+/*
+ * aedes reads a connection in batches: `conn.read(null)` takes everything
+ * the socket has buffered, the parser turns it into packets, and the next
+ * read waits until every packet of the batch has called back (for a device's
+ * publish: once it is in the ingest log and routed). A device that writes
+ * faster than that (QoS 0 has no acknowledgement to pace it) has tens of
+ * kilobytes buffered per read, so hundreds of its messages were in the heap
+ * at once, each waiting for the disk and the router; across 64 such devices
+ * tens of thousands of messages lived long enough to be promoted out of the
+ * young generation, and the scavenges that copied them, and the mark-compacts
+ * that freed them, took about a third of the broker's CPU (bench scenario 10,
+ * QoS 0: 20 µs per message, heap growing to 200 MB in a 2 s burst).
+ *
+ * Here each read takes at most READ_BATCH_BYTES. What is not read yet stays
+ * in the socket's buffer (and past its high-water mark in the kernel's, so
+ * TCP slows the device down) instead of in the heap as parsed packets. The
+ * loop is aedes' `nextBatch` with that one bound, plus what the bound needs:
+ * a read that ends inside a packet completes no packet, so no callback would
+ * read on, and the loop reads again at once.
+ */
+import type { Aedes } from 'aedes';
+import { DependencyMismatchError } from '../../errors.js';
+import { adjustNewClients } from './new-clients.js';
+import { bodyOf } from './patches/lean-parser.js';
+import { installedVersion } from './versions.js';
+
+/**
+ * At most this much of a connection is parsed at a time: a QoS 1 window of
+ * 32 small messages (about 3 KB) still arrives in one read, and a 4 KB batch
+ * of 64-byte QoS 0 messages is about 50 in the heap per connection. Bench
+ * scenario 10, QoS 0, Nucleon only, quick runs: 19–20 µs broker CPU per
+ * message unbounded, 13–14 µs at 4 KB, 16 µs at 8 KB; at 1 KB and below the
+ * QoS 1 windows were cut and QoS 1 cost 24–29 µs against 17.
+ */
+export const READ_BATCH_BYTES = 4096;
+
+/** The parts of aedes 1.x's Client the bounded read replaces or reads. */
+interface BatchingClient {
+  conn: {
+    readableLength: number;
+    read(size?: number | null): Buffer | string | null;
+    listeners(event: string): ((...args: unknown[]) => void)[];
+    removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
+    on(event: string, listener: (...args: unknown[]) => void): unknown;
+  };
+  _parser: { parse(buffer: Buffer | string): unknown };
+  _paused: boolean;
+  _parsingBatch: number;
+  _nextBatch: (error?: Error) => void;
+  emit(event: 'error', error: Error): boolean;
+}
+
+/** aedes 1.2's `nextBatch`, whitespace removed: what the guard expects before replacing it. */
+const EXPECTED_NEXT_BATCH =
+  'if(err){that.emit(\'error\',err)return}constclient=thatif(client._paused){return}that._parsingBatch--if(that._parsingBatch<=0){that._parsingBatch=0constbuf=client.conn.read(null)if(buf){client._parser.parse(buf)}}';
+
+/**
+ * The client whose parser is running now. A packet handler that calls back
+ * at once (an allowed QoS 0 publish) runs the client's nextBatch inside
+ * `parse()`; aedes' read found nothing more there (it had taken everything),
+ * but a bounded read would, and mqtt-packet's parser is not re-entrant (its
+ * `_newPacket` resets the state after emitting). Such a call only counts its
+ * packet; the loop below reads on once `parse()` has returned.
+ */
+let parsing: BatchingClient | undefined;
+
+/** aedes' nextBatch with reads of at most READ_BATCH_BYTES (`this` is the client: it is bound per client). */
+function nextBoundedBatch(this: BatchingClient, error?: Error): void {
+  if (error) {
+    this.emit('error', error);
+    return;
+  }
+  if (this._paused) return;
+  this._parsingBatch--;
+  if (this._parsingBatch > 0) return;
+  this._parsingBatch = 0;
+  if (parsing !== this) readOn(this);
+}
+
+/** Reads and parses bounded chunks until packets are pending, the client is paused, or nothing is buffered. */
+function readOn(client: BatchingClient): void {
+  const conn = client.conn;
+  const outer = parsing;
+  parsing = client;
+  try {
+    for (;;) {
+      const buffered = conn.readableLength;
+      const chunk = conn.read(buffered > READ_BATCH_BYTES ? READ_BATCH_BYTES : null);
+      if (chunk === null) return;
+      client._parser.parse(chunk);
+      // Packets still pending: their callbacks read on. None (all called back, or the read ended inside a packet): read on here.
+      if (client._parsingBatch > 0 || client._paused || conn.readableLength === 0) return;
+    }
+  } finally {
+    parsing = outer;
+  }
+}
+
+/** Marks aedes.handle once it bounds its clients' reads. */
+const BOUNDED_READS = Symbol('nucleon.boundedReads');
+
+function bound(client: BatchingClient): void {
+  const original = client._nextBatch;
+  const next = nextBoundedBatch.bind(client);
+  client.conn.removeListener('readable', original as (...args: unknown[]) => void);
+  client.conn.on('readable', next as (...args: unknown[]) => void);
+  client._nextBatch = next;
+}
+
+/**
+ * Checks the probe client (made by aedes.handle on an in-memory stream) reads
+ * as aedes 1.2 does, then wraps this broker's `handle` (once) so every new
+ * client reads in bounded batches. Throws DependencyMismatchError when the
+ * client does not look as expected.
+ */
+export function boundReads(aedes: Aedes, probe: object): void {
+  const client = probe as Partial<BatchingClient>;
+  const next = client._nextBatch;
+  const shapeOk =
+    typeof next === 'function' &&
+    (bodyOf(next) === EXPECTED_NEXT_BATCH || (next as { name?: string }).name === `bound ${nextBoundedBatch.name}`) &&
+    typeof client._parsingBatch === 'number' &&
+    typeof client._parser?.parse === 'function' &&
+    typeof client.conn?.readableLength === 'number' &&
+    client.conn.listeners('readable').includes(next as (...args: unknown[]) => void);
+  if (!shapeOk) throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client's nextBatch is not aedes 1.2's (read everything buffered, parse it, next read once the batch's packets called back), or is not its stream's 'readable' listener");
+  adjustNewClients(aedes, BOUNDED_READS, (made) => bound(made as BatchingClient));
+}

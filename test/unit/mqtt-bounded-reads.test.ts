@@ -1,0 +1,106 @@
+// src/mqtt/aedes/bounded-reads.ts: aedes parses at most READ_BATCH_BYTES of
+// a connection at a time, the rest waits in the socket, and nothing stalls or
+// changes order (a packet longer than one read, a read ending inside one).
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { Aedes, type Client, type PublishPacket } from 'aedes';
+import mqttPacket from 'mqtt-packet';
+import { DependencyMismatchError } from '../../src/errors.js';
+import { boundReads, READ_BATCH_BYTES } from '../../src/mqtt/aedes/bounded-reads.js';
+import { aedesOverTcp } from '../helpers/aedes-over-tcp.js';
+import { waitFor } from '../helpers/index.js';
+import { RawMqtt } from '../helpers/mqtt.js';
+
+interface Reading {
+  conn: { readableLength: number };
+  _parser: { parse(chunk: Buffer): unknown };
+}
+
+/** A broker whose publishes wait for `release()`, recording each chunk its first client's parser is given. */
+async function heldBroker(t: TestContext) {
+  const { aedes, port, clients } = await aedesOverTcp<Reading>(t);
+  const published: string[] = [];
+  let held: (() => void)[] | undefined = [];
+  aedes.authorizePublish = (_client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => {
+    published.push(packet.payload.toString());
+    if (held) held.push(() => callback(null));
+    else callback(null);
+  };
+  const device = await RawMqtt.connect(t, port, { clientId: 'dev-flood' });
+  assert.equal((await device.next('connack')).returnCode, 0);
+  const client = clients[0];
+  assert.ok(client);
+  const chunks: number[] = [];
+  const parse = client._parser.parse.bind(client._parser);
+  client._parser.parse = (chunk: Buffer) => {
+    chunks.push(chunk.length);
+    return parse(chunk);
+  };
+  const release = () => {
+    const waiting = held ?? [];
+    held = undefined;
+    for (const callback of waiting) callback();
+  };
+  return { device, client, published, chunks, release };
+}
+
+function publishes(count: number, payloadBytes: number): Buffer {
+  const packets: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const payload = Buffer.alloc(payloadBytes, 'x');
+    payload.write(String(i).padStart(6, '0'));
+    packets.push(mqttPacket.generate({ cmd: 'publish', topic: 'dev-flood/app/p/data', qos: 0, retain: false, dup: false, payload }));
+  }
+  return Buffer.concat(packets);
+}
+
+test('a flood in one write is parsed at most READ_BATCH_BYTES at a time; the rest stays in the socket until the batch called back', async (t) => {
+  const { device, client, published, chunks, release } = await heldBroker(t);
+  const count = 1000;
+  const flood = publishes(count, 64);
+  assert.ok(flood.length > 8 * READ_BATCH_BYTES);
+  device.send(flood);
+  await waitFor(() => published.length > 0, 'the first batch');
+  // Until the batch's publishes call back, nothing more is parsed: the rest waits unread.
+  await waitFor(() => client.conn.readableLength > 0, 'the rest of the flood buffered in the socket');
+  assert.ok(published.length * 80 <= READ_BATCH_BYTES, `one batch is at most ${READ_BATCH_BYTES} bytes of packets (got ${published.length} publishes)`);
+  assert.ok(chunks.every((length) => length <= READ_BATCH_BYTES), `parsed chunks ${chunks.join(', ')}`);
+  release();
+  await waitFor(() => published.length === count, 'every publish', 10_000);
+  assert.deepEqual(
+    published.map((payload) => payload.slice(0, 6)),
+    Array.from({ length: count }, (_, i) => String(i).padStart(6, '0')),
+    'in order, none lost or doubled',
+  );
+  assert.ok(Math.max(...chunks) <= READ_BATCH_BYTES, `parsed chunks ${chunks.join(', ')}`);
+  assert.ok(chunks.length >= Math.ceil(flood.length / READ_BATCH_BYTES));
+});
+
+test('a packet longer than one read, and nothing after it, is read on to its end (no read is left waiting for a callback that cannot come)', async (t) => {
+  const { device, published, chunks, release } = await heldBroker(t);
+  release();
+  const big = publishes(1, 3 * READ_BATCH_BYTES + 100);
+  device.send(big);
+  await waitFor(() => published.length === 1, 'the long publish');
+  assert.equal(published[0]?.length, 3 * READ_BATCH_BYTES + 100);
+  assert.ok(chunks.length >= 4 && chunks.every((length) => length <= READ_BATCH_BYTES), `parsed chunks ${chunks.join(', ')}`);
+  // And a read that ends inside a packet, with the rest already buffered: 3 publishes straddling read boundaries.
+  const straddling = publishes(3, READ_BATCH_BYTES - 10);
+  device.send(straddling);
+  await waitFor(() => published.length === 4, 'the straddling publishes');
+});
+
+test("the guard refuses a client whose nextBatch is not aedes 1.2's, naming aedes and its version", async () => {
+  const aedes = new Aedes();
+  {
+    const nextBatch = () => undefined;
+    const changed = {
+      _nextBatch: nextBatch,
+      _parsingBatch: 1,
+      _parser: { parse: () => undefined },
+      conn: { readableLength: 0, listeners: () => [nextBatch] },
+    };
+    assert.throws(() => boundReads(aedes, changed), (error: unknown) => error instanceof DependencyMismatchError && /aedes@1\.2\.0: .*nextBatch/.test(error.message));
+  }
+  await new Promise<void>((resolve) => aedes.close(() => resolve()));
+});
