@@ -20,7 +20,7 @@ import { leanClients } from './lean-client.js';
 import { limitSlowConsumers } from './slow-consumers.js';
 import { enforceStrictPackets } from './strict-packets.js';
 import { installedVersion } from './versions.js';
-import { checkWriteCoalescing } from './write-coalescing.js';
+import { checkWriteCoalescing, writeHotPacketsWhole } from './write-coalescing.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
 export { filterMatches, grantHighestQos } from './deliveries.js';
@@ -50,6 +50,7 @@ export const CONTACTS = [
   { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },
   { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
+  { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "aedes calls writeToStream on the module's exports at each write, without options; generate() encodes PUBLISH and the acknowledgements as packet-bytes.ts does" },
   { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close, conn.client and _inboundInflight" },
   { file: 'bounded-reads.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's nextBatch: read everything buffered, parse it, read again once the batch's packets called back" },
   { file: 'keepalive-wheel.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _keepaliveTimer: refreshed per packet, cleared in close(), and the 'clientReady' event" },
@@ -87,6 +88,7 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
     checkKeepalive(probe);
   });
   wheelKeepalives(aedes);
+  writeHotPacketsWhole();
   return warnings;
 }
 

@@ -20,6 +20,7 @@
 import { Writable, type Duplex } from 'node:stream';
 import { createRequire } from 'node:module';
 import { DependencyMismatchError } from '../../errors.js';
+import { encodeHotPacket, type OutgoingPacket } from './packet-bytes.js';
 import { installedVersion } from './versions.js';
 
 const HELD = Symbol('nucleon.turnCork');
@@ -33,12 +34,17 @@ const streamMethods: { cork: (this: Writable) => void; uncork: (this: Writable) 
 const baseCork = streamMethods.cork;
 const baseUncork = streamMethods.uncork;
 
-function turnCork(this: Coalescing): void {
-  if (this[HELD] !== true) {
-    this[HELD] = true;
-    baseCork.call(this);
-    setImmediate(releaseTurn, this);
+/** Takes the connection's cork for this turn, once; `releaseTurn` gives it back from a `setImmediate`. */
+function holdTurn(stream: Coalescing): void {
+  if (stream[HELD] !== true) {
+    stream[HELD] = true;
+    baseCork.call(stream);
+    setImmediate(releaseTurn, stream);
   }
+}
+
+function turnCork(this: Coalescing): void {
+  holdTurn(this);
   baseCork.call(this);
 }
 
@@ -83,4 +89,56 @@ export function checkWriteCoalescing(probe: object, probeStream: Duplex): void {
   sink.destroy();
   if (corks === 0) throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream no longer corks the stream (src/mqtt/aedes/write-coalescing.ts)');
   if ((probe as { conn?: unknown }).conn !== probeStream) throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client's conn is not the stream it was handed (src/mqtt/aedes/write-coalescing.ts)");
+}
+
+type WriteToStream = ((packet: OutgoingPacket, stream: Writable, options?: object) => boolean) & { oneBuffer?: true };
+
+/** aedes' copy of mqtt-packet (the one its write path calls `writeToStream` on at every write). */
+function aedesMqttPacket(): { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer } {
+  const require = createRequire(import.meta.url);
+  return createRequire(require.resolve('aedes'))('mqtt-packet') as { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer };
+}
+
+/** Packets the start-up check encodes both ways: QoS 0/1/2, DUP and RETAIN, a UTF-8 topic, a string payload, every acknowledgement. */
+const PROBES: OutgoingPacket[] = [
+  { cmd: 'publish', topic: 'a/b', payload: Buffer.from([1, 2, 3]), qos: 0, dup: false, retain: false },
+  { cmd: 'publish', topic: 'dev-ü/app/p/data', payload: Buffer.alloc(200, 7), qos: 1, messageId: 513, dup: true, retain: true },
+  { cmd: 'publish', topic: 'x', payload: 'text', qos: 2, messageId: 65535 },
+  { cmd: 'puback', messageId: 1 },
+  { cmd: 'pubrec', messageId: 258 },
+  { cmd: 'pubrel', messageId: 3 },
+  { cmd: 'pubcomp', messageId: 4 },
+];
+
+/**
+ * PUBLISH and the acknowledgements leave as one buffer each (packet-bytes.ts)
+ * on a connection whose writes are coalesced; everything else, and any other
+ * stream, goes through mqtt-packet as before. Installed once per process on
+ * aedes' copy of mqtt-packet, after checking that the encoder writes what
+ * mqtt-packet's own `generate` does for a set of probe packets.
+ */
+export function writeHotPacketsWhole(): void {
+  const mqttPacket = aedesMqttPacket();
+  const original = mqttPacket.writeToStream;
+  const generate = mqttPacket.generate;
+  if (typeof original !== 'function' || typeof generate !== 'function') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream or generate is gone (src/mqtt/aedes/write-coalescing.ts)');
+  if (original.oneBuffer) return;
+  for (const probe of PROBES) {
+    const ours = encodeHotPacket(probe);
+    if (!ours?.equals(generate(probe))) throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `it encodes a ${probe.cmd} differently from src/mqtt/aedes/packet-bytes.ts`);
+  }
+  const writeToStream: WriteToStream = (packet, stream, options) => {
+    if (options === undefined && stream.cork === turnCork) {
+      const bytes = encodeHotPacket(packet);
+      if (bytes !== undefined) {
+        holdTurn(stream);
+        const flowing = stream.write(bytes);
+        // As mqtt-packet: a PUBLISH answers whether the stream takes more, an acknowledgement always true.
+        return packet.cmd === 'publish' ? flowing : true;
+      }
+    }
+    return original(packet, stream, options);
+  };
+  writeToStream.oneBuffer = true;
+  mqttPacket.writeToStream = writeToStream;
 }
