@@ -5,10 +5,11 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { repoRoot } from '../helpers/index.js';
 
-// Parses one PINGREQ with mqtt-packet after loading Nucleon, and reports what quiet-debug did.
+// Loads Nucleon first, as a library user or the CLI does (not the patch module: a module that loaded
+// mqtt-packet ahead of it went unnoticed that way), parses one PINGREQ with mqtt-packet, and reports what quiet-debug did.
 const PROBE = `
-const { quietDebugState, quietened } = await import('./src/mqtt/aedes/patches/quiet-debug.ts');
 await import('./src/index.ts');
+const { quietDebugState, quietened } = await import('./src/mqtt/aedes/patches/quiet-debug.ts');
 const { default: mqttPacket } = await import('mqtt-packet');
 const parser = mqttPacket.parser();
 let packets = 0;

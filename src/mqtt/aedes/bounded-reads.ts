@@ -21,7 +21,7 @@
 import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { adjustNewClients } from './new-clients.js';
-import { bodyOf } from './patches/lean-parser.js';
+import { bodyOf } from './method-body.js';
 import { installedVersion } from './versions.js';
 
 /**

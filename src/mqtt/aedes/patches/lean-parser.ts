@@ -28,7 +28,10 @@
  * its grown backing store (152 B) for as long as the connection is idle.
  * `idlePacketState` says whether that is installed.
  */
+// First: mqtt-packet creates its debug loggers when it loads, and parserModules() below loads it.
+import './quiet-debug.js';
 import { createRequire } from 'node:module';
+import { bodyOf } from '../method-body.js';
 
 interface ParserPrototype {
   _resetState: (this: ParserInternals) => void;
@@ -62,15 +65,6 @@ function parserModules(): ParserModules {
     BufferList: (fromParser('bl') as { BufferList?: ParserModules['BufferList'] }).BufferList,
   };
   return modules;
-}
-
-/** A method's body, less its debug calls, whitespace and semicolons: what the guards compare. */
-export function bodyOf(method: (...args: never[]) => unknown): string {
-  return method
-    .toString()
-    .replace(/^[^{]*\{|\}$/g, '')
-    .replace(/debug\([^)]*\)/g, '')
-    .replace(/[\s;]/g, '');
 }
 
 /** The body of mqtt-packet 9's `_resetState`, less its debug call and whitespace. */
