@@ -76,6 +76,7 @@ test('nucleon ota add -> link -> list, groups, remove: tables by default, --json
   assert.equal(groups.code, 0, groups.stderr);
   assert.deepEqual(JSON.parse(groups.stdout), [{ name: 'field', imageId: '1.2.3-4-g965b9df', devices: ['352656100000001'] }]);
   const groupTable = cli(['groups', '--url', `ws://127.0.0.1:${server.adminPort}/ws`, '--api-key', key]);
+  assert.equal(groupTable.code, 0, groupTable.stderr);
   assert.equal(groupTable.stdout, 'GROUP  IMAGE             DEVICES  MEMBERS\nfield  1.2.3-4-g965b9df  1        352656100000001\n');
 
   // A device with a password (set through the admin endpoint while the server runs) connects over TLS.

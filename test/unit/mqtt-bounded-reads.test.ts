@@ -104,3 +104,13 @@ test("the guard refuses a client whose nextBatch is not aedes 1.2's, naming aede
   }
   await new Promise<void>((resolve) => aedes.close(() => resolve()));
 });
+
+test('a malformed packet closes the client and what follows it in the socket is not parsed', async (t) => {
+  const { device, client, published, release } = await heldBroker(t);
+  release();
+  // Two publishes, a packet of the reserved type 0, then a long run of publishes, all in one write.
+  device.send(Buffer.concat([publishes(2, 16), Buffer.from([0x00, 0x00]), publishes(2000, 64)]));
+  assert.equal(await device.closesWithin(5000), true, 'the broker closes the connection');
+  await waitFor(() => (client as unknown as { closed: boolean }).closed, 'the client closed');
+  assert.ok(published.length <= READ_BATCH_BYTES / 16, `publishes handled after the bad packet: ${published.length}`);
+});

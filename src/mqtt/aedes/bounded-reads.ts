@@ -38,6 +38,7 @@ export const READ_BATCH_BYTES = 4096;
 interface BatchingClient {
   conn: {
     readableLength: number;
+    destroyed: boolean;
     read(size?: number | null): Buffer | string | null;
     listeners(event: string): ((...args: unknown[]) => void)[];
     removeListener(event: string, listener: (...args: unknown[]) => void): unknown;
@@ -89,7 +90,8 @@ function readOn(client: BatchingClient): void {
       if (chunk === null) return;
       client._parser.parse(chunk);
       // Packets still pending: their callbacks read on. None (all called back, or the read ended inside a packet): read on here.
-      if (client._parsingBatch > 0 || client._paused || conn.readableLength === 0) return;
+      // A packet that closed the client (a protocol error) ends the batch: what is left of a destroyed socket is not parsed.
+      if (client._parsingBatch > 0 || client._paused || conn.destroyed || conn.readableLength === 0) return;
     }
   } finally {
     parsing = outer;
