@@ -92,16 +92,14 @@ test('a packet longer than one read, and nothing after it, is read on to its end
 
 test("the guard refuses a client whose nextBatch is not aedes 1.2's, naming aedes and its version", async () => {
   const aedes = new Aedes();
-  {
-    const nextBatch = () => undefined;
-    const changed = {
-      _nextBatch: nextBatch,
-      _parsingBatch: 1,
-      _parser: { parse: () => undefined },
-      conn: { readableLength: 0, listeners: () => [nextBatch] },
-    };
-    assert.throws(() => boundReads(aedes, changed), (error: unknown) => error instanceof DependencyMismatchError && /aedes@1\.2\.0: .*nextBatch/.test(error.message));
-  }
+  const nextBatch = () => undefined;
+  const changed = {
+    _nextBatch: nextBatch,
+    _parsingBatch: 1,
+    _parser: { parse: () => undefined },
+    conn: { readableLength: 0, listeners: () => [nextBatch] },
+  };
+  assert.throws(() => boundReads(aedes, changed), (error: unknown) => error instanceof DependencyMismatchError && /aedes@1\.2\.0: .*nextBatch/.test(error.message));
   await new Promise<void>((resolve) => aedes.close(() => resolve()));
 });
 

@@ -120,7 +120,7 @@ export function boundReads(aedes: Aedes, probe: object): void {
   const next = client._nextBatch;
   const shapeOk =
     typeof next === 'function' &&
-    (bodyOf(next) === EXPECTED_NEXT_BATCH || (next as { name?: string }).name === `bound ${nextBoundedBatch.name}`) &&
+    bodyOf(next) === EXPECTED_NEXT_BATCH &&
     typeof client._parsingBatch === 'number' &&
     typeof client._parser?.parse === 'function' &&
     typeof client.conn?.readableLength === 'number' &&

@@ -65,6 +65,14 @@ export function coalesceWrites(stream: Duplex): boolean {
   return true;
 }
 
+type WriteToStream = ((packet: OutgoingPacket, stream: Writable, options?: object) => boolean) & { oneBuffer?: true };
+
+/** aedes' copy of mqtt-packet (the one its write path calls `writeToStream` on at every write). */
+function aedesMqttPacket(): { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer } {
+  const require = createRequire(import.meta.url);
+  return createRequire(require.resolve('aedes'))('mqtt-packet') as { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer };
+}
+
 /**
  * The internals this relies on, checked at start-up: aedes' mqtt-packet
  * corks the stream it writes a packet to (so the first packet of a turn
@@ -72,8 +80,7 @@ export function coalesceWrites(stream: Duplex): boolean {
  * handed.
  */
 export function checkWriteCoalescing(probe: object, probeStream: Duplex): void {
-  const require = createRequire(import.meta.url);
-  const mqttPacket = createRequire(require.resolve('aedes'))('mqtt-packet') as { writeToStream?: (packet: object, stream: Writable) => boolean };
+  const mqttPacket = aedesMqttPacket();
   if (typeof mqttPacket.writeToStream !== 'function') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream is gone (src/mqtt/aedes/write-coalescing.ts)');
   const sink = new Writable({
     write(_chunk, _encoding, callback) {
@@ -89,14 +96,6 @@ export function checkWriteCoalescing(probe: object, probeStream: Duplex): void {
   sink.destroy();
   if (corks === 0) throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream no longer corks the stream (src/mqtt/aedes/write-coalescing.ts)');
   if ((probe as { conn?: unknown }).conn !== probeStream) throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client's conn is not the stream it was handed (src/mqtt/aedes/write-coalescing.ts)");
-}
-
-type WriteToStream = ((packet: OutgoingPacket, stream: Writable, options?: object) => boolean) & { oneBuffer?: true };
-
-/** aedes' copy of mqtt-packet (the one its write path calls `writeToStream` on at every write). */
-function aedesMqttPacket(): { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer } {
-  const require = createRequire(import.meta.url);
-  return createRequire(require.resolve('aedes'))('mqtt-packet') as { writeToStream?: WriteToStream; generate?: (packet: object) => Buffer };
 }
 
 /** Packets the start-up check encodes both ways: QoS 0/1/2, DUP and RETAIN, a UTF-8 topic, a string payload, every acknowledgement. */
