@@ -137,6 +137,8 @@ export interface CampaignDeviceStatus {
   /** When it went offline or reconnected after the download (the reboot). */
   rebootAt?: number;
   confirmedAt?: number;
+  /** Its first old-version report after the reboot: a revert unless it asks for more of the image within `health.revertGraceMs`. */
+  revertSeen?: { at: number; version: string };
   lastTelemetryAt?: number;
   settledAt?: number;
   /** Bytes served of the campaign image so far, and that as a percentage of its size. */

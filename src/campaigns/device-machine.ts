@@ -8,6 +8,9 @@ import type { HealthSettings } from './spec.js';
  *   pending → notified → downloading → downloaded → rebooting → confirmed → healthy
  *                                   ↘ failed(reason) from any state before healthy
  *
+ * and rebooting → downloaded when more of the image is asked for: the
+ * "reboot" was a reconnect after the last chunk was lost.
+ *
  * Times are ms since the epoch, passed in: no clock and no timer here, so the
  * tests drive it with a fake clock.
  */
@@ -76,6 +79,7 @@ export function checkDeadlines(device: CampaignDeviceStatus, now: number, rules:
       return 'none';
     case 'downloaded':
     case 'rebooting':
+      if (device.revertSeen && now - device.revertSeen.at >= health.revertGraceMs) return fail(device, 'version_reverted', now, `came back reporting ${device.revertSeen.version}`);
       if (now - (device.downloadedAt ?? now) >= health.reconnectTimeoutMs) return fail(device, 'no_reconnect', now, `did not come back with the new version within ${health.reconnectTimeoutMs} ms`);
       return 'none';
     case 'confirmed': {
@@ -96,6 +100,7 @@ export function checkDeadlines(device: CampaignDeviceStatus, now: number, rules:
 }
 
 function onProgress(device: CampaignDeviceStatus, bytes: number, at: number, rules: DeviceRules): Change {
+  if (device.state === 'downloaded' || device.state === 'rebooting') return onMoreBytes(device, bytes, at);
   if (device.state !== 'notified' && device.state !== 'downloading') return 'none';
   const percent = Math.min(100, Math.floor((bytes * 100) / Math.max(1, rules.imageSize)));
   if (device.state === 'downloading' && device.bytes === bytes) return 'none';
@@ -117,7 +122,12 @@ function onTelemetry(device: CampaignDeviceStatus, version: string | undefined, 
     // Telemetry goes through the ingest log and connections do not, so a report sent just before the
     // reboot can arrive after it: one stamped before the reboot (or the confirmation) is stale.
     if (at <= Math.max(device.rebootAt ?? 0, device.confirmedAt ?? 0)) return 'none';
-    return fail(device, 'version_reverted', at, `came back reporting ${version}`);
+    if (device.state === 'confirmed') return fail(device, 'version_reverted', at, `came back reporting ${version}`);
+    // A reconnect is not always a reboot: a device whose last chunk was lost with its connection comes back on
+    // the old version and asks for that chunk again (onMoreBytes). Only a device that does not is a revert.
+    const seen = (device.revertSeen ??= { at, version });
+    if (at - seen.at >= rules.health.revertGraceMs) return fail(device, 'version_reverted', at, `came back reporting ${seen.version}`);
+    return 'save';
   }
   if (device.state !== 'confirmed') return 'none';
   if (at <= (device.lastTelemetryAt ?? 0)) return 'none';
@@ -142,7 +152,25 @@ function onConnected(device: CampaignDeviceStatus, at: number, rules: DeviceRule
   return 'save';
 }
 
+/**
+ * More of the image served after it was all served: the last answer never
+ * reached the device (lost with a connection the broker or the network
+ * dropped), so whatever looked like its reboot was a reconnect.
+ */
+function onMoreBytes(device: CampaignDeviceStatus, bytes: number, at: number): Change {
+  if (bytes <= (device.bytes ?? 0)) return 'none';
+  device.bytes = bytes;
+  device.downloadedAt = at;
+  if (device.state === 'downloaded') return 'save';
+  device.state = 'downloaded';
+  delete device.rebootAt;
+  delete device.recentConnects;
+  delete device.revertSeen;
+  return 'event';
+}
+
 function confirm(device: CampaignDeviceStatus, at: number): Change {
+  delete device.revertSeen;
   device.state = 'confirmed';
   device.confirmedAt = at;
   device.lastTelemetryAt = at;

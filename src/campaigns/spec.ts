@@ -42,6 +42,13 @@ const healthSchema = z.strictObject({
   downloadTimeoutMs: positiveDuration.default(2 * HOUR),
   /** A downloaded device must report the new version within this, or fails as `no_reconnect`. */
   reconnectTimeoutMs: positiveDuration.default(15 * MINUTE),
+  /**
+   * After the reboot, an old-version report is a revert only when the device
+   * asks for no more of the image within this: a device whose last chunk was
+   * lost with its connection (a broker restart, a cellular drop) reconnects on
+   * the old version and asks for that chunk again.
+   */
+  revertGraceMs: positiveDuration.default(1 * MINUTE),
   /** `reconnects` connections within `withinMs` after the download: `boot_loop`. */
   bootLoop: z.strictObject({ reconnects: z.number().int().min(2).max(1000).default(3), withinMs: positiveDuration.default(10 * MINUTE) }).prefault({}),
   /** Share (0..1) of a stage's devices that must be healthy before the next stage starts. */

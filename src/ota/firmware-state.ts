@@ -19,6 +19,9 @@ export interface FirmwareStatesOptions {
   maxRememberedVersions?: number;
 }
 
+/** Step numbers of the bytes served beyond the whole image start here, above any step within it. */
+const BEYOND_WHOLE_IMAGE = 1_000_000;
+
 interface Download {
   state: DeviceFirmwareState;
   /** The progress step last saved. */
@@ -39,7 +42,8 @@ export interface ServedImage {
  * A chunk every few milliseconds must not cost a synced store write and an
  * admin event each, so download progress is counted in memory and saved when
  * it crosses another `progressStepPercent` of the image, when the whole image
- * has been served, with any other change of the device, and on `flush()`.
+ * has been served, when more is served after that, with any other change of
+ * the device, and on `flush()`.
  */
 export class FirmwareStates {
   private readonly queue = new SerialQueue();
@@ -143,10 +147,14 @@ export class FirmwareStates {
         state.bytesServed = 0;
         download.savedStep = -1;
       }
+      const before = state.bytesServed;
       state.bytesServed += bytes;
       state.lastDownloadAt = this.now();
       download.dirty = true;
-      const step = Math.floor(Math.min(100, (state.bytesServed * 100) / Math.max(1, image.size)) / this.step);
+      const percent = (state.bytesServed * 100) / Math.max(1, image.size);
+      // Bytes served after the whole image was (a lost last chunk asked again, a second download) count their
+      // steps apart, so the first of them is announced: they show the device has not rebooted into the image.
+      const step = before >= image.size ? BEYOND_WHOLE_IMAGE + Math.floor(percent / this.step) : Math.floor(Math.min(100, percent) / this.step);
       if (step !== download.savedStep) {
         download.savedStep = step;
         await this.save(download);

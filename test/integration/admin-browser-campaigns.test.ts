@@ -52,7 +52,7 @@ test('the Campaigns view shows a live funnel, pauses, resumes, promotes, shows a
     stages: [{ percent: 100 }],
     soakMs: 60 * MINUTE,
     // Long windows: nothing times out or turns healthy while the test runs.
-    health: { windowMs: 30 * MINUTE, telemetrySilentMs: 30 * MINUTE, downloadTimeoutMs: 60 * MINUTE, reconnectTimeoutMs: 60 * MINUTE },
+    health: { windowMs: 30 * MINUTE, telemetrySilentMs: 30 * MINUTE, downloadTimeoutMs: 60 * MINUTE, reconnectTimeoutMs: 60 * MINUTE, revertGraceMs: 500 },
     abort: { failedPercent: 90, minFailed: 5 },
     rollback: { enabled: true },
   });

@@ -33,7 +33,7 @@ test('version_reverted, boot_loop, telemetry_silent and download_timeout, each d
       target: { groups: [GROUP] },
       stages: [{ percent: 100 }],
       soakMs: 0,
-      health: { windowMs: 5000, telemetrySilentMs: 2500, reconnectTimeoutMs: 10_000, downloadTimeoutMs: 8000, bootLoop: { reconnects: 3, withinMs: 5000 }, successRatio: 0.5 },
+      health: { windowMs: 5000, telemetrySilentMs: 2500, reconnectTimeoutMs: 10_000, revertGraceMs: 2000, downloadTimeoutMs: 8000, bootLoop: { reconnects: 3, withinMs: 5000 }, successRatio: 0.5 },
     }),
   );
   const done = await waitForCampaign(serve, 'misbehaviour', 'every device healthy or failed', (s) => s.campaign.state !== 'running', 60_000);

@@ -4,7 +4,7 @@
 // reboot (found by test/system/campaigns.test.ts with real devices).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { observeDevice, type DeviceRules } from '../../src/campaigns/device-machine.js';
+import { checkDeadlines, observeDevice, type DeviceRules } from '../../src/campaigns/device-machine.js';
 import { parseCampaignSpec } from '../../src/campaigns/spec.js';
 import type { CampaignDeviceStatus } from '../../src/events.js';
 
@@ -15,6 +15,8 @@ const rules: DeviceRules = {
   imageSize: 1000,
   health: parseCampaignSpec({ id: 'c', imageId: NEW, target: { devices: ['d1'] }, stages: [{ percent: 100 }] }).health,
 };
+
+const GRACE = rules.health.revertGraceMs;
 
 function downloaded(): CampaignDeviceStatus {
   const device: CampaignDeviceStatus = { uid: 'd1', stage: 0, state: 'notified', notifiedAt: 1000 };
@@ -29,10 +31,47 @@ test('old-version telemetry sent before the reboot but seen after the disconnect
   assert.equal(device.state, 'rebooting');
   assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2050 }, rules), 'none');
   assert.equal(device.state, 'rebooting');
-  // Sent after the reboot, the old version is MCUboot's revert.
-  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2600 }, rules), 'event');
+  // Sent after the reboot, the old version is MCUboot's revert, once the device asks for no more of the image.
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2600 }, rules), 'save');
+  assert.equal(device.state, 'rebooting');
+  assert.equal(checkDeadlines(device, 2600 + GRACE - 1, rules), 'none');
+  assert.equal(checkDeadlines(device, 2600 + GRACE, rules), 'event');
   assert.equal(device.state, 'failed');
   assert.equal(device.reason, 'version_reverted');
+  assert.equal(device.detail, `came back reporting ${OLD}`);
+});
+
+test('old-version reports for the whole grace time fail the device at the report that ends it', () => {
+  const device = downloaded();
+  observeDevice(device, { kind: 'connected', at: 2100 }, rules);
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2200 }, rules), 'save');
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2200 + GRACE - 1 }, rules), 'save');
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2200 + GRACE }, rules), 'event');
+  assert.equal(device.reason, 'version_reverted');
+});
+
+test('a reconnect after the last chunk was lost is no reboot: asking for it again takes the device back to downloaded, and its real reboot confirms it', () => {
+  // Found by test/system/campaigns.test.ts: the broker restarted while the last chunk was on its way.
+  const device = downloaded();
+  assert.equal(device.bytes, 1000);
+  assert.equal(observeDevice(device, { kind: 'connected', at: 6000 }, rules), 'event');
+  assert.equal(device.state, 'rebooting');
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 6500 }, rules), 'save');
+  assert.equal(observeDevice(device, { kind: 'progress', bytes: 1200, at: 8000 }, rules), 'event');
+  assert.equal(device.state, 'downloaded');
+  assert.equal(device.downloadedAt, 8000);
+  assert.equal(device.rebootAt, undefined);
+  assert.equal(device.revertSeen, undefined);
+  // The grace time of the first report passes: nothing fails.
+  assert.equal(checkDeadlines(device, 6500 + GRACE, rules), 'none');
+  assert.equal(device.state, 'downloaded');
+  // The same bytes announced again change nothing; more while downloaded is bookkeeping.
+  assert.equal(observeDevice(device, { kind: 'progress', bytes: 1200, at: 8100 }, rules), 'none');
+  assert.equal(observeDevice(device, { kind: 'progress', bytes: 1300, at: 8200 }, rules), 'save');
+  observeDevice(device, { kind: 'disconnected', at: 8300 }, rules);
+  assert.equal(device.state, 'rebooting');
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: NEW, at: 9000 }, rules), 'event');
+  assert.equal(device.state, 'confirmed');
 });
 
 test('a stale old-version report after the confirmation is ignored; a later one fails the device', () => {

@@ -124,3 +124,19 @@ test('a version longer than a version id can be is never stored nor remembered',
   assert.equal(changes.length, 0);
   assert.equal(await states.get('dev1'), undefined);
 });
+
+test('download progress is announced per step and once the whole image is served; bytes served after that are announced too', async (t) => {
+  const { states, changes } = await setup(t);
+  const image = { id: V2, size: 1000 };
+  for (let i = 0; i < 10; i++) await states.served('dev1', image, 100);
+  // Steps of 10%: one announcement per chunk of a tenth, the last one for the whole image.
+  assert.deepEqual(changes.map((c) => c.bytesServed), [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+  // The last chunk asked again (its answer was lost with the connection): the device has not rebooted.
+  await states.served('dev1', image, 100);
+  assert.equal(changes.at(-1)?.bytesServed, 1100);
+  assert.equal(changes.length, 11);
+  // Asked again within the same step beyond the image: counted, not announced again.
+  await states.served('dev1', image, 1);
+  assert.equal(changes.length, 11);
+  assert.equal((await states.get('dev1'))?.bytesServed, 1101);
+});
