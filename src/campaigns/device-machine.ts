@@ -100,7 +100,7 @@ export function checkDeadlines(device: CampaignDeviceStatus, now: number, rules:
 }
 
 function onProgress(device: CampaignDeviceStatus, bytes: number, at: number, rules: DeviceRules): Change {
-  if (device.state === 'downloaded' || device.state === 'rebooting') return onMoreBytes(device, bytes, at);
+  if (device.state === 'downloaded' || device.state === 'rebooting') return onMoreBytes(device, bytes, at, rules);
   if (device.state !== 'notified' && device.state !== 'downloading') return 'none';
   const percent = Math.min(100, Math.floor((bytes * 100) / Math.max(1, rules.imageSize)));
   if (device.state === 'downloading' && device.bytes === bytes) return 'none';
@@ -157,9 +157,12 @@ function onConnected(device: CampaignDeviceStatus, at: number, rules: DeviceRule
  * reached the device (lost with a connection the broker or the network
  * dropped), so whatever looked like its reboot was a reconnect.
  */
-function onMoreBytes(device: CampaignDeviceStatus, bytes: number, at: number): Change {
+function onMoreBytes(device: CampaignDeviceStatus, bytes: number, at: number, rules: DeviceRules): Change {
   if (bytes <= (device.bytes ?? 0)) return 'none';
   device.bytes = bytes;
+  // The image a second time over is no lost chunk: a reverted device that takes the offer again. Its reboot
+  // (and the revert seen after it) stands, and its reconnect time-out keeps counting.
+  if (bytes >= 2 * rules.imageSize) return 'save';
   device.downloadedAt = at;
   if (device.state === 'downloaded') return 'save';
   device.state = 'downloaded';

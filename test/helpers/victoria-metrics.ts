@@ -41,10 +41,15 @@ export async function startVictoriaMetrics(t: TestContext, dataDir: string, port
   await waitFor(
     async () => {
       if (running.child.exitCode !== null) throw new Error(`victoria-metrics exited: ${running.output()}`);
-      const response = await fetch(`${url}/health`);
-      return response.ok;
+      // The one answering must be this one: a restart on the same port races every other test for it,
+      // and a victoria-metrics of another test there would take this test's writes.
+      const response = await fetch(`${url}/flags`);
+      const flags = await response.text();
+      if (!response.ok) return false;
+      if (!flags.includes(`-storageDataPath=${JSON.stringify(dataDir)}`)) throw new Error(`another server answers on port ${listenPort}: ${flags.slice(0, 200)}`);
+      return true;
     },
-    'victoria-metrics to answer /health',
+    'victoria-metrics to answer /flags with its own data path',
     20_000,
     50,
   );

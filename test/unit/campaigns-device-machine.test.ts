@@ -93,3 +93,20 @@ test('late telemetry never moves the last telemetry time back', () => {
   assert.equal(observeDevice(device, { kind: 'telemetry', version: NEW, at: 3500 }, rules), 'none');
   assert.equal(device.lastTelemetryAt, 4000);
 });
+
+test('a reverted device that downloads the whole image again is still a revert: a second download is no lost chunk', () => {
+  const device = downloaded();
+  observeDevice(device, { kind: 'disconnected', at: 2100 }, rules);
+  assert.equal(observeDevice(device, { kind: 'telemetry', version: OLD, at: 2600 }, rules), 'save');
+  // Its boot-time check is answered with the package again and it takes it (real firmware may).
+  for (let bytes = 1100; bytes <= 2000; bytes += 100) observeDevice(device, { kind: 'progress', bytes, at: 2700 }, rules);
+  assert.equal(device.state, 'downloaded', 'the first bytes past the image may be a lost last chunk');
+  assert.equal(observeDevice(device, { kind: 'progress', bytes: 2100, at: 2800 }, rules), 'save');
+  assert.equal(device.downloadedAt, 2700, 'the second download does not restart the reconnect time-out');
+  observeDevice(device, { kind: 'disconnected', at: 2900 }, rules);
+  observeDevice(device, { kind: 'telemetry', version: OLD, at: 3000 }, rules);
+  observeDevice(device, { kind: 'progress', bytes: 2600, at: 3100 }, rules);
+  assert.equal(device.state, 'rebooting');
+  assert.equal(checkDeadlines(device, 3000 + GRACE, rules), 'event');
+  assert.equal(device.reason, 'version_reverted');
+});
