@@ -3,7 +3,7 @@ import { checkDeadlines, isOpen, observeDevice, type Change, type DeviceRules, t
 import { CampaignError } from './errors.js';
 import { planStages } from './plan.js';
 import { insideSchedule } from './schedule.js';
-import type { CampaignSpec } from './spec.js';
+import { REVERT_GRACE_DEFAULT_MS, type CampaignSpec } from './spec.js';
 
 /** A campaign as stored under `campaign/meta/<id>`; its devices are stored one record each. */
 export interface CampaignRecord {
@@ -127,6 +127,8 @@ export class CampaignEngine {
 
   /** A campaign read back from the store. */
   static restore(record: CampaignRecord, devices: Iterable<CampaignDeviceStatus>): CampaignEngine {
+    // A campaign stored by an earlier version has no revert grace: it gets the default, as a new spec would.
+    (record.spec.health as Partial<CampaignRecord['spec']['health']>).revertGraceMs ??= REVERT_GRACE_DEFAULT_MS;
     return new CampaignEngine(record, new Map([...devices].map((device) => [device.uid, device])));
   }
 

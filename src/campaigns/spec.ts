@@ -33,6 +33,9 @@ const stageSchema = z
   })
   .refine((stage) => (stage.percent === undefined) !== (stage.count === undefined), { message: 'give exactly one of percent or count' });
 
+/** `health.revertGraceMs` when the spec gives none, and for campaigns stored before it existed. */
+export const REVERT_GRACE_DEFAULT_MS = 1 * MINUTE;
+
 const healthSchema = z.strictObject({
   /** A confirmed device is healthy once it has passed this window without failing. */
   windowMs: positiveDuration.default(30 * MINUTE),
@@ -48,7 +51,7 @@ const healthSchema = z.strictObject({
    * lost with its connection (a broker restart, a cellular drop) reconnects on
    * the old version and asks for that chunk again.
    */
-  revertGraceMs: positiveDuration.default(1 * MINUTE),
+  revertGraceMs: positiveDuration.default(REVERT_GRACE_DEFAULT_MS),
   /** `reconnects` connections within `withinMs` after the download: `boot_loop`. */
   bootLoop: z.strictObject({ reconnects: z.number().int().min(2).max(1000).default(3), withinMs: positiveDuration.default(10 * MINUTE) }).prefault({}),
   /** Share (0..1) of a stage's devices that must be healthy before the next stage starts. */

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkDeadlines, observeDevice, type DeviceRules } from '../../src/campaigns/device-machine.js';
-import { parseCampaignSpec } from '../../src/campaigns/spec.js';
+import { CampaignEngine } from '../../src/campaigns/engine.js';
+import { parseCampaignSpec, REVERT_GRACE_DEFAULT_MS } from '../../src/campaigns/spec.js';
 import type { CampaignDeviceStatus } from '../../src/events.js';
 
 const OLD = '1.0.0-0-gaaaaaaa';
@@ -109,4 +110,22 @@ test('a reverted device that downloads the whole image again is still a revert: 
   assert.equal(device.state, 'rebooting');
   assert.equal(checkDeadlines(device, 3000 + GRACE, rules), 'event');
   assert.equal(device.reason, 'version_reverted');
+});
+
+test('a campaign stored before health.revertGraceMs existed gets the default when restored, and still detects a revert', () => {
+  const devices = ['d1'];
+  const spec = parseCampaignSpec({ id: 'old', imageId: NEW, target: { devices }, stages: [{ percent: 100 }], soakMs: 0 });
+  const { engine } = CampaignEngine.create(spec, 1000, [{ uid: 'd1', previousImageId: OLD }], 1000);
+  const stored = engine.takeChanges().campaign;
+  assert.ok(stored);
+  // As an earlier version stored it.
+  const record = structuredClone(stored);
+  delete (record.spec.health as Partial<typeof record.spec.health>).revertGraceMs;
+  const restored = CampaignEngine.restore(record, engine.deviceList());
+  assert.equal(restored.spec.health.revertGraceMs, REVERT_GRACE_DEFAULT_MS);
+  restored.observe('d1', { kind: 'progress', bytes: 1000, at: 2000 });
+  restored.observe('d1', { kind: 'disconnected', at: 2100 });
+  restored.observe('d1', { kind: 'telemetry', version: OLD, at: 2600 });
+  restored.tick(2600 + REVERT_GRACE_DEFAULT_MS);
+  assert.equal(restored.device('d1')?.reason, 'version_reverted');
 });
