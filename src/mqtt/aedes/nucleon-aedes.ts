@@ -91,20 +91,51 @@ export class NucleonAedes extends Aedes {
     }
   }
 
+  /**
+   * aedes' client close ends with `if (broker.clients[id]) unregisterClient(client)`:
+   * by id, not by client. A close still running when a new connection with the
+   * same id registered (a device back within the old session's clean-up, which
+   * waits for the store) removed the new client from the map, so a kick or a
+   * revocation could not find it (test/integration/revocation-cluster.test.ts,
+   * seen in CI). The old client still counts down, is announced as
+   * disconnected and published to `$SYS`; the newer one keeps its place.
+   */
+  unregisterClient(client: Client): void {
+    const clients = clientsOf(this);
+    const holder = clients[client.id];
+    if (holder === undefined || holder === (client as unknown)) {
+      baseUnregisterClient.call(this, client);
+      return;
+    }
+    clients[client.id] = client;
+    try {
+      baseUnregisterClient.call(this, client);
+    } finally {
+      clients[client.id] = holder;
+    }
+  }
+
   /** Whether a client with this id is connected to this instance now. */
   clientConnected(clientId: string): boolean {
     return clientsOf(this)[clientId]?.connected === true;
   }
 
-  /** The client connected with this id now (a device's client id is its uid), for revoke and kick. */
+  /**
+   * The client holding this id now (a device's client id is its uid), for
+   * revoke and kick: registered and not closed. aedes sets `connected` only
+   * once the CONNACK is written and the session's stored queue is read back
+   * (a store round trip, in cluster mode Redis), so a kick that came right
+   * after the device had its CONNACK found no client (revocation-cluster,
+   * seen in CI).
+   */
   connectedClient(clientId: string): Client | undefined {
     const client = clientsOf(this)[clientId];
-    return client?.connected === true ? (client as unknown as Client) : undefined;
+    return client !== undefined && client.closed !== true ? (client as unknown as Client) : undefined;
   }
 
-  /** Every client connected now, for a recheck of the revocation lists. */
+  /** Every client registered and not closed, for a recheck of the revocation lists. */
   openClients(): Client[] {
-    return Object.values(clientsOf(this)).filter((client) => client?.connected === true) as unknown as Client[];
+    return Object.values(clientsOf(this)).filter((client) => client !== undefined && client.closed !== true) as unknown as Client[];
   }
 
   /** Waits (bounded) for messages still being routed, before the store closes. */
@@ -122,15 +153,18 @@ function noop(): void {}
 // The three-argument form aedes uses internally (its typings only declare the two-argument one).
 type InternalPublish = (this: Aedes, packet: PublishPacket, client: Client | null, done: Done) => void;
 const basePublish = (Aedes.prototype as unknown as { publish: InternalPublish }).publish;
+/** Undefined in an aedes without it: checkNucleonAedes refuses to start then. */
+const baseUnregisterClient = (Aedes.prototype as unknown as { unregisterClient: (this: Aedes, client: Client) => void }).unregisterClient;
 
 /** aedes' private map of connected clients by id. */
-function clientsOf(aedes: Aedes): Record<string, { connected: boolean } | undefined> {
-  return (aedes as unknown as { clients: Record<string, { connected: boolean } | undefined> }).clients;
+function clientsOf(aedes: Aedes): Record<string, { connected: boolean; closed?: boolean } | undefined> {
+  return (aedes as unknown as { clients: Record<string, { connected: boolean; closed?: boolean } | undefined> }).clients;
 }
 
 /**
  * The internals NucleonAedes relies on, checked at start-up (before any
- * listener opens): the three-argument publish and the clients map.
+ * listener opens): the three-argument publish, the clients map and
+ * unregisterClient.
  */
 export function checkNucleonAedes(aedes: NucleonAedes): void {
   if (typeof basePublish !== 'function' || basePublish.length < 3) {
@@ -138,4 +172,5 @@ export function checkNucleonAedes(aedes: NucleonAedes): void {
   }
   const clients = clientsOf(aedes) as unknown;
   if (typeof clients !== 'object' || clients === null) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'the private clients map is gone');
+  if (typeof (baseUnregisterClient as unknown) !== 'function' || baseUnregisterClient.length !== 1) throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'Aedes.prototype.unregisterClient no longer takes (client)');
 }
