@@ -127,29 +127,35 @@ const DELIVERY_BOUND_MS = 240_000;
  */
 async function deliveredWhileProgressing(missing: () => Promise<{ app: string[]; telemetry: string[] }>, metricsText: () => Promise<string>): Promise<number> {
   const started = Date.now();
-  let fewest = Number.POSITIVE_INFINITY;
-  let progressAt = started;
-  for (;;) {
-    const left = await missing();
-    const count = left.app.length + left.telemetry.length;
-    const now = Date.now();
-    if (count === 0) return now - started;
-    if (count < fewest) {
-      fewest = count;
-      progressAt = now;
-    }
-    if (now - progressAt > STALL_MS || now - started > DELIVERY_BOUND_MS) {
+  const countOf = (left: { app: string[]; telemetry: string[] }) => left.app.length + left.telemetry.length;
+  let left = await missing();
+  while (countOf(left) > 0) {
+    const before = countOf(left);
+    // Each step waits (polling, as waitFor does) for fewer missing messages, at most STALL_MS and within the whole bound.
+    const stepMs = Math.min(STALL_MS, DELIVERY_BOUND_MS - (Date.now() - started));
+    try {
+      left = await waitFor(
+        async () => {
+          const now = await missing();
+          return countOf(now) < before ? now : undefined;
+        },
+        'more acknowledged messages delivered',
+        Math.max(0, stepMs),
+        200,
+      );
+    } catch (error) {
       const metrics = await metricsText().catch((failure: unknown) => `(no /metrics: ${String(failure)})`);
       const server = metrics
         .split('\n')
         .filter((line) => /^nucleon_(influx|ingest)_/.test(line))
         .join('; ');
       throw new Error(
-        `${left.app.length} app (e.g. ${left.app.slice(0, 3).join(', ')}) and ${left.telemetry.length} telemetry (e.g. ${left.telemetry.slice(0, 3).join(', ')}) acknowledged messages not delivered after ${now - started} ms, none more for ${now - progressAt} ms; server: ${server}`,
+        `${left.app.length} app (e.g. ${left.app.slice(0, 3).join(', ')}) and ${left.telemetry.length} telemetry (e.g. ${left.telemetry.slice(0, 3).join(', ')}) acknowledged messages not delivered after ${Date.now() - started} ms; server: ${server}`,
+        { cause: error },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  return Date.now() - started;
 }
 
 export async function runCrashScenario(t: TestContext, scenario: CrashScenario): Promise<CrashResult> {
