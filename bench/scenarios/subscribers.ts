@@ -104,7 +104,7 @@ export const scenario10: Scenario = {
     }
     result.notes.push(
       `QoS 1: each device keeps ${WINDOW} messages in flight for ${context.quick ? 3 : 10} s; QoS 0: each device writes ${context.quick ? 2000 : 8000} messages as fast as its socket takes them. Messages are delivered to the subscriber at the publish QoS (its subscription grants 1). "lost" counts messages the broker accepted (QoS 1: acknowledged to the device; QoS 0: written) that the subscriber never got.`,
-      'The subscriber is one separate MQTT client process (raw TLS + mqtt-packet, PUBACKs batched per read) for every broker, logged in as the service account `svc:bench-sub` (Nucleon) or with the same name anonymously (baselines, which start without their own bench application). Nucleon also writes every message to its ingest log (durability "fsync") and hands it to its in-process app runner, as it always does; with a persistent session, each QoS 1 message is stored for the subscriber (LevelDB) before the device\'s PUBACK.',
+      'The subscriber is one separate MQTT client process (raw TLS + mqtt-packet, PUBACKs batched per read) for every broker, logged in as the service account `svc:bench-sub` (Nucleon) or with the same name anonymously (baselines, which start without their own bench application). Nucleon also writes every message to its ingest log (durability "fsync") and hands it to its in-process app runner, as it always does; with a persistent session, each QoS 1 message is stored for the subscriber (LevelDB), or acknowledged by it within 50 ms while it is connected, before the device\'s PUBACK.',
     );
     return result;
   },

@@ -6,6 +6,7 @@ import { LevelOutgoing } from './aedes/level-outgoing.js';
 import { combiningPersistenceDb, type PersistenceDb } from './aedes/persistence-db.js';
 import { checkQueueLayout, levelQueueRange } from './aedes/queue-layout.js';
 import { markRedeliveries } from './aedes/redelivery.js';
+import type { RoutingSettlements } from './aedes/routing-settlements.js';
 import { reportRetainedReadErrors } from './aedes/retained-stream.js';
 import { Compactor } from './compactor.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
@@ -36,6 +37,13 @@ export interface SessionStoreOptions {
    * stays queued; reported so a failing disk is seen.
    */
   onUnawaitedWriteFailed?: (clientId: string, error: unknown) => void;
+  /**
+   * Shared with NucleonAedes: a message for a session connected here may then
+   * wait in memory for its subscriber's acknowledgement instead of being
+   * written (embedded store, aedes/level-outgoing.ts). Without it every
+   * queued message is written before its route ends.
+   */
+  settlements?: RoutingSettlements;
 }
 
 /** What the MQTT runner needs of a session store besides the aedes persistence API. */
@@ -155,6 +163,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   /** The database as the library sees it: writes combined per loop turn. */
   private readonly combined: PersistenceDb;
   private readonly outgoing: LevelOutgoing;
+  private readonly settlements: RoutingSettlements | undefined;
+  private readonly isConnected: (clientId: string) => boolean;
 
   constructor(
     private readonly db: ClassicLevel<string, Buffer>,
@@ -163,6 +173,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   ) {
     super(combined);
     this.combined = combined;
+    this.settlements = options.settlements;
+    this.isConnected = options.isConnected;
     this.outgoing = new LevelOutgoing(combined, { onUnawaitedWriteFailed: options.onUnawaitedWriteFailed ?? (() => undefined) });
     const retained = options.retained ?? defaultRetainedOptions();
     this.policy = new SessionPolicy(options, (clientId, limit) => this.countQueued(clientId, limit));
@@ -198,9 +210,16 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   }
 
   override outgoingStream(client: Client): Readable {
-    // The packet ids of messages sent on its last connection, so they are resent with them.
-    this.outgoing.writeIds();
-    return markRedeliveries(super.outgoingStream(client));
+    // Deferred messages, and the packet ids of messages sent on its last connection (so they are resent
+    // with them), are written before the queue is read.
+    const written = this.outgoing.writeHeld();
+    const read = () => super.outgoingStream(client) as unknown as AsyncIterable<PublishPacket>;
+    return markRedeliveries(
+      (async function* afterHeldWrites() {
+        await written;
+        yield* read();
+      })(),
+    );
   }
 
   override createRetainedStreamCombi(patterns: string[]): Readable {
@@ -218,7 +237,9 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   override async outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
     if (!(await this.policy.admit(sub.clientId))) return;
-    await this.outgoing.enqueue(sub.clientId, packet);
+    // A client connected here acknowledges most messages before a write would end; the route waits for it.
+    const settlement = this.settlements?.of(packet.payload);
+    await this.outgoing.enqueue(sub.clientId, packet, settlement !== undefined && this.isConnected(sub.clientId) ? settlement : undefined);
     this.policy.enqueued(sub.clientId);
   }
 
@@ -243,9 +264,9 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   }
 
   /** Waits for the combined writes still pending, then closes the database. */
-  close(): Promise<void> {
-    this.outgoing.writeIds();
-    return this.combined.close();
+  async close(): Promise<void> {
+    await this.outgoing.writeHeld();
+    await this.combined.close();
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {

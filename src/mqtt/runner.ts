@@ -16,6 +16,7 @@ import { loadLiveRules } from '../acl/index.js';
 import { AclRules } from './acl-rules.js';
 import { Gateway } from './gateway.js';
 import { chronologicalBrokerId } from './aedes/broker-id.js';
+import { RoutingSettlements } from './aedes/routing-settlements.js';
 import { SysTopics } from './sys-topics.js';
 import { nucleonVersion } from '../version.js';
 import { Gate } from '../util/gate.js';
@@ -173,7 +174,9 @@ export class MqttRunner implements Runner {
     state.stopNotices = revocations.onNotice((notice) => gateway.revocationNotice(notice));
 
     const backend = (this.options.backend ?? embeddedSessions)(context);
+    const settlements = new RoutingSettlements();
     state.sessions = await backend.openSessions({
+      settlements,
       offlineQueueSize: limits.offline_queue_size,
       maySubscribe: gateway.maySubscribe,
       isConnected: (clientId: string): boolean => aedes.clientConnected(clientId),
@@ -205,6 +208,7 @@ export class MqttRunner implements Runner {
       maxRouting: MAX_ROUTING,
       maxRoutingWaiting: MAX_ROUTING_WAITING,
       onRoutingRefused: () => metrics.overloaded.inc({ where: 'router' }),
+      settlements,
     });
     state.aedes = aedes;
     gateway.attach(aedes);

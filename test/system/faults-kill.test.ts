@@ -93,3 +93,45 @@ test('SIGKILL under QoS 1 load, then restart: every message a device saw acknowl
   });
   assert.deepEqual(lost.slice(0, 20), [], `${lost.length} acknowledged messages never reached the subscriber`);
 });
+
+test('SIGKILL while a connected persistent subscriber acknowledges nothing: every message a device saw acknowledged is queued for it after the restart', async (t) => {
+  // The broker keeps a message for a connected persistent session in memory while it waits for the
+  // subscriber's PUBACK (src/mqtt/aedes/level-outgoing.ts); the device's PUBACK must wait until the
+  // message is written, since this subscriber never acknowledges.
+  const uids = Array.from({ length: DEVICES }, (_, i) => `stall-dev-${i}`);
+  const instance = await startInstance(t, { certDevices: uids, services: { [SINK.name]: SINK.password } });
+  const stalled = await connectSink(instance);
+  let heldBySubscriber = 0;
+  // mqtt.js sends a PUBACK once handleMessage calls back: this one never does (and mqtt.js then reads
+  // nothing more, so the broker's writes to it back up while it stays connected).
+  stalled.handleMessage = (_packet, _callback) => {
+    heldBySubscriber++;
+  };
+  await stalled.subscribeAsync('+/app/p/#', { qos: 1 });
+
+  const devices = await Promise.all(uids.map((uid) => connectDevice(t, instance, uid)));
+  const acked = new Set<string>();
+  const loads = devices.map((device, i) => load(device, uids[i] ?? '', acked, 100_000));
+  const progress = () => {
+    if (acked.size >= 1000 && heldBySubscriber >= 1) return true;
+    throw new Error(`${acked.size} acknowledged, ${heldBySubscriber} held by the subscriber`);
+  };
+  await waitFor(progress, '1000 acknowledged messages while the subscriber acknowledges none', 30_000);
+  await instance.kill();
+  await Promise.all(loads);
+  const ackedAtKill = acked.size;
+  await Promise.all(devices.map((device) => device.endAsync(true)));
+  stalled.end(true);
+
+  const restarted = await startInstance(t, { dir: instance.dir, ports: instance.ports });
+  const received = new Set<string>();
+  const again = await connectSink(restarted);
+  t.after(() => again.endAsync(true));
+  again.on('message', (_topic: string, payload: Buffer) => received.add(payload.toString()));
+  const missing = () => [...acked].filter((message) => !received.has(message));
+  await waitFor(() => missing().length === 0, 'every acknowledged message at the subscriber', 20_000).catch(() => undefined);
+
+  const lost = missing();
+  summary('faults sigkill, subscriber not acknowledging', { devices: DEVICES, acknowledged: ackedAtKill, heldBySubscriber, receivedAfterRestart: received.size, lostAcknowledged: lost.length });
+  assert.deepEqual(lost.slice(0, 20), [], `${lost.length} acknowledged messages were not queued for the subscriber`);
+});

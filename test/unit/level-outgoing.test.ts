@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Client, PublishPacket } from 'aedes';
 import { ClassicLevel } from 'classic-level';
-import { ID_WRITE_DELAY_MS } from '../../src/mqtt/aedes/level-outgoing.js';
+import { DEFER_WRITE_MS, ID_WRITE_DELAY_MS, LevelOutgoing } from '../../src/mqtt/aedes/level-outgoing.js';
+import type { PersistenceDb } from '../../src/mqtt/aedes/persistence-db.js';
+import { RoutingSettlements, type Settlement } from '../../src/mqtt/aedes/routing-settlements.js';
 import { SessionStore } from '../../src/mqtt/persistence.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 
@@ -198,4 +200,132 @@ test('the packet id of a message still unacknowledged is written after a while, 
     (await queued(restarted, connection('svc:slow'))).map((p) => p.messageId),
     [21, 22],
   );
+});
+
+/*
+ * Deferred writes: a message for a session connected here, routed with a
+ * settlement (src/mqtt/aedes/routing-settlements.ts), waits in memory for
+ * its subscriber's acknowledgement; the route (and so the publisher's PUBACK)
+ * waits until it was acknowledged or written.
+ */
+
+function settledFlag(settlement: Settlement): { settled: boolean; error: Error | undefined } {
+  const state = { settled: false, error: undefined as Error | undefined };
+  settlement.whenSettled((error) => {
+    state.settled = true;
+    state.error = error;
+  });
+  return state;
+}
+
+/** A route as NucleonAedes runs one: open, enqueue each copy, close. */
+async function route(store: SessionStore, settlements: RoutingSettlements, clientIds: string[], packet: Routed): Promise<{ settled: boolean; error: Error | undefined }> {
+  const settlement = settlements.open(packet.payload);
+  assert.ok(settlement);
+  for (const clientId of clientIds) await store.outgoingEnqueue({ clientId }, packet);
+  settlements.close(packet.payload, settlement);
+  return settledFlag(settlement);
+}
+
+test('a message to a connected persistent subscriber acknowledged in time is never written; its route settles with the acknowledgement', async (t) => {
+  const { db, dir } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, settlements });
+  const client = connection('svc:reader');
+  const access = countAccess(db);
+  const count = 20;
+  for (let i = 1; i <= count; i++) {
+    const routed = await route(store, settlements, [client.id], message(i));
+    assert.equal(routed.settled, false, 'the route waits for the subscriber');
+    await store.outgoingUpdate(client, sending(i, i + 100));
+    assert.equal(routed.settled, false, 'sending is not enough');
+    const acked = await store.outgoingClearMessageId(client, { cmd: 'puback', messageId: i + 100 } as unknown as PublishPacket);
+    assert.equal((acked as Routed | undefined)?.brokerCounter, i, 'the PUBACK finds the message it acknowledges');
+    assert.deepEqual(routed, { settled: true, error: undefined }, 'the acknowledgement settles the route');
+  }
+  await store.close();
+  // Without deferral: 2 writes per message (queued, acknowledged).
+  assert.equal(access.ops, 0);
+  assert.equal(access.reads, 0);
+  const { db: reopened } = await openLevel(t, dir);
+  const left: string[] = [];
+  for await (const key of reopened.keys()) left.push(key);
+  assert.deepEqual(left, []);
+});
+
+test('a deferred message not acknowledged in time is written with its packet id, and only then settles its route; it survives a restart', async (t) => {
+  const { db, dir } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, settlements });
+  const client = connection('svc:slow');
+  const started = Date.now();
+  // Two subscribers: the route waits for both copies.
+  const routed = await route(store, settlements, [client.id, 'svc:other'], message(1));
+  await store.outgoingUpdate(client, sending(1, 31));
+  const stored = async () => {
+    const keys: string[] = [];
+    for await (const key of db.keys({ gte: 'outgoing:', lt: 'outgoing;' })) keys.push(key);
+    return keys.length;
+  };
+  assert.equal(await stored(), 0, 'not written at once');
+  await waitFor(() => routed.settled, 'the route settled');
+  assert.ok(Date.now() - started >= DEFER_WRITE_MS - 5, 'not before the deferral ends');
+  assert.equal(routed.error, undefined);
+  assert.equal(await stored(), 2, 'both copies were written before the route settled');
+  await store.close();
+
+  const { db: reopened } = await openLevel(t, dir);
+  const restarted = new SessionStore(reopened, sessionOptions);
+  assert.deepEqual(
+    (await queued(restarted, connection('svc:slow'))).map((p) => ({ counter: p.brokerCounter, messageId: p.messageId, dup: p.dup })),
+    [{ counter: 1, messageId: 31, dup: true }],
+  );
+  assert.deepEqual((await queued(restarted, connection('svc:other'))).map((p) => p.brokerCounter), [1]);
+});
+
+test('a reconnect reads deferred messages: they are written before the queue is read', async (t) => {
+  const { db } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, settlements });
+  const routed = await route(store, settlements, ['svc:back'], message(4));
+  const resent = await queued(store, connection('svc:back'));
+  assert.deepEqual(resent.map((p) => p.brokerCounter), [4]);
+  assert.equal(routed.settled, true, 'written, so settled');
+  await store.close();
+});
+
+test('a message for a session not connected here is written before its route ends, as without deferral', async (t) => {
+  const { db } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, isConnected: () => false, settlements });
+  const access = countAccess(db);
+  const routed = await route(store, settlements, ['svc:away'], message(5));
+  assert.equal(routed.settled, true);
+  assert.equal(access.ops, 1);
+  await store.close();
+});
+
+test('a deferred write that fails fails its route with the error (the publisher is not acknowledged)', async (t) => {
+  const failure = new Error('disk full');
+  const writes: string[] = [];
+  const db = {
+    put: (key: string) => {
+      writes.push(key);
+      return Promise.reject(failure);
+    },
+    del: () => Promise.resolve(),
+  } as unknown as PersistenceDb;
+  const outgoing = new LevelOutgoing(db, { onUnawaitedWriteFailed: () => undefined });
+  const settlements = new RoutingSettlements();
+  const packet = message(6);
+  const settlement = settlements.open(packet.payload);
+  assert.ok(settlement);
+  await outgoing.enqueue('svc:x', packet, settlement);
+  settlements.close(packet.payload, settlement);
+  const routed = settledFlag(settlement);
+  await waitFor(() => routed.settled, 'the route settled');
+  assert.equal(routed.error, failure);
+  assert.equal(writes.length, 1);
+  assert.equal(outgoing.deferredCount(), 0);
+  t.diagnostic(`deferred write failed as expected: ${routed.error?.message}`);
 });

@@ -3,6 +3,7 @@ import './patches/index.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { Gate } from '../../util/gate.js';
+import type { RoutingSettlements } from './routing-settlements.js';
 import { installedVersion } from './versions.js';
 
 type Done = (error?: Error) => void;
@@ -14,6 +15,8 @@ export interface NucleonAedesOptions extends AedesOptions {
   onRoutingRefused: () => void;
   /** aedes has put a client's QoS 2 publish into its incoming store (its publish step comes right after). */
   onIncomingStored?: (packet: PublishPacket, client: Client) => void;
+  /** Shared with the session store, which may defer copies for connected persistent sessions (routing-settlements.ts). */
+  settlements?: RoutingSettlements;
 }
 
 /** Set on a packet without a client (a will of an earlier run) that the publish path has dealt with already. */
@@ -40,12 +43,14 @@ export class NucleonAedes extends Aedes {
   private readonly gate: Gate;
   private readonly onRoutingRefused: () => void;
   private readonly onIncomingStored: NucleonAedesOptions['onIncomingStored'];
+  private readonly settlements: RoutingSettlements | undefined;
 
   constructor(options: NucleonAedesOptions) {
     super(options);
     this.gate = new Gate(options.maxRouting, options.maxRoutingWaiting);
     this.onRoutingRefused = options.onRoutingRefused;
     this.onIncomingStored = options.onIncomingStored;
+    this.settlements = options.settlements;
   }
 
   // aedes calls `publish(packet, client, done)` internally and `publish(packet, done)` from user code.
@@ -72,13 +77,22 @@ export class NucleonAedes extends Aedes {
    * with whatever it had in flight, and a group commit acknowledging
    * thousands at once overflowed the list, bench scenario 10);
    * the server's own publishes (no client to slow down) are refused past the
-   * bounded wait list.
+   * bounded wait list. `done` waits, outside the gate, for copies the session
+   * store deferred (routing-settlements.ts): acknowledged by their subscriber
+   * or written.
    */
   route(packet: PublishPacket, client: Client | null, done: Done): void {
+    const settlements = this.settlements;
     const start = () => {
+      const settlement = settlements?.open(packet.payload);
       basePublish.call(this, packet, client, (error?: Error) => {
         this.gate.leave();
-        done(error);
+        if (settlement === undefined) {
+          done(error);
+          return;
+        }
+        settlements?.close(packet.payload, settlement);
+        settlement.whenSettled((failure) => done(error ?? failure));
       });
     };
     if (client) {

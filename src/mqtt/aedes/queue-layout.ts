@@ -15,9 +15,13 @@ import type { PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { installedVersion } from './versions.js';
 
+/** The last prefix made: a subscriber's messages come one after another (encodeURIComponent per message showed in profiles). */
+let lastPrefix = { clientId: '', prefix: 'outgoing::' };
+
 /** aedes-persistence-level: the key prefix of one client's queued messages. */
 function levelQueuePrefix(clientId: string): string {
-  return `outgoing:${encodeURIComponent(clientId)}:`;
+  if (lastPrefix.clientId !== clientId) lastPrefix = { clientId, prefix: `outgoing:${encodeURIComponent(clientId)}:` };
+  return lastPrefix.prefix;
 }
 
 /** aedes-persistence-level: the key range of one client's queued messages. */
