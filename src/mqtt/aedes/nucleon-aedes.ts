@@ -82,7 +82,8 @@ export class NucleonAedes extends Aedes {
    * or written.
    */
   route(packet: PublishPacket, client: Client | null, done: Done): void {
-    const settlements = this.settlements;
+    // Only QoS 1/2 messages are queued for sessions (aedes' enqueueOffline step).
+    const settlements = packet.qos > 0 ? this.settlements : undefined;
     const start = () => {
       const settlement = settlements?.open(packet.payload);
       basePublish.call(this, packet, client, (error?: Error) => {
