@@ -235,12 +235,15 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
     if (allowed.length > 0) await super.addSubscriptions(client, allowed);
   }
 
-  override async outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
-    if (!(await this.policy.admit(sub.clientId))) return;
-    // A client connected here acknowledges most messages before a write would end; the route waits for it.
+  override outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {
+    // A client connected here acknowledges most messages before a write would end; the route waits for
+    // it. (The queue bound never refuses a connected client, so admit() is not asked.)
     const settlement = this.settlements?.of(packet.payload);
-    await this.outgoing.enqueue(sub.clientId, packet, settlement !== undefined && this.isConnected(sub.clientId) ? settlement : undefined);
-    this.policy.enqueued(sub.clientId);
+    if (settlement !== undefined && this.isConnected(sub.clientId) && this.outgoing.defer(sub.clientId, packet, settlement)) {
+      this.policy.enqueued(sub.clientId);
+      return Promise.resolve();
+    }
+    return this.enqueueWritten(sub.clientId, packet);
   }
 
   override outgoingUpdate(client: Client, packet: PublishPacket): Promise<void> {
@@ -267,6 +270,12 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   async close(): Promise<void> {
     await this.outgoing.writeHeld();
     await this.combined.close();
+  }
+
+  private async enqueueWritten(clientId: string, packet: PublishPacket): Promise<void> {
+    if (!(await this.policy.admit(clientId))) return;
+    await this.outgoing.enqueue(clientId, packet);
+    this.policy.enqueued(clientId);
   }
 
   private async countQueued(clientId: string, limit: number): Promise<number> {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Client, PublishPacket } from 'aedes';
 import { ClassicLevel } from 'classic-level';
-import { DEFER_WRITE_MS, ID_WRITE_DELAY_MS, LevelOutgoing } from '../../src/mqtt/aedes/level-outgoing.js';
+import { DEFER_WRITE_MS, ID_WRITE_DELAY_MS, LevelOutgoing, MAX_DEFERRED } from '../../src/mqtt/aedes/level-outgoing.js';
 import type { PersistenceDb } from '../../src/mqtt/aedes/persistence-db.js';
 import { RoutingSettlements, type Settlement } from '../../src/mqtt/aedes/routing-settlements.js';
 import { SessionStore } from '../../src/mqtt/persistence.js';
@@ -320,7 +320,7 @@ test('a deferred write that fails fails its route with the error (the publisher 
   const packet = message(6);
   const settlement = settlements.open(packet.payload);
   assert.ok(settlement);
-  await outgoing.enqueue('svc:x', packet, settlement);
+  assert.equal(outgoing.defer('svc:x', packet, settlement), true);
   settlements.close(packet.payload, settlement);
   const routed = settledFlag(settlement);
   await waitFor(() => routed.settled, 'the route settled');
@@ -328,4 +328,17 @@ test('a deferred write that fails fails its route with the error (the publisher 
   assert.equal(writes.length, 1);
   assert.equal(outgoing.deferredCount(), 0);
   t.diagnostic(`deferred write failed as expected: ${routed.error?.message}`);
+});
+
+test('at most MAX_DEFERRED messages are held in memory; past that a message is written when queued', () => {
+  const db = { put: () => Promise.resolve(), del: () => Promise.resolve() } as unknown as PersistenceDb;
+  const outgoing = new LevelOutgoing(db, { onUnawaitedWriteFailed: () => undefined });
+  const settlement = new RoutingSettlements().open(Buffer.from('many'));
+  assert.ok(settlement);
+  for (let i = 1; i <= MAX_DEFERRED; i++) assert.equal(outgoing.defer('svc:many', message(i), settlement), true);
+  assert.equal(outgoing.defer('svc:many', message(MAX_DEFERRED + 1), settlement), false, 'the caller writes it instead');
+  assert.equal(outgoing.deferredCount(), MAX_DEFERRED);
+  // Written (and released) at once, so no timer is left behind.
+  void outgoing.writeHeld();
+  assert.equal(outgoing.deferredCount(), 0);
 });

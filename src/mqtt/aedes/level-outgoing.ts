@@ -131,20 +131,23 @@ export class LevelOutgoing {
   }
 
   /**
-   * Queues `packet` for the client. With a settlement (the client is
-   * connected here and the route waits for it) the write is deferred and this
-   * resolves at once; otherwise it resolves once written.
+   * Holds `packet` for a client connected here in memory under the route's
+   * settlement instead of writing it; false when too many are held (then
+   * `enqueue` it).
    */
-  async enqueue(clientId: string, packet: PublishPacket, settlement?: Settlement): Promise<void> {
+  defer(clientId: string, packet: PublishPacket, settlement: Settlement): boolean {
+    if (this.deferred.size >= MAX_DEFERRED) return false;
     const stored = new this.modules.Packet(packet);
-    const key = levelQueueKey(clientId, stored.brokerId, stored.brokerCounter);
-    if (settlement !== undefined && this.deferred.size < MAX_DEFERRED) {
-      settlement.hold();
-      this.deferred.set(key, { clientId, packet: stored, settlement, since: Date.now() });
-      this.deferTimer ??= setTimeout(() => this.writeDue(), DEFER_WRITE_MS);
-      return;
-    }
-    await this.db.put(key, this.encode(stored));
+    settlement.hold();
+    this.deferred.set(levelQueueKey(clientId, stored.brokerId, stored.brokerCounter), { clientId, packet: stored, settlement, since: Date.now() });
+    this.deferTimer ??= setTimeout(() => this.writeDue(), DEFER_WRITE_MS);
+    return true;
+  }
+
+  /** Queues `packet` for the client; resolves once written. */
+  async enqueue(clientId: string, packet: PublishPacket): Promise<void> {
+    const stored = new this.modules.Packet(packet);
+    await this.db.put(levelQueueKey(clientId, stored.brokerId, stored.brokerCounter), this.encode(stored));
   }
 
   /** Queued messages not written yet. */
