@@ -47,6 +47,15 @@ async function load(client: MqttClient, uid: string, acked: Set<string>, maxMess
   }
 }
 
+/** SIGKILL while the devices publish; waits for their loads to end and closes the clients. Returns how many were acknowledged. */
+async function killUnderLoad(instance: Instance, loads: Promise<void>[], acked: Set<string>, clients: MqttClient[]): Promise<number> {
+  await instance.kill();
+  await Promise.all(loads);
+  const ackedAtKill = acked.size;
+  await Promise.all(clients.map((client) => client.endAsync(true)));
+  return ackedAtKill;
+}
+
 test('SIGKILL under QoS 1 load, then restart: every message a device saw acknowledged reaches the persistent subscriber', async (t) => {
   const uids = Array.from({ length: DEVICES }, (_, i) => `kill-dev-${i}`);
   const first = await startInstance(t, { certDevices: uids, services: { [SINK.name]: SINK.password } });
@@ -65,11 +74,7 @@ test('SIGKILL under QoS 1 load, then restart: every message a device saw acknowl
   const acked = new Set<string>();
   const loads = devices.map((device, i) => load(device, uids[i] ?? '', acked, 100_000));
   await waitFor(() => acked.size >= 2000, '2000 acknowledged messages', 30_000);
-  await instance.kill();
-  await Promise.all(loads);
-  const ackedAtKill = acked.size;
-  await Promise.all(devices.map((device) => device.endAsync(true)));
-  sink.end(true);
+  const ackedAtKill = await killUnderLoad(instance, loads, acked, [...devices, sink]);
 
   const restarted = await startInstance(t, { dir: first.dir, ports: first.ports });
   const again = await connectSink(restarted);
@@ -117,11 +122,7 @@ test('SIGKILL while a connected persistent subscriber acknowledges nothing: ever
     throw new Error(`${acked.size} acknowledged, ${heldBySubscriber} held by the subscriber`);
   };
   await waitFor(progress, '1000 acknowledged messages while the subscriber acknowledges none', 30_000);
-  await instance.kill();
-  await Promise.all(loads);
-  const ackedAtKill = acked.size;
-  await Promise.all(devices.map((device) => device.endAsync(true)));
-  stalled.end(true);
+  const ackedAtKill = await killUnderLoad(instance, loads, acked, [...devices, stalled]);
 
   const restarted = await startInstance(t, { dir: instance.dir, ports: instance.ports });
   const received = new Set<string>();

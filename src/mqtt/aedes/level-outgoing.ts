@@ -198,8 +198,8 @@ export class LevelOutgoing {
   /**
    * Writes what is held in memory now: deferred messages and the packet ids
    * of sent, unacknowledged ones (before a queue is read, and at close).
+   * Resolves once those writes have ended (a failure is reported, not thrown).
    */
-  /** Resolves once those writes have ended (a failure is reported, not thrown). */
   writeHeld(): Promise<void> {
     if (this.idTimer !== undefined) clearTimeout(this.idTimer);
     this.idTimer = undefined;
