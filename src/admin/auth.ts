@@ -1,8 +1,9 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { NucleonError } from '../errors.js';
+import { randomSecret } from '../util/secret.js';
 import { addressBlock } from './address-block.js';
 
 /** Where a generated API key lives when `admin.api_key` is unset. */
@@ -27,7 +28,7 @@ export async function resolveApiKey(configured: string | undefined, storePath: s
   const existing = await readKeyFile(file);
   if (existing !== undefined) return { key: existing, file, generated: false };
   await mkdir(storePath, { recursive: true });
-  const key = randomBytes(32).toString('base64url');
+  const key = randomSecret(32);
   try {
     // 'wx': two instances starting on one store must not overwrite each other's key.
     await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });

@@ -1,5 +1,6 @@
 import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { NucleonError } from '../errors.js';
+import { randomSecret } from '../util/secret.js';
 import { isValidUid } from '../protocol/index.js';
 import type { KvStore } from '../store/index.js';
 
@@ -50,7 +51,7 @@ export const MIN_PASSWORD_LENGTH = 12;
 
 /** A generated password: 24 random bytes, base64url (32 characters). */
 export function generatePassword(): string {
-  return randomBytes(24).toString('base64url');
+  return randomSecret(24);
 }
 
 export class CredentialStore {
