@@ -86,6 +86,7 @@ async function main(): Promise<number> {
       aedes: undefined,
       mosquitto: mosquittoUnavailable(),
       'node-tls': undefined,
+      'node-relay': undefined,
     };
     const previous = new Map<number, ScenarioResult>();
     const context: ScenarioContext = {

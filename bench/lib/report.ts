@@ -1,7 +1,7 @@
 import type { MachineDescription } from './machine.js';
 
 /** The brokers a scenario runs against, in table column order. */
-export const TARGET_NAMES = ['nucleon', 'nucleon-write', 'nucleon-memory', 'aedes', 'mosquitto', 'node-tls'] as const;
+export const TARGET_NAMES = ['nucleon', 'nucleon-write', 'nucleon-memory', 'aedes', 'mosquitto', 'node-tls', 'node-relay'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
 
 /**
@@ -14,9 +14,10 @@ export const VARIANT_NAMES: readonly TargetName[] = ['nucleon-write', 'nucleon-m
 /**
  * Baselines a scenario asks for by name (`only`), never run otherwise and
  * shown as columns only where they have figures: Node's TLS with no broker
- * (scenario 5's floor for memory per connection).
+ * (scenario 5's floor for memory per connection) and a Node TLS relay with no
+ * broker (the floor of the subscriber path, scenarios 10 and 11).
  */
-export const ON_REQUEST_NAMES: readonly TargetName[] = ['node-tls'];
+export const ON_REQUEST_NAMES: readonly TargetName[] = ['node-tls', 'node-relay'];
 
 export const TARGET_LABELS: Record<TargetName, string> = {
   nucleon: 'Nucleon',
@@ -25,6 +26,7 @@ export const TARGET_LABELS: Record<TargetName, string> = {
   aedes: 'aedes (bare)',
   mosquitto: 'Mosquitto',
   'node-tls': 'Node TLS (no broker)',
+  'node-relay': 'Node TLS relay (no broker)',
 };
 
 /** What the issue asks of Nucleon for one metric. */

@@ -83,11 +83,13 @@ export async function acrossTargetsInRounds(
   result: ScenarioResult,
   rounds: number,
   measure: (target: Target, round: number) => Promise<Figures>,
-  options: { variants?: boolean; extra?: Partial<TargetOptions> } = {},
+  options: { variants?: boolean; extra?: Partial<TargetOptions>; only?: TargetName[] } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
   // The brokers acrossTargets measures (the others would show as rounds of blanks).
-  const names = context.targets.map((t) => t.name).filter((name) => (options.variants || !VARIANT_NAMES.includes(name)) && !ON_REQUEST_NAMES.includes(name));
+  const names = context.targets
+    .map((t) => t.name)
+    .filter((name) => (!options.only || options.only.includes(name)) && (options.variants || !VARIANT_NAMES.includes(name)) && (!ON_REQUEST_NAMES.includes(name) || options.only?.includes(name)));
   for (let round = 0; round < rounds; round++) {
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
     await acrossTargets(context, scratch, (target) => measure(target, round), options);
@@ -140,6 +142,23 @@ export function gcNote(name: TargetName, round: number, loopDelay: LoopDelay | u
   if (!gc) return undefined;
   const line = (p: { count: number; totalMs: number; maxMs: number }) => `${p.count} pauses, ${p.totalMs.toFixed(1)} ms in all, longest ${p.maxMs.toFixed(2)} ms`;
   return `${name} GC during round ${String(round + 1)}: minor ${line(gc.minor)}; major ${line(gc.major)}; other ${line(gc.other)}.`;
+}
+
+/**
+ * The subscriber path's floor (scenarios 10 and 11), as notes: for each
+ * metric whose label ends with `suffix`, what the Node TLS relay with no
+ * broker (bench/servers/relay-server.ts) measured, against Mosquitto and
+ * against Nucleon, where all three have figures.
+ */
+export function relayFloorNotes(result: ScenarioResult, suffix: string): string[] {
+  const notes: string[] = [];
+  for (const m of result.metrics) {
+    if (!m.label.endsWith(suffix)) continue;
+    const [relay, mosquitto, nucleon] = [m.values['node-relay'], m.values.mosquitto, m.values.nucleon];
+    if (typeof relay !== 'number' || typeof mosquitto !== 'number' || typeof nucleon !== 'number') continue;
+    notes.push(`Floor, ${m.label}: the Node TLS relay ${relay.toFixed(m.digits)} ${m.unit} = ${(relay / mosquitto).toFixed(2)}× Mosquitto; Nucleon = ${(nucleon / relay).toFixed(2)}× the relay.`);
+  }
+  return notes;
 }
 
 export function median(values: readonly number[]): number {

@@ -1,8 +1,8 @@
 import { CpuMeter } from '../lib/proc.js';
 import { metric, type Metric, type ScenarioResult } from '../lib/report.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargetsInRounds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
-import { checkSubscriberPath, SUBSCRIBER_PATH_DEVICES as DEVICES, SUBSCRIBER_PATH_PAYLOAD as PAYLOAD, withSubscriberPath } from './subscriber-session.js';
+import { acrossTargetsInRounds, gcNote, logIngestCommits, relayFloorNotes, roundsNote, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { checkSubscriberPath, RELAY_FLOOR_NOTE, SUBSCRIBER_PATH_DEVICES as DEVICES, SUBSCRIBER_PATH_PAYLOAD as PAYLOAD, SUBSCRIBER_PATH_TARGETS, withSubscriberPath } from './subscriber-session.js';
 
 /**
  * Issue 16's tail latency on the subscriber path: the same 64 devices and
@@ -93,12 +93,14 @@ export const scenario11: Scenario = {
     for (const [index, qos] of CASES.entries()) {
       // One case at a time (its rounds interleave the brokers), a fresh broker for every run.
       const scratch: ScenarioResult = { ...result, metrics: metrics.slice(index * perCase, (index + 1) * perCase), notes: [] };
-      const perRound = await acrossTargetsInRounds(context, scratch, rounds, (target, round) => measureCase(context, scratch, target, qos, round), { extra: { app: false } });
+      const perRound = await acrossTargetsInRounds(context, scratch, rounds, (target, round) => measureCase(context, scratch, target, qos, round), { extra: { app: false }, only: SUBSCRIBER_PATH_TARGETS });
       if (rounds > 1) scratch.notes.push(roundsNote(perRound, 1, 'p99 (ms)'));
       for (const note of scratch.notes) result.notes.push(`${caseLabel(qos)}: ${note}`);
     }
+    result.notes.push(...relayFloorNotes(result, 'latency p99'), ...relayFloorNotes(result, 'broker CPU per message'));
     result.notes.push(
       `Each broker runs ${context.quick ? 3 : 10} s after a 1 s warm-up; the ${DEVICES} devices together publish ${PACED_RATE.toLocaleString('en-US')} msg/s (QoS 1: at most ${WINDOW} unacknowledged per device), delivered to the subscriber at the publish QoS (its subscription grants 1). "lost" counts messages the broker accepted (QoS 1: acknowledged; QoS 0: written) that the subscriber never got.`,
+      RELAY_FLOOR_NOTE,
       'The subscriber is scenario 10\'s separate MQTT client process (raw TLS + mqtt-packet), logged in as the service account `svc:bench-sub` (Nucleon, default durability "fsync", its in-process app runner still fed) or with the same name anonymously (baselines, without their own app). Latency: the device writes CLOCK_MONOTONIC time into each payload and the subscriber subtracts it on delivery.',
     );
     return result;

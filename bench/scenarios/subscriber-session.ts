@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { AppStats, StatsOptions } from '../lib/app-counter.js';
 import { RpcChild } from '../lib/ipc.js';
 import type { SubscriberOptions } from '../servers/subscriber-app.js';
+import type { TargetName } from '../lib/report.js';
 import type { Target } from '../targets/index.js';
 import { deviceIds, type ScenarioContext } from './context.js';
 
@@ -16,6 +17,10 @@ import { deviceIds, type ScenarioContext } from './context.js';
  */
 export const SUBSCRIBER_PATH_DEVICES = 64;
 export const SUBSCRIBER_PATH_PAYLOAD = 64;
+/** The brokers of the subscriber path, and its floor: Node's TLS relaying MQTT with no broker (asked for by name, see ON_REQUEST_NAMES). */
+export const SUBSCRIBER_PATH_TARGETS: TargetName[] = ['nucleon', 'aedes', 'mosquitto', 'node-relay'];
+export const RELAY_FLOOR_NOTE =
+  'Node TLS relay (no broker) is bench/servers/relay-server.ts: one Node process that frames MQTT packets by their fixed header, answers CONNECT and SUBSCRIBE, and forwards each PUBLISH to the subscribed connection (QoS 1: PUBACK to the device at once, its own packet id toward the subscriber), writes coalesced per event-loop turn as in Nucleon; no topic matching, sessions, queues or flow control. What it costs is what Node\'s TLS, sockets and event loop cost on this path: the floor for any broker on Node.';
 const SERVICE = { name: 'bench-sub', password: 'bench-subscriber-password-1234567890' };
 const SUBSCRIBER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'servers', 'subscriber-app.ts');
 const GROUP = 'subscribers';

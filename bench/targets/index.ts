@@ -157,14 +157,19 @@ export async function startAedes(options: TargetOptions): Promise<Target> {
   return inProcessTarget('aedes', server, port);
 }
 
-/** Scenario 5's baseline for Node's own TLS: a TLS server that answers CONNECT and holds the socket, no broker. */
-export async function startBareTls(options: TargetOptions): Promise<Target> {
+/**
+ * A Node floor with no broker, its own process on the brokers' certificate:
+ * `node-tls` (scenario 5: answers CONNECT and holds the socket) or
+ * `node-relay` (scenarios 10 and 11: frames MQTT packets and forwards each
+ * PUBLISH to the subscriber).
+ */
+async function startNodeFloor(name: 'node-tls' | 'node-relay', script: string, options: TargetOptions): Promise<Target> {
   const port = await freePort();
-  const server = new RpcChild('node-tls', path.join(servers, 'tls-server.ts'), [String(port), options.certs.serverCert, options.certs.serverKey], {
+  const server = new RpcChild(name, path.join(servers, script), [String(port), options.certs.serverCert, options.certs.serverKey], {
     nodeFlags: ['--expose-gc', ...(options.nodeFlags ?? [])],
   });
   await server.waitFor('ready', 60_000);
-  return inProcessTarget('node-tls', server, port);
+  return inProcessTarget(name, server, port);
 }
 
 /** The generated Mosquitto config: TLS listener, anonymous, no persistence, queues large enough not to drop. */
@@ -255,5 +260,6 @@ export const STARTERS: Record<TargetName, (options: TargetOptions) => Promise<Ta
   'nucleon-memory': (options) => startNucleon({ ...options, durability: 'memory' }),
   aedes: startAedes,
   mosquitto: startMosquitto,
-  'node-tls': startBareTls,
+  'node-tls': (options) => startNodeFloor('node-tls', 'tls-server.ts', options),
+  'node-relay': (options) => startNodeFloor('node-relay', 'relay-server.ts', options),
 };
