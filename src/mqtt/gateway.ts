@@ -125,6 +125,11 @@ export class Gateway {
     this.stopping = true;
   }
 
+  /** See PublishPath.staleWillsIdle: before the session store closes at stop. */
+  staleWillsIdle(timeoutMs: number): Promise<boolean> {
+    return this.path.staleWillsIdle(timeoutMs);
+  }
+
   /**
    * Device messages are routed into MQTT once any service account exists, so
    * that a persistent service session collects them while it is offline too

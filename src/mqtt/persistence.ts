@@ -159,6 +159,8 @@ const MAX_BATCH_OPS = 4096;
 export class SessionStore extends AsyncLevelPersistence implements SessionPersistence {
   private readonly policy: SessionPolicy;
   private readonly retained: RetainedPolicy;
+  /** Will deletions of aedes' sweep still running (close waits for them). */
+  private readonly willDeletes = new Set<Promise<unknown>>();
   private readonly compactor: Compactor;
   /** The database as the library sees it: writes combined per loop turn. */
   private readonly combined: PersistenceDb;
@@ -205,8 +207,12 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
     if (admission.removed) this.compactor.request();
   }
 
-  override async delWill(client: { id: string; brokerId?: string }): Promise<unknown> {
-    return super.delWill(client).catch((error: unknown) => this.policy.willDeleteFailed(client.id, error));
+  override delWill(client: { id: string; brokerId?: string }): Promise<unknown> {
+    const deleting = super.delWill(client).catch((error: unknown) => this.policy.willDeleteFailed(client.id, error));
+    // Waited for by close(): a will published by the sweep and not yet deleted would be published again after a restart.
+    this.willDeletes.add(deleting);
+    void deleting.finally(() => this.willDeletes.delete(deleting));
+    return deleting;
   }
 
   override outgoingStream(client: Client): Readable {
@@ -269,6 +275,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   /** Waits for the combined writes still pending, then closes the database. */
   async close(): Promise<void> {
     await this.outgoing.writeHeld();
+    await Promise.all(this.willDeletes);
     await this.combined.close();
   }
 

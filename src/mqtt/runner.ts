@@ -390,6 +390,8 @@ export class MqttRunner implements Runner {
     await Promise.all(closing);
     await state.sends.idle(settleMs);
     if (state.aedes && !(await state.aedes.routingIdle(settleMs))) context.logger.warn('mqtt messages still being routed at stop; they may be lost');
+    // A will of an earlier run being published now is deleted from the store right after: let it finish, or it is published again after the next start.
+    if (state.gateway && !(await state.gateway.staleWillsIdle(settleMs))) context.logger.warn('wills of an earlier run still being published at stop; they may be published again after the next start');
     await state.emitter?.close();
     await state.sessions?.close();
     this.boundPorts.clear();

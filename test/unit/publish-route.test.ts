@@ -48,7 +48,7 @@ function setup() {
     new Promise<Error | null | undefined>((resolve) =>
       path.handle(client, session, { cmd: 'publish', topic: `dev-1/app/p/m${n}`, payload: Buffer.from([0xa0]), qos, retain: false, dup: false, messageId: n }, resolve),
     );
-  return { durable, routed, publish };
+  return { durable, routed, publish, path };
 }
 
 test('a device message is routed to service accounts once it is on disk, and acknowledged after that', async () => {
@@ -75,4 +75,16 @@ test('QoS 0 takes the same path: routed after the disk write (which batches the 
   durable[0]?.();
   assert.equal(await qos0, null);
   assert.deepEqual(routed, ['dev-1/app/p/m2']);
+});
+
+test('a will of an earlier run counts as being published until it is durable and routed (a stop waits for it before the store closes)', async () => {
+  const { durable, routed, path } = setup();
+  let done = false;
+  const will = { cmd: 'publish', topic: 'dev-1/app/p/gone', payload: Buffer.from([0xa0]), qos: 1, retain: false, dup: false, clientId: 'dev-1' } as unknown as PublishPacket;
+  path.handle(null, undefined, will, () => (done = true));
+  assert.equal(await path.staleWillsIdle(30), false, 'its disk write has not completed');
+  durable[0]?.();
+  assert.equal(await path.staleWillsIdle(1000), true);
+  assert.equal(done, true);
+  assert.deepEqual(routed, ['dev-1/app/p/gone']);
 });
