@@ -5,6 +5,7 @@ import { deviceEvent, type DeviceMessage, type TelemetryNotes } from '../ingest/
 import type { Logger } from '../logger.js';
 import type { TelemetryFields } from '../protocol/index.js';
 import { everyNth, FirstSeen } from '../util/log-sampling.js';
+import { WaitList } from '../util/wait-list.js';
 import { decidePublish, type Principal, type PublishVerdict } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import { markHandled, type NucleonAedes } from './aedes/index.js';
@@ -73,6 +74,7 @@ export class PublishPath {
   private paused = 0;
   /** Wills of an earlier run (aedes' will sweep) being published now. */
   private staleWillsRunning = 0;
+  private readonly staleWillsDone = new WaitList();
   private readonly unknownKeysLogged = new FirstSeen<number | string>(MAX_LOGGED_UNKNOWN_KEYS);
   private readonly refusedLogged = everyNth(100);
 
@@ -94,13 +96,8 @@ export class PublishPath {
    * in between left the will stored, and it was published a second time
    * after the next start (test/system/faults-stale-wills.test.ts, seen in CI).
    */
-  async staleWillsIdle(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.staleWillsRunning > 0) {
-      if (Date.now() > deadline) return false;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    return true;
+  staleWillsIdle(timeoutMs: number): Promise<boolean> {
+    return this.staleWillsDone.until(() => this.staleWillsRunning === 0, timeoutMs);
   }
 
   /** A client's publish, or a will (`client` null: a will of a client from an earlier run). */
@@ -110,6 +107,7 @@ export class PublishPath {
       this.staleWillsRunning++;
       this.staleWill(packet, (error) => {
         this.staleWillsRunning--;
+        if (this.staleWillsRunning === 0) this.staleWillsDone.wakeAll();
         callback(error);
       });
       return;

@@ -1,4 +1,5 @@
 import { Fifo } from './fifo.js';
+import { WaitList } from './wait-list.js';
 
 interface Waiter {
   start: () => void;
@@ -18,6 +19,7 @@ export class Gate {
   private readonly waiting = new Fifo<Waiter>();
   /** Waiters that came through `enter`: only they count against `maxWaiting`. */
   private bounded = 0;
+  private readonly idleWaiters = new WaitList();
 
   constructor(
     private readonly limit: number,
@@ -79,15 +81,12 @@ export class Gate {
       return;
     }
     this.running--;
+    // Waiters exist only while every slot runs: the last one out leaves the gate idle.
+    if (this.running === 0) this.idleWaiters.wakeAll();
   }
 
   /** Resolves when nothing runs or waits, or false after `timeoutMs`. */
-  async idle(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.running > 0 || this.queued > 0) {
-      if (Date.now() > deadline) return false;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    return true;
+  idle(timeoutMs: number): Promise<boolean> {
+    return this.idleWaiters.until(() => this.running === 0 && this.queued === 0, timeoutMs);
   }
 }

@@ -55,6 +55,26 @@ export class WaitList {
     for (const waiter of waiters) waiter.resolve();
   }
 
+  /**
+   * Resolves true once `condition()` holds, checked now and after each
+   * `wakeAll`; false when `timeoutMs` passes first (a bounded drain at stop).
+   */
+  async until(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (condition()) return true;
+    // A timer of our own, not AbortSignal.timeout: that one is unref'd, and a stop's drain must keep the process up.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    try {
+      while (!condition()) await this.wait(deadline.signal);
+      return true;
+    } catch (error) {
+      if (deadline.signal.aborted) return condition();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Rejects every parked caller, each with its own error from `error()`. */
   failAll(error: () => Error): void {
     const waiters = this.waiters;

@@ -111,3 +111,19 @@ test('WaitList: wakeAll resolves every waiter, failAll rejects them, an aborted 
   await assert.rejects(list.wait(gone.signal), /connection closed/, 'an already aborted signal is not parked');
   assert.equal(list.size, 0);
 });
+
+test('WaitList.until: true as soon as a wakeAll finds the condition holding, false once the time is up', async () => {
+  const list = new WaitList();
+  let busy = 2;
+  const idle = list.until(() => busy === 0, 10_000);
+  busy = 1;
+  list.wakeAll();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(list.size, 1, 'woken with the condition still false: waiting again');
+  busy = 0;
+  list.wakeAll();
+  assert.equal(await idle, true);
+  assert.equal(await list.until(() => true, 0), true, 'already holding: no wait');
+  assert.equal(await list.until(() => false, 20), false);
+  assert.equal(list.size, 0, 'the timed-out waiter left the list');
+});
