@@ -14,7 +14,7 @@ interface LogLine {
   [key: string]: unknown;
 }
 
-function makeBroker(options: { inboxSize?: number; maxWaiters?: number } = {}) {
+function makeBroker(options: { inboxSize?: number; maxWaiters?: number; batchSize?: number; turnBudgetMs?: number } = {}) {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -26,6 +26,8 @@ function makeBroker(options: { inboxSize?: number; maxWaiters?: number } = {}) {
   const broker = new EventBroker({
     inboxSize: options.inboxSize ?? 16,
     maxWaiters: options.maxWaiters ?? 16,
+    ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
+    ...(options.turnBudgetMs !== undefined ? { turnBudgetMs: options.turnBudgetMs } : {}),
     logger: pino({ level: 'debug' }, sink),
     metrics,
   });
@@ -55,6 +57,26 @@ test('a runner registered through a NewRunner event receives the events it accep
     [0, 1, 2, 3, 4],
   );
   assert.deepEqual(broker.stats().find((s) => s.name === 'rec')?.delivered, 5);
+});
+
+/** How many events the runner had handled when an immediate queued right after emitting them ran (the loop turned once). */
+async function handledInOneTurn(options: { batchSize: number; turnBudgetMs: number }, events: number): Promise<number> {
+  const { broker } = makeBroker({ inboxSize: 128, ...options });
+  const app = recorder(['ApplicationRequest']);
+  await broker.publish(app.event);
+  for (let i = 0; i < events; i++) assert.equal(broker.emit(appRequest(i)), true);
+  const atTurn = await new Promise<number>((resolve) => setImmediate(() => resolve(app.seen.length)));
+  assert.equal(await broker.drain(1000), true);
+  assert.equal(app.seen.length, events);
+  assert.equal(await broker.stop(1000), true);
+  return atTurn;
+}
+
+test('a runner with events waiting goes on batch after batch within its turn budget, and lets the loop turn once it is spent', async () => {
+  // Within the budget: all 100 in one turn, not one batch of 10 a turn (a fast runner fed by many devices fell behind so, bench scenario 10).
+  assert.equal(await handledInOneTurn({ batchSize: 10, turnBudgetMs: 60_000 }, 100), 100);
+  // Budget spent after the first batch: the loop turns after each batch, as it always did.
+  assert.equal(await handledInOneTurn({ batchSize: 10, turnBudgetMs: 0 }, 100), 10);
 });
 
 test('a duplicate runner name is a clear error', async () => {
