@@ -13,7 +13,9 @@
  * Each client's `deliver0` / `deliverQoS` (set per client in aedes' Client
  * constructor, and captured by each subscription when it is made) is wrapped
  * as soon as aedes has made the client: the QoS is worked out from all of the
- * client's subscriptions, and the right one of aedes' functions is called.
+ * client's subscriptions; a QoS 1/2 copy for a persistent session goes on to
+ * aedes' deliverQoS (it stores the copy first), everything else is written
+ * here directly (see "Direct deliveries" below).
  *
  * aedes drops a delivery as a duplicate when its broker counter is not above
  * the highest one the client was sent (`client.duplicates[brokerId]`): meant
@@ -27,8 +29,12 @@
  * a message to all of a client's matching subscriptions one after the other,
  * with no other message of that client in between.
  */
+import type { Writable } from 'node:stream';
 import { DependencyMismatchError } from '../../errors.js';
+import type { OutgoingPacket } from './packet-bytes.js';
+import { boundUnsent } from './slow-consumers.js';
 import { installedVersion } from './versions.js';
+import { writePacket } from './write-coalescing.js';
 
 type Deliver = (packet: { topic: string; qos: 0 | 1 | 2 }, callback: () => void) => void;
 
@@ -91,23 +97,52 @@ function onlyFilter(subscriptions: ClientDeliveries['subscriptions']): string | 
 }
 
 export function checkDeliveries(probe: object): void {
-  const client = probe as Partial<ClientDeliveries>;
+  const client = probe as Partial<ClientDeliveries & DirectClient>;
   if (typeof client.deliver0 !== 'function' || typeof client.deliverQoS !== 'function' || typeof client.subscriptions !== 'object' || typeof client.duplicates !== 'object' || client.duplicates === null) {
     throw new DependencyMismatchError('aedes', installedVersion('aedes'), 'a client has no deliver0 / deliverQoS / subscriptions / duplicates where src/mqtt/aedes/deliveries.ts expects them');
   }
+  if (typeof client._nextId !== 'number' || typeof client._onError !== 'function' || typeof client.clean !== 'boolean' || typeof client.connecting !== 'boolean' || typeof client.connected !== 'boolean' || typeof client.errored !== 'boolean' || typeof client.conn?.write !== 'function' || typeof client.broker?.authorizeForward !== 'function') {
+    throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client has no _nextId / _onError / clean / connecting / connected / errored / conn, or its broker no authorizeForward, where src/mqtt/aedes/deliveries.ts's direct deliveries expect them");
+  }
 }
 
-/** A client after grantHighestQos: aedes' own delivery functions kept beside the shared one that replaced them. */
+/** A client after grantHighestQos: aedes' own deliverQoS (for persistent sessions) kept beside the shared function that replaced both. */
 interface GrantingClient extends ClientDeliveries {
-  _aedesDeliver0: Deliver;
   _aedesDeliverQoS: Deliver;
+}
+
+/** What one delivery reads of the packet aedes hands it (its Packet, a fresh copy per subscription). */
+interface Delivery {
+  topic: string;
+  qos: 0 | 1 | 2;
+  payload?: unknown;
+  retain?: boolean;
+  dup?: boolean;
+  messageId?: number;
+  clientId?: string;
+  nl?: boolean;
+}
+
+/** The parts of aedes 1.x's Client a direct delivery reads and calls (checked by checkDeliveries). */
+interface DirectClient {
+  id: string;
+  clean: boolean;
+  connecting: boolean;
+  connected: boolean;
+  errored: boolean;
+  conn: Writable;
+  broker: { authorizeForward(client: unknown, packet: Delivery): Delivery | null | undefined };
+  /** aedes: the next packet id this client sends. */
+  _nextId: number;
+  _onError(error: Error | null | undefined): void;
+  emit(event: 'error', error: Error): boolean;
 }
 
 /** What each broker counts per delivery (its MQTT runner's counter), found through the client's broker. */
 const deliveryCounters = new WeakMap<object, () => void>();
 
 /** One function for every client (bound to it): a closure per client would stay for the connection's life. */
-function deliverGranted(this: GrantingClient & { broker: object }, packet: Parameters<Deliver>[0], callback: () => void): void {
+function deliverGranted(this: GrantingClient & DirectClient, packet: Parameters<Deliver>[0], callback: () => void): void {
   const granted = grantedQos(this.subscriptions, packet.topic);
   // A retained `$` message offered to a `#` subscription: aedes' retained store matches it, MQTT does not [MQTT-4.7.2-1].
   if (granted === undefined && packet.topic.startsWith('$')) {
@@ -118,8 +153,96 @@ function deliverGranted(this: GrantingClient & { broker: object }, packet: Param
   deliveryCounters.get(this.broker)?.();
   const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
   packet.qos = qos;
-  if (qos === 0) this._aedesDeliver0(packet, callback);
-  else this._aedesDeliverQoS(packet, callback);
+  // A QoS 1/2 copy for a persistent session is stored before it is sent: aedes' own step does that.
+  if (qos > 0 && !this.clean) this._aedesDeliverQoS(packet, callback);
+  else queueDirect(this, packet, callback);
+}
+
+/*
+ * Direct deliveries: what aedes' deliverQoS0, and its deliverQoS for a clean
+ * session (nothing to store), do, without their per-delivery costs. aedes
+ * sends each delivery from its own `setImmediate` (a closure and an Immediate
+ * each), copies the packet once more, and its write calls back through one
+ * more `setImmediate`; with the socket's buffer over its high-water mark
+ * (a service account taking every device's messages is, most of the time)
+ * through a third one. Here the deliveries of a turn wait in one list and
+ * are written from one `setImmediate`, each calling back at once. The order
+ * of one client's deliveries is the order they came in, as before, and the
+ * callbacks still come after the emitting call returned (mqemitter and
+ * aedes' publish steps are not re-entered, aedes issue #193).
+ */
+
+/** Client, forwarded packet (undefined: not to be sent), callback: three slots per delivery. */
+let waiting: unknown[] = [];
+let spare: unknown[] = [];
+let flushScheduled = false;
+
+function queueDirect(client: DirectClient, packet: Delivery, callback: () => void): void {
+  // As aedes' getToForwardPacket: no-local [MQTT-v5 3.8.3.1], its duplicate check, then authorizeForward.
+  const forward = packet.clientId === client.id && packet.nl ? undefined : dedupe(client as unknown as ClientDeliveries, packet as Delivery & Routed) ? client.broker.authorizeForward(client, packet) : undefined;
+  waiting.push(client, forward ?? undefined, callback);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushDirect);
+  }
+}
+
+function flushDirect(): void {
+  const batch = waiting;
+  waiting = spare;
+  flushScheduled = false;
+  for (let i = 0; i < batch.length; i += 3) {
+    sendDirect(batch[i] as DirectClient, batch[i + 1] as Delivery | undefined, batch[i + 2] as () => void);
+  }
+  batch.length = 0;
+  spare = batch;
+}
+
+/** One delivery written as aedes' write does; its callback gets no error (mqemitter would throw it): the client gets it. */
+function sendDirect(client: DirectClient, packet: Delivery | undefined, callback: () => void): void {
+  if (packet === undefined) {
+    callback();
+    return;
+  }
+  const qos = packet.qos;
+  let messageId: number | undefined;
+  if (qos > 0) {
+    // As aedes' QoSPacket: the packet's own id, or the client's next one (1 to 65535).
+    messageId = packet.messageId || client._nextId;
+    if (!packet.messageId) client._nextId = client._nextId >= 65535 ? 1 : client._nextId + 1;
+  }
+  const error = writeDirect(client, { cmd: 'publish', topic: packet.topic, payload: packet.payload ?? EMPTY, qos, retain: packet.retain ?? false, dup: packet.dup ?? false, messageId });
+  if (error !== null) {
+    if (qos > 0) client.emit('error', error);
+    else client._onError(error);
+  }
+  callback();
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** aedes' write (lib/write.js) with the non-waiting drain of slow-consumers.ts: the error, or null. */
+function writeDirect(client: DirectClient, packet: OutgoingPacket): Error | null {
+  if (!client.connecting && !client.connected) return new Error('connection closed');
+  let flowing: boolean;
+  try {
+    flowing = writePacket(packet, client.conn);
+  } catch (refusal) {
+    // aedes' own words for any packet mqtt-packet refuses to write; what it said is the cause.
+    return new Error('packet received not valid', { cause: refusal });
+  }
+  return flowing || client.errored ? null : boundUnsent(client);
+}
+
+/** aedes' duplicate check (lib/client.js `dedupe`): a broker counter not above the last one sent is a copy. */
+function dedupe(client: ClientDeliveries, packet: Routed): boolean {
+  const id = packet.brokerId;
+  if (!id) return true;
+  const counter = packet.brokerCounter ?? 0;
+  const duplicates = client.duplicates;
+  if ((duplicates[id] ?? 0) >= counter) return false;
+  duplicates[id] = counter;
+  return true;
 }
 
 /**
@@ -130,10 +253,9 @@ function deliverGranted(this: GrantingClient & { broker: object }, packet: Param
 export function grantHighestQos(client: object, delivered: () => void = () => undefined): void {
   const target = client as GrantingClient & { broker: object };
   if (deliveryCounters.get(target.broker) !== delivered) deliveryCounters.set(target.broker, delivered);
-  target._aedesDeliver0 = target.deliver0;
   target._aedesDeliverQoS = target.deliverQoS;
   // aedes calls these as methods (client.publish) and as plain functions (a subscription's captured copy): bound, both reach the client.
-  const deliver: Deliver = deliverGranted.bind(target);
+  const deliver: Deliver = deliverGranted.bind(target as GrantingClient & DirectClient);
   target.deliver0 = deliver;
   target.deliverQoS = deliver;
 }

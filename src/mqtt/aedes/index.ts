@@ -47,7 +47,7 @@ export interface ContactOptions {
 export const CONTACTS = [
   { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish, the clients map and unregisterClient' },
   { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
-  { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates" },
+  { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates; _nextId, _onError, clean, connecting, connected, errored, conn and broker.authorizeForward for direct deliveries" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },
   { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "aedes calls writeToStream on the module's exports at each write, without options; generate() encodes PUBLISH and the acknowledgements as packet-bytes.ts does" },

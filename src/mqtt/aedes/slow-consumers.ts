@@ -38,24 +38,34 @@ interface ClientInternals {
 /** The limit of each broker (aedes instance); clients find theirs through `client.broker`. */
 const limits = new WeakMap<object, number>();
 
-function nonWaitingWaitForDrain(this: ClientInternals, callback: DrainCallback): void {
-  const limit = limits.get(this.broker);
-  const unsent = this.conn.writableLength;
+/**
+ * After a write the socket did not take whole: disconnects the client when
+ * more than its broker's limit is unsent (and returns that error), or arms
+ * aedes' drain timer once. Shared by the non-waiting `waitForDrain` and the
+ * direct deliveries of deliveries.ts, which need the answer at once.
+ */
+export function boundUnsent(client: object): Error | null {
+  const internals = client as ClientInternals;
+  const limit = limits.get(internals.broker);
+  const unsent = internals.conn.writableLength;
   if (limit !== undefined && unsent > limit) {
     const error = new SendBufferFullError(unsent, limit);
-    this.conn.destroy(error);
-    setImmediate(callback, error, this);
-    return;
+    internals.conn.destroy(error);
+    return error;
   }
   // The bytes are in this client's own buffer: nothing shared waits on its socket.
-  setImmediate(callback, null, this);
-  const drainTimeout = this.broker.opts?.drainTimeout ?? 0;
-  if (drainTimeout > 0 && this._drainTimer === null) {
-    this._onDrainBound ??= this._handleDrain.bind(this);
-    this.conn.once('drain', this._onDrainBound);
-    this._drainTimer = setTimeout(() => this._handleDrainTimeout(), drainTimeout);
-    this._drainTimer.unref();
+  const drainTimeout = internals.broker.opts?.drainTimeout ?? 0;
+  if (drainTimeout > 0 && internals._drainTimer === null) {
+    internals._onDrainBound ??= internals._handleDrain.bind(internals);
+    internals.conn.once('drain', internals._onDrainBound);
+    internals._drainTimer = setTimeout(() => internals._handleDrainTimeout(), drainTimeout);
+    internals._drainTimer.unref();
   }
+  return null;
+}
+
+function nonWaitingWaitForDrain(this: ClientInternals, callback: DrainCallback): void {
+  setImmediate(callback, boundUnsent(this), this);
 }
 
 /** What a client waits on while its writes never wait: nothing, shared by all (aedes only reads and replaces it). */

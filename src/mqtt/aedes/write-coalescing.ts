@@ -98,6 +98,21 @@ export function checkWriteCoalescing(probe: object, probeStream: Duplex): void {
   if ((probe as { conn?: unknown }).conn !== probeStream) throw new DependencyMismatchError('aedes', installedVersion('aedes'), "a client's conn is not the stream it was handed (src/mqtt/aedes/write-coalescing.ts)");
 }
 
+/** aedes' mqtt-packet, once looked up (its `writeToStream` is read at each write, as aedes does). */
+let aedesWriter: ReturnType<typeof aedesMqttPacket> | undefined;
+
+/**
+ * Writes a packet as aedes' own write path does: mqtt-packet's
+ * `writeToStream` without options (whole, on a coalescing connection).
+ * Answers whether the stream takes more; throws when mqtt-packet refuses it.
+ */
+export function writePacket(packet: OutgoingPacket, stream: Writable): boolean {
+  aedesWriter ??= aedesMqttPacket();
+  const writeToStream = aedesWriter.writeToStream;
+  if (typeof writeToStream !== 'function') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), 'writeToStream is gone (src/mqtt/aedes/write-coalescing.ts)');
+  return writeToStream(packet, stream);
+}
+
 /** Packets the start-up check encodes both ways: QoS 0/1/2, DUP and RETAIN, a UTF-8 topic, a string payload, every acknowledgement. */
 const PROBES: OutgoingPacket[] = [
   { cmd: 'publish', topic: 'a/b', payload: Buffer.from([1, 2, 3]), qos: 0, dup: false, retain: false },
