@@ -35,7 +35,6 @@ interface FakeClient {
   _nextId: number;
   errors: Error[];
   _onError(error: Error | null | undefined): void;
-  emit(event: 'error', error: Error): boolean;
   deliver0: DeliverFn;
   deliverQoS: DeliverFn;
 }
@@ -69,10 +68,6 @@ function fakeClient(subscriptions: Record<string, { qos: number }>, options: { c
     errors: [],
     _onError(error) {
       if (error) client.errors.push(error);
-    },
-    emit(_event, error) {
-      client.errors.push(error);
-      return true;
     },
     deliver0: () => assert.fail("aedes' deliver0 is not used any more"),
     deliverQoS: (packet, callback) => {

@@ -135,7 +135,7 @@ interface DirectClient {
   /** aedes: the next packet id this client sends. */
   _nextId: number;
   _onError(error: Error | null | undefined): void;
-  emit(event: 'error', error: Error): boolean;
+  duplicates: ClientDeliveries['duplicates'];
 }
 
 /** What each broker counts per delivery (its MQTT runner's counter), found through the client's broker. */
@@ -149,13 +149,14 @@ function deliverGranted(this: GrantingClient & DirectClient, packet: Parameters<
     setImmediate(callback);
     return;
   }
-  admitOutOfOrder(this, packet as typeof packet & Routed);
   deliveryCounters.get(this.broker)?.();
   const qos = Math.min(packet.qos, granted ?? packet.qos) as 0 | 1 | 2;
   packet.qos = qos;
-  // A QoS 1/2 copy for a persistent session is stored before it is sent: aedes' own step does that.
-  if (qos > 0 && !this.clean) this._aedesDeliverQoS(packet, callback);
-  else queueDirect(this, packet, callback);
+  if (qos > 0 && !this.clean) {
+    // A QoS 1/2 copy for a persistent session is stored before it is sent: aedes' own step does that, after its duplicate check.
+    admitOutOfOrder(this, packet as typeof packet & Routed);
+    this._aedesDeliverQoS(packet, callback);
+  } else queueDirect(this, packet, callback);
 }
 
 /*
@@ -178,8 +179,8 @@ let spare: unknown[] = [];
 let flushScheduled = false;
 
 function queueDirect(client: DirectClient, packet: Delivery, callback: () => void): void {
-  // As aedes' getToForwardPacket: no-local [MQTT-v5 3.8.3.1], its duplicate check, then authorizeForward.
-  const forward = packet.clientId === client.id && packet.nl ? undefined : dedupe(client as unknown as ClientDeliveries, packet as Delivery & Routed) ? client.broker.authorizeForward(client, packet) : undefined;
+  // As aedes' getToForwardPacket: no-local [MQTT-v5 3.8.3.1], the duplicate check (as admitOutOfOrder and aedes' together), then authorizeForward.
+  const forward = packet.clientId === client.id && packet.nl ? undefined : firstCopy(client, packet as Delivery & Routed) ? client.broker.authorizeForward(client, packet) : undefined;
   waiting.push(client, forward ?? undefined, callback);
   if (!flushScheduled) {
     flushScheduled = true;
@@ -212,10 +213,8 @@ function sendDirect(client: DirectClient, packet: Delivery | undefined, callback
     if (!packet.messageId) client._nextId = client._nextId >= 65535 ? 1 : client._nextId + 1;
   }
   const error = writeDirect(client, { cmd: 'publish', topic: packet.topic, payload: packet.payload ?? EMPTY, qos, retain: packet.retain ?? false, dup: packet.dup ?? false, messageId });
-  if (error !== null) {
-    if (qos > 0) client.emit('error', error);
-    else client._onError(error);
-  }
+  // aedes emits a QoS 1/2 write's error on the client, whose one 'error' listener is this same _onError.
+  if (error !== null) client._onError(error);
   callback();
 }
 
@@ -234,13 +233,18 @@ function writeDirect(client: DirectClient, packet: OutgoingPacket): Error | null
   return flowing || client.errored ? null : boundUnsent(client);
 }
 
-/** aedes' duplicate check (lib/client.js `dedupe`): a broker counter not above the last one sent is a copy. */
-function dedupe(client: ClientDeliveries, packet: Routed): boolean {
+/**
+ * The duplicate check of a direct delivery, in one step: admitOutOfOrder
+ * followed by aedes' own (lib/client.js `dedupe`) come to "a copy only when
+ * it is the message just sent to this client"; the counter is recorded.
+ */
+function firstCopy(client: Pick<ClientDeliveries, 'duplicates'>, packet: Routed): boolean {
   const id = packet.brokerId;
-  if (!id) return true;
-  const counter = packet.brokerCounter ?? 0;
+  const counter = packet.brokerCounter;
+  if (!id || counter === undefined) return true;
+  // aedes replaces the object on CONNECT: read it each time.
   const duplicates = client.duplicates;
-  if ((duplicates[id] ?? 0) >= counter) return false;
+  if (duplicates[id] === counter) return false;
   duplicates[id] = counter;
   return true;
 }
