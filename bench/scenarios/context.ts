@@ -133,7 +133,7 @@ export function roundsNote(perRound: Partial<Record<TargetName, Figures[]>>, ind
 export async function logIngestCommits(context: ScenarioContext, target: Target): Promise<void> {
   if (!process.env.BENCH_VERBOSE || !target.name.startsWith('nucleon')) return;
   const text = await target.command<string>('metrics', {});
-  context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag/.test(line)).join('\n'));
+  context.log(text.split('\n').filter((line) => /^nucleon_ingest_(commit|write)_seconds_(bucket|sum|count)|^nucleon_ingest_batches_total|^nucleon_ingest_lag|^nucleon_mqtt_routed_before/.test(line)).join('\n'));
 }
 
 /** A Node broker's GC pauses during one measured run, as a note (undefined for Mosquitto, which has no GC). */

@@ -2,7 +2,7 @@ import { CpuMeter } from '../lib/proc.js';
 import { metric, type Metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishPlan } from '../loadgen/protocol.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, relayFloorNotes, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, logIngestCommits, relayFloorNotes, settle, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
 import { checkSubscriberPath, RELAY_FLOOR_NOTE, SUBSCRIBER_PATH_DEVICES as DEVICES, SUBSCRIBER_PATH_PAYLOAD as PAYLOAD, SUBSCRIBER_PATH_TARGETS, withSubscriberPath } from './subscriber-session.js';
 
 /**
@@ -82,6 +82,7 @@ async function measureCase(context: ScenarioContext, target: Target, c: Case): P
       context.log(text.split('\n').filter((line) => /^nucleon_mqtt_(disconnects|overloaded|refused)_total/.test(line)).join('\n'));
     }
     await checkSubscriberPath(subscriber, target);
+    await logIngestCommits(context, target);
     const seconds = (Math.max(counts.lastMs, publish.stopMs) - publish.startMs) / 1000;
     const per = (s: number) => (delivered > 0 ? (s * US_PER_S) / delivered : Number.NaN);
     return [delivered / seconds, per(brokerS), per(subscriberS), per(genS), delivered, want - delivered, publish.disconnects + publish.closedAtStart];
