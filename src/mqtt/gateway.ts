@@ -123,6 +123,7 @@ export class Gateway {
   /** From now on disconnects are reported with reason `server_stopping`. */
   markStopping(): void {
     this.stopping = true;
+    this.path.stop();
   }
 
   /** See PublishPath.staleWillsIdle: before the session store closes at stop. */

@@ -20,6 +20,8 @@ export class MqttMetrics {
   readonly overloaded: Counter<'where'>;
   readonly sendFailures: Counter<'kind'>;
   readonly staleWills: Counter<'result'>;
+  /** Device messages routed to subscribers before they were durable because the disk was slow (disk-waits.ts); rare, so a Counter. */
+  readonly routedBeforeDurable: Counter;
 
   constructor(registry: Registry, connected: () => { devices: number; services: number; anonymous: number; paused: number }) {
     const registers = [registry];
@@ -33,6 +35,11 @@ export class MqttMetrics {
         this.reset();
         for (const kind of ['app', 'tel', 'ota'] as const) this.inc({ kind }, received[kind]);
       },
+    });
+    this.routedBeforeDurable = new Counter({
+      name: 'nucleon_mqtt_routed_before_durable_total',
+      help: 'Device messages routed to MQTT subscribers before their ingest-log write was durable, because they waited for the disk several times longer than usual (their acknowledgement still waited)',
+      registers,
     });
     this.sent = new Counter({ name: 'nucleon_mqtt_messages_sent_total', help: 'Server messages published to devices, per kind', labelNames: ['kind'], registers });
     this.malformedTopics = new Counter({ name: 'nucleon_mqtt_malformed_topics_total', help: 'Device publishes to topics that do not parse, per reason', labelNames: ['reason'], registers });

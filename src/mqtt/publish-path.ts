@@ -9,6 +9,7 @@ import { WaitList } from '../util/wait-list.js';
 import { decidePublish, type Principal, type PublishVerdict } from './acl.js';
 import type { AclRules } from './acl-rules.js';
 import { markHandled, type NucleonAedes } from './aedes/index.js';
+import { DEFAULT_DISK_WAITS, DiskWaits, type DiskWaiter, type DiskWaitsOptions } from './disk-waits.js';
 import type { MqttMetrics } from './metrics.js';
 import { HeldPublishes, principalOfStaleWill, type PublishCallback, type Session } from './sessions.js';
 
@@ -45,6 +46,8 @@ export interface PublishPathOptions {
   rules: () => AclRules;
   /** Extra telemetry fields (`[[telemetry.fields]]`); none when absent. */
   telemetryFields?: TelemetryFields;
+  /** When a device message routes before it is durable (tests set a clock). */
+  diskWaits?: DiskWaitsOptions;
 }
 
 /** Distinct unknown telemetry keys logged (once each) per process. */
@@ -77,8 +80,17 @@ export class PublishPath {
   private readonly staleWillsDone = new WaitList();
   private readonly unknownKeysLogged = new FirstSeen<number | string>(MAX_LOGGED_UNKNOWN_KEYS);
   private readonly refusedLogged = everyNth(100);
+  private readonly diskWaits: DiskWaits;
+  private readonly routing: Routing;
 
-  constructor(private readonly options: PublishPathOptions) {}
+  constructor(private readonly options: PublishPathOptions) {
+    this.diskWaits = new DiskWaits(options.diskWaits ?? DEFAULT_DISK_WAITS);
+    this.routing = {
+      route: (client, packet, callback) => this.routeThenAck(client, packet, callback),
+      waits: this.diskWaits,
+      routedAhead: options.metrics.routedBeforeDurable,
+    };
+  }
 
   attach(aedes: NucleonAedes): void {
     this.aedes = aedes;
@@ -226,10 +238,34 @@ export class PublishPath {
 
   private ingest(client: Client, session: Session, packet: PublishPacket, event: DeviceEvent, message: DeviceMessage, callback: PublishCallback): void {
     this.options.metrics.received[message.kind]++;
-    const acknowledge = this.acknowledgement(client, packet, callback);
-    // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
-    if (session.held === undefined && this.options.broker.ingest(event, message, acknowledge)) return;
-    this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
+    if (!this.options.routeDeviceMessages()) {
+      const acknowledge = () => callback(null);
+      // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
+      if (session.held === undefined && this.options.broker.ingest(event, message, acknowledge)) return;
+      this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
+      return;
+    }
+    // Into the log; once durable, routed into MQTT and acknowledged. One that waits for the disk much
+    // longer than usual is routed before (disk-waits.ts); its acknowledgement still waits for the disk.
+    const waiter = new RouteAfterDisk(this.routing, client, packet, message.receivedAt, callback);
+    if (session.held === undefined && this.takeRouted(event, message, waiter)) return;
+    this.hold(client, session, event, () => {
+      // After a wait for room (back-pressure), the wait for the disk starts now, not when the message came.
+      waiter.since = Date.now();
+      return this.takeRouted(event, message, waiter);
+    }, callback);
+  }
+
+  private takeRouted(event: DeviceEvent, message: DeviceMessage, waiter: RouteAfterDisk): boolean {
+    if (!this.options.broker.ingest(event, message, waiter.onDurable)) return false;
+    // In "memory" durability the log acknowledges at once.
+    if (waiter.waiting) this.diskWaits.add(waiter);
+    return true;
+  }
+
+  /** No more routing ahead of the disk (the broker is stopping). */
+  stop(): void {
+    this.diskWaits.stop();
   }
 
   /** Runs once the message is durable: route it into MQTT when service accounts may want it, then acknowledge. */
@@ -399,5 +435,58 @@ export class PublishPath {
   private release(session: Session): void {
     session.held = undefined;
     this.paused--;
+  }
+}
+
+/** What a RouteAfterDisk needs of its PublishPath. */
+interface Routing {
+  route(client: Client, packet: PublishPacket, callback: PublishCallback): void;
+  readonly waits: DiskWaits;
+  readonly routedAhead: { inc(): void };
+}
+
+/**
+ * One device message from the log to MQTT: routed once durable, or before
+ * that when DiskWaits says it has waited too long; acknowledged once durable
+ * and routed. One object and one bound function per message (closures for
+ * each step kept more alive per message waiting for the disk).
+ */
+class RouteAfterDisk implements DiskWaiter {
+  waiting = true;
+  next: DiskWaiter | undefined = undefined;
+  private durable = false;
+  private routedAhead = false;
+  private aheadResult: Error | null = null;
+
+  constructor(
+    private readonly routing: Routing,
+    private readonly client: Client,
+    private readonly packet: PublishPacket,
+    public since: number,
+    private readonly callback: PublishCallback,
+  ) {}
+
+  /** The log's acknowledgement: the message is durable. */
+  readonly onDurable = (): void => {
+    this.durable = true;
+    if (this.waiting) {
+      this.waiting = false;
+      this.routing.waits.durable(this);
+      this.routing.route(this.client, this.packet, this.callback);
+      return;
+    }
+    this.routing.waits.durable(this);
+    // Routed ahead: acknowledged once that route is done too.
+    if (this.routedAhead) this.callback(this.aheadResult);
+  };
+
+  routeAhead(): void {
+    this.waiting = false;
+    this.routing.routedAhead.inc();
+    this.routing.route(this.client, this.packet, (error) => {
+      this.routedAhead = true;
+      this.aheadResult = error ?? null;
+      if (this.durable) this.callback(this.aheadResult);
+    });
   }
 }
