@@ -468,16 +468,13 @@ class RouteAfterDisk implements DiskWaiter {
 
   /** The log's acknowledgement: the message is durable. */
   readonly onDurable = (): void => {
+    const stillWaiting = this.waiting;
     this.durable = true;
-    if (this.waiting) {
-      this.waiting = false;
-      this.routing.waits.durable(this);
-      this.routing.route(this.client, this.packet, this.callback);
-      return;
-    }
+    this.waiting = false;
     this.routing.waits.durable(this);
+    if (stillWaiting) this.routing.route(this.client, this.packet, this.callback);
     // Routed ahead: acknowledged once that route is done too.
-    if (this.routedAhead) this.callback(this.aheadResult);
+    else if (this.routedAhead) this.callback(this.aheadResult);
   };
 
   routeAhead(): void {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import mqttPacket from 'mqtt-packet';
-import { grantHighestQos } from '../../src/mqtt/aedes/deliveries.js';
+import { grantHighestQos, type DirectClient } from '../../src/mqtt/aedes/deliveries.js';
 
 interface Sent {
   topic: string;
@@ -22,19 +22,10 @@ interface Sent {
 
 type DeliverFn = (packet: Record<string, unknown> & { topic: string; qos: 0 | 1 | 2 }, callback: () => void) => void;
 
-interface FakeClient {
-  id: string;
-  clean: boolean;
-  connecting: boolean;
-  connected: boolean;
-  errored: boolean;
-  conn: Writable;
-  broker: { authorizeForward: (client: unknown, packet: unknown) => unknown };
+/** aedes' Client as a direct delivery sees it, plus what the test reads and aedes' own deliver functions. */
+interface FakeClient extends DirectClient {
   subscriptions: Record<string, { qos: number }>;
-  duplicates: Record<string, number>;
-  _nextId: number;
   errors: Error[];
-  _onError(error: Error | null | undefined): void;
   deliver0: DeliverFn;
   deliverQoS: DeliverFn;
 }

@@ -124,7 +124,7 @@ interface Delivery {
 }
 
 /** The parts of aedes 1.x's Client a direct delivery reads and calls (checked by checkDeliveries). */
-interface DirectClient {
+export interface DirectClient {
   id: string;
   clean: boolean;
   connecting: boolean;
