@@ -113,7 +113,7 @@ async function main(): Promise<number> {
       const setup = [
         `Load generator: ${workers} worker processes, raw TLS sockets with pre-encoded mqtt-packet PUBLISHes (only packet id and timestamp patched), MQTT 3.1.1, clean sessions, TCP_NODELAY.`,
         `TLS: one ECDSA P-256 server certificate for all brokers (made by ${certs.madeBy}); loopback only.`,
-        'Nucleon: built `dist/`, its own process, anonymous device auth, admin and OTA HTTP off unless a scenario needs them, an in-process counting app runner. "Nucleon" is the default `[ingest] durability = "fsync"` (the ingest log on this machine\'s disk, /tmp on ext4); scenarios 1 and 4 also run "Nucleon (write)" and "Nucleon (memory)".',
+        'Nucleon: built `dist/`, its own process, anonymous device auth, admin and OTA HTTP off unless a scenario needs them, an in-process counting app runner. "Nucleon" is the default `[ingest] durability = "fsync"` (the ingest log on this machine\'s disk, /tmp on ext4); scenarios 1, 4 and 11 also run "Nucleon (write)" and "Nucleon (memory)".',
         'aedes: the same version Nucleon uses, in-memory, TLS, its own process; the application is an in-process `aedes.subscribe("+/app/p/#")` handler.',
         `Mosquitto: \`${MOSQUITTO}\` with a generated config (below); the application is a separate MQTT subscriber process on \`+/app/p/#\` at QoS 1 (raw TLS + mqtt-packet).`,
         `Mosquitto config: \`${mosquittoConfig(0, certs).trim().split('\n').filter((l) => !l.startsWith('#') && !l.startsWith('certfile') && !l.startsWith('keyfile') && !l.startsWith('listener')).join('; ')}\`.`,

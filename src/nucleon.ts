@@ -115,6 +115,7 @@ export class Nucleon implements AsyncDisposable {
             durability: ingest.durability,
             maxBytes: ingest.max_bytes,
             segmentBytes: ingest.segment_bytes,
+            commitSpacingMs: ingest.commit_spacing_ms,
             logger: this.logger.child({ component: 'ingest' }),
             metrics: this.metrics,
           });

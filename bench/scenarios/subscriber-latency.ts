@@ -93,7 +93,7 @@ export const scenario11: Scenario = {
     for (const [index, qos] of CASES.entries()) {
       // One case at a time (its rounds interleave the brokers), a fresh broker for every run.
       const scratch: ScenarioResult = { ...result, metrics: metrics.slice(index * perCase, (index + 1) * perCase), notes: [] };
-      const perRound = await acrossTargetsInRounds(context, scratch, rounds, (target, round) => measureCase(context, scratch, target, qos, round), { extra: { app: false }, only: SUBSCRIBER_PATH_TARGETS });
+      const perRound = await acrossTargetsInRounds(context, scratch, rounds, (target, round) => measureCase(context, scratch, target, qos, round), { extra: { app: false }, only: [...SUBSCRIBER_PATH_TARGETS, 'nucleon-write', 'nucleon-memory'], variants: true });
       if (rounds > 1) scratch.notes.push(roundsNote(perRound, 1, 'p99 (ms)'));
       for (const note of scratch.notes) result.notes.push(`${caseLabel(qos)}: ${note}`);
     }

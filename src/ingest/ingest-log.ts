@@ -18,6 +18,8 @@ export interface IngestLogOptions {
   /** Bytes on disk (segments plus what is being written) past which appends wait (back-pressure). */
   maxBytes: number;
   segmentBytes: number;
+  /** The shortest time between the starts of two disk writes (ms): SegmentLogOptions.commitSpacingMs. */
+  commitSpacingMs?: number;
   /** How often committed cursors are saved and finished segments deleted. */
   cursorSaveMs?: number;
   logger: Logger;
@@ -123,6 +125,7 @@ export class IngestLog {
       dir: options.dir,
       durability: options.durability,
       segmentBytes: options.segmentBytes,
+      commitSpacingMs: options.commitSpacingMs,
       onDamage: (report) => {
         this.metrics.damaged.inc({ what: report.reason === 'torn or damaged tail cut' ? 'torn_tail' : 'record' });
         this.metrics.damagedBytes.inc(report.bytes);

@@ -477,9 +477,9 @@ class RouteAfterDisk implements DiskWaiter {
     else if (this.routedAhead) this.callback(this.aheadResult);
   };
 
-  routeAhead(): void {
+  routeAhead(slowDisk: boolean): void {
     this.waiting = false;
-    this.routing.routedAhead.inc();
+    if (slowDisk) this.routing.routedAhead.inc();
     this.routing.route(this.client, this.packet, (error) => {
       this.routedAhead = true;
       this.aheadResult = error ?? null;

@@ -14,18 +14,21 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
-function setup(options: { minMs?: number; factor?: number; maxMs?: number } = {}) {
+function setup(options: { minMs?: number; factor?: number; maxMs?: number; routeAtOnceBelow?: number } = {}) {
   let clock = 1000;
-  const waits = new DiskWaits({ minMs: options.minMs ?? 5, factor: options.factor ?? 4, maxMs: options.maxMs ?? 1000, now: () => clock });
+  const waits = new DiskWaits({ minMs: options.minMs ?? 5, factor: options.factor ?? 4, maxMs: options.maxMs ?? 1000, routeAtOnceBelow: options.routeAtOnceBelow ?? 0, now: () => clock });
   const routedAhead: string[] = [];
+  /** Of those, the ones routed because they waited too long (routeAhead(true)). */
+  const slow: string[] = [];
   const waiter = (name: string): DiskWaiter & { waiting: boolean } => {
     const w: DiskWaiter & { waiting: boolean } = {
       since: clock,
       waiting: true,
       next: undefined,
-      routeAhead: () => {
+      routeAhead: (slowDisk) => {
         w.waiting = false;
         routedAhead.push(name);
+        if (slowDisk) slow.push(name);
       },
     };
     return w;
@@ -34,11 +37,11 @@ function setup(options: { minMs?: number; factor?: number; maxMs?: number } = {}
     w.waiting = false;
     waits.durable(w);
   };
-  return { waits, routedAhead, waiter, durable, advance: (ms: number) => (clock += ms) };
+  return { waits, routedAhead, slow, waiter, durable, advance: (ms: number) => (clock += ms) };
 }
 
 test('a message that waited for the disk longer than the limit routes ahead, oldest first; a younger one keeps waiting', async (t) => {
-  const { waits, routedAhead, waiter, advance } = setup({ minMs: 5 });
+  const { waits, routedAhead, slow, waiter, advance } = setup({ minMs: 5 });
   t.after(() => waits.stop());
   const a = waiter('a');
   waits.add(a);
@@ -57,6 +60,7 @@ test('a message that waited for the disk longer than the limit routes ahead, old
   advance(10);
   await until(() => routedAhead.length > 2, 'the third');
   assert.deepEqual(routedAhead, ['a', 'b', 'c']);
+  assert.deepEqual(slow, ['a', 'b', 'c'], 'each counted as routed for a slow disk');
 });
 
 test('a message durable in time never routes ahead, however long ago it came', async (t) => {
@@ -107,4 +111,35 @@ test('after stop nothing routes ahead', async (t) => {
   probe.advance(100);
   await until(() => probe.routedAhead.length === 1, 'the probe to route ahead');
   assert.deepEqual(routedAhead, []);
+});
+
+test('under light load (fewer than routeAtOnceBelow waiting) a message routes when taken; from the limit on, it waits, and the older ones still waiting go first once the load is light again', () => {
+  const { waits, routedAhead, slow, waiter, durable } = setup({ minMs: 600_000, maxMs: 600_000, routeAtOnceBelow: 3 });
+  const a = waiter('a');
+  const b = waiter('b');
+  waits.add(a);
+  waits.add(b);
+  assert.deepEqual(routedAhead, ['a', 'b'], 'one and two waiting: routed at once');
+  const c = waiter('c');
+  const d = waiter('d');
+  waits.add(c);
+  waits.add(d);
+  assert.deepEqual(routedAhead, ['a', 'b'], 'three and four waiting: c and d wait for the disk');
+  durable(a);
+  durable(b);
+  durable(c);
+  // c routed when durable (the path's part); d still waits with two pending before the next comes.
+  const e = waiter('e');
+  waits.add(e);
+  assert.deepEqual(routedAhead, ['a', 'b', 'd', 'e'], 'light again: d, older and still waiting, before e');
+  assert.deepEqual(slow, [], 'none of these counts as routed for a slow disk');
+  assert.equal(d.waiting, false);
+  waits.stop();
+});
+
+test('routeAtOnceBelow 0 never routes at once', () => {
+  const { waits, routedAhead, waiter } = setup({ minMs: 600_000, maxMs: 600_000, routeAtOnceBelow: 0 });
+  waits.add(waiter('a'));
+  assert.deepEqual(routedAhead, []);
+  waits.stop();
 });

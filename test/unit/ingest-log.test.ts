@@ -518,3 +518,42 @@ test('when the sequence lease cannot be written, appends stop at its end (device
   await broker.stop(1000);
   await log.close(1000);
 });
+
+test('commit spacing: while the spacing has not passed since the last write started, the next batch waits; flushed() writes it at once', async (t) => {
+  const dir = await tempDir(t, 'nucleon-spacing-');
+  let writes = 0;
+  const log = new SegmentLog({
+    dir,
+    durability: 'write',
+    segmentBytes: 1 << 20,
+    commitSpacingMs: 60_000,
+    writeAt: async (handle, buffer, length, position) => {
+      writes++;
+      await handle.write(buffer, 0, length, position);
+    },
+  });
+  await log.open();
+  log.append(message(1));
+  await waitFor(() => log.durableSeq === 1, 'the first write (nothing written before it)');
+  log.append(message(2));
+  // Several turns and a timer later, the second batch has still not been written.
+  for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(writes, 1, 'the second batch waits for the spacing');
+  assert.equal(log.durableSeq, 1);
+  await log.flushed();
+  assert.equal(writes, 2);
+  assert.equal(log.durableSeq, 2, 'flushed() does not wait for the spacing');
+  await log.close();
+});
+
+test('commit spacing: the waiting batch is written once the spacing has passed', async (t) => {
+  const dir = await tempDir(t, 'nucleon-spacing-');
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, commitSpacingMs: 30 });
+  await log.open();
+  log.append(message(1));
+  await waitFor(() => log.durableSeq === 1, 'the first write');
+  log.append(message(2));
+  await waitFor(() => log.durableSeq === 2, 'the second write, after the spacing');
+  await log.close();
+});
