@@ -3,7 +3,7 @@
  * into MQTT (to service accounts' subscriptions), and the ones that have
  * waited too long: those route at once, before they are durable.
  *
- * A message routes after its group commit because one burst per commit costs
+ * Under load a message routes after its group commit because one burst per commit costs
  * the least CPU at full load (routing each message when the log takes it cost
  * 1.25-1.6x the broker CPU per message on bench scenario 10). But a disk that
  * stalls (writeback, a noisy neighbour, a network volume) held every

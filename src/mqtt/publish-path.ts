@@ -245,8 +245,8 @@ export class PublishPath {
       this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
       return;
     }
-    // Into the log; once durable, routed into MQTT and acknowledged. One that waits for the disk much
-    // longer than usual is routed before (disk-waits.ts); its acknowledgement still waits for the disk.
+    // Into the log; once durable, routed into MQTT and acknowledged. Under light load, or once it has waited for the disk
+    // much longer than usual, it routes before (disk-waits.ts); its acknowledgement still waits for the disk.
     const waiter = new RouteAfterDisk(this.routing, client, packet, message.receivedAt, callback);
     if (session.held === undefined && this.takeRouted(event, message, waiter)) return;
     this.hold(client, session, event, () => {
