@@ -64,7 +64,7 @@ export interface SegmentLogOptions {
   /**
    * The shortest time between the starts of two writes when the log is not
    * behind (ms; 0: the next write starts as soon as the last one ended). See
-   * `commitSpacing` on SegmentLog.
+   * "Spacing" in the comment above SegmentLog.
    */
   commitSpacingMs?: number;
   /** Writes a batch at a position (tests put slow or failing writes here); by default the whole buffer, in as many writes as it takes. */
