@@ -1,4 +1,4 @@
-import AsyncLevelPersistence from 'aedes-persistence-level/asyncPersistence.js';
+import AsyncLevelPersistence, { type QueuedSubscription } from 'aedes-persistence-level/asyncPersistence.js';
 import type { Aedes, Client, PublishPacket, Subscription } from 'aedes';
 import type { ClassicLevel } from 'classic-level';
 import type { Readable } from 'node:stream';
@@ -9,6 +9,7 @@ import { markRedeliveries } from './aedes/redelivery.js';
 import type { RoutingSettlements } from './aedes/routing-settlements.js';
 import { reportRetainedReadErrors } from './aedes/retained-stream.js';
 import { Compactor } from './compactor.js';
+import { TopicMatches } from './topic-matches.js';
 import { defaultRetainedOptions, storeRetainedWithin, type RetainedPolicy, type RetainedStoreOptions } from './retained.js';
 
 export interface SessionStoreOptions {
@@ -167,6 +168,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   private readonly outgoing: LevelOutgoing;
   private readonly settlements: RoutingSettlements | undefined;
   private readonly isConnected: (clientId: string) => boolean;
+  /** The stored sessions' subscribers per topic; the library walks its trie for each QoS > 0 message. */
+  private readonly subscribers = new TopicMatches<QueuedSubscription>();
 
   constructor(
     private readonly db: ClassicLevel<string, Buffer>,
@@ -192,6 +195,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
   // aedes requires setup() to be an async function (it checks the constructor name).
   override async setup(broker: Aedes): Promise<void> {
     await super.setup(broker);
+    // The library loaded the stored subscriptions into its trie.
+    this.subscribers.forget();
     await checkQueueLayout('aedes-persistence-level', {
       enqueue: (sub, packet) => super.outgoingEnqueue(sub, packet),
       count: (clientId) => this.countQueued(clientId, 10),
@@ -238,7 +243,25 @@ export class SessionStore extends AsyncLevelPersistence implements SessionPersis
 
   override async addSubscriptions(client: Client, subs: Subscription[]): Promise<void> {
     const allowed = this.policy.allowedSubscriptions(client, subs);
-    if (allowed.length > 0) await super.addSubscriptions(client, allowed);
+    if (allowed.length === 0) return;
+    // The library changes its trie before its first await: the remembered matches are forgotten right after.
+    const adding = super.addSubscriptions(client, allowed);
+    this.subscribers.forget();
+    await adding;
+  }
+
+  override async removeSubscriptions(client: Client, topics: string[]): Promise<void> {
+    const removing = super.removeSubscriptions(client, topics);
+    this.subscribers.forget();
+    await removing;
+  }
+
+  override subscriptionsByTopic(topic: string): Promise<QueuedSubscription[]> {
+    const remembered = this.subscribers.peek(topic);
+    // Frozen: aedes only reads the list (it hands it to outgoingEnqueueCombi).
+    if (remembered !== undefined) return Promise.resolve(remembered as QueuedSubscription[]);
+    const mark = this.subscribers.mark();
+    return super.subscriptionsByTopic(topic).then((match) => this.subscribers.rememberSince(mark, topic, match) as QueuedSubscription[]);
   }
 
   override outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void> {

@@ -13,6 +13,10 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     readonly broker: Aedes | undefined;
     setup(broker: Aedes): Promise<void>;
     addSubscriptions(client: Client, subs: Subscription[]): Promise<void>;
+    removeSubscriptions(client: Client, topics: string[]): Promise<void>;
+    /** Removes all of a client's subscriptions (through removeSubscriptions). */
+    cleanSubscriptions(client: Client): Promise<void>;
+    subscriptionsByTopic(topic: string): Promise<QueuedSubscription[]>;
     outgoingEnqueue(sub: { clientId: string }, packet: PublishPacket): Promise<void>;
     outgoingEnqueueCombi(subs: QueuedSubscription[], packet: PublishPacket): Promise<unknown>;
     outgoingUpdate(client: Client, packet: PublishPacket): Promise<void>;

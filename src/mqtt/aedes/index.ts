@@ -11,6 +11,7 @@ import type { Aedes } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { boundReads } from './bounded-reads.js';
 import { checkDeliveries } from './deliveries.js';
+import { rememberEmitterMatches } from './emitter-matches.js';
 import { checkNucleonAedes, type NucleonAedes } from './nucleon-aedes.js';
 import { assertPacketLimitSupported, limitPacketSize } from './packet-limit.js';
 import { dependencyPatches } from './patches/index.js';
@@ -63,6 +64,7 @@ export const CONTACTS = [
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the outgoing queue key layout' },
   { file: 'persistence-db.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the database methods it calls (get, put, del, batch, clear, values, close) with Buffer values' },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-redis', verifiedWith: '11.2.2', what: 'the outgoing queue list key' },
+  { file: 'emitter-matches.ts', dependency: 'mqemitter', verifiedWith: '7.1.0', what: "the emitter's `_matcher` qlobber (match, add, remove, clear), which _do matches each message with and on / removeListener / removeAllListeners change" },
   { file: 'mqemitter-redis.ts', dependency: 'mqemitter-redis', verifiedWith: '7.2.1', what: 'the private `state` emitter of Redis errors' },
 ] as const;
 
@@ -75,6 +77,7 @@ export const CONTACTS = [
  */
 export function installAedesContacts(aedes: NucleonAedes, options: ContactOptions): string[] {
   checkNucleonAedes(aedes);
+  rememberEmitterMatches((aedes as unknown as { mq: unknown }).mq);
   const warnings = checkPerformancePatches();
   limitPacketSize(aedes, options.maxPacketSize);
   probeClient(aedes as Aedes, (probe, stream) => {
