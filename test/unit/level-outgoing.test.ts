@@ -283,6 +283,48 @@ test('a deferred message not acknowledged in time is written with its packet id,
   assert.deepEqual((await queued(restarted, connection('svc:other'))).map((p) => p.brokerCounter), [1]);
 });
 
+test('deferred copies of one message for two subscribers are found and acknowledged each on its own; a copy with the same counter from another broker is written, not mixed up', async (t) => {
+  const { db } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, settlements });
+  const access = countAccess(db);
+  const first = connection('svc:first');
+  const second = connection('svc:second');
+  const routed = await route(store, settlements, [first.id, second.id], message(9));
+  await store.outgoingUpdate(first, sending(9, 1));
+  await store.outgoingUpdate(second, sending(9, 1));
+  // The same counter from another broker, queued for the first subscriber: written when queued.
+  await store.outgoingEnqueue({ clientId: first.id }, { ...message(9), brokerId: 'b2' } as Routed);
+  assert.equal(access.ops, 1, 'only the other broker\'s message was written');
+  assert.equal(((await store.outgoingClearMessageId(first, { cmd: 'puback', messageId: 1 } as unknown as PublishPacket)) as Routed | undefined)?.brokerId, 'b1');
+  assert.equal(routed.settled, false, 'the route waits for the second copy');
+  assert.equal(((await store.outgoingClearMessageId(second, { cmd: 'puback', messageId: 1 } as unknown as PublishPacket)) as Routed | undefined)?.brokerCounter, 9);
+  assert.deepEqual(routed, { settled: true, error: undefined });
+  assert.equal(access.ops, 1, 'neither deferred copy was written');
+  assert.deepEqual((await queued(store, first)).map((p) => `${p.brokerId}:${p.brokerCounter}`), ['b2:9'], "the other broker's message is still queued");
+  await store.close();
+});
+
+test('QoS 2 on a deferred message: the PUBREL state is written before the route settles, and the PUBCOMP clears it', async (t) => {
+  const { db, dir } = await openLevel(t);
+  const settlements = new RoutingSettlements();
+  const store = new SessionStore(db, { ...sessionOptions, settlements });
+  const client = connection('svc:q2');
+  const routed = await route(store, settlements, [client.id], { ...message(6), qos: 2 });
+  await store.outgoingUpdate(client, { ...sending(6, 12), qos: 2 });
+  await store.outgoingUpdate(client, { cmd: 'pubrel', messageId: 12 } as unknown as Routed);
+  assert.deepEqual(routed, { settled: true, error: undefined }, 'settled once the PUBREL state is written');
+  await store.close();
+  const { db: reopened } = await openLevel(t, dir);
+  const restarted = new SessionStore(reopened, sessionOptions);
+  const again = connection('svc:q2');
+  const resent = await queued(restarted, again);
+  assert.deepEqual(resent.map((p) => ({ cmd: p.cmd, messageId: p.messageId })), [{ cmd: 'pubrel', messageId: 12 }]);
+  await restarted.outgoingUpdate(again, resent[0] as Routed);
+  await restarted.outgoingClearMessageId(again, { cmd: 'pubcomp', messageId: 12 } as unknown as PublishPacket);
+  assert.deepEqual(await queued(restarted, connection('svc:q2')), []);
+});
+
 test('a reconnect reads deferred messages: they are written before the queue is read', async (t) => {
   const { db } = await openLevel(t);
   const settlements = new RoutingSettlements();
