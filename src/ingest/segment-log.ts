@@ -20,13 +20,16 @@ import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, t
  *   kept the second write and not the first, recovery counts the first as
  *   damage and hands on the second's records: never acknowledged, so at
  *   most a device's resend doubles them.)
- * - Spacing (`commitSpacingMs`): while the log keeps up, two writes start at
- *   least this far apart. A write costs 100-200 us of CPU here (thread-pool
- *   trip, O_DSYNC write, the turn that completes it); at 5,000 msg/s writes
- *   a few hundred microseconds apart cost more than the messages (bench
- *   scenario 11: 1 ms took the broker CPU per message from 113-129 us to
- *   69-77 with a timer alone). A timer fires a millisecond late or more, so
- *   an append that comes once the spacing has passed starts the write.
+ * - Spacing (`commitSpacingMs`, off by default): while the log keeps up, two
+ *   writes start at least this far apart. A write costs 100-200 us of CPU
+ *   here (thread-pool trip, O_DSYNC write, the turn that completes it); at
+ *   5,000 msg/s writes a few hundred microseconds apart cost more than the
+ *   messages (bench scenario 11: 1 ms took the broker CPU per message from
+ *   113-129 us to 69-77 with a timer alone). A timer fires a millisecond
+ *   late or more, so an append that comes once the spacing has passed starts
+ *   the write. Off by default: a device's connection is read on once its
+ *   last messages are durable, so its next ones wait out the spacing too
+ *   (scenario 11 p99 about doubled at 1 ms; README "Commit spacing").
  * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
  *   one has reached `segmentBytes`; whole segments are deleted once every
  *   reader has passed them (`deleteThrough`).
