@@ -10,6 +10,8 @@ export interface LeaseKeeperOptions {
   intervalMs?: number;
   /** Called when the keeper is done with the connection. */
   release?: () => Promise<void>;
+  /** Monotonic milliseconds for the lease's validity (RedisLeaseOptions.now); injectable for tests. */
+  now?: () => number;
 }
 
 /**
@@ -37,7 +39,7 @@ export class LeaseKeeper implements DrivingSeat {
     private readonly logger: Logger,
     private readonly options: LeaseKeeperOptions = {},
   ) {
-    this.lease = new RedisLease(redis, { key: settings.key, owner: settings.instanceId, ttlMs: settings.ttlMs });
+    this.lease = new RedisLease(redis, { key: settings.key, owner: settings.instanceId, ttlMs: settings.ttlMs, ...(options.now ? { now: options.now } : {}) });
     this.intervalMs = options.intervalMs ?? Math.max(1, Math.floor(settings.ttlMs / 4));
   }
 
@@ -110,7 +112,14 @@ export class LeaseKeeper implements DrivingSeat {
   private armExpiry(): void {
     clearTimeout(this.expiry);
     this.expiry = setTimeout(() => {
-      if (this.lease.held || !this.driving) return;
+      if (!this.driving) return;
+      // Node times a timer from the loop's cached clock, which lags while a turn runs, so it can fire
+      // before the validity has run out: wait for the rest (returning here left a keeper cut off from
+      // Redis driving for good; test/integration/campaigns-lease.test.ts, seen in CI).
+      if (this.lease.held) {
+        this.armExpiry();
+        return;
+      }
       this.logger.error({ lease: this.lease.key }, 'campaign lease expired before it could be extended (Redis unreachable or the process paused): this instance stops driving campaigns');
       this.setDriving(false);
     }, this.lease.remainingMs + 1);
