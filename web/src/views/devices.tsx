@@ -88,6 +88,8 @@ export function DevicesView() {
   const [filters, setFilters] = useState<Filters>(() => ({ q: '', group: '', firmware: '', online: '', ota: '', sort: 'uid', order: 'asc', offset: 0, limit: storedPageSize() }));
   const [typed, setTyped] = useState('');
   const [answer, setAnswer] = useState<DeviceSearchAnswer | undefined>(undefined);
+  /** The query `answer` is for: until the answer to the current filters is in, the table is not "ready". */
+  const [answered, setAnswered] = useState('');
   const [loading, setLoading] = useState(false);
   const [columns, setColumns] = useState<string[]>(storedColumns);
   const [showColumns, setShowColumns] = useState(false);
@@ -105,15 +107,19 @@ export function DevicesView() {
 
   const load = () => {
     const mine = ++sequence.current;
+    const asked = searchArgs(filters);
     askedAt.current = performance.now();
     setLoading(true);
     void errors
-      .track('devices.search', () => client.request<DeviceSearchAnswer>('devices.search', searchArgs(filters) as Record<string, unknown>))
+      .track('devices.search', () => client.request<DeviceSearchAnswer>('devices.search', asked as Record<string, unknown>))
       .then((result) => {
         // An older answer that arrives after a newer one is dropped.
         if (mine !== sequence.current) return;
         setLoading(false);
-        if (result) setAnswer(result);
+        if (result) {
+          setAnswer(result);
+          setAnswered(JSON.stringify(asked));
+        }
       });
   };
   useOnReady(load, [filters]);
@@ -229,7 +235,7 @@ export function DevicesView() {
           </div>
         </form>
         <div class="table-box">
-          <table id="devices" ref={table} class="cards" data-query={query} data-state={loading ? 'loading' : 'ready'} data-total={answer?.total ?? ''} aria-busy={loading}>
+          <table id="devices" ref={table} class="cards" data-query={answered} data-state={loading || answered !== query ? 'loading' : 'ready'} data-total={answer?.total ?? ''} aria-busy={loading}>
             <thead>
               <tr>
                 <Header label="UID" sort="uid" filters={filters} onSort={sortBy} />
