@@ -477,7 +477,8 @@ export class SegmentLog {
     if (this.filling.records === 0 || this.closed || this.inFlight.length >= MAX_IN_FLIGHT) return;
     const ahead = this.inFlight.at(-1);
     if (ahead === undefined) {
-      const wait = this.lastWriteStarted + (this.options.commitSpacingMs ?? 0) - performance.now();
+      const spacingMs = this.options.commitSpacingMs ?? 0;
+      const wait = spacingMs > 0 ? this.lastWriteStarted + spacingMs - performance.now() : 0;
       if (wait > 0) {
         this.spacingTimer ??= setTimeout(this.afterSpacing, Math.ceil(wait));
         return;
@@ -517,7 +518,7 @@ export class SegmentLog {
     this.overlapTimer = undefined;
     clearTimeout(this.spacingTimer);
     this.spacingTimer = undefined;
-    this.lastWriteStarted = performance.now();
+    if ((this.options.commitSpacingMs ?? 0) > 0) this.lastWriteStarted = performance.now();
     const batch = this.filling;
     this.filling = this.freeBatches.pop() ?? new Batch(INITIAL_BATCH_BYTES);
     this.inFlight.push(batch);

@@ -11,10 +11,11 @@
  */
 import { DependencyMismatchError } from '../../errors.js';
 import { installedVersion } from './versions.js';
-import { MAX_REMEMBERED_TOPICS, TopicMatches } from '../topic-matches.js';
+import { TopicMatches } from '../topic-matches.js';
 
 interface Matcher {
-  match(topic: string, ...rest: unknown[]): unknown[];
+  /** qlobber's match(topic, ctx): ctx is passed to custom matchers; aedes never passes it. */
+  match(topic: string, ctx?: unknown): unknown[];
   add(...args: unknown[]): unknown;
   remove(...args: unknown[]): unknown;
   clear(...args: unknown[]): unknown;
@@ -31,15 +32,16 @@ function isMatcher(value: unknown): value is Matcher {
  * its `_matcher` qlobber, which `_do` matches each message's topic with and
  * `on` / `removeListener` / `removeAllListeners` change. Returns the cache (for tests).
  */
-export function rememberEmitterMatches(mq: unknown, limit = MAX_REMEMBERED_TOPICS): TopicMatches<unknown> {
+export function rememberEmitterMatches(mq: unknown): TopicMatches<unknown> {
   const matcher = (mq as { _matcher?: unknown } | null)?._matcher;
   if (!isMatcher(matcher)) {
     throw new DependencyMismatchError('mqemitter', installedVersion('mqemitter'), 'the emitter has no `_matcher` qlobber with match, add, remove and clear');
   }
-  const matches = new TopicMatches<unknown>(limit);
+  const matches = new TopicMatches<unknown>();
   const match = matcher.match.bind(matcher);
   const matchOne = (topic: string): unknown[] => match(topic);
-  matcher.match = (topic: string, ...rest: unknown[]) => (rest.length === 0 ? (matches.get(topic, matchOne) as unknown[]) : match(topic, ...rest));
+  // Two parameters, no rest array: this runs for every message.
+  matcher.match = (topic: string, ctx?: unknown) => (ctx === undefined ? (matches.get(topic, matchOne) as unknown[]) : match(topic, ctx));
   for (const name of ['add', 'remove', 'clear'] as const) {
     const change = matcher[name].bind(matcher);
     matcher[name] = (...args: unknown[]) => {
