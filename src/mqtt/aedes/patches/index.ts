@@ -10,7 +10,7 @@
  * lean-parser loads it.
  */
 import { quietDebugState } from './quiet-debug.js';
-import { fastBufferListMethods } from './fast-buffer-list.js';
+import { FAST_METHODS, fastBufferListMethods } from './fast-buffer-list.js';
 import { idlePacketState, leanConnectState, leanParserState } from './lean-parser.js';
 
 export interface DependencyPatchStates {
@@ -28,7 +28,7 @@ export interface DependencyPatchStates {
 
 export const dependencyPatches: DependencyPatchStates = {
   quietDebug: quietDebugState,
-  fastBufferList: fastBufferListMethods.length === 3 ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
+  fastBufferList: fastBufferListMethods.length === FAST_METHODS.length ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
   leanParser: leanParserState,
   leanConnect: leanConnectState,
   idlePacket: idlePacketState,
