@@ -7,6 +7,7 @@ import { Duplex } from 'node:stream';
 import { test } from 'node:test';
 import { coalesceWrites } from '../../src/mqtt/aedes/index.js';
 import { admitOutOfOrder } from '../../src/mqtt/aedes/deliveries.js';
+import { writeTogether } from '../../src/mqtt/aedes/write-coalescing.js';
 
 const require = createRequire(import.meta.url);
 // The copy of mqtt-packet aedes writes with.
@@ -68,6 +69,49 @@ test('a lone packet is flushed by the next check phase, without a timer; later t
   await immediate();
   assert.equal(writes.length, 2, 'the next turn is one write again');
   assert.equal(stream.writableCorked, 0, 'nothing left corked');
+});
+
+test('packets written together from an immediate leave when it returns, one write per connection, not in the next loop iteration', async () => {
+  const first = recordingStream();
+  const second = recordingStream();
+  const held = recordingStream();
+  for (const { stream } of [first, second, held]) coalesceWrites(stream);
+  const seen = await new Promise<number[]>((resolve) => {
+    setImmediate(() => {
+      // Corked before the batch (as by a read in this turn): its own release is already scheduled and stays so.
+      mqttPacket.writeToStream(publish(9), held.stream);
+      writeTogether(() => {
+        for (const id of [1, 2, 3]) mqttPacket.writeToStream(publish(id), first.stream);
+        mqttPacket.writeToStream(publish(4), second.stream);
+        mqttPacket.writeToStream(publish(10), held.stream);
+        writeTogether(() => mqttPacket.writeToStream(publish(5), second.stream));
+        assert.equal(first.writes.length + second.writes.length, 0, 'held while the batch runs');
+      });
+      // mqtt-packet's own cork of each write is released on process.nextTick: still this immediate, before the next one.
+      process.nextTick(() => resolve([first.writes.length, second.writes.length, held.writes.length]));
+    });
+  });
+  assert.deepEqual(seen, [1, 1, 0], 'each batch connection written once as the batch returned; the one corked before waits for its turn');
+  const plain = recordingStream();
+  for (const id of [1, 2, 3]) mqttPacket.writeToStream(publish(id), plain.stream);
+  await immediate();
+  assert.deepEqual(first.writes[0], Buffer.concat(plain.writes), 'the same bytes in the same order');
+  await immediate();
+  await immediate();
+  assert.equal(held.writes.length, 1);
+  for (const { stream } of [first, second, held]) assert.equal(stream.writableCorked, 0, 'nothing left corked');
+});
+
+test('a batch that throws still releases what it corked', async () => {
+  const { stream, writes } = recordingStream();
+  coalesceWrites(stream);
+  assert.throws(() => writeTogether(() => {
+    mqttPacket.writeToStream(publish(1), stream);
+    throw new Error('boom');
+  }), /boom/);
+  await new Promise((resolve) => process.nextTick(resolve));
+  assert.equal(writes.length, 1);
+  assert.equal(stream.writableCorked, 0);
 });
 
 test('a connection destroyed while held keeps its cork count balanced and writes nothing more', async () => {

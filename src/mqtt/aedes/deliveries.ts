@@ -34,7 +34,7 @@ import { DependencyMismatchError } from '../../errors.js';
 import type { OutgoingPacket } from './packet-bytes.js';
 import { boundUnsent } from './slow-consumers.js';
 import { installedVersion } from './versions.js';
-import { writePacket } from './write-coalescing.js';
+import { writePacket, writeTogether } from './write-coalescing.js';
 
 type Deliver = (packet: { topic: string; qos: 0 | 1 | 2 }, callback: () => void) => void;
 
@@ -192,9 +192,12 @@ function flushDirect(): void {
   const batch = waiting;
   waiting = spare;
   flushScheduled = false;
-  for (let i = 0; i < batch.length; i += 3) {
-    sendDirect(batch[i] as DirectClient, batch[i + 1] as Delivery | undefined, batch[i + 2] as () => void);
-  }
+  // Released when the batch is written, not in the next loop iteration (write-coalescing.ts).
+  writeTogether(() => {
+    for (let i = 0; i < batch.length; i += 3) {
+      sendDirect(batch[i] as DirectClient, batch[i + 1] as Delivery | undefined, batch[i + 2] as () => void);
+    }
+  });
   batch.length = 0;
   spare = batch;
 }

@@ -12,10 +12,17 @@
  * writev as one buffer) and one syscall. A write made from an I/O callback is
  * released in the check phase of the same loop iteration; one made from an
  * immediate is released in the next iteration's check phase, after the poll
- * phase, which does not block while an immediate is pending. At light load
- * that adds one loop iteration and never a timer. A corked socket still counts
- * its buffered bytes in `writableLength`, so the send-buffer bound of
- * slow-consumers.ts sees them as before, and `drain` still follows the flush.
+ * phase, which does not block while an immediate is pending. A corked socket
+ * still counts its buffered bytes in `writableLength`, so the send-buffer
+ * bound of slow-consumers.ts sees them as before, and `drain` still follows
+ * the flush.
+ *
+ * That next poll phase is where the devices' next messages are read and
+ * routed: under load a whole phase of work. An immediate that writes many
+ * connections' packets at once (the direct deliveries of deliveries.ts, every
+ * subscriber's messages of a turn) runs them in `writeTogether`, which
+ * releases the corks it took when it returns: the packets leave together as
+ * before, one loop iteration sooner.
  */
 import { Writable, type Duplex } from 'node:stream';
 import { createRequire } from 'node:module';
@@ -29,6 +36,9 @@ interface Coalescing extends Writable {
   [HELD]?: boolean;
 }
 
+/** Inside writeTogether: the connections whose turn cork it took, released when it returns. */
+let together: Coalescing[] | undefined;
+
 /** node:stream's own cork and uncork, called on each connection with `.call`. */
 const streamMethods: { cork: (this: Writable) => void; uncork: (this: Writable) => void } = Writable.prototype;
 const baseCork = streamMethods.cork;
@@ -39,7 +49,29 @@ function holdTurn(stream: Coalescing): void {
   if (stream[HELD] !== true) {
     stream[HELD] = true;
     baseCork.call(stream);
-    setImmediate(releaseTurn, stream);
+    if (together !== undefined) together.push(stream);
+    else setImmediate(releaseTurn, stream);
+  }
+}
+
+/**
+ * Runs `write`; the connections it writes to for the first time this turn
+ * are uncorked when it returns (or throws), each once, so what it wrote to
+ * one connection still leaves in one TLS record and one syscall. Nested
+ * calls leave the release to the outermost.
+ */
+export function writeTogether(write: () => void): void {
+  if (together !== undefined) {
+    write();
+    return;
+  }
+  const corked: Coalescing[] = [];
+  together = corked;
+  try {
+    write();
+  } finally {
+    together = undefined;
+    for (const stream of corked) releaseTurn(stream);
   }
 }
 
