@@ -3,6 +3,8 @@
 // PUBACKs batched per incoming chunk, so it costs as little as a client can.
 // Scenario 10 runs it against every broker as a service account: an optional
 // third argument (JSON, SubscriberOptions) sets its login and session.
+// First: mqtt-packet's disabled debug loggers would cost this process as they cost a broker (patches/quiet-debug.ts).
+import '../../src/mqtt/aedes/patches/quiet-debug.js';
 import tls from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { AppCounter, appTarget, responsePayload, type RespondArgs, type RespondResult, type StatsOptions } from '../lib/app-counter.js';
