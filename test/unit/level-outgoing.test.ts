@@ -384,3 +384,16 @@ test('at most MAX_DEFERRED messages are held in memory; past that a message is w
   void outgoing.writeHeld();
   assert.equal(outgoing.deferredCount(), 0);
 });
+
+test('a message aedes queues for its matched sessions (outgoingEnqueueCombi) is queued for each: one, several, none', async (t) => {
+  const { db } = await openLevel(t);
+  const store = new SessionStore(db, { ...sessionOptions, isConnected: () => false });
+  const [a, b, c] = [connection('svc:a'), connection('svc:b'), connection('svc:c')];
+  await store.outgoingEnqueueCombi([{ clientId: a.id, topic: '+/app/p/#', qos: 1 }], message(1));
+  await store.outgoingEnqueueCombi([{ clientId: a.id, topic: '+/app/p/#', qos: 1 }, { clientId: b.id, topic: '#', qos: 1 }], message(2));
+  await store.outgoingEnqueueCombi([], message(3));
+  assert.deepEqual((await queued(store, a)).map((p) => p.brokerCounter), [1, 2]);
+  assert.deepEqual((await queued(store, b)).map((p) => p.brokerCounter), [2]);
+  assert.deepEqual(await queued(store, c), []);
+  await store.close();
+});
