@@ -1,3 +1,6 @@
+import type { Telemetry } from '../events.js';
+import { telemetryLineMaxBytes, writeTelemetryLine, type Precision } from './points.js';
+
 /**
  * The lines of one write request as UTF-8 bytes, newline-separated (line
  * protocol escapes newlines inside values, so a raw newline only ever ends a
@@ -78,6 +81,24 @@ export class LineBuffer {
       this.count++;
       if (this.openCount >= this.batchSize) this.seal();
     }
+  }
+
+  /**
+   * One telemetry point written straight into the buffer (points.ts
+   * writeTelemetryLine); false, with nothing pushed, when it takes the
+   * string path (telemetryToLine and `push`).
+   */
+  pushTelemetry(uid: string, telemetry: Telemetry, receivedAtMs: number, precision: Precision): boolean {
+    this.reserve(telemetryLineMaxBytes(uid, telemetry) + 1);
+    const separator = this.openCount > 0 ? 1 : 0;
+    const written = writeTelemetryLine(this.open, this.openBytes + separator, uid, telemetry, receivedAtMs, precision);
+    if (written < 0) return false;
+    if (separator === 1) this.open[this.openBytes] = 0x0a;
+    this.openBytes += separator + written;
+    this.openCount++;
+    this.count++;
+    if (this.openCount >= this.batchSize) this.seal();
+    return true;
   }
 
   /** The oldest batch (at most batchSize lines; empty when nothing is buffered). */

@@ -3,7 +3,7 @@ import { assertNever, type EventOf } from '../events.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { InfluxHttpSink } from './http-sink.js';
 import { InfluxMetrics } from './metrics.js';
-import { InvalidPointError, influxPointToLine, telemetryToLine, type Precision } from './points.js';
+import { InvalidPointError, influxPointToLine, type Precision } from './points.js';
 import { Spool } from './spool.js';
 import { InfluxWriter } from './writer.js';
 
@@ -71,11 +71,18 @@ export class InfluxRunner extends EventRunner<Accepted> {
   protected handle(event: EventOf<Accepted>): Promise<void> | undefined {
     const writer = this.writer;
     if (!writer) return undefined;
+    if (event.type === 'TelemetryReceived') {
+      const seq = event.log?.seq;
+      try {
+        return writer.acceptTelemetry(event.uid, event.telemetry, event.receivedAt, this.precision, seq);
+      } catch (error) {
+        if (!(error instanceof InvalidPointError)) throw error;
+        writer.drop('invalid', 1, { subject: event.uid, reason: error.reason });
+        return writer.accept([], seq);
+      }
+    }
     const lines: string[] = [];
     switch (event.type) {
-      case 'TelemetryReceived':
-        this.convert(writer, lines, event.uid, () => telemetryToLine(event.uid, event.telemetry, event.receivedAt, this.precision));
-        break;
       case 'InfluxDataSave': {
         const now = Date.now();
         for (const point of event.points) this.convert(writer, lines, point.measurement, () => influxPointToLine(point, now, this.precision));
@@ -84,7 +91,7 @@ export class InfluxRunner extends EventRunner<Accepted> {
       default:
         assertNever(event);
     }
-    return writer.accept(lines, event.type === 'TelemetryReceived' ? event.log?.seq : undefined);
+    return writer.accept(lines);
   }
 
   /** Bad input is counted and logged, never thrown: the other points of the event still go out. */

@@ -5,7 +5,8 @@ import { SerialQueue } from '../util/serial-queue.js';
 import { WaitList } from '../util/wait-list.js';
 import type { WriteOutcome } from './http-sink.js';
 import type { DropReason, InfluxMetrics } from './metrics.js';
-import type { Precision } from './points.js';
+import type { Telemetry } from '../events.js';
+import { telemetryToLine, type Precision } from './points.js';
 import type { Spool, SpoolRecord } from './spool.js';
 import { LineBatch, LineBuffer } from './line-buffer.js';
 import { Settlement } from './settlement.js';
@@ -139,6 +140,21 @@ export class InfluxWriter {
       // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
       this.wake();
     }
+    return this.buffer.length >= this.options.maxBufferPoints ? this.makeRoom() : undefined;
+  }
+
+  /**
+   * `accept` for one device telemetry point, written into the buffer as
+   * bytes without building its line as a string first (points.ts). Throws
+   * InvalidPointError as telemetryToLine does, before anything is taken.
+   */
+  acceptTelemetry(uid: string, telemetry: Telemetry, receivedAtMs: number, precision: Precision, seq?: number): Promise<void> | undefined {
+    if (this.closing || !this.loop) throw new Error('the Influx writer is not running');
+    const wasEmpty = this.buffer.length === 0;
+    if (!this.buffer.pushTelemetry(uid, telemetry, receivedAtMs, precision)) this.buffer.push([telemetryToLine(uid, telemetry, receivedAtMs, precision)]);
+    this.settlement.accepted(1, seq);
+    this.options.metrics.accepted.inc(1);
+    if (wasEmpty || this.buffer.length >= this.fullBatch) this.wake();
     return this.buffer.length >= this.options.maxBufferPoints ? this.makeRoom() : undefined;
   }
 

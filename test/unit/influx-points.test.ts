@@ -132,3 +132,64 @@ test('timestamps: the same millisecond at another precision is written at that p
   assert.throws(() => telemetryToLine('352656100000001', { rsrp: 1 }, -1, 'ms'), InvalidPointError);
   assert.throws(() => telemetryToLine('352656100000001', { rsrp: 1 }, Number.NaN, 'ms'), InvalidPointError);
 });
+
+test('telemetry written as bytes into the line buffer equals telemetryToLine, or takes its string path, and refuses what it refuses', async () => {
+  const { LineBuffer } = await import('../../src/influx/line-buffer.js');
+  const shapes: Telemetry[] = [
+    { version: '1.2.3-4-gabcdef', rsrp: 80, rssi_hub: -60, rssi_client: -55 },
+    { rsrp: 0 },
+    { rssi_client: -0 },
+    { rssi_hub: -2147483648, rssi_client: 2147483647 },
+    { rsrp: 4294967295, version: '' },
+    { version: 'only' },
+    { version: 'with "quote" and \\ backslash', rsrp: 1 },
+    { version: 'ünïcødé ✓', rssi_hub: 3 },
+    { version: 'line\nbreak', rsrp: 9 },
+    { rsrp: 10, extra: { temp: { type: 'float', value: 21.5 }, up: { type: 'bool', value: true } } },
+    { rsrp: 123456789012345 },
+    { rsrp: 1.5 },
+    { rsrp: Number.NaN },
+    {},
+  ];
+  const uids = ['dev-1', 'A_b-9', 'u'.repeat(64), 'with space', 'comma,uid', 'eq=uid', 'tail\\', '', 'ünï'];
+  const precisions: Precision[] = ['ns', 'us', 'ms', 's'];
+  let bytePath = 0;
+  for (const telemetry of shapes) {
+    for (const uid of uids) {
+      for (const precision of precisions) {
+        for (const ms of [1_764_000_000_123, 0, -1]) {
+          let expected: string | InvalidPointError;
+          try {
+            expected = telemetryToLine(uid, telemetry, ms, precision);
+          } catch (error) {
+            assert.ok(error instanceof InvalidPointError);
+            expected = error;
+          }
+          const buffer = new LineBuffer(10);
+          buffer.push(['first line']);
+          const before = buffer.length;
+          let pushed: boolean | InvalidPointError;
+          try {
+            pushed = buffer.pushTelemetry(uid, telemetry, ms, precision);
+          } catch (error) {
+            assert.ok(error instanceof InvalidPointError);
+            pushed = error;
+          }
+          const where = `${JSON.stringify(telemetry)} ${JSON.stringify(uid)} ${precision} ${ms}`;
+          if (expected instanceof InvalidPointError) {
+            // Refused: either the byte path declines (the string path then throws) or throws the same error itself.
+            if (pushed instanceof InvalidPointError) assert.equal(pushed.message, expected.message, where);
+            else assert.equal(pushed, false, where);
+            assert.equal(buffer.length, before, `nothing pushed: ${where}`);
+            continue;
+          }
+          assert.ok(!(pushed instanceof InvalidPointError), `not refused: ${where}`);
+          if (pushed === false) continue;
+          bytePath++;
+          assert.deepEqual(buffer.takeAll(), ['first line', expected], where);
+        }
+      }
+    }
+  }
+  assert.ok(bytePath >= 6 * 3 * 4 * 2, `the byte path wrote ${bytePath} of the valid points`);
+});
