@@ -64,17 +64,17 @@ export function telemetryToLine(uid: string, telemetry: Telemetry, receivedAtMs:
  * line-buffer.ts): the string above is a tree of pieces that the buffer's
  * UTF-8 write then flattens and copies, 0.52 µs a point together, about 6 %
  * of the broker's CPU per device telemetry message at scenario 8's rate; the
- * bytes here take a fraction of that. Only the common shape takes this way:
- * the four Pyrinas fields, an ASCII uid and version needing no escapes.
- * Anything else (extra fields, escapes, non-ASCII text, a value telemetryToLine
- * refuses) answers -1 and takes the string; test/unit/influx-points.test.ts
- * compares the bytes with it.
+ * bytes here take a fraction of that. The uid's tag and the version's field
+ * are encoded once, by the same escaping as the string, and kept; the
+ * integers and the timestamp are written as ASCII. Extra fields, and a uid or
+ * value telemetryToLine refuses, answer -1 and take the string path;
+ * test/unit/influx-points.test.ts compares the bytes with it.
  */
 
 /** Bytes writeTelemetryLine may write for this uid and telemetry (room to reserve before calling it). */
 export function telemetryLineMaxBytes(uid: string, telemetry: Telemetry): number {
-  // Measurement and tag, 4 field names and separators, 3 integers of at most 17 characters, a timestamp of at most 25.
-  return 64 + uid.length + (telemetry.version?.length ?? 0) + 3 * 17 + 25;
+  // Escaped text takes at most 3 bytes per UTF-16 unit; names and separators, 3 integers of at most 17 characters, a timestamp of at most 25.
+  return 64 + 3 * uid.length + 3 * (telemetry.version?.length ?? 0) + 3 * 17 + 25;
 }
 
 const TELEMETRY_PREFIX = `${TELEMETRY_MEASUREMENT},${DEVICE_TAG}=`;
@@ -91,10 +91,8 @@ export function writeTelemetryLine(buffer: Buffer, at: number, uid: string, tele
   if (prefix === undefined) return -1;
   const { rsrp, rssi_client: rssiClient, rssi_hub: rssiHub, version } = telemetry;
   if (!plainInt(rsrp) || !plainInt(rssiClient) || !plainInt(rssiHub)) return -1;
-  const hasVersion = version !== undefined && version !== null;
-  const versionField = hasVersion ? versionBytes(version) : undefined;
-  if (hasVersion && versionField === undefined) return -1;
-  if (rsrp == null && rssiClient == null && rssiHub == null && !hasVersion) return -1;
+  const versionField = version !== undefined && version !== null ? versionBytes(version) : undefined;
+  if (rsrp == null && rssiClient == null && rssiHub == null && versionField === undefined) return -1;
   const timestamp = timestampOf(receivedAtMs, precision);
   buffer.set(prefix, at);
   let to = at + prefix.length;
@@ -125,60 +123,50 @@ export function writeTelemetryLine(buffer: Buffer, at: number, uid: string, tele
 
 /*
  * A fleet has a few thousand uids and a handful of firmware versions: their
- * checked, encoded bytes are kept (bounded; emptied when full) rather than
- * checked and copied character by character for every point.
+ * escaped, encoded bytes are kept (bounded; emptied when full) rather than
+ * escaped and encoded for every point.
  */
 const MAX_REMEMBERED = 16_384;
 const prefixes = new Map<string, Buffer | null>();
-const versions = new Map<string, Buffer | null>();
+const versions = new Map<string, Buffer>();
 
-/** `telemetry,id=<uid> ` as bytes, or undefined when the uid needs the string path. */
+/** `telemetry,id=<uid> ` as bytes, or undefined for a uid telemetryToLine refuses (it then says why). */
 function prefixBytes(uid: string): Buffer | undefined {
   let bytes = prefixes.get(uid);
   if (bytes === undefined) {
-    bytes = plainKey(uid) ? Buffer.from(`${TELEMETRY_PREFIX}${uid} `, 'latin1') : null;
+    bytes = refusedAsKey(uid) ? null : Buffer.from(`${TELEMETRY_PREFIX}${escapeKey(uid)} `, 'utf8');
     if (prefixes.size >= MAX_REMEMBERED) prefixes.clear();
     prefixes.set(uid, bytes);
   }
   return bytes ?? undefined;
 }
 
-/** `version="<version>"` as bytes, or undefined when the version needs the string path. */
-function versionBytes(version: string): Buffer | undefined {
+/** `version="<version>"` as bytes. */
+function versionBytes(version: string): Buffer {
   let bytes = versions.get(version);
   if (bytes === undefined) {
-    bytes = plainQuoted(version) ? Buffer.from(`version="${version}"`, 'latin1') : null;
+    bytes = Buffer.from(`version=${quoted(version)}`, 'utf8');
     if (versions.size >= MAX_REMEMBERED) versions.clear();
     versions.set(version, bytes);
   }
-  return bytes ?? undefined;
+  return bytes;
 }
 
 const SPACE = 0x20;
 const COMMA = 0x2c;
-const QUOTE = 0x22;
 const MINUS = 0x2d;
 const DIGIT_0 = 0x30;
 const LETTER_I = 0x69;
 
-/** Non-empty printable ASCII that line protocol writes as it is in a tag (what a valid uid always is). */
-function plainKey(text: string): boolean {
-  const length = text.length;
-  if (length === 0 || text.charCodeAt(length - 1) === 0x5c) return false;
-  for (let i = 0; i < length; i++) {
-    const code = text.charCodeAt(i);
-    if (code <= SPACE || code >= 0x7f || code === COMMA || code === 0x3d) return false;
+/** Whether requireText refuses `uid` as a tag value. */
+function refusedAsKey(uid: string): boolean {
+  try {
+    requireText(uid, 'device uid');
+    return false;
+  } catch (error) {
+    if (error instanceof InvalidPointError) return true;
+    throw error;
   }
-  return true;
-}
-
-/** Printable ASCII without the quote and backslash a string field escapes. */
-function plainQuoted(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < SPACE || code >= 0x7f || code === QUOTE || code === 0x5c) return false;
-  }
-  return true;
 }
 
 /** Absent, or an integer telemetryToLine writes as it is. */

@@ -136,11 +136,7 @@ export class InfluxWriter {
     this.options.metrics.accepted.inc(lines.length);
     const wasEmpty = this.buffer.length === 0;
     this.buffer.push(lines);
-    if (wasEmpty || this.buffer.length >= this.fullBatch) {
-      // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
-      this.wake();
-    }
-    return this.buffer.length >= this.options.maxBufferPoints ? this.makeRoom() : undefined;
+    return this.afterPush(wasEmpty);
   }
 
   /**
@@ -154,7 +150,15 @@ export class InfluxWriter {
     if (!this.buffer.pushTelemetry(uid, telemetry, receivedAtMs, precision)) this.buffer.push([telemetryToLine(uid, telemetry, receivedAtMs, precision)]);
     this.settlement.accepted(1, seq);
     this.options.metrics.accepted.inc(1);
-    if (wasEmpty || this.buffer.length >= this.fullBatch) this.wake();
+    return this.afterPush(wasEmpty);
+  }
+
+  /** After points went into the buffer: wakes the loop for a first point or a full batch; the back-pressure promise when full. */
+  private afterPush(wasEmpty: boolean): Promise<void> | undefined {
+    if (wasEmpty || this.buffer.length >= this.fullBatch) {
+      // The loop sleeps without a deadline while there is nothing to do, or until the flush interval.
+      this.wake();
+    }
     return this.buffer.length >= this.options.maxBufferPoints ? this.makeRoom() : undefined;
   }
 
