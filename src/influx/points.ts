@@ -28,12 +28,19 @@ export class InvalidPointError extends Error {
 const MEASUREMENT_SPECIAL = /[, \n\r\t]/;
 /** Tag keys, tag values and field keys also escape `=`. */
 const KEY_SPECIAL = /[, =\n\r\t]/;
-/** String field values escape the quote and the backslash. */
-const QUOTED_SPECIAL = /["\\]/;
+/**
+ * String field values escape the quote and the backslash, as Point does, and
+ * (unlike Point) a raw newline as `\n`: a newline inside the quotes is one line
+ * to InfluxDB's parser but two to every tool that splits a body on newlines,
+ * ours included (a rejected batch is split line by line, the spool is read
+ * back by line), so a device could have written a line of its own choosing
+ * through its firmware version. InfluxDB keeps `\n` as the two characters.
+ */
+const QUOTED_SPECIAL = /["\\\n]/;
 const ESCAPES: Record<string, string> = { ',': '\\,', ' ': '\\ ', '=': '\\=', '\n': '\\n', '\r': '\\r', '\t': '\\t', '"': '\\"', '\\': '\\\\' };
 const MEASUREMENT_ALL = /[, \n\r\t]/g;
 const KEY_ALL = /[, =\n\r\t]/g;
-const QUOTED_ALL = /["\\]/g;
+const QUOTED_ALL = /["\\\n]/g;
 const escapeChar = (char: string): string => ESCAPES[char] ?? char;
 
 /** The JavaScript Date range: later timestamps cannot be written by the client either. */

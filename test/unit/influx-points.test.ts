@@ -40,6 +40,15 @@ function number(next: () => number): number {
   return (next() - 0.5) * 1000;
 }
 
+/**
+ * The client leaves a raw newline inside a quoted string value; ours writes
+ * it as `\\n` (points.ts says why). A stand-in character the alphabet never
+ * has goes through the client in its place and becomes `\\n` after.
+ */
+const NEWLINE_STAND_IN = '\uE000';
+const clientString = (value: string): string => value.replaceAll('\n', NEWLINE_STAND_IN);
+const ourNewlines = (line: string | undefined): string | undefined => line?.replaceAll(NEWLINE_STAND_IN, '\\n');
+
 function convertTime(precision: Precision) {
   return (value: string | number | Date | undefined) => (value instanceof Date ? dateToProtocolTimestamp[precision](value) : undefined);
 }
@@ -51,19 +60,19 @@ function clientLine(input: InfluxPoint, nowMs: number, precision: Precision): st
   for (const [key, value] of Object.entries(input.fields)) {
     if (typeof value === 'number') point.floatField(key, value);
     else if (typeof value === 'boolean') point.booleanField(key, value);
-    else point.stringField(key, value);
+    else point.stringField(key, clientString(value));
   }
-  return point.timestamp(new Date(input.timestampMs ?? nowMs)).toLineProtocol({ convertTime: convertTime(precision) });
+  return ourNewlines(point.timestamp(new Date(input.timestampMs ?? nowMs)).toLineProtocol({ convertTime: convertTime(precision) }));
 }
 
 function clientTelemetryLine(uid: string, telemetry: Telemetry, ms: number, precision: Precision): string | undefined {
   const point = new Point('telemetry').tag('id', uid);
-  if (telemetry.version !== undefined) point.stringField('version', telemetry.version);
+  if (telemetry.version !== undefined) point.stringField('version', clientString(telemetry.version));
   for (const name of ['rsrp', 'rssi_hub', 'rssi_client'] as const) {
     const value = telemetry[name];
     if (value !== undefined) point.intField(name, value);
   }
-  return point.timestamp(new Date(ms)).toLineProtocol({ convertTime: convertTime(precision) });
+  return ourNewlines(point.timestamp(new Date(ms)).toLineProtocol({ convertTime: convertTime(precision) }));
 }
 
 test('application points: byte for byte what the client Point class writes', () => {
@@ -102,6 +111,22 @@ test('telemetry: byte for byte what the client Point class writes, fields in the
     telemetryToLine('350457791234567', { version: '1.2.3-4-g965b9df', rsrp: 40, rssi_hub: -60, rssi_client: -70 }, 1_700_000_000_123, 'ms'),
     'telemetry,id=350457791234567 rsrp=40i,rssi_client=-70i,rssi_hub=-60i,version="1.2.3-4-g965b9df" 1700000000123',
   );
+});
+
+test('a newline in a string value stays inside its line: a firmware version cannot add a line of its own', async () => {
+  const { LineBuffer } = await import('../../src/influx/line-buffer.js');
+  const version = '1.0"\ncrafted,id=other rsrp=99i 1\nx';
+  const line = telemetryToLine('dev-1', { version, rsrp: 1 }, 1_764_000_000_123, 'ms');
+  assert.equal(line, 'telemetry,id=dev-1 rsrp=1i,version="1.0\\"\\ncrafted,id=other rsrp=99i 1\\nx" 1764000000123');
+  const appLine = influxPointToLine({ measurement: 'm', tags: {}, fields: { note: 'a\nb' } }, 0, 'ms');
+  assert.equal(appLine, 'm note="a\\nb" 0');
+  for (const viaBytes of [true, false]) {
+    const buffer = new LineBuffer(10);
+    if (viaBytes) assert.equal(buffer.pushTelemetry('dev-1', { version, rsrp: 1 }, 1_764_000_000_123, 'ms'), true);
+    else buffer.push([line, appLine]);
+    // What a rejected batch is split into, and what the spool reads back: the lines pushed, no more.
+    assert.deepEqual(buffer.takeBatch().lines(), viaBytes ? [line] : [line, appLine]);
+  }
 });
 
 test('bad points are InvalidPointError with a reason, never a malformed line', () => {
