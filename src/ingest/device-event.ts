@@ -7,8 +7,8 @@ export type DecodeResult = { ok: true; event: DeviceEvent; notes?: TelemetryNote
 
 /** What a telemetry message carried that did not make it into its event, for the live path to count and log. */
 export interface TelemetryNotes {
-  unknownKeys: (number | string)[];
-  refused: RefusedTelemetryField[];
+  readonly unknownKeys: readonly (number | string)[];
+  readonly refused: readonly RefusedTelemetryField[];
 }
 
 /**

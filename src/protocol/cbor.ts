@@ -1,5 +1,6 @@
 import { Decoder, Encoder } from 'cbor-x';
 import type { OtaChunk, OtaCommand, OtaPackage, OtaVersion, Telemetry, TelemetryExtraValue } from '../events.js';
+import { readPackedTelemetry } from './packed-telemetry.js';
 import { BUILTIN_TELEMETRY_FIELDS, describeValue, TelemetryFields, typedValue, type RefusedTelemetryField } from './telemetry-fields.js';
 
 /**
@@ -78,10 +79,13 @@ const U32 = 2 ** 32 - 1;
 export interface DecodedTelemetry {
   telemetry: Telemetry;
   /** Keys neither built in nor configured, in the order sent. */
-  unknownKeys: (number | string)[];
+  readonly unknownKeys: readonly (number | string)[];
   /** Configured fields whose value had another type. */
-  refused: RefusedTelemetryField[];
+  readonly refused: readonly RefusedTelemetryField[];
 }
+
+const NO_KEYS: readonly (number | string)[] = Object.freeze([]);
+const NONE_REFUSED: readonly RefusedTelemetryField[] = Object.freeze([]);
 
 export function decodeTelemetry(bytes: Uint8Array, fields: TelemetryFields = TelemetryFields.none): Telemetry {
   return readTelemetry(bytes, fields).telemetry;
@@ -95,6 +99,14 @@ export function decodeTelemetry(bytes: Uint8Array, fields: TelemetryFields = Tel
  * and radio values.
  */
 export function readTelemetry(bytes: Uint8Array, fields: TelemetryFields = TelemetryFields.none): DecodedTelemetry {
+  // Only built-in keys, so the configured fields do not matter to it.
+  const packed = readPackedTelemetry(bytes, MAX_VERSION_LENGTH);
+  if (packed !== undefined) return { telemetry: packed, unknownKeys: NO_KEYS, refused: NONE_REFUSED };
+  return readTelemetryDecoded(bytes, fields);
+}
+
+/** readTelemetry through the general CBOR decoder: every shape, and every refusal's reason (exported for the tests that hold the packed path to it). */
+export function readTelemetryDecoded(bytes: Uint8Array, fields: TelemetryFields = TelemetryFields.none): DecodedTelemetry {
   const what = 'telemetry';
   const map = decodeMap(bytes, what);
   const telemetry: Telemetry = {};
