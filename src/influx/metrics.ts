@@ -5,7 +5,12 @@ export type DropReason = 'invalid' | 'rejected' | 'spool_full';
 
 /** The Influx writer's metrics, registered on the instance's registry. */
 export class InfluxMetrics {
-  readonly accepted: Counter;
+  /**
+   * Points taken in: a plain count, read at scrape time. It grows per
+   * telemetry message, and prom-client's unlabelled `inc` allocates a labels
+   * object each call (2.7 % of the broker's allocations in bench scenario 8).
+   */
+  accepted = 0;
   readonly written: Counter;
   readonly retried: Counter;
   readonly spooled: Counter;
@@ -15,7 +20,16 @@ export class InfluxMetrics {
 
   constructor(registry: Registry, state: { spoolBytes: () => number; bufferedPoints: () => number }) {
     const registers = [registry];
-    this.accepted = new Counter({ name: 'nucleon_influx_points_accepted_total', help: 'Points taken in for InfluxDB (telemetry and InfluxDataSave)', registers });
+    const accepted = (): number => this.accepted;
+    new Counter({
+      name: 'nucleon_influx_points_accepted_total',
+      help: 'Points taken in for InfluxDB (telemetry and InfluxDataSave)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(accepted());
+      },
+    });
     this.written = new Counter({ name: 'nucleon_influx_points_written_total', help: 'Points InfluxDB confirmed', registers });
     this.retried = new Counter({ name: 'nucleon_influx_points_retried_total', help: 'Points in write attempts that failed and will be tried again', registers });
     this.spooled = new Counter({ name: 'nucleon_influx_points_spooled_total', help: 'Points moved to the on-disk spool', registers });

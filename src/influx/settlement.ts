@@ -13,9 +13,15 @@
 export class Settlement {
   private acceptedPoints = 0;
   private settledPoints = 0;
-  /** Pairs: points accepted up to the event, its sequence number; oldest first from `head`. */
-  private marks: number[] = [];
+  /**
+   * Pairs (points accepted up to the event, its sequence number), oldest
+   * first from `head`, in a ring that doubles when full: one pair per
+   * telemetry message, and an array pushed and cut per message was 1.9 % of
+   * the broker's allocations in bench scenario 8.
+   */
+  private marks = new Float64Array(2 * INITIAL_MARKS);
   private head = 0;
+  private count = 0;
 
   constructor(private readonly onSettled: (seq: number) => void) {}
 
@@ -23,7 +29,11 @@ export class Settlement {
   accepted(points: number, seq: number | undefined): void {
     this.acceptedPoints += points;
     if (seq === undefined) return;
-    this.marks.push(this.acceptedPoints, seq);
+    if (2 * this.count === this.marks.length) this.grow();
+    const at = (this.head + 2 * this.count) % this.marks.length;
+    this.marks[at] = this.acceptedPoints;
+    this.marks[at + 1] = seq;
+    this.count++;
     this.check();
   }
 
@@ -35,18 +45,25 @@ export class Settlement {
   }
 
   private check(): void {
+    const marks = this.marks;
     let seq: number | undefined;
-    while (this.head < this.marks.length && (this.marks[this.head] ?? Infinity) <= this.settledPoints) {
-      seq = this.marks[this.head + 1];
-      this.head += 2;
-    }
-    if (this.head === this.marks.length) {
-      this.marks = [];
-      this.head = 0;
-    } else if (this.head > 4096 && this.head * 2 > this.marks.length) {
-      this.marks = this.marks.slice(this.head);
-      this.head = 0;
+    while (this.count > 0 && (marks[this.head] as number) <= this.settledPoints) {
+      seq = marks[this.head + 1];
+      this.head = (this.head + 2) % marks.length;
+      this.count--;
     }
     if (seq !== undefined) this.onSettled(seq);
   }
+
+  private grow(): void {
+    const old = this.marks;
+    const marks = new Float64Array(old.length * 2);
+    // Unrolled oldest first: the part from head to the end, then the part before it.
+    marks.set(old.subarray(this.head));
+    marks.set(old.subarray(0, this.head), old.length - this.head);
+    this.marks = marks;
+    this.head = 0;
+  }
 }
+
+const INITIAL_MARKS = 1024;

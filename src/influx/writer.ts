@@ -133,7 +133,7 @@ export class InfluxWriter {
     if (this.closing || !this.loop) throw new Error('the Influx writer is not running');
     this.settlement.accepted(lines.length, seq);
     if (lines.length === 0) return undefined;
-    this.options.metrics.accepted.inc(lines.length);
+    this.options.metrics.accepted += lines.length;
     const wasEmpty = this.buffer.length === 0;
     this.buffer.push(lines);
     return this.afterPush(wasEmpty);
@@ -149,7 +149,7 @@ export class InfluxWriter {
     const wasEmpty = this.buffer.length === 0;
     if (!this.buffer.pushTelemetry(uid, telemetry, receivedAtMs, precision)) this.buffer.push([telemetryToLine(uid, telemetry, receivedAtMs, precision)]);
     this.settlement.accepted(1, seq);
-    this.options.metrics.accepted.inc(1);
+    this.options.metrics.accepted++;
     return this.afterPush(wasEmpty);
   }
 
