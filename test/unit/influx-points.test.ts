@@ -6,22 +6,11 @@ import { test } from 'node:test';
 import { Point, dateToProtocolTimestamp } from '@influxdata/influxdb-client';
 import type { InfluxPoint, Telemetry } from '../../src/events.js';
 import { InvalidPointError, influxPointToLine, telemetryToLine, type Precision } from '../../src/influx/index.js';
+import { seeded as random } from '../helpers/rng.js';
 
 const PRECISIONS: Precision[] = ['ns', 'us', 'ms', 's'];
 const ALPHABET = ['a', 'Z', '0', '_', ',', ' ', '=', '"', '\\', '\n', '\r', '\t', 'é', '😀', '-', '.'];
 const ITERATIONS = 3000;
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function text(next: () => number, min = 1): string {
   const length = min + Math.floor(next() * 8);

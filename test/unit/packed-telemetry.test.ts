@@ -8,20 +8,9 @@ import { Encoder } from 'cbor-x';
 import { PayloadError, readTelemetry, readTelemetryDecoded } from '../../src/protocol/cbor.js';
 import { readPackedTelemetry } from '../../src/protocol/packed-telemetry.js';
 import { MAX_VERSION_LENGTH } from '../../src/protocol/index.js';
+import { seeded as random } from '../helpers/rng.js';
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, tagUint8Array: false, variableMapSize: true });
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = <T>(next: () => number, items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
 
