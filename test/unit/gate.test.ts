@@ -48,3 +48,32 @@ test('waits that never refuse do not crowd the bounded wait list: a server publi
   assert.deepEqual(order.slice(0, 2), ['first', 'client 0']);
   assert.deepEqual(order.slice(-3), ['client 19999', 'server a', 'server b']);
 });
+
+test('slots freed together pass to the oldest waiters, in order, and a newcomer meanwhile waits behind them', async () => {
+  const gate = new Gate(3, 100);
+  const started: string[] = [];
+  for (let i = 0; i < 8; i++) assert.equal(gate.enter(() => started.push(`w${i}`)), true);
+  assert.deepEqual(started, ['w0', 'w1', 'w2']);
+  gate.leave();
+  gate.leave();
+  gate.leave();
+  // The three slots are handed over, not free: a newcomer cannot take one ahead of w3..w5.
+  assert.equal(gate.tryEnter(), false);
+  assert.equal(gate.enter(() => started.push('new')), true);
+  await waitFor(() => started.length === 6, 'three waiters started');
+  assert.deepEqual(started.slice(3), ['w3', 'w4', 'w5']);
+  gate.leave();
+  gate.leave();
+  gate.leave();
+  await waitFor(() => started.length === 9, 'the rest started');
+  assert.deepEqual(started.slice(6), ['w6', 'w7', 'new']);
+  // More slots freed than there are waiters: one starts the last waiter, the spare ones are free again.
+  assert.equal(gate.enter(() => started.push('last')), true);
+  for (let i = 0; i < 3; i++) gate.leave();
+  await waitFor(() => started.length === 10, 'the last waiter started');
+  assert.equal(gate.active, 1);
+  assert.equal(gate.tryEnter(), true);
+  gate.leave();
+  gate.leave();
+  assert.equal(await gate.idle(1000), true);
+});
