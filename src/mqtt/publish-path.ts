@@ -1,7 +1,7 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { EventBroker } from '../broker/index.js';
 import type { DeviceEvent } from '../events.js';
-import { deviceEvent, type Acknowledge, type DeviceMessage, type TelemetryNotes } from '../ingest/index.js';
+import { deviceEvent, type DeviceMessage, type TelemetryNotes } from '../ingest/index.js';
 import type { Logger } from '../logger.js';
 import type { TelemetryFields } from '../protocol/index.js';
 import { everyNth, FirstSeen } from '../util/log-sampling.js';
@@ -239,11 +239,10 @@ export class PublishPath {
   private ingest(client: Client, session: Session, packet: PublishPacket, event: DeviceEvent, message: DeviceMessage, callback: PublishCallback): void {
     this.options.metrics.received[message.kind]++;
     if (!this.options.routeDeviceMessages()) {
-      // aedes' callback is the acknowledgement itself (the log calls it without an error): no closure per message.
-      const acknowledge: Acknowledge = callback;
       // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
-      if (session.held === undefined && this.options.broker.ingest(event, message, acknowledge)) return;
-      this.hold(client, session, event, () => this.options.broker.ingest(event, message, acknowledge), callback);
+      // aedes' callback is the acknowledgement itself (the log calls it without an error): no closure per message.
+      if (session.held === undefined && this.options.broker.ingest(event, message, callback)) return;
+      this.hold(client, session, event, () => this.options.broker.ingest(event, message, callback), callback);
       return;
     }
     // Into the log; once durable, routed into MQTT and acknowledged. Under light load, or once it has waited for the disk
