@@ -11,10 +11,11 @@ export type RevokeRequest = { uid: string; serial?: undefined } | { serial: stri
 /**
  * The revocation list (README "Revocation"), one per instance: kept in the
  * KvStore (embedded, or the cluster's Redis) and in memory, where every TLS
- * login and password login is checked without a store read. A change is
- * written to the store, then announced on the channel; every instance (this
- * one too) applies it to its memory and tells its listener (the MQTT
- * gateway), which closes the sessions it holds. A serial revoked for later (a
+ * login and password login is checked without a store read. A revocation
+ * takes effect on the instance that made it first, then is written to the
+ * store, then announced on the channel; every instance (this one too) applies
+ * a change to its memory and tells its listener (the MQTT gateway), which
+ * closes the sessions it holds. A serial revoked for later (a
  * rotation's grace period) is announced again, by every instance's own timer,
  * when its time comes.
  */
@@ -81,7 +82,21 @@ export class RevocationService {
       effectiveAt: details.effectiveAt ?? at,
     };
     const key = revocationKey(entry.serial !== undefined ? { serial: entry.serial } : entry);
-    await this.store.put(key, entry);
+    // In force here before the store write: a synced write waits for the disk, which on a busy
+    // host took over a second (a CI run), and the device's session should not last that long.
+    const previous = this.entries.get(key);
+    this.apply({ op: 'put', key, entry });
+    try {
+      await this.store.put(key, entry);
+    } catch (error) {
+      // Not stored, so not revoked (the caller gets the error); sessions closed meanwhile may connect again.
+      if (this.entries.get(key) === entry) {
+        if (previous) this.entries.set(key, previous);
+        else this.entries.delete(key);
+        this.schedule();
+      }
+      throw error;
+    }
     await this.channel.publish({ op: 'put', key, entry });
     return entry;
   }
@@ -103,6 +118,8 @@ export class RevocationService {
   private apply(message: ChannelMessage): void {
     switch (message.op) {
       case 'put':
+        // This instance's own revocation, applied before it was stored, comes back through an in-process channel.
+        if (this.entries.get(message.key) === message.entry) return;
         this.entries.set(message.key, message.entry);
         this.entryChanged(message.entry);
         return;
