@@ -262,7 +262,7 @@ export class SegmentLog {
     for (const segment of this.segments) this.bytes += segment.size;
     this.closed = false;
     await rm(path.join(this.options.dir, SPARE_NAME), { force: true });
-    this.spareWhenHalfFull();
+    this.prepareSpare();
     return { firstSeq: this.firstSeq, nextSeq: this.seq, segments: this.segments.length, bytes: this.bytes, damagedRecords, truncatedBytes };
   }
 
@@ -536,7 +536,6 @@ export class SegmentLog {
           batch.target = await this.target(batch);
           batch.offset = this.placedEnd;
           this.placedEnd += batch.length;
-          this.spareWhenHalfFull();
         }
         batch.startedWriting = performance.now();
         await (this.options.writeAt ?? writeFully)(batch.target.handle, batch.buffer, batch.length, batch.offset);
@@ -591,6 +590,7 @@ export class SegmentLog {
     const handle = await open(file, this.appendFlags(spare === undefined));
     const segment: Segment = { firstSeq: batch.firstSeq, file, size: 0, index: [] };
     if (this.options.durability === 'fsync') await syncDirectory(this.options.dir);
+    this.prepareSpare();
     if (active) await active.handle.close();
     this.segments.push(segment);
     this.active = { segment, handle };
@@ -644,32 +644,20 @@ export class SegmentLog {
   }
 
   /**
-   * The spare segment is prepared once the active one is half full: a log
-   * that takes little (a small fleet, a test, a broker that just started)
-   * never writes 64 MB of zeros it does not need yet, and the half that is
-   * left gives the spare time to be ready (at 20 MB/s of records, 1.6 s for
-   * a 64 MB segment). Without it ready, the next segment is made by
-   * extending writes, as the first one is.
-   */
-  private spareWhenHalfFull(): void {
-    if (this.placedEnd >= this.options.segmentBytes / 2) this.prepareSpare();
-  }
-
-  /**
    * With "fsync", the next segment is written full of zeros ahead of time (in
-   * the background), so that appends overwrite allocated blocks: an O_DSYNC
-   * write then flushes data only, no file size and no block allocation in the
-   * journal. Measured on this machine's ext4: p99 0.66 ms and 135 µs of CPU
-   * per write, against 1.3 ms and 171 µs for writes that extend the file.
+   * the background, at open and right after a segment starts, so that a burst
+   * after a start finds it ready), so that appends overwrite allocated
+   * blocks: an O_DSYNC write then flushes data only, no file size and no
+   * block allocation in the journal. Measured on this machine's ext4: p99
+   * 0.66 ms and 135 µs of CPU per write, against 1.3 ms and 171 µs for
+   * writes that extend the file.
    *
    * Each 1 MiB is synced before the next is written. One sync at the end
    * left 64 MB dirty at once, and on ext4 (data=ordered) any fsync in the
    * meantime (the log's own commits, the store's LevelDB writes) waited for
    * that data to reach the disk: a probe fsyncing a small file every 2 ms
    * beside it waited up to 28-41 ms, against 1.2-17 ms with a sync per MiB
-   * (scripts/spare-segment-fsync.ts, three rounds on this VM's ext4). A
-   * revocation test in a CI run waited 1.2 s for its store write just after
-   * its server started (and began its spare).
+   * (scripts/spare-segment-fsync.ts, three rounds on this VM's ext4).
    */
   private prepareSpare(): void {
     if (this.options.durability !== 'fsync' || this.spareSegment !== undefined || this.closed) return;

@@ -66,7 +66,7 @@ test('group commit: many appends become few writes, read back in order and intac
   await log.close();
 });
 
-test('"fsync": the spare segment of zeros is written only once the active segment is half full, and the next segment is made from it', async (t) => {
+test('"fsync": a spare segment of zeros is ready after open; the next segment is made from it, another spare follows, zeros are cut at reopen', async (t) => {
   const dir = await tempDir(t);
   const segmentBytes = 64 * 1024;
   const log = new SegmentLog({ dir, durability: 'fsync', segmentBytes });
@@ -74,46 +74,33 @@ test('"fsync": the spare segment of zeros is written only once the active segmen
   const spare = path.join(dir, 'next.seg.tmp');
   const exists = (file: string) => stat(file).then(() => true, () => false);
   const segmentFiles = async () => (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
-  const written = async () => (await stat(path.join(dir, (await segmentFiles()).at(-1) ?? ''))).size;
 
-  // A log that has taken little has written no zeros: not at open, not after a few records.
-  assert.equal(await exists(spare), false, 'a spare segment right after open');
-  assert.equal(log.spareReady, false);
-  await appendAll(log, 20, 100);
-  assert.ok((await written()) < segmentBytes / 2);
-  assert.equal(await exists(spare), false, 'a spare segment while the active one is under half full');
-
-  let appended = 20;
-  while ((await written()) < segmentBytes / 2) {
-    await appendAll(log, 20, 100);
-    appended += 20;
-  }
   await waitFor(() => log.spareReady, 'the spare segment, written and synced');
   assert.equal((await stat(spare)).size, segmentBytes);
 
-  // The next segment is the spare, renamed: full size on disk from its first record on.
-  const before = await segmentFiles();
-  while ((await segmentFiles()).length === before.length) {
+  // Records up to the next segment: it is the spare, renamed, full size on disk from its first record on.
+  let appended = 0;
+  while ((await segmentFiles()).length < 2) {
     await appendAll(log, 20, 100);
     appended += 20;
   }
   const newest = (await segmentFiles()).at(-1) ?? '';
   assert.equal((await stat(path.join(dir, newest))).size, segmentBytes, `${newest} was not made from the spare`);
-  assert.equal(await exists(spare), false, 'the spare was taken, and the new segment is not half full yet');
-  assert.equal(log.spareReady, false);
+  await waitFor(() => log.spareReady, 'a new spare for the segment after it');
+  assert.equal((await stat(spare)).size, segmentBytes);
   assert.deepEqual(
     (await readAll(log)).map((r) => r.seq),
     Array.from({ length: appended }, (_, i) => i + 1),
   );
   await log.close();
 
-  // Reopened, the zeros after the last record are cut, and no spare is written for a segment under half full.
+  // Reopened: the zeros after the last record are cut, and every record reads back.
   const reopened = new SegmentLog({ dir, durability: 'fsync', segmentBytes });
   await reopened.open();
-  assert.ok((await stat(path.join(dir, newest))).size < segmentBytes / 2);
-  assert.equal(await exists(spare), false);
+  assert.ok((await stat(path.join(dir, newest))).size < segmentBytes);
   assert.equal((await readAll(reopened)).length, appended);
   await reopened.close();
+  assert.equal(await exists(path.join(dir, newest)), true);
 });
 
 /** Writes for real; the calls listed in `hold` wait for `release()` after writing (and throw if told to). */
