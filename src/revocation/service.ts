@@ -82,8 +82,8 @@ export class RevocationService {
       effectiveAt: details.effectiveAt ?? at,
     };
     const key = revocationKey(entry.serial !== undefined ? { serial: entry.serial } : entry);
-    // In force here before the store write: a synced write waits for the disk, which on a busy
-    // host took over a second (a CI run), and the device's session should not last that long.
+    // In force here before the store write: a synced write waits for the disk, which on a busy host
+    // can take long (a CI run saw the close 1.2 s after the command), and the session should not last that long.
     const previous = this.entries.get(key);
     this.apply({ op: 'put', key, entry });
     try {
