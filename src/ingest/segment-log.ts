@@ -107,7 +107,6 @@ const SEGMENT_PATTERN = /^(\d{16})\.seg$/;
 const SPARE_NAME = 'next.seg.tmp';
 /** The spare segment is written and synced this much at a time (see prepareSpare). */
 const SPARE_CHUNK_BYTES = 1024 * 1024;
-const NOT_READY = Symbol('not ready');
 const INDEX_EVERY = 64 * 1024;
 const INITIAL_BATCH_BYTES = 1024 * 1024;
 const RETRY_MIN_MS = 50;
@@ -182,10 +181,10 @@ export class SegmentLog {
   /** Bytes appended since the last index point. */
   private sinceIndexed = 0;
   private readonly wakeRetries = new Set<() => void>();
-  /** The next segment being zero-filled ahead of time ("fsync"), resolving to its path when ready. */
-  private spareSegment: Promise<string | undefined> | undefined;
-  /** Whether that spare is written and synced, not taken yet. */
-  private spareWritten = false;
+  /** The next segment while it is being zero-filled ahead of time ("fsync"); close waits for it. */
+  private spareWriting: Promise<void> | undefined;
+  /** Its path once it is written and synced, until a new segment takes it. */
+  private spareFile: string | undefined;
   private readonly reported = new Set<string>();
   private readonly readHandles = new Map<string, FileHandle>();
   /** Woken each time a write ends (durable or given up). */
@@ -370,7 +369,9 @@ export class SegmentLog {
     clearTimeout(this.spacingTimer);
     for (const wake of this.wakeRetries) wake();
     await Promise.all(this.inFlight.map((batch) => batch.writing));
-    await this.spareSegment;
+    await this.spareWriting;
+    // Left on disk; the next open removes it and writes a new one.
+    this.spareFile = undefined;
     const handles = [this.active?.handle, ...this.readHandles.values()];
     this.active = undefined;
     this.readHandles.clear();
@@ -585,7 +586,7 @@ export class SegmentLog {
     // An empty segment takes the batch whatever its size.
     if (active && (this.placedEnd < this.options.segmentBytes || this.placedEnd === 0)) return active;
     const file = path.join(this.options.dir, `${String(batch.firstSeq).padStart(16, '0')}.seg`);
-    const spare = await this.takeSpare();
+    const spare = this.takeSpare();
     if (spare) await rename(spare, file);
     const handle = await open(file, this.appendFlags(spare === undefined));
     const segment: Segment = { firstSeq: batch.firstSeq, file, size: 0, index: [] };
@@ -660,9 +661,9 @@ export class SegmentLog {
    * (scripts/spare-segment-fsync.ts, three rounds on this VM's ext4).
    */
   private prepareSpare(): void {
-    if (this.options.durability !== 'fsync' || this.spareSegment !== undefined || this.closed) return;
+    if (this.options.durability !== 'fsync' || this.spareWriting !== undefined || this.spareFile !== undefined || this.closed) return;
     const file = path.join(this.options.dir, SPARE_NAME);
-    this.spareSegment = (async () => {
+    this.spareWriting = (async () => {
       const handle = await open(file, 'w');
       try {
         const zeros = Buffer.alloc(Math.min(SPARE_CHUNK_BYTES, this.options.segmentBytes));
@@ -673,30 +674,28 @@ export class SegmentLog {
       } finally {
         await handle.close();
       }
-      if (this.closed) return undefined;
-      this.spareWritten = true;
-      return file;
-    })().catch(async (error: unknown) => {
-      this.options.onSpareError?.(error instanceof Error ? error : new Error(String(error)));
-      await rm(file, { force: true });
-      return undefined;
-    });
+      if (!this.closed) this.spareFile = file;
+    })()
+      .catch(async (error: unknown) => {
+        // Tried again when the next segment starts.
+        this.options.onSpareError?.(error instanceof Error ? error : new Error(String(error)));
+        await rm(file, { force: true });
+      })
+      .finally(() => {
+        this.spareWriting = undefined;
+      });
   }
 
   /** The spare segment if it is ready now (never waits for one being prepared). */
-  private async takeSpare(): Promise<string | undefined> {
-    const pending = this.spareSegment;
-    if (!pending) return undefined;
-    const ready = await Promise.race([pending, Promise.resolve(NOT_READY)]);
-    if (ready === NOT_READY) return undefined;
-    this.spareSegment = undefined;
-    this.spareWritten = false;
-    return ready;
+  private takeSpare(): string | undefined {
+    const file = this.spareFile;
+    this.spareFile = undefined;
+    return file;
   }
 
   /** @internal Whether a spare segment is ready for the next segment (tests). */
   get spareReady(): boolean {
-    return this.spareWritten;
+    return this.spareFile !== undefined;
   }
 }
 
