@@ -18,7 +18,7 @@ const FREE: BudgetDecision = { kind: 'free' };
  * time, small enough that a ramp or a pause does not turn into a second's
  * burst above the rate.
  */
-const BURST_SECONDS = 0.25;
+export const BURST_SECONDS = 0.25;
 
 interface Active {
   budget: DownloadBudget;

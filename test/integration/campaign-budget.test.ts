@@ -9,8 +9,9 @@ import { test, type TestContext } from 'node:test';
 import { campaignRunnerOf } from '../../src/campaigns/index.js';
 import { EventRunner } from '../../src/runner.js';
 import type { EventOf } from '../../src/events.js';
+import { BURST_SECONDS } from '../../src/ota/budget.js';
 import { otaRunnerOf } from '../../src/ota/index.js';
-import { BudgetFleet, windowRates, type Via } from '../helpers/budget-fleet.js';
+import { BudgetFleet, windowRates, type Piece, type Via } from '../helpers/budget-fleet.js';
 import { freePort, waitFor } from '../helpers/index.js';
 import { watchLoopStalls, type LoopStalls } from '../helpers/loop-stalls.js';
 import { deviceTls, startBroker, type TestBroker } from '../helpers/mqtt-support.js';
@@ -68,12 +69,6 @@ const SLOTS = 8;
 
 const WINDOW_MS = 2000;
 const SHARE = 0.1;
-/**
- * What the budget's bucket saves up while idle (BURST_SECONDS in
- * src/ota/budget.ts): after a stall it is paid out at once, so one window may
- * carry that much above the rate.
- */
-const BURST_SECONDS = 0.25;
 
 interface Window {
   from: number;
@@ -81,7 +76,7 @@ interface Window {
 }
 
 /** Rates over full windows from `from` to `to`, each with its start. */
-function windowsOf(pieces: Parameters<typeof windowRates>[0], from: number, to: number): Window[] {
+function windowsOf(pieces: readonly Piece[], from: number, to: number): Window[] {
   return windowRates(pieces, from, to, WINDOW_MS).map((rate, index) => ({ from: from + index * WINDOW_MS, rate }));
 }
 
@@ -98,9 +93,10 @@ function steadyWindows(fleet: BudgetFleet, devices: number, maxConcurrent: numbe
 
 /**
  * The budget holds: no window above it by more than the share and what the
- * bucket saved up; their mean within the share either way; and every window
- * in which this process ran throughout (no stall in it or in the window
- * before, whose catching up lands in it) within the share either way. A stall
+ * bucket saved up (BURST_SECONDS, paid out at once after a stall); their
+ * mean within the share either way; and every window in which this process
+ * ran throughout (no stall in it or in the window before, whose catching up
+ * lands in it) within the share either way. A stall
  * stops server and devices alike (one process), so a window it cut short
  * says nothing of the budget; the mean still holds it to the rate, less the
  * time stalled.
