@@ -34,6 +34,13 @@ export interface ServedImage {
   size: number;
 }
 
+/** Bytes served to one device, waiting in the queue to be counted. */
+interface ServedBatch {
+  image: ServedImage;
+  bytes: number;
+  counted: Promise<DeviceFirmwareState>;
+}
+
 /**
  * Each device's firmware state (`ota/state/<uid>`): the version it reports,
  * its last Check, bytes served of the image it downloads (by either path) and
@@ -48,6 +55,8 @@ export interface ServedImage {
 export class FirmwareStates {
   private readonly queue = new SerialQueue();
   private readonly downloads = new Map<string, Download>();
+  /** uid → its bytes served not yet counted (at most one batch per device). */
+  private readonly waitingServed = new Map<string, ServedBatch>();
   private readonly step: number;
   private readonly maxTracked: number;
   /**
@@ -137,30 +146,58 @@ export class FirmwareStates {
     });
   }
 
-  /** Counts `bytes` more served of `image` to this device. */
+  /**
+   * Counts `bytes` more served of `image` to this device. Callers on the
+   * download paths do not wait for it (a chunk must not wait for a synced
+   * store write), so calls for a device whose earlier bytes are still queued
+   * join them: the queue holds at most one progress batch per device, and a
+   * slow store means fewer, larger saves instead of a growing queue. Resolves
+   * once the batch with these bytes is counted (and saved when it crossed a
+   * step). A batch of another image replaces the waiting one: that image's
+   * count would be reset by this one anyway.
+   */
   served(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
-    return this.queue.run(async () => {
-      const download = this.downloads.get(uid) ?? (await this.track(uid));
-      const state = download.state;
-      if (state.downloadImageId !== image.id) {
-        state.downloadImageId = image.id;
-        state.bytesServed = 0;
-        download.savedStep = -1;
-      }
-      const before = state.bytesServed;
-      state.bytesServed += bytes;
-      state.lastDownloadAt = this.now();
-      download.dirty = true;
-      const percent = (state.bytesServed * 100) / Math.max(1, image.size);
-      // Bytes served after the whole image was (a lost last chunk asked again, a second download) count their
-      // steps apart, so the first of them is announced: they show the device has not rebooted into the image.
-      const step = before >= image.size ? BEYOND_WHOLE_IMAGE + Math.floor(percent / this.step) : Math.floor(Math.min(100, percent) / this.step);
-      if (step !== download.savedStep) {
-        download.savedStep = step;
-        await this.save(download);
-      }
-      return { ...state };
-    });
+    const waiting = this.waitingServed.get(uid);
+    if (waiting) {
+      if (waiting.image.id === image.id) waiting.bytes += bytes;
+      else Object.assign(waiting, { image, bytes });
+      return waiting.counted;
+    }
+    // The queue never runs a task at once, so `batch` is in the map before its task looks.
+    const batch: ServedBatch = {
+      image,
+      bytes,
+      counted: this.queue.run(() => {
+        // From here on, newer bytes of this device form the next batch.
+        this.waitingServed.delete(uid);
+        return this.count(uid, batch.image, batch.bytes);
+      }),
+    };
+    this.waitingServed.set(uid, batch);
+    return batch.counted;
+  }
+
+  private async count(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
+    const download = this.downloads.get(uid) ?? (await this.track(uid));
+    const state = download.state;
+    if (state.downloadImageId !== image.id) {
+      state.downloadImageId = image.id;
+      state.bytesServed = 0;
+      download.savedStep = -1;
+    }
+    const before = state.bytesServed;
+    state.bytesServed += bytes;
+    state.lastDownloadAt = this.now();
+    download.dirty = true;
+    const percent = (state.bytesServed * 100) / Math.max(1, image.size);
+    // Bytes served after the whole image was (a lost last chunk asked again, a second download) count their
+    // steps apart, so the first of them is announced: they show the device has not rebooted into the image.
+    const step = before >= image.size ? BEYOND_WHOLE_IMAGE + Math.floor(percent / this.step) : Math.floor(Math.min(100, percent) / this.step);
+    if (step !== download.savedStep) {
+      download.savedStep = step;
+      await this.save(download);
+    }
+    return { ...state };
   }
 
   /** Saves all progress held in memory. */

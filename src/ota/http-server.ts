@@ -200,7 +200,7 @@ export class OtaHttpRunner implements Runner {
     } finally {
       // Count what left, also when the device hung up part-way.
       if (sent > 0) {
-        this.ota.recordServed(uid, image, sent, 'http').catch((error: unknown) => listening.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
+        this.ota.recordServed(uid, image, sent, 'http');
       }
     }
   }
@@ -217,7 +217,7 @@ export class OtaHttpRunner implements Runner {
     response.writeHead(status);
     response.end(data);
     await finished(response);
-    this.ota.recordServed(uid, image, data.length, 'http').catch((error: unknown) => listening.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
+    this.ota.recordServed(uid, image, data.length, 'http');
   }
 
   private async identify(listening: Listening, request: IncomingMessage, url: URL): Promise<Identified> {

@@ -207,11 +207,18 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     return decision;
   }
 
-  /** Counts bytes served to a device (HTTP downloads report here; MQTT chunks internally). */
-  async recordServed(uid: string | undefined, image: ImageInfo, bytes: number, via: DownloadPath): Promise<void> {
-    const running = this.require();
+  /**
+   * Counts bytes served to a device (HTTP downloads report here; MQTT chunks
+   * internally). The device's progress is saved behind the answer, never
+   * before the next one: a download does not wait for the store.
+   */
+  recordServed(uid: string | undefined, image: ImageInfo, bytes: number, via: DownloadPath): void {
+    // A response that ends after the runner stopped (its progress was flushed) has nowhere to be counted.
+    const running = this.running;
+    if (!running) return;
     running.metrics.bytesServed.inc({ path: via }, bytes);
-    if (uid !== undefined) await running.states.served(uid, image, bytes);
+    if (uid === undefined) return;
+    running.states.served(uid, image, bytes).catch((error: unknown) => running.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
   }
 
   // ---- events ------------------------------------------------------------
@@ -337,7 +344,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       return this.reject(running, 'read_failed', details);
     }
     await this.publish({ type: 'OtaDownloadResponse', uid, chunk: { startPos: start, endPos: end, data, len: data.length } });
-    await this.recordServed(uid, image, data.length, 'mqtt');
+    this.recordServed(uid, image, data.length, 'mqtt');
   }
 
   /**

@@ -8,7 +8,9 @@
  *
  * Callers await their task, so the queue holds at most one task per waiting
  * caller: it is bounded by whatever bounds the callers (the broker inbox, the
- * HTTP server's connection limit, the writer's own loop).
+ * HTTP server's connection limit, the writer's own loop). The one caller that
+ * does not wait, download progress (FirmwareStates.served), queues at most
+ * one batch per device.
  *
  * Our own rather than p-queue: one task at a time, in order, is all any
  * caller needs; p-queue's concurrency, intervals, priorities and timeouts

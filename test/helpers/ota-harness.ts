@@ -53,6 +53,8 @@ export interface HarnessOptions extends OtaRunnerOptions {
   http?: boolean;
   /** For the download server: which devices are revoked (the instance's revocation list, or a stand-in). */
   revocations?: ConstructorParameters<typeof OtaHttpRunner>[1];
+  /** The store at `location` (a LevelStore that holds or fails writes); a plain LevelStore without it. */
+  storeAt?: (location: string) => LevelStore;
 }
 
 export async function startOta(t: TestContext, options: HarnessOptions = {}): Promise<OtaHarness> {
@@ -73,7 +75,8 @@ export async function startOta(t: TestContext, options: HarnessOptions = {}): Pr
   });
   const logger = pino({ level: 'debug' }, sink);
   const metrics = new Registry();
-  const store = new LevelStore(path.join(dir, 'data', 'kv'));
+  const location = path.join(dir, 'data', 'kv');
+  const store = options.storeAt?.(location) ?? new LevelStore(location);
   await store.open();
   const broker = new EventBroker({ inboxSize: 256, maxWaiters: 256, logger, metrics });
   broker.start();

@@ -176,7 +176,9 @@ test('the seat decides who drives: fence on loss, forwarding meanwhile, and a ta
   await s.broker.publish(telemetry('not-in-a-campaign', NEW));
   await s.broker.publish({ type: 'OtaRequest', uid: 'dev0', cmd: 'DownloadBytes', id: NEW, startPos: 0, endPos: 100, receivedAt: Date.now() });
   await s.broker.drain(5000);
-  // The request is not forwarded (the driver needs only Done), but the download progress it made is.
+  // The request is not forwarded (the driver needs only Done), but the download progress it made is (saved behind the chunk).
+  await waitFor(() => s.relay.forwarded.some((event) => event.type === 'DeviceFirmwareUpdated'), 'the download progress forwarded');
+  await s.broker.drain(5000);
   assert.deepEqual(
     s.relay.forwarded.map((event) => (event.type === 'DeviceFirmwareUpdated' ? `${event.type} ${event.state.uid}` : `${event.type} ${event.uid}`)),
     ['TelemetryReceived dev0', 'DeviceFirmwareUpdated dev0'],

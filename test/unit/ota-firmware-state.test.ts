@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import type { DeviceFirmwareState } from '../../src/events.js';
 import { FirmwareStates } from '../../src/ota/firmware-state.js';
 import { LevelStore, type KvOperation, type KvStore } from '../../src/store/index.js';
-import { tempDir } from '../helpers/index.js';
+import { tempDir, waitFor } from '../helpers/index.js';
 
 const V1 = '1.2.3-4-g965b9df';
 const V2 = '1.3.0-0-gaaaaaaa';
@@ -17,7 +17,17 @@ class CountingStore implements KvStore {
   gets = 0;
   puts = 0;
   failPuts = false;
+  /** While true, every put waits for `release()`. */
+  holding = false;
+  private readonly held: (() => void)[] = [];
   constructor(private readonly inner: KvStore) {}
+  get waiting(): number {
+    return this.held.length;
+  }
+  release(): void {
+    this.holding = false;
+    for (const resume of this.held.splice(0)) resume();
+  }
   open(): Promise<void> {
     return this.inner.open();
   }
@@ -28,9 +38,10 @@ class CountingStore implements KvStore {
     this.gets++;
     return this.inner.get<T>(key);
   }
-  put(key: string, value: unknown): Promise<void> {
+  async put(key: string, value: unknown): Promise<void> {
     this.puts++;
-    if (this.failPuts) return Promise.reject(new Error('disk full (test)'));
+    if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
+    if (this.failPuts) throw new Error('disk full (test)');
     return this.inner.put(key, value);
   }
   del(key: string): Promise<void> {
@@ -139,4 +150,37 @@ test('download progress is announced per step and once the whole image is served
   await states.served('dev1', image, 1);
   assert.equal(changes.length, 11);
   assert.equal((await states.get('dev1'))?.bytesServed, 1101);
+});
+
+test('while a progress save waits for the store, bytes served to a device join one batch: one queued save per device, no byte lost', async (t) => {
+  const { store, states, changes } = await setup(t);
+  const image = { id: V2, size: 1000 };
+  store.holding = true;
+  const first = states.served('dev1', image, 100);
+  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  // A chunk every few milliseconds while the disk is slow: none of these waits for the save above on its own.
+  const dev1 = Array.from({ length: 9 }, () => states.served('dev1', image, 100));
+  const dev2 = Array.from({ length: 5 }, () => states.served('dev2', image, 100));
+  store.release();
+  await first;
+  const counted = await Promise.all([...dev1, ...dev2]);
+  assert.equal(store.puts, 3, 'the first save, then one per device for everything that waited');
+  assert.deepEqual(new Set(counted.slice(0, 9).map((state) => state.bytesServed)), new Set([1000]));
+  assert.deepEqual(new Set(counted.slice(9).map((state) => state.bytesServed)), new Set([500]));
+  assert.deepEqual(changes.map((c) => [c.uid, c.bytesServed]), [['dev1', 100], ['dev1', 1000], ['dev2', 500]]);
+  assert.equal((await store.get<DeviceFirmwareState>('ota/state/dev1'))?.bytesServed, 1000);
+  assert.equal((await store.get<DeviceFirmwareState>('ota/state/dev2'))?.bytesServed, 500);
+});
+
+test('bytes of another image waiting in a batch are replaced, as counting them in order would have reset them', async (t) => {
+  const { store, states } = await setup(t);
+  store.holding = true;
+  const first = states.served('dev1', { id: V2, size: 1000 }, 100);
+  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  const old = states.served('dev1', { id: V2, size: 1000 }, 300);
+  const rollback = states.served('dev1', { id: V1, size: 2000 }, 200);
+  store.release();
+  await first;
+  assert.equal(await old, await rollback, 'one batch');
+  assert.deepEqual(await states.get('dev1'), { uid: 'dev1', bytesServed: 200, downloadImageId: V1, lastDownloadAt: '2026-11-01T12:00:00Z' });
 });
