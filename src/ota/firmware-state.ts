@@ -34,11 +34,14 @@ export interface ServedImage {
   size: number;
 }
 
-/** Bytes served to one device, waiting in the queue to be counted. */
-interface ServedBatch {
-  image: ServedImage;
-  bytes: number;
-  counted: Promise<DeviceFirmwareState>;
+/**
+ * What the download paths and Checks of one device left to be counted and
+ * saved, waiting in the queue: callers there do not wait for the store.
+ */
+interface Behind {
+  served?: { image: ServedImage; bytes: number };
+  check?: { at: string; assignedImageId: string | undefined };
+  settled: Promise<DeviceFirmwareState>;
 }
 
 /**
@@ -50,13 +53,15 @@ interface ServedBatch {
  * admin event each, so download progress is counted in memory and saved when
  * it crosses another `progressStepPercent` of the image, when the whole image
  * has been served, when more is served after that, with any other change of
- * the device, and on `flush()`.
+ * the device, and on `flush()`. Progress and Checks are saved behind the
+ * answers (`served`, `checked`); reports and Dones are saved before their
+ * event counts as handled.
  */
 export class FirmwareStates {
   private readonly queue = new SerialQueue();
   private readonly downloads = new Map<string, Download>();
-  /** uid → its bytes served not yet counted (at most one batch per device). */
-  private readonly waitingServed = new Map<string, ServedBatch>();
+  /** uid → its bytes served and Check not yet counted (at most one batch per device). */
+  private readonly behind = new Map<string, Behind>();
   private readonly step: number;
   private readonly maxTracked: number;
   /**
@@ -128,12 +133,16 @@ export class FirmwareStates {
     this.lastReported.delete(uid);
   }
 
+  /**
+   * A Check: its time and the image assigned then. Saved behind the answer
+   * like download progress (see `served`): a reconnect storm's Checks must
+   * not take a synced write each before the next one is answered. A crash can
+   * lose the latest Check's time; the device checks again when it reconnects.
+   */
   checked(uid: string, assignedImageId: string | undefined): Promise<DeviceFirmwareState> {
-    return this.change(uid, (state) => {
-      state.lastCheckAt = this.now();
-      if (assignedImageId === undefined) delete state.assignedImageId;
-      else state.assignedImageId = assignedImageId;
-      return true;
+    const at = this.now();
+    return this.later(uid, (batch) => {
+      batch.check = { at, assignedImageId };
     });
   }
 
@@ -149,36 +158,59 @@ export class FirmwareStates {
   /**
    * Counts `bytes` more served of `image` to this device. Callers on the
    * download paths do not wait for it (a chunk must not wait for a synced
-   * store write), so calls for a device whose earlier bytes are still queued
-   * join them: the queue holds at most one progress batch per device, and a
-   * slow store means fewer, larger saves instead of a growing queue. Resolves
-   * once the batch with these bytes is counted (and saved when it crossed a
-   * step). A batch of another image replaces the waiting one: that image's
-   * count would be reset by this one anyway.
+   * store write), so calls for a device whose earlier ones are still queued
+   * join them: the queue holds at most one such batch per device, and a slow
+   * store means fewer, larger saves instead of a growing queue. Resolves once
+   * the batch with these bytes is counted (and saved when it crossed a step).
+   * Bytes of another image replace the waiting ones: that image's count would
+   * be reset by these anyway.
    */
   served(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
-    const waiting = this.waitingServed.get(uid);
-    if (waiting) {
-      if (waiting.image.id === image.id) waiting.bytes += bytes;
-      else Object.assign(waiting, { image, bytes });
-      return waiting.counted;
-    }
-    // The queue never runs a task at once, so `batch` is in the map before its task looks.
-    const batch: ServedBatch = {
-      image,
-      bytes,
-      counted: this.queue.run(() => {
-        // From here on, newer bytes of this device form the next batch.
-        this.waitingServed.delete(uid);
-        return this.count(uid, batch.image, batch.bytes);
-      }),
-    };
-    this.waitingServed.set(uid, batch);
-    return batch.counted;
+    return this.later(uid, (batch) => {
+      if (batch.served?.image.id === image.id) batch.served.bytes += bytes;
+      else batch.served = { image, bytes };
+    });
   }
 
-  private async count(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
-    const download = this.downloads.get(uid) ?? (await this.track(uid));
+  private later(uid: string, add: (batch: Behind) => void): Promise<DeviceFirmwareState> {
+    const waiting = this.behind.get(uid);
+    if (waiting) {
+      add(waiting);
+      return waiting.settled;
+    }
+    // The queue never runs a task at once, so `batch` is complete before its task looks.
+    const batch: Behind = {
+      settled: this.queue.run(() => {
+        // From here on, newer calls for this device form the next batch.
+        this.behind.delete(uid);
+        return this.settle(uid, batch);
+      }),
+    };
+    add(batch);
+    this.behind.set(uid, batch);
+    return batch.settled;
+  }
+
+  private async settle(uid: string, batch: Behind): Promise<DeviceFirmwareState> {
+    const download = this.downloads.get(uid) ?? (batch.served ? await this.track(uid) : undefined);
+    const state = download?.state ?? (await this.load(uid));
+    let save = false;
+    if (batch.check) {
+      state.lastCheckAt = batch.check.at;
+      if (batch.check.assignedImageId === undefined) delete state.assignedImageId;
+      else state.assignedImageId = batch.check.assignedImageId;
+      save = true;
+    }
+    if (batch.served && download && this.count(download, batch.served.image, batch.served.bytes)) save = true;
+    if (save) {
+      if (download) await this.save(download);
+      else await this.persist(state);
+    }
+    return { ...state };
+  }
+
+  /** Adds served bytes to a tracked download; true when they crossed into another step (to be saved and announced). */
+  private count(download: Download, image: ServedImage, bytes: number): boolean {
     const state = download.state;
     if (state.downloadImageId !== image.id) {
       state.downloadImageId = image.id;
@@ -193,11 +225,9 @@ export class FirmwareStates {
     // Bytes served after the whole image was (a lost last chunk asked again, a second download) count their
     // steps apart, so the first of them is announced: they show the device has not rebooted into the image.
     const step = before >= image.size ? BEYOND_WHOLE_IMAGE + Math.floor(percent / this.step) : Math.floor(Math.min(100, percent) / this.step);
-    if (step !== download.savedStep) {
-      download.savedStep = step;
-      await this.save(download);
-    }
-    return { ...state };
+    if (step === download.savedStep) return false;
+    download.savedStep = step;
+    return true;
   }
 
   /** Saves all progress held in memory. */

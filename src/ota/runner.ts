@@ -281,9 +281,10 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     switch (event.cmd) {
       case 'Check': {
         const image = await running.catalog.assignedImage(event.uid);
-        await running.states.checked(event.uid, image?.id);
         // An empty payload on <uid>/ota/s (package null) means "no update".
         if (!replay) await this.publish({ type: 'OtaResponse', uid: event.uid, package: image ? this.packageFor(image, event.uid) : null });
+        // Saved behind the answer, and the next event does not wait for it (FirmwareStates.checked).
+        running.states.checked(event.uid, image?.id).catch((error: unknown) => running.logger.error({ err: error, uid: event.uid }, 'recording an OTA check failed'));
         return;
       }
       case 'Done': {

@@ -107,9 +107,12 @@ test('Check answers an empty package when nothing is linked and the linked packa
   await h.device(checkRequest('dev1'));
   assert.equal(h.of('OtaResponse').length, 3);
   assert.deepEqual(h.of('OtaResponse').at(-1), { type: 'OtaResponse', uid: 'dev1', package: expected });
-  const state = await h.ota.deviceState('dev1');
-  assert.equal(state?.assignedImageId, ID);
-  assert.equal(state?.lastCheckAt, '2026-11-01T12:00:00Z');
+  // Saved behind the answer.
+  const state = await waitFor(async () => {
+    const current = await h.ota.deviceState('dev1');
+    return current?.assignedImageId === ID ? current : undefined;
+  }, 'the Check saved');
+  assert.equal(state.lastCheckAt, '2026-11-01T12:00:00Z');
 });
 
 test('with ota.http.public_url the package carries the download URL for that device', async (t) => {
@@ -256,6 +259,30 @@ test('a chunk never waits for a progress save: while the store holds every write
   assert.equal(state.downloadImageId, ID);
   assert.equal((await h.store.get<{ bytesServed: number }>('ota/state/dev1'))?.bytesServed, bytes.length, 'saved');
   assert.equal(held.puts - putsBefore, 2, "the first chunk's save, then one for the 19 chunks that waited behind it");
+});
+
+test("a reconnect storm of Checks is answered while the store holds every write; each device's Check is saved when it answers", async (t) => {
+  let store: HeldPuts | undefined;
+  const h = await startOta(t, { storeAt: (location) => (store = new HeldPuts(location)), clock: () => new Date('2026-11-01T12:00:00Z') });
+  const held = store;
+  assert.ok(held);
+  await add(h, ID, firmware(4096, 8));
+  const uids = Array.from({ length: 20 }, (_, i) => `storm-${i}`);
+  for (const uid of uids.slice(0, 10)) await link(h, { deviceUid: uid, imageId: ID });
+  const pushed = h.of('OtaResponse').length;
+  held.holding = true;
+  for (const uid of uids) await h.broker.publish(checkRequest(uid));
+  const answers = await waitFor(() => {
+    const storm = h.of('OtaResponse').slice(pushed);
+    return storm.length === uids.length ? storm : undefined;
+  }, 'every Check answered while the store holds its writes');
+  assert.deepEqual(answers.map((answer) => [answer.uid, answer.package?.id ?? null]), uids.map((uid, i) => [uid, i < 10 ? ID : null]));
+  assert.equal(held.waiting, 1, 'one save has reached the store; the others wait behind it');
+  held.release();
+  for (const [i, uid] of uids.entries()) {
+    const state = await waitFor(() => h.store.get<{ lastCheckAt?: string; assignedImageId?: string }>(`ota/state/${uid}`), `the Check of ${uid} saved`);
+    assert.deepEqual([state.lastCheckAt, state.assignedImageId], ['2026-11-01T12:00:00Z', i < 10 ? ID : undefined]);
+  }
 });
 
 test('chunk reads ask the blob store for the requested range only', async (t) => {
