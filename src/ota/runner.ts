@@ -60,7 +60,15 @@ interface Running {
   budgets: DownloadBudgets;
   /** Chunk answers held back by a byte budget; cleared on stop (the devices ask again). */
   held: Set<NodeJS.Timeout>;
+  /** Management commands being carried out off the inbox (see `offInbox`); waited for on stop. */
+  commands: Set<Promise<void>>;
 }
+
+/**
+ * Management commands carried out at once off the inbox; one more waits for
+ * one of them to end (the inbox then holds the events behind it).
+ */
+const MAX_COMMANDS_IN_FLIGHT = 16;
 
 /** Why a DownloadBytes request got no reply; the README lists them. */
 type RejectReason = 'missing_id' | 'unknown_image' | 'missing_range' | 'empty_range' | 'beyond_image' | 'chunk_too_large' | 'read_failed' | 'over_budget';
@@ -124,12 +132,15 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         },
       }),
       held: new Set(),
+      commands: new Set(),
     };
   }
 
   protected override async onStop(): Promise<void> {
     const running = this.running;
     if (!running) return;
+    // Commands under way finish first: their store writes and blob files are what stop must not cut.
+    await Promise.all(running.commands);
     this.running = undefined;
     for (const timer of running.held) clearTimeout(timer);
     running.held.clear();
@@ -139,6 +150,17 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       await running.blobs.close();
       await this.options.budgetBuckets?.close();
     }
+  }
+
+  /** Management commands being carried out off the inbox now. */
+  get commandsInFlight(): number {
+    return this.running?.commands.size ?? 0;
+  }
+
+  /** Resolves once no management command is being carried out off the inbox (tests: "everything sent was handled"). */
+  async commandsSettled(): Promise<void> {
+    const running = this.running;
+    while (running && running.commands.size > 0) await Promise.all(running.commands);
   }
 
   // ---- library API -------------------------------------------------------
@@ -252,17 +274,19 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         this.require().budgets.clear(event.campaignId);
         return;
       case 'OtaNewPackage':
-        return this.answer(event.type, event.correlationId, async () => {
-          const request: NewImage = { id: event.id, imageType: event.imageType, source: event.source };
-          if (event.description !== undefined) request.description = event.description;
-          return this.addImage(request);
-        });
+        return this.offInbox(() =>
+          this.answer(event.type, event.correlationId, async () => {
+            const request: NewImage = { id: event.id, imageType: event.imageType, source: event.source };
+            if (event.description !== undefined) request.description = event.description;
+            return this.addImage(request);
+          }),
+        );
       case 'OtaDeletePackage':
-        return this.answer(event.type, event.correlationId, () => this.deleteImage(event.id));
+        return this.offInbox(() => this.answer(event.type, event.correlationId, () => this.deleteImage(event.id)));
       case 'OtaLink':
-        return this.answer(event.type, event.correlationId, () => this.link(pickDefined(event, ['deviceUid', 'group', 'imageId', 'force'])));
+        return this.offInbox(() => this.answer(event.type, event.correlationId, () => this.link(pickDefined(event, ['deviceUid', 'group', 'imageId', 'force']))));
       case 'OtaUnlink':
-        return this.answer(event.type, event.correlationId, () => this.unlink(pickDefined(event, ['deviceUid', 'group'])));
+        return this.offInbox(() => this.answer(event.type, event.correlationId, () => this.unlink(pickDefined(event, ['deviceUid', 'group']))));
       case 'OtaImageListRequest':
         return this.answerList(event.type, event.correlationId, async () => ({ type: 'OtaImageListResponse', correlationId: event.correlationId, images: await this.images() }));
       case 'OtaGroupListRequest':
@@ -357,6 +381,22 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     running.metrics.rejected.inc({ reason });
     const { count, log } = this.rejectLog.note(reason);
     if (log) running.logger.warn({ ...details, reason, count }, `OTA download request refused: ${describeReject(reason)}`);
+  }
+
+  /**
+   * Carries out a management command without holding the inbox: storing a
+   * 100 MB image or a link's synced writes must not hold up every device's
+   * Check and chunk behind it. Commands still take effect in the order they
+   * came, as each one queues its work on the catalog before this returns.
+   * Answers are by correlation id, so their order does not matter.
+   */
+  private offInbox(command: () => Promise<void>): void | Promise<void> {
+    const running = this.require();
+    const done: Promise<void> = command()
+      .catch((error: unknown) => running.logger.error({ err: error }, 'an OTA command failed to answer'))
+      .finally(() => running.commands.delete(done));
+    running.commands.add(done);
+    if (running.commands.size >= MAX_COMMANDS_IN_FLIGHT) return Promise.race(running.commands);
   }
 
   private async answer(command: string, correlationId: string, work: () => Promise<unknown>): Promise<void> {

@@ -15,7 +15,7 @@ import { tempDir } from './index.js';
  * and started OTA runner, no listeners. `close()` stops them; the test stops
  * its campaigns runner first.
  */
-export async function campaignContext(t: TestContext): Promise<{ context: RunnerContext; broker: EventBroker; store: LevelStore; ota: OtaRunner; close: () => Promise<void> }> {
+export async function campaignContext(t: TestContext): Promise<{ context: RunnerContext; broker: EventBroker; store: LevelStore; ota: OtaRunner; settle: () => Promise<void>; close: () => Promise<void> }> {
   const dir = await tempDir(t);
   const config = validateConfig({ store: { path: dir }, ota: { enabled: true, http: { enabled: false } } }, { baseDir: dir });
   const store = new LevelStore(path.join(dir, 'kv'));
@@ -26,10 +26,19 @@ export async function campaignContext(t: TestContext): Promise<{ context: Runner
   const context: RunnerContext = { config, broker, logger, metrics: new Registry(), store, presence: new LocalPresence('test', logger) };
   const ota = new OtaRunner();
   await ota.start(context);
+  // Every event handled, and every OTA command (carried out off the OTA runner's inbox) answered, and what those answers set off.
+  const settle = async () => {
+    for (let round = 0; round < 10; round++) {
+      await broker.drain(5000);
+      if (ota.commandsInFlight === 0) return;
+      await ota.commandsSettled();
+    }
+    throw new Error('events and OTA commands still under way after 10 rounds');
+  };
   const close = async () => {
     await ota.stop();
     await broker.stop(1000);
     await store.close();
   };
-  return { context, broker, store, ota, close };
+  return { context, broker, store, ota, settle, close };
 }

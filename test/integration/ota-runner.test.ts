@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { EventOf, ImageInfo } from '../../src/events.js';
 import { FileBlobStore } from '../../src/store/blob-file.js';
-import { LevelStore } from '../../src/store/index.js';
+import { LevelStore, type KvOperation } from '../../src/store/index.js';
 import { waitFor } from '../helpers/index.js';
 import { checkRequest, connected, correlationId, doneRequest, downloadRequest, firmware, startOta, type OtaHarness } from '../helpers/ota-harness.js';
 
@@ -217,7 +217,7 @@ test('DownloadBytes answers each range with exactly those bytes; reassembled the
   assert.match(await h.metrics.metrics(), /nucleon_ota_bytes_served_total\{path="mqtt"\} 10000/);
 });
 
-/** Holds every put while `holding`, until `release()`. */
+/** Holds every put and batch while `holding`, until `release()`. */
 class HeldPuts extends LevelStore {
   holding = false;
   puts = 0;
@@ -229,6 +229,10 @@ class HeldPuts extends LevelStore {
     this.puts++;
     if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
     await super.put(key, value);
+  }
+  override async batch(operations: KvOperation[]): Promise<void> {
+    if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
+    await super.batch(operations);
   }
   release(): void {
     this.holding = false;
@@ -283,6 +287,30 @@ test("a reconnect storm of Checks is answered while the store holds every write;
     const state = await waitFor(() => h.store.get<{ lastCheckAt?: string; assignedImageId?: string }>(`ota/state/${uid}`), `the Check of ${uid} saved`);
     assert.deepEqual([state.lastCheckAt, state.assignedImageId], ['2026-11-01T12:00:00Z', i < 10 ? ID : undefined]);
   }
+});
+
+test('storing an image and writing a link do not hold up other devices: their chunks are answered while the commands wait for the store', async (t) => {
+  let store: HeldPuts | undefined;
+  const h = await startOta(t, { storeAt: (location) => (store = new HeldPuts(location)) });
+  const held = store;
+  assert.ok(held);
+  const bytes = firmware(5000, 9);
+  await add(h, ID, bytes);
+  await link(h, { deviceUid: 'dev1', imageId: ID });
+  held.holding = true;
+  await h.broker.publish({ type: 'OtaNewPackage', correlationId: 'store-newer', id: NEWER, imageType: 'primary', source: { kind: 'bytes', data: firmware(200_000, 10) } });
+  await h.broker.publish({ type: 'OtaLink', correlationId: 'link-dev2', deviceUid: 'dev2', imageId: ID });
+  // The image's record waits for the store; the link waits behind it in the catalog, in the order they came.
+  await waitFor(() => held.waiting === 1, 'the image record waiting for the store');
+  for (let start = 0; start < bytes.length; start += 500) await h.broker.publish(downloadRequest('dev1', ID, start, start + 500));
+  await waitFor(() => h.of('OtaDownloadResponse').length === 10, "dev1's chunks answered while the store holds the commands");
+  const answered = () => h.of('OtaCommandResult').filter((result) => result.correlationId === 'store-newer' || result.correlationId === 'link-dev2');
+  assert.deepEqual(answered(), [], 'neither command answered before its write');
+  held.release();
+  await waitFor(() => answered().length === 2, 'both commands answered');
+  assert.deepEqual(answered().map((result) => result.error), [undefined, undefined]);
+  assert.ok((await h.ota.images()).some((image) => image.id === NEWER));
+  assert.equal(h.of('OtaResponse').find((response) => response.uid === 'dev2')?.package?.id, ID, 'dev2 told of its link');
 });
 
 test('chunk reads ask the blob store for the requested range only', async (t) => {

@@ -18,7 +18,7 @@ const SIZE = 1000;
 const DEVICES = Array.from({ length: 20 }, (_, i) => `dev${String(i).padStart(2, '0')}`);
 
 async function setUp(t: TestContext) {
-  const { context, broker, ota, close } = await campaignContext(t);
+  const { context, broker, ota, settle, close } = await campaignContext(t);
   const { metrics } = context;
   const clock = { now: T0 };
   const startCampaigns = async () => {
@@ -41,12 +41,13 @@ async function setUp(t: TestContext) {
   await ota.addImage({ id: NEW, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(2) } });
   await ota.link({ group: 'field', imageId: OLD });
   for (const uid of DEVICES) await ota.link({ deviceUid: uid, group: 'field' });
-  await broker.drain(5000);
+  await settle();
   seen.length = 0;
 
   let next = 0;
   return {
     broker,
+    settle,
     metrics,
     seen,
     clock,
@@ -86,9 +87,9 @@ async function install(s: Setup, uid: string, brick: boolean): Promise<void> {
 async function advance(s: Setup, ms: number, alive: readonly string[]): Promise<void> {
   s.clock.now += ms;
   for (const uid of alive) await s.broker.publish({ type: 'TelemetryReceived', uid, telemetry: { version: NEW }, receivedAt: s.clock.now });
-  await s.broker.drain(5000);
+  await s.settle();
   await s.runner().tick();
-  await s.broker.drain(5000);
+  await s.settle();
 }
 
 const SPEC = {
@@ -109,7 +110,7 @@ async function installNotified(s: Setup, done: Set<string>, bricked: ReadonlySet
     done.add(uid);
     await install(s, uid, bricked.has(uid));
   }
-  await s.broker.drain(5000);
+  await s.settle();
 }
 
 test('through the broker: a campaign created by CampaignCommand notifies stage by stage through the OTA runner and completes', async (t) => {
@@ -215,7 +216,7 @@ test('through the broker: a budget paces notifications through the OTA runner; t
   assert.ok(first);
   await s.broker.publish({ type: 'OtaRequest', uid: first, cmd: 'DownloadBytes', id: NEW, startPos: 0, endPos: SIZE, receivedAt: s.clock.now });
   await waitFor(() => s.packagesOf(NEW).length === 4, 'the fourth device notified');
-  await s.broker.drain(5000);
+  await s.settle();
   assert.equal(s.packagesOf(NEW).length, 4);
 
   await s.restart();

@@ -77,7 +77,7 @@ class FakeRelay implements ObservationRelay {
 }
 
 async function setUp(t: TestContext) {
-  const { context, broker, store, ota, close } = await campaignContext(t);
+  const { context, broker, store, ota, settle, close } = await campaignContext(t);
   const seat = new FakeSeat();
   const relay = new FakeRelay();
   // The timer is off (a day): the test ticks by hand.
@@ -94,10 +94,11 @@ async function setUp(t: TestContext) {
   await ota.addImage({ id: NEW, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(2) } });
   await ota.link({ group: 'field', imageId: OLD });
   for (const uid of DEVICES) await ota.link({ deviceUid: uid, group: 'field' });
-  await broker.drain(5000);
+  await settle();
   seen.length = 0;
   return {
     broker,
+    settle,
     store,
     context,
     ota,
@@ -136,7 +137,7 @@ test('a runner that drove and gave the seat up stops cleanly', async (t) => {
   await s.runner.create(SPEC);
   s.seat.set(false);
   await s.broker.publish(telemetry('dev0', NEW));
-  await s.broker.drain(5000);
+  await s.settle();
   await s.runner.stop();
 });
 
@@ -152,14 +153,14 @@ test('the seat decides who drives: fence on loss, forwarding meanwhile, and a ta
   await waitFor(() => s.relay.deliver, 'the runner to listen to the relay');
   await waitFor(async () => (await s.runner.list().catch(() => undefined)) !== undefined, 'the runner to drive');
   await s.runner.create(SPEC);
-  await s.broker.drain(5000);
+  await s.settle();
   assert.deepEqual(s.packages(), ['dev0']);
   assert.ok(s.relay.announced >= 1);
 
   // The lease runs out before the keeper's timer says so: the decision is not written, and not carried out.
   s.seat.held = false;
   await s.broker.publish(telemetry('dev0', NEW));
-  await s.broker.drain(5000);
+  await s.settle();
   assert.equal((await s.stored('dev0'))?.state, 'notified', 'the confirmation was refused by the fence');
 
   // The keeper reports the loss: the runner stops driving at once and listens no more.
@@ -170,15 +171,15 @@ test('the seat decides who drives: fence on loss, forwarding meanwhile, and a ta
   // Meanwhile its campaign devices' events go to the driver; other devices' stay here.
   await waitFor(async () => {
     await s.broker.publish(telemetry('dev0', NEW));
-    await s.broker.drain(5000);
+    await s.settle();
     return s.relay.forwarded.length > 0;
   }, 'dev0 telemetry forwarded');
   await s.broker.publish(telemetry('not-in-a-campaign', NEW));
   await s.broker.publish({ type: 'OtaRequest', uid: 'dev0', cmd: 'DownloadBytes', id: NEW, startPos: 0, endPos: 100, receivedAt: Date.now() });
-  await s.broker.drain(5000);
+  await s.settle();
   // The request is not forwarded (the driver needs only Done), but the download progress it made is (saved behind the chunk).
   await waitFor(() => s.relay.forwarded.some((event) => event.type === 'DeviceFirmwareUpdated'), 'the download progress forwarded');
-  await s.broker.drain(5000);
+  await s.settle();
   assert.deepEqual(
     s.relay.forwarded.map((event) => (event.type === 'DeviceFirmwareUpdated' ? `${event.type} ${event.state.uid}` : `${event.type} ${event.uid}`)),
     ['TelemetryReceived dev0', 'DeviceFirmwareUpdated dev0'],
@@ -192,7 +193,7 @@ test('the seat decides who drives: fence on loss, forwarding meanwhile, and a ta
   s.relay.deliver?.(telemetry('dev0', NEW));
   await waitFor(async () => (await s.stored('dev0'))?.state === 'confirmed', 'dev0 confirmed from a forwarded event');
   await s.runner.promote('c1');
-  await s.broker.drain(5000);
+  await s.settle();
   assert.deepEqual([...s.packages()].sort(), DEVICES, 'every device told exactly once');
 });
 
@@ -201,7 +202,7 @@ test("a follower gives its OTA runner the byte budgets of running campaigns, and
   s.seat.set(true);
   await waitFor(async () => (await s.runner.list().catch(() => undefined)) !== undefined, 'the runner to drive');
   await s.runner.create({ ...SPEC, budget: { bytesPerSecond: 2048, maxDelayMs: 10_000 } });
-  await s.broker.drain(5000);
+  await s.settle();
   // 100 kB at 2,048 B/s would wait about 49 s: past maxDelayMs.
   const ask = () => s.ota.budgetFor('dev1', NEW, 100_000, 'mqtt');
   assert.equal((await ask()).kind, 'over', 'the driver set the budget');
