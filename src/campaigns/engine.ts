@@ -260,6 +260,12 @@ export class CampaignEngine {
     return changes;
   }
 
+  /** Changes a save could not write: taken again by the next `takeChanges()`, with whatever changed since. */
+  returnChanges(changes: Changes): void {
+    if (changes.campaign) this.dirtyCampaign = true;
+    for (const device of changes.devices) this.dirtyDevices.add(device.uid);
+  }
+
   // ---- decisions -----------------------------------------------------------
 
   /** The abort rule first (it holds while paused too), then the gate of the running stage. */

@@ -57,6 +57,9 @@ interface SentLink {
   purpose: 'notify' | 'relink';
 }
 
+/** Device events' decisions saved and carried out behind the inbox at once; one more waits for one of them. */
+const MAX_DECISIONS_BEHIND = 64;
+
 /** Everything that exists only while the runner runs. */
 interface Running {
   logger: Logger;
@@ -71,6 +74,8 @@ interface Running {
   commands: SerialQueue;
   /** Store writes, in decision order. */
   saves: SerialQueue;
+  /** Device events' decisions being saved and carried out behind the inbox (see `decideBehind`). */
+  deciding: Set<Promise<void>>;
   /** Links to the OTA runner, sent one at a time with back-pressure, never from the inbox handler. */
   outbox: SerialQueue;
   ticking: boolean;
@@ -207,6 +212,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       timer,
       commands: new SerialQueue(),
       saves: new SerialQueue(),
+      deciding: new Set(),
       outbox: new SerialQueue(),
       ticking: false,
       detachMetrics: campaignMetrics(context.metrics, () => [...engines.values()].map((engine) => engine.summary())),
@@ -224,6 +230,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     running.detachMetrics();
     running.requests.cancelAll('the campaigns runner stopped');
     await running.commands.idle();
+    await Promise.all(running.deciding);
     await running.outbox.idle();
     await running.saves.idle();
     // Quiet changes (last telemetry times) are written on the next tick; write them now.
@@ -366,7 +373,35 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const effects = engine.observe(uid, seen);
     // Without effects the change is bookkeeping only; the next tick saves it.
     if (effects.length === 0) return;
-    return this.decided(running, engine, effects, true);
+    return this.decideBehind(running, engine, effects);
+  }
+
+  /**
+   * A device event's decision, saved and carried out behind the inbox. While
+   * one save waits for the disk, the decisions of the events after it join
+   * the next save (CampaignStore.save writes every change since the last), so
+   * a stage's devices finishing together cost two synced writes instead of
+   * one each in turn. Effects still follow the save that holds their
+   * decision, in decision order (one queue). At most MAX_DECISIONS_BEHIND
+   * wait; the next event then waits for one of them.
+   */
+  private decideBehind(running: Running, engine: CampaignEngine, effects: Effect[]): void | Promise<void> {
+    const decision: Promise<void> = this.decided(running, engine, effects, true)
+      .catch((error: unknown) => running.logger.error({ err: error, campaign: engine.id }, 'a campaign decision could not be saved, so it was not carried out'))
+      .finally(() => running.deciding.delete(decision));
+    running.deciding.add(decision);
+    if (running.deciding.size >= MAX_DECISIONS_BEHIND) return Promise.race(running.deciding);
+  }
+
+  /** Resolves once no device event's decision is being saved or carried out (tests: "everything sent was handled"). */
+  async decisionsSettled(): Promise<void> {
+    const running = this.running;
+    while (running && running.deciding.size > 0) await Promise.all(running.deciding);
+  }
+
+  /** Device events' decisions being saved or carried out now. */
+  get decisionsInFlight(): number {
+    return this.running?.deciding.size ?? 0;
   }
 
   private onLinkResult(running: Running, event: EventOf<'OtaCommandResult'>): void | Promise<void> {

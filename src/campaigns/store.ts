@@ -30,7 +30,13 @@ export class CampaignStore {
     const changes = engine.takeChanges();
     const operations: KvOperation[] = changes.devices.map((device) => ({ type: 'put', key: deviceKey(engine.id, device.uid), value: device }));
     if (changes.campaign) operations.push({ type: 'put', key: META + changes.campaign.id, value: changes.campaign });
-    if (operations.length > 0) await this.store.batch(operations);
+    try {
+      if (operations.length > 0) await this.store.batch(operations);
+    } catch (error) {
+      // The decisions that joined this batch are not durable: the next save writes them, before its own effects go out.
+      engine.returnChanges(changes);
+      throw error;
+    }
     if (changes.campaign) this.campaignChanged();
   }
 

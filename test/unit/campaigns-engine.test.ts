@@ -247,3 +247,32 @@ test('a spec is checked in one pass, and each problem names its field', () => {
   assert.equal(ok.health.bootLoop.reconnects, 3);
   assert.equal(ok.stages[1]?.soakMs, 0);
 });
+
+test('a save that fails gives its changes back: the next save writes them, with what changed since', async (t) => {
+  const dir = await tempDir(t);
+  const kv = new LevelStore(path.join(dir, 'kv'));
+  await kv.open();
+  t.after(() => kv.close());
+  let failNext = false;
+  const failing = Object.assign(Object.create(kv) as LevelStore, {
+    batch: (operations: Parameters<LevelStore['batch']>[0]) => {
+      if (!failNext) return kv.batch(operations);
+      failNext = false;
+      return Promise.reject(new Error('no space left on device (test)'));
+    },
+  });
+  const campaigns = new CampaignStore(failing);
+  const { engine } = CampaignEngine.create(spec({ target: { devices: uids(10) } }), IMAGE_SIZE, uids(10).map((uid) => ({ uid, previousImageId: OLD_IMAGE })), T0);
+  failNext = true;
+  await assert.rejects(campaigns.save(engine), /no space left on device/);
+  assert.equal((await new CampaignStore(kv).loadAll()).length, 0, 'nothing written');
+  engine.observe('dev0000', { kind: 'progress', bytes: IMAGE_SIZE, at: T0 + 1000 });
+  await campaigns.save(engine);
+  const [stored] = await new CampaignStore(kv).loadAll();
+  assert.ok(stored, 'the campaign written by the next save');
+  assert.deepEqual(stored.summary(), engine.summary());
+  assert.deepEqual(
+    stored.deviceList().sort((a, b) => a.uid.localeCompare(b.uid)),
+    engine.deviceList().sort((a, b) => a.uid.localeCompare(b.uid)),
+  );
+});

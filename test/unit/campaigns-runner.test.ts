@@ -4,11 +4,13 @@
 // OtaResponse packages the OTA runner sends them. The clock is fake and the
 // runner's timer is off: the test calls tick() after moving the clock.
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { CampaignRunner } from '../../src/campaigns/index.js';
 import type { CampaignSummary, Event, EventOf, EventType } from '../../src/events.js';
+import { LevelStore, type KvOperation } from '../../src/store/index.js';
 import { campaignContext } from '../helpers/campaign-context.js';
-import { waitFor } from '../helpers/index.js';
+import { tempDir, waitFor } from '../helpers/index.js';
 
 const T0 = Date.UTC(2026, 11, 1, 12, 0, 0);
 const MINUTE = 60_000;
@@ -17,8 +19,8 @@ const NEW = '1.1.0-0-gbbbbbbb';
 const SIZE = 1000;
 const DEVICES = Array.from({ length: 20 }, (_, i) => `dev${String(i).padStart(2, '0')}`);
 
-async function setUp(t: TestContext) {
-  const { context, broker, ota, settle, close } = await campaignContext(t);
+async function setUp(t: TestContext, store?: LevelStore) {
+  const { context, broker, ota, settle, close } = await campaignContext(t, store ? { storeAt: () => store } : {});
   const { metrics } = context;
   const clock = { now: T0 };
   const startCampaigns = async () => {
@@ -41,13 +43,13 @@ async function setUp(t: TestContext) {
   await ota.addImage({ id: NEW, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(2) } });
   await ota.link({ group: 'field', imageId: OLD });
   for (const uid of DEVICES) await ota.link({ deviceUid: uid, group: 'field' });
-  await settle();
+  await settle(campaigns);
   seen.length = 0;
 
   let next = 0;
   return {
     broker,
-    settle,
+    settle: () => settle(campaigns),
     metrics,
     seen,
     clock,
@@ -227,4 +229,51 @@ test('through the broker: a budget paces notifications through the OTA runner; t
   assert.equal((await s.command({ command: 'abort', id: 'c1' })).error, undefined);
   await waitFor(() => s.seen.find((e) => e.type === 'OtaBudgetCleared' && e.campaignId === 'c1'), 'the budget cleared');
   assert.equal(s.packagesOf(NEW).length, 4, 'the waiting devices were never notified');
+});
+
+/** Counts the campaigns runner's batches, and holds them while `holding`. */
+class HeldCampaignBatches extends LevelStore {
+  holding = false;
+  campaignBatches = 0;
+  private readonly held: (() => void)[] = [];
+  get waiting(): number {
+    return this.held.length;
+  }
+  override async batch(operations: KvOperation[]): Promise<void> {
+    if (operations.some((op) => op.key.startsWith('campaign/'))) {
+      this.campaignBatches++;
+      if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
+    }
+    await super.batch(operations);
+  }
+  release(): void {
+    this.holding = false;
+    for (const resume of this.held.splice(0)) resume();
+  }
+}
+
+test('devices that finish while a decision waits for the disk join one save: two synced writes for 20 downloads, each saved before it is announced', async (t) => {
+  const store = new HeldCampaignBatches(path.join(await tempDir(t), 'kv'));
+  const s = await setUp(t, store);
+  const created = await s.command({ command: 'create', spec: { ...SPEC, id: 'c2', stages: [{ percent: 100 }] } });
+  assert.equal(created.error, undefined);
+  await s.settle();
+  assert.equal(s.packagesOf(NEW).length, DEVICES.length);
+  const downloaded = () => s.seen.filter((e) => e.type === 'CampaignDeviceState' && e.device.state === 'downloaded');
+  store.holding = true;
+  const before = store.campaignBatches;
+  // What the OTA runner announces as each device's last chunk is served.
+  for (const uid of DEVICES) await s.broker.publish({ type: 'DeviceFirmwareUpdated', state: { uid, bytesServed: SIZE, downloadImageId: NEW } });
+  await waitFor(() => store.waiting === 1, 'the first decision waiting for the disk');
+  await s.broker.drain(5000);
+  assert.equal(downloaded().length, 0, 'nothing announced before it is saved');
+  store.release();
+  await s.settle();
+  assert.equal(store.campaignBatches - before, 2, 'the first decision, then one save for the 19 that came while it waited');
+  assert.deepEqual(
+    downloaded().map((e) => (e.type === 'CampaignDeviceState' ? e.device.uid : '')),
+    DEVICES,
+    'announced in the order they came',
+  );
+  for (const uid of DEVICES) assert.equal((await store.get<{ state: string }>(`campaign/device/c2/${uid}`))?.state, 'downloaded');
 });

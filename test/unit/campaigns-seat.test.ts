@@ -94,11 +94,11 @@ async function setUp(t: TestContext) {
   await ota.addImage({ id: NEW, imageType: 'primary', source: { kind: 'bytes', data: new Uint8Array(SIZE).fill(2) } });
   await ota.link({ group: 'field', imageId: OLD });
   for (const uid of DEVICES) await ota.link({ deviceUid: uid, group: 'field' });
-  await settle();
+  await settle(runner);
   seen.length = 0;
   return {
     broker,
-    settle,
+    settle: () => settle(runner),
     store,
     context,
     ota,
