@@ -7,7 +7,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { EventOf, ImageInfo } from '../../src/events.js';
 import { FileBlobStore } from '../../src/store/blob-file.js';
-import { LevelStore, type KvOperation } from '../../src/store/index.js';
+import { HeldStore } from '../helpers/held-store.js';
 import { waitFor } from '../helpers/index.js';
 import { checkRequest, connected, correlationId, doneRequest, downloadRequest, firmware, startOta, type OtaHarness } from '../helpers/ota-harness.js';
 
@@ -217,32 +217,9 @@ test('DownloadBytes answers each range with exactly those bytes; reassembled the
   assert.match(await h.metrics.metrics(), /nucleon_ota_bytes_served_total\{path="mqtt"\} 10000/);
 });
 
-/** Holds every put and batch while `holding`, until `release()`. */
-class HeldPuts extends LevelStore {
-  holding = false;
-  puts = 0;
-  private readonly held: (() => void)[] = [];
-  get waiting(): number {
-    return this.held.length;
-  }
-  override async put(key: string, value: unknown): Promise<void> {
-    this.puts++;
-    if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
-    await super.put(key, value);
-  }
-  override async batch(operations: KvOperation[]): Promise<void> {
-    if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
-    await super.batch(operations);
-  }
-  release(): void {
-    this.holding = false;
-    for (const resume of this.held.splice(0)) resume();
-  }
-}
-
 test('a chunk never waits for a progress save: while the store holds every write, a device downloads the whole image; its progress is saved when the store answers', async (t) => {
-  let store: HeldPuts | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldPuts(location)) });
+  let store: HeldStore | undefined;
+  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)) });
   const held = store;
   assert.ok(held);
   const bytes = firmware(10_000, 6);
@@ -266,8 +243,8 @@ test('a chunk never waits for a progress save: while the store holds every write
 });
 
 test("a reconnect storm of Checks is answered while the store holds every write; each device's Check is saved when it answers", async (t) => {
-  let store: HeldPuts | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldPuts(location)), clock: () => new Date('2026-11-01T12:00:00Z') });
+  let store: HeldStore | undefined;
+  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)), clock: () => new Date('2026-11-01T12:00:00Z') });
   const held = store;
   assert.ok(held);
   await add(h, ID, firmware(4096, 8));
@@ -290,8 +267,8 @@ test("a reconnect storm of Checks is answered while the store holds every write;
 });
 
 test('storing an image and writing a link do not hold up other devices: their chunks are answered while the commands wait for the store', async (t) => {
-  let store: HeldPuts | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldPuts(location)) });
+  let store: HeldStore | undefined;
+  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)) });
   const held = store;
   assert.ok(held);
   const bytes = firmware(5000, 9);

@@ -8,8 +8,9 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { CampaignRunner } from '../../src/campaigns/index.js';
 import type { CampaignSummary, Event, EventOf, EventType } from '../../src/events.js';
-import { LevelStore, type KvOperation } from '../../src/store/index.js';
+import type { LevelStore } from '../../src/store/index.js';
 import { campaignContext } from '../helpers/campaign-context.js';
+import { HeldStore } from '../helpers/held-store.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 
 const T0 = Date.UTC(2026, 11, 1, 12, 0, 0);
@@ -231,29 +232,9 @@ test('through the broker: a budget paces notifications through the OTA runner; t
   assert.equal(s.packagesOf(NEW).length, 4, 'the waiting devices were never notified');
 });
 
-/** Counts the campaigns runner's batches, and holds them while `holding`. */
-class HeldCampaignBatches extends LevelStore {
-  holding = false;
-  campaignBatches = 0;
-  private readonly held: (() => void)[] = [];
-  get waiting(): number {
-    return this.held.length;
-  }
-  override async batch(operations: KvOperation[]): Promise<void> {
-    if (operations.some((op) => op.key.startsWith('campaign/'))) {
-      this.campaignBatches++;
-      if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
-    }
-    await super.batch(operations);
-  }
-  release(): void {
-    this.holding = false;
-    for (const resume of this.held.splice(0)) resume();
-  }
-}
-
 test('devices that finish while a decision waits for the disk join one save: two synced writes for 20 downloads, each saved before it is announced', async (t) => {
-  const store = new HeldCampaignBatches(path.join(await tempDir(t), 'kv'));
+  // Only the campaigns runner's writes: the OTA runner's links go on.
+  const store = new HeldStore(path.join(await tempDir(t), 'kv'), (keys) => keys.some((key) => key.startsWith('campaign/')));
   const s = await setUp(t, store);
   const created = await s.command({ command: 'create', spec: { ...SPEC, id: 'c2', stages: [{ percent: 100 }] } });
   assert.equal(created.error, undefined);
@@ -261,7 +242,7 @@ test('devices that finish while a decision waits for the disk join one save: two
   assert.equal(s.packagesOf(NEW).length, DEVICES.length);
   const downloaded = () => s.seen.filter((e) => e.type === 'CampaignDeviceState' && e.device.state === 'downloaded');
   store.holding = true;
-  const before = store.campaignBatches;
+  const before = store.batches;
   // What the OTA runner announces as each device's last chunk is served.
   for (const uid of DEVICES) await s.broker.publish({ type: 'DeviceFirmwareUpdated', state: { uid, bytesServed: SIZE, downloadImageId: NEW } });
   await waitFor(() => store.waiting === 1, 'the first decision waiting for the disk');
@@ -269,7 +250,7 @@ test('devices that finish while a decision waits for the disk join one save: two
   assert.equal(downloaded().length, 0, 'nothing announced before it is saved');
   store.release();
   await s.settle();
-  assert.equal(store.campaignBatches - before, 2, 'the first decision, then one save for the 19 that came while it waited');
+  assert.equal(store.batches - before, 2, 'the first decision, then one save for the 19 that came while it waited');
   assert.deepEqual(
     downloaded().map((e) => (e.type === 'CampaignDeviceState' ? e.device.uid : '')),
     DEVICES,

@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/logger.js';
 import { LocalChannel, normalizeSerial, RevocationService, type Notice } from '../../src/revocation/index.js';
 import { LevelStore } from '../../src/store/index.js';
+import { HeldStore } from '../helpers/held-store.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 
 async function openStore(t: TestContext, dir?: string): Promise<{ store: LevelStore; dir: string }> {
@@ -75,29 +76,10 @@ test('the timer announces a recheck when a grace period ends; the list survives 
   assert.equal(second.revocations.check({ uid: 'x', serial: 'FF01' })?.reason, 'rotated');
 });
 
-/** The embedded store, with its writes held until `release` (a slow disk) and failing when told to. */
-class HeldStore extends LevelStore {
-  private held: (() => void)[] = [];
-  failWith: Error | undefined;
-
-  override async put(key: string, value: unknown): Promise<void> {
-    await new Promise<void>((resolve) => this.held.push(resolve));
-    if (this.failWith) throw this.failWith;
-    await super.put(key, value);
-  }
-
-  get waiting(): number {
-    return this.held.length;
-  }
-
-  release(): void {
-    this.held.shift()?.();
-  }
-}
-
 test('a revocation is in force on its instance before the store write ends (announced once, refused meanwhile); a write that fails takes it back', async (t) => {
   const dir = await tempDir(t);
   const store = new HeldStore(path.join(dir, 'kv'));
+  store.holding = true;
   await store.open();
   t.after(() => store.close());
   const { revocations, notices } = await service(t, store);
@@ -106,7 +88,7 @@ test('a revocation is in force on its instance before the store write ends (anno
   await waitFor(() => store.waiting === 1, 'the store write to start');
   assert.deepEqual(notices, [{ kind: 'revoked', uid: 'dev-1' }], 'announced while the write waits');
   assert.equal(revocations.check({ uid: 'dev-1' })?.reason, 'stolen');
-  store.release();
+  store.releaseOne();
   const entry = await revoking;
   assert.deepEqual(notices, [{ kind: 'revoked', uid: 'dev-1' }], 'announced once, not again when the channel brings it back');
   assert.deepEqual(await store.get('revocations/uid/dev-1'), entry);
@@ -115,7 +97,7 @@ test('a revocation is in force on its instance before the store write ends (anno
   const failing = revocations.revoke({ uid: 'dev-2' }, { reason: 'retired', by: 'test' });
   await waitFor(() => store.waiting === 1, 'the second store write to start');
   assert.equal(revocations.check({ uid: 'dev-2' })?.reason, 'retired', 'refused while the write waits');
-  store.release();
+  store.releaseOne();
   await assert.rejects(failing, /no space left on device/);
   assert.equal(revocations.check({ uid: 'dev-2' }), undefined, 'not stored, so not revoked');
   assert.equal(await store.get('revocations/uid/dev-2'), undefined);
