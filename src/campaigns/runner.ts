@@ -4,6 +4,7 @@ import { assertNever } from '../events.js';
 import type { Logger } from '../logger.js';
 import { EventRunner, type RunnerContext } from '../runner.js';
 import { SerialQueue } from '../util/serial-queue.js';
+import { WorkBehind } from '../util/work-behind.js';
 import type { Observation } from './device-machine.js';
 import { budgetEvent } from './budget.js';
 import { isObserved, type CommandAnswer, type DrivingSeat, type ObservationRelay, type ObservedEvent } from './driving.js';
@@ -75,7 +76,7 @@ interface Running {
   /** Store writes, in decision order. */
   saves: SerialQueue;
   /** Device events' decisions being saved and carried out behind the inbox (see `decideBehind`). */
-  deciding: Set<Promise<void>>;
+  deciding: WorkBehind;
   /** Links to the OTA runner, sent one at a time with back-pressure, never from the inbox handler. */
   outbox: SerialQueue;
   ticking: boolean;
@@ -212,7 +213,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       timer,
       commands: new SerialQueue(),
       saves: new SerialQueue(),
-      deciding: new Set(),
+      deciding: new WorkBehind(MAX_DECISIONS_BEHIND),
       outbox: new SerialQueue(),
       ticking: false,
       detachMetrics: campaignMetrics(context.metrics, () => [...engines.values()].map((engine) => engine.summary())),
@@ -230,7 +231,7 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     running.detachMetrics();
     running.requests.cancelAll('the campaigns runner stopped');
     await running.commands.idle();
-    await Promise.all(running.deciding);
+    await running.deciding.settled();
     await running.outbox.idle();
     await running.saves.idle();
     // Quiet changes (last telemetry times) are written on the next tick; write them now.
@@ -386,17 +387,15 @@ export class CampaignRunner extends EventRunner<(typeof ACCEPTS)[number]> {
    * wait; the next event then waits for one of them.
    */
   private decideBehind(running: Running, engine: CampaignEngine, effects: Effect[]): void | Promise<void> {
-    const decision: Promise<void> = this.decided(running, engine, effects, true)
-      .catch((error: unknown) => running.logger.error({ err: error, campaign: engine.id }, 'a campaign decision could not be saved, so it was not carried out'))
-      .finally(() => running.deciding.delete(decision));
-    running.deciding.add(decision);
-    if (running.deciding.size >= MAX_DECISIONS_BEHIND) return Promise.race(running.deciding);
+    return running.deciding.start(
+      () => this.decided(running, engine, effects, true),
+      (error) => running.logger.error({ err: error, campaign: engine.id }, 'a campaign decision could not be saved, so it was not carried out'),
+    );
   }
 
   /** Resolves once no device event's decision is being saved or carried out (tests: "everything sent was handled"). */
   async decisionsSettled(): Promise<void> {
-    const running = this.running;
-    while (running && running.deciding.size > 0) await Promise.all(running.deciding);
+    await this.running?.deciding.settled();
   }
 
   /** Device events' decisions being saved or carried out now. */

@@ -8,6 +8,7 @@ import { EventRunner, type RunnerContext } from '../runner.js';
 import { FileBlobStore } from '../store/blob-file.js';
 import type { BlobStore } from '../store/blob.js';
 import { EveryNthPerKey, everyNth } from '../util/log-sampling.js';
+import { WorkBehind } from '../util/work-behind.js';
 import { DownloadBudgets, type BudgetDecision, type SharedByteBuckets } from './budget.js';
 import { OtaCatalog, type AddImageResult, type DeleteResult, type LinkRequest, type LinkResult, type NewImage, type UnlinkRequest, type UnlinkResult } from './catalog.js';
 import { OtaError, toErrorInfo } from './errors.js';
@@ -61,7 +62,7 @@ interface Running {
   /** Chunk answers held back by a byte budget; cleared on stop (the devices ask again). */
   held: Set<NodeJS.Timeout>;
   /** Management commands being carried out off the inbox (see `offInbox`); waited for on stop. */
-  commands: Set<Promise<void>>;
+  commands: WorkBehind;
 }
 
 /**
@@ -132,7 +133,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         },
       }),
       held: new Set(),
-      commands: new Set(),
+      commands: new WorkBehind(MAX_COMMANDS_IN_FLIGHT),
     };
   }
 
@@ -140,7 +141,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     const running = this.running;
     if (!running) return;
     // Commands under way finish first: their store writes and blob files are what stop must not cut.
-    await Promise.all(running.commands);
+    await running.commands.settled();
     this.running = undefined;
     for (const timer of running.held) clearTimeout(timer);
     running.held.clear();
@@ -159,8 +160,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
 
   /** Resolves once no management command is being carried out off the inbox (tests: "everything sent was handled"). */
   async commandsSettled(): Promise<void> {
-    const running = this.running;
-    while (running && running.commands.size > 0) await Promise.all(running.commands);
+    await this.running?.commands.settled();
   }
 
   // ---- library API -------------------------------------------------------
@@ -392,11 +392,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
    */
   private offInbox(command: () => Promise<void>): void | Promise<void> {
     const running = this.require();
-    const done: Promise<void> = command()
-      .catch((error: unknown) => running.logger.error({ err: error }, 'an OTA command failed to answer'))
-      .finally(() => running.commands.delete(done));
-    running.commands.add(done);
-    if (running.commands.size >= MAX_COMMANDS_IN_FLIGHT) return Promise.race(running.commands);
+    return running.commands.start(command, (error) => running.logger.error({ err: error }, 'an OTA command failed to answer'));
   }
 
   private async answer(command: string, correlationId: string, work: () => Promise<unknown>): Promise<void> {
