@@ -61,8 +61,8 @@ async function addFleet(t: TestContext, broker: TestBroker, devices: { uid: stri
 /**
  * At least this long from the first byte: notifications fan out, devices
  * subscribe and start. The ramp also lasts until every slot's device has
- * asked: each link is a synced store write on the OTA runner's inbox, so on
- * a slow disk the last slots fill late.
+ * asked: the links are synced store writes one after another, so on a slow
+ * disk the last slots fill late.
  */
 const RAMP_MS = 2000;
 /**
