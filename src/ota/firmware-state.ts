@@ -11,6 +11,11 @@ export interface FirmwareStatesOptions {
   clock: () => Date;
   /** Told about every saved change (the runner turns it into DeviceFirmwareUpdated). */
   onChange: (state: DeviceFirmwareState) => void;
+  /**
+   * A batch saved behind the answers (progress, Checks) failed: told once per
+   * batch, however many calls joined it (their promises resolve to undefined).
+   */
+  onBehindError: (error: unknown, uid: string) => void;
   /** Download progress is saved and announced each time it crosses another step of this many percent. */
   progressStepPercent?: number;
   /** Devices whose unsaved download progress is held in memory; beyond this the oldest is saved and dropped. */
@@ -41,7 +46,7 @@ export interface ServedImage {
 interface Behind {
   served?: { image: ServedImage; bytes: number };
   check?: { at: string; assignedImageId: string | undefined };
-  settled: Promise<DeviceFirmwareState>;
+  settled: Promise<DeviceFirmwareState | undefined>;
 }
 
 /**
@@ -139,7 +144,7 @@ export class FirmwareStates {
    * not take a synced write each before the next one is answered. A crash can
    * lose the latest Check's time; the device checks again when it reconnects.
    */
-  checked(uid: string, assignedImageId: string | undefined): Promise<DeviceFirmwareState> {
+  checked(uid: string, assignedImageId: string | undefined): Promise<DeviceFirmwareState | undefined> {
     const at = this.now();
     return this.later(uid, (batch) => {
       batch.check = { at, assignedImageId };
@@ -165,14 +170,14 @@ export class FirmwareStates {
    * Bytes of another image replace the waiting ones: that image's count would
    * be reset by these anyway.
    */
-  served(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState> {
+  served(uid: string, image: ServedImage, bytes: number): Promise<DeviceFirmwareState | undefined> {
     return this.later(uid, (batch) => {
       if (batch.served?.image.id === image.id) batch.served.bytes += bytes;
       else batch.served = { image, bytes };
     });
   }
 
-  private later(uid: string, add: (batch: Behind) => void): Promise<DeviceFirmwareState> {
+  private later(uid: string, add: (batch: Behind) => void): Promise<DeviceFirmwareState | undefined> {
     const waiting = this.behind.get(uid);
     if (waiting) {
       add(waiting);
@@ -180,11 +185,16 @@ export class FirmwareStates {
     }
     // The queue never runs a task at once, so `batch` is complete before its task looks.
     const batch: Behind = {
-      settled: this.queue.run(() => {
-        // From here on, newer calls for this device form the next batch.
-        this.behind.delete(uid);
-        return this.settle(uid, batch);
-      }),
+      settled: this.queue
+        .run(() => {
+          // From here on, newer calls for this device form the next batch.
+          this.behind.delete(uid);
+          return this.settle(uid, batch);
+        })
+        .catch((error: unknown) => {
+          this.options.onBehindError(error, uid);
+          return undefined;
+        }),
     };
     add(batch);
     this.behind.set(uid, batch);

@@ -188,7 +188,7 @@ export class OtaHttpRunner implements Runner {
       response.writeHead(status).end();
       return;
     }
-    if (end - start <= SMALL_RANGE_BYTES) return this.sendSmallRange(listening, response, status, image, uid, start, end);
+    if (end - start <= SMALL_RANGE_BYTES) return this.sendSmallRange(response, status, image, uid, start, end);
     response.writeHead(status);
     const stream = this.ota.blobStore().createReadStream(image.sha256, { start, end });
     let sent = 0;
@@ -212,7 +212,7 @@ export class OtaHttpRunner implements Runner {
    * exactly the range through the blob store's cached file handle costs the
    * range's size. Read before the status line, so a failed read is a 500.
    */
-  private async sendSmallRange(listening: Listening, response: ServerResponse, status: number, image: ImageInfo, uid: string | undefined, start: number, end: number): Promise<void> {
+  private async sendSmallRange(response: ServerResponse, status: number, image: ImageInfo, uid: string | undefined, start: number, end: number): Promise<void> {
     const data = await this.ota.blobStore().readRange(image.sha256, start, end);
     response.writeHead(status);
     response.end(data);

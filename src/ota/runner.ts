@@ -107,6 +107,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
       store: context.store,
       clock,
       onChange: (state) => this.announce(state),
+      onBehindError: (error, uid) => logger.error({ err: error, uid }, 'saving OTA download progress or a Check failed'),
     });
     const catalog = new OtaCatalog({
       store: context.store,
@@ -240,7 +241,8 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
     if (!running) return;
     running.metrics.bytesServed.inc({ path: via }, bytes);
     if (uid === undefined) return;
-    running.states.served(uid, image, bytes).catch((error: unknown) => running.logger.error({ err: error, uid, id: image.id }, 'recording OTA download progress failed'));
+    // Never rejects: a failed save is logged once per batch (onBehindError).
+    void running.states.served(uid, image, bytes);
   }
 
   // ---- events ------------------------------------------------------------
@@ -308,7 +310,7 @@ export class OtaRunner extends EventRunner<(typeof ACCEPTS)[number]> {
         // An empty payload on <uid>/ota/s (package null) means "no update".
         if (!replay) await this.publish({ type: 'OtaResponse', uid: event.uid, package: image ? this.packageFor(image, event.uid) : null });
         // Saved behind the answer, and the next event does not wait for it (FirmwareStates.checked).
-        running.states.checked(event.uid, image?.id).catch((error: unknown) => running.logger.error({ err: error, uid: event.uid }, 'recording an OTA check failed'));
+        void running.states.checked(event.uid, image?.id);
         return;
       }
       case 'Done': {

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { EventOf, ImageInfo } from '../../src/events.js';
 import { FileBlobStore } from '../../src/store/blob-file.js';
 import { HeldStore } from '../helpers/held-store.js';
 import { waitFor } from '../helpers/index.js';
-import { checkRequest, connected, correlationId, doneRequest, downloadRequest, firmware, startOta, type OtaHarness } from '../helpers/ota-harness.js';
+import { checkRequest, connected, correlationId, doneRequest, downloadRequest, firmware, startOta, type HarnessOptions, type OtaHarness } from '../helpers/ota-harness.js';
 
 const ID = '1.2.3-4-g965b9df';
 const NEWER = '1.3.0-0-gaaaaaaa';
@@ -217,11 +217,17 @@ test('DownloadBytes answers each range with exactly those bytes; reassembled the
   assert.match(await h.metrics.metrics(), /nucleon_ota_bytes_served_total\{path="mqtt"\} 10000/);
 });
 
-test('a chunk never waits for a progress save: while the store holds every write, a device downloads the whole image; its progress is saved when the store answers', async (t) => {
+/** The OTA runner on a store whose writes the test holds (a slow or stuck disk). */
+async function startHeld(t: TestContext, options: HarnessOptions = {}): Promise<{ h: OtaHarness; held: HeldStore }> {
   let store: HeldStore | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)) });
+  const h = await startOta(t, { ...options, storeAt: (location) => (store = new HeldStore(location)) });
   const held = store;
   assert.ok(held);
+  return { h, held };
+}
+
+test('a chunk never waits for a progress save: while the store holds every write, a device downloads the whole image; its progress is saved when the store answers', async (t) => {
+  const { h, held } = await startHeld(t);
   const bytes = firmware(10_000, 6);
   await add(h, ID, bytes);
   await link(h, { deviceUid: 'dev1', imageId: ID });
@@ -243,10 +249,7 @@ test('a chunk never waits for a progress save: while the store holds every write
 });
 
 test("a reconnect storm of Checks is answered while the store holds every write; each device's Check is saved when it answers", async (t) => {
-  let store: HeldStore | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)), clock: () => new Date('2026-11-01T12:00:00Z') });
-  const held = store;
-  assert.ok(held);
+  const { h, held } = await startHeld(t, { clock: () => new Date('2026-11-01T12:00:00Z') });
   await add(h, ID, firmware(4096, 8));
   const uids = Array.from({ length: 20 }, (_, i) => `storm-${i}`);
   for (const uid of uids.slice(0, 10)) await link(h, { deviceUid: uid, imageId: ID });
@@ -267,10 +270,7 @@ test("a reconnect storm of Checks is answered while the store holds every write;
 });
 
 test('storing an image and writing a link do not hold up other devices: their chunks are answered while the commands wait for the store', async (t) => {
-  let store: HeldStore | undefined;
-  const h = await startOta(t, { storeAt: (location) => (store = new HeldStore(location)) });
-  const held = store;
-  assert.ok(held);
+  const { h, held } = await startHeld(t);
   const bytes = firmware(5000, 9);
   await add(h, ID, bytes);
   await link(h, { deviceUid: 'dev1', imageId: ID });

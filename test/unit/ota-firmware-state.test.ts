@@ -55,20 +55,22 @@ class CountingStore implements KvStore {
   }
 }
 
-async function setup(t: TestContext, maxRememberedVersions?: number): Promise<{ store: CountingStore; states: FirmwareStates; changes: DeviceFirmwareState[] }> {
+async function setup(t: TestContext, maxRememberedVersions?: number): Promise<{ store: CountingStore; states: FirmwareStates; changes: DeviceFirmwareState[]; behindErrors: [string, string][] }> {
   const dir = await tempDir(t, 'nucleon-fwstate-');
   const level = new LevelStore(path.join(dir, 'kv'));
   await level.open();
   t.after(() => level.close());
   const store = new CountingStore(level);
   const changes: DeviceFirmwareState[] = [];
+  const behindErrors: [string, string][] = [];
   const states = new FirmwareStates({
     store,
     clock: () => new Date('2026-11-01T12:00:00Z'),
     onChange: (state) => changes.push(state),
+    onBehindError: (error, uid) => behindErrors.push([uid, (error as Error).message]),
     ...(maxRememberedVersions === undefined ? {} : { maxRememberedVersions }),
   });
-  return { store, states, changes };
+  return { store, states, changes, behindErrors };
 }
 
 test('a repeated telemetry version costs no store read or write; a change is saved and announced once', async (t) => {
@@ -165,8 +167,8 @@ test('while a progress save waits for the store, bytes served to a device join o
   await first;
   const counted = await Promise.all([...dev1, ...dev2]);
   assert.equal(store.puts, 3, 'the first save, then one per device for everything that waited');
-  assert.deepEqual(new Set(counted.slice(0, 9).map((state) => state.bytesServed)), new Set([1000]));
-  assert.deepEqual(new Set(counted.slice(9).map((state) => state.bytesServed)), new Set([500]));
+  assert.deepEqual(new Set(counted.slice(0, 9).map((state) => state?.bytesServed)), new Set([1000]));
+  assert.deepEqual(new Set(counted.slice(9).map((state) => state?.bytesServed)), new Set([500]));
   assert.deepEqual(changes.map((c) => [c.uid, c.bytesServed]), [['dev1', 100], ['dev1', 1000], ['dev2', 500]]);
   assert.equal((await store.get<DeviceFirmwareState>('ota/state/dev1'))?.bytesServed, 1000);
   assert.equal((await store.get<DeviceFirmwareState>('ota/state/dev2'))?.bytesServed, 500);
@@ -183,4 +185,21 @@ test('bytes of another image waiting in a batch are replaced, as counting them i
   await first;
   assert.equal(await old, await rollback, 'one batch');
   assert.deepEqual(await states.get('dev1'), { uid: 'dev1', bytesServed: 200, downloadImageId: V1, lastDownloadAt: '2026-11-01T12:00:00Z' });
+});
+
+test('a batch saved behind the answers that fails is reported once, however many calls joined it; their promises resolve to nothing', async (t) => {
+  const { store, states, behindErrors } = await setup(t);
+  const image = { id: V2, size: 1000 };
+  store.holding = true;
+  const first = states.served('dev1', image, 100);
+  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  const joined = Array.from({ length: 5 }, () => states.served('dev1', image, 100));
+  store.failPuts = true;
+  store.release();
+  assert.equal(await first, undefined);
+  assert.deepEqual(await Promise.all(joined), [undefined, undefined, undefined, undefined, undefined]);
+  assert.deepEqual(behindErrors, [
+    ['dev1', 'disk full (test)'],
+    ['dev1', 'disk full (test)'],
+  ]);
 });
