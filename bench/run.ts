@@ -1,13 +1,15 @@
 // `npm run bench`: runs the scenarios against Nucleon and the same-run
 // baselines, prints tables and (on a full run) writes BENCHMARKS.md.
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { makeBenchCerts } from './lib/certs.js';
 import { describeMachine, packageVersion } from './lib/machine.js';
+import { missedMetrics, PROFILED_SCENARIOS, renderMissedSection } from './lib/missed.js';
+import { mergeSummaries, readProfile, summariseProfile, type ProfileSummary } from './lib/profile-summary.js';
 import { machineLines, renderDocument, renderText, TARGET_NAMES, type ScenarioResult, type TargetName } from './lib/report.js';
 import { LoadGenerator } from './loadgen/pool.js';
 import type { Scenario, ScenarioContext } from './scenarios/context.js';
@@ -33,9 +35,15 @@ const USAGE = `npm run bench -- [options]
   --profile           run Nucleon with --cpu-prof (profiles land in $TMPDIR/nucleon-bench-profiles;
                       summarise one with: node --import tsx bench/profile-top.ts <file>)
   --out FILE          write the Markdown report here (default: BENCHMARKS.md on a full run only)
+  --evidence          after the measured runs, profile Nucleon on every scenario that missed a target and
+                      report where its time goes (always on a run that writes a report)
 Environment (A/B measurements of Nucleon only):
   BENCH_NUCLEON_NODE_FLAGS="--flag ..."  extra Node flags for the Nucleon process (e.g. GC settings)
-  BENCH_NUCLEON_DIST=/abs/dir            run another build of Nucleon (tsc -p tsconfig.build.json --incremental false --outDir <dir inside the repo>)`;
+  BENCH_NUCLEON_DIST=/abs/dir            run another build of Nucleon (tsc -p tsconfig.build.json --incremental false --outDir <dir inside the repo>)
+Environment (development):
+  BENCH_SCENARIO10_CASES=q0c,q1p         only these cases of scenario 10 (q<QoS><p: persistent | c: clean>)
+  BENCH_SCENARIO12_PARTS=telemetry       only this half of scenario 12 (telemetry or app)
+  BENCH_VERBOSE=1                        broker output tails and metrics (ingest commits, Influx writes) after runs`;
 
 function parseList(text: string | undefined): string[] | undefined {
   return text === undefined ? undefined : text.split(',').map((s) => s.trim()).filter(Boolean);
@@ -50,6 +58,7 @@ async function main(): Promise<number> {
       workers: { type: 'string' },
       profile: { type: 'boolean', default: false },
       out: { type: 'string' },
+      evidence: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -109,6 +118,9 @@ async function main(): Promise<number> {
       results.push(result);
       process.stdout.write(`${renderText(result)}\n`);
     }
+    const evidence = values.evidence || outFile !== undefined ? await profileMisses(context, results, (dir) => (name, extra = {}) => STARTERS[name]({ workDir, certs, nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`], ...extra })) : undefined;
+    const missedSection = evidence ? renderMissedSection(results, evidence) : [];
+    if (!outFile && missedSection.length > 0) process.stdout.write(`${missedSection.join('\n')}\n`);
     if (outFile) {
       const setup = [
         `Load generator: ${workers} worker processes, raw TLS sockets with pre-encoded mqtt-packet PUBLISHes (only packet id and timestamp patched), MQTT 3.1.1, clean sessions, TCP_NODELAY.`,
@@ -120,7 +132,7 @@ async function main(): Promise<number> {
       ];
       const loadAverage = { start: loadAtStart, end: os.loadavg()[0] ?? Number.NaN };
       process.stdout.write(`load average (1 min) at the end: ${loadAverage.end.toFixed(2)}\n`);
-      const document = renderDocument({ machine, loadAverage, startedAt, durationS: (Date.now() - startedAt.getTime()) / 1000, command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`, quick: values.quick, setup }, results);
+      const document = renderDocument({ machine, loadAverage, startedAt, durationS: (Date.now() - startedAt.getTime()) / 1000, command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`, quick: values.quick, setup }, results, missedSection);
       await writeFile(outFile, document);
       process.stdout.write(`wrote ${path.relative(process.cwd(), outFile)}\n`);
     }
@@ -131,6 +143,38 @@ async function main(): Promise<number> {
     await gen?.stop();
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Runs each scenario that missed a target once more, Nucleon only, with
+ * `--cpu-prof` (so the measured figures were not slowed by the profiler),
+ * and sums the main-thread profiles of every Nucleon process it started.
+ * A scenario whose figures are not one process's CPU gets no pass.
+ */
+async function profileMisses(context: ScenarioContext, results: readonly ScenarioResult[], startProfiled: (dir: string) => ScenarioContext['start']): Promise<Map<number, ProfileSummary | string>> {
+  const profiles = new Map<number, ProfileSummary | string>();
+  const nucleon = context.targets.find((t) => t.name === 'nucleon');
+  for (const result of results) {
+    if (missedMetrics(result).length === 0 || !PROFILED_SCENARIOS.has(result.id)) continue;
+    const scenario = SCENARIOS.find((s) => s.id === result.id);
+    if (!scenario || !nucleon || nucleon.unavailable) {
+      profiles.set(result.id, 'not taken (Nucleon was not run)');
+      continue;
+    }
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'nucleon-bench-evidence-'));
+    try {
+      context.log(`scenario ${result.id}: profiled pass for the missed targets`);
+      await scenario.run({ ...context, targets: [nucleon], start: startProfiled(dir) });
+      // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the event loop (others are loader threads).
+      const files = (await readdir(dir)).filter((file) => /\.\d+\.0\.\d+\.cpuprofile$/.test(file));
+      profiles.set(result.id, files.length > 0 ? mergeSummaries(files.map((file) => summariseProfile(readProfile(path.join(dir, file))))) : 'no profile was written');
+    } catch (error) {
+      profiles.set(result.id, `the profiled pass failed: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  return profiles;
 }
 
 function mosquittoVersion(): string | undefined {

@@ -71,6 +71,62 @@ export class CpuMeter {
 }
 
 /**
+ * CPU of several labelled processes (or groups of them) over one interval,
+ * each as a share of one core: who got the machine's cores while a scenario
+ * ran.
+ */
+export interface CpuReading {
+  seconds: number;
+  /** CPU seconds per labelled group over `seconds`. */
+  groups: { label: string; cpuS: number }[];
+  cores: number;
+  /** The whole machine, in cores (busy: not idle or waiting for I/O; steal: given to other guests). */
+  machineBusyCores: number;
+  machineStealCores: number;
+}
+
+export class CpuShares {
+  private readonly start: number[];
+  private readonly machineStart = machineTicks();
+  private readonly startedAt = performance.now();
+
+  constructor(private readonly groups: readonly { label: string; pids: readonly number[] }[]) {
+    this.start = groups.map((group) => totalCpuSeconds(group.pids));
+  }
+
+  /** Since the meter was made. */
+  read(): CpuReading {
+    const seconds = (performance.now() - this.startedAt) / 1000;
+    const groups = this.groups.map((group, i) => ({ label: group.label, cpuS: totalCpuSeconds(group.pids) - (this.start[i] ?? 0) }));
+    const end = machineTicks();
+    const total = end.total - this.machineStart.total;
+    const cores = (ticks: number) => (total > 0 ? (ticks / total) * end.cores : Number.NaN);
+    return { seconds, groups, cores: end.cores, machineBusyCores: cores(end.busy - this.machineStart.busy), machineStealCores: cores(end.steal - this.machineStart.steal) };
+  }
+}
+
+/**
+ * "worker 1 81 %, load generator 45 %; these 126 %; the machine busy 190 %
+ * of 200 %, steal 4 %" (the machine's figure has everything else too: the
+ * kernel's network work, other processes).
+ */
+export function describeCpu(reading: CpuReading): string {
+  const percent = (cores: number) => `${(cores * 100).toFixed(0)} %`;
+  const parts = reading.groups.map((group) => `${group.label} ${percent(group.cpuS / reading.seconds)}`);
+  const all = reading.groups.reduce((sum, group) => sum + group.cpuS, 0) / reading.seconds;
+  return `${parts.join(', ')}; these ${percent(all)}; the machine busy ${percent(reading.machineBusyCores)} of ${reading.cores * 100} %, steal ${percent(reading.machineStealCores)}`;
+}
+
+/** Ticks of all cores from the first line of /proc/stat: everything, busy (not idle or waiting for I/O), stolen by the hypervisor. */
+function machineTicks(): { total: number; busy: number; steal: number; cores: number } {
+  const text = readFileSync('/proc/stat', 'utf8');
+  const fields = (text.split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
+  const cores = text.split('\n').filter((line) => /^cpu\d+ /.test(line)).length;
+  return { total: user + nice + system + idle + iowait + irq + softirq + steal, busy: user + nice + system + irq + softirq, steal, cores };
+}
+
+/**
  * Samples a process's RSS on a timer (bounded: one number kept, the maximum),
  * for scenarios that must show memory stays bounded under load.
  */

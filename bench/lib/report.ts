@@ -180,7 +180,8 @@ export interface ReportHeader {
   setup: string[];
 }
 
-export function renderDocument(header: ReportHeader, results: ScenarioResult[]): string {
+/** `sections`: Markdown lines after the results (the missed targets' profiles). */
+export function renderDocument(header: ReportHeader, results: ScenarioResult[], sections: string[] = []): string {
   return [
     '# Nucleon benchmarks',
     '',
@@ -200,5 +201,6 @@ export function renderDocument(header: ReportHeader, results: ScenarioResult[]):
     'Ratios are Nucleon / baseline from this one run. CPU figures are user + system time from `/proc/<pid>/stat` of the broker process (for Nucleon and aedes the in-process application is included; for Mosquitto the subscriber application is a separate process, reported on its own row).',
     '',
     ...results.map(renderMarkdown),
+    ...sections,
   ].join('\n');
 }

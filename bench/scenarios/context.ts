@@ -1,6 +1,7 @@
 import type { AppStats } from '../lib/app-counter.js';
 import type { LoopDelay } from '../lib/loop-delay.js';
 import { sleep } from '../lib/net.js';
+import { CpuShares } from '../lib/proc.js';
 import type { LoadGenerator } from '../loadgen/pool.js';
 import { ON_REQUEST_NAMES, VARIANT_NAMES, type Metric, type ScenarioResult, type TargetName } from '../lib/report.js';
 import type { Target, TargetOptions } from '../targets/index.js';
@@ -21,6 +22,21 @@ export interface Scenario {
   id: number;
   title: string;
   run(context: ScenarioContext): Promise<ScenarioResult>;
+}
+
+/**
+ * A CPU meter over the broker's processes (primary and workers), the load
+ * generator, `beside` (victoria-metrics, redis-server) and the bench itself:
+ * who had the machine's cores while a scenario ran.
+ */
+export function cpuSharesOf(context: ScenarioContext, target: Target, beside: { label: string; pids: number[] }[] = []): CpuShares {
+  return new CpuShares([
+    { label: target.workerPids.length > 0 ? 'primary' : 'broker', pids: [target.brokerPid] },
+    ...target.workerPids.map((pid, i) => ({ label: `worker ${i + 1}`, pids: [pid] })),
+    { label: `load generator (${context.gen.pids.length} processes)`, pids: context.gen.pids },
+    ...beside,
+    { label: 'bench harness', pids: [process.pid] },
+  ]);
 }
 
 /** One row's figure per broker, in metric order. */

@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CpuMeter } from '../lib/proc.js';
+import { CpuMeter, describeCpu, type CpuReading } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import { VictoriaMetrics } from '../lib/victoria.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, deviceIds, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, cpuSharesOf, deviceIds, type Scenario, type ScenarioContext } from './context.js';
 import { brokerPids } from './ingest.js';
 
 export const TELEMETRY_DEVICES = 64;
@@ -18,6 +18,10 @@ export interface TelemetryRun {
   lost: number;
   /** Broker CPU (all its processes) per stored point. */
   cpuPerPointUs: number;
+  /** Who had the machine's cores while the devices published. */
+  cpu: CpuReading;
+  /** Points the broker acknowledged. */
+  published: number;
 }
 
 /**
@@ -26,15 +30,18 @@ export interface TelemetryRun {
  * one point. `vm` must hold no telemetry yet (the count is of every sample).
  * `connectConcurrency`: devices connecting at once (1 spreads them evenly over workers).
  */
-export async function deviceTelemetry(context: ScenarioContext, target: Target, vm: VictoriaMetrics, durationMs: number, connectConcurrency = 16): Promise<TelemetryRun> {
+export async function deviceTelemetry(context: ScenarioContext, target: Target, vm: VictoriaMetrics, durationMs: number, connectConcurrency = 16, beside: { label: string; pids: number[] }[] = []): Promise<TelemetryRun> {
   const group = 'telemetry';
   const connected = await context.gen.connect({ group, host: '127.0.0.1', port: target.port, uids: deviceIds('tel', TELEMETRY_DEVICES), keepalive: 600, concurrency: connectConcurrency, timeoutMs: 20_000 });
   if (connected.connected !== TELEMETRY_DEVICES) throw new Error(`only ${connected.connected} of ${TELEMETRY_DEVICES} devices connected: ${connected.errors.join('; ')}`);
   const cpu = new CpuMeter(brokerPids(target));
   const started = performance.now();
+  const shares = cpuSharesOf(context, target, [{ label: 'victoria-metrics', pids: [vm.pid] }, ...beside]);
   let published: number;
+  let cpuReading: CpuReading;
   try {
     const run = await context.gen.publish({ group, plans: [{ qos: 1, target: 'tel', window: 32, kind: 'telemetry' }], mode: 'unthrottled', durationMs, maxPerDevice: 1_000_000, payloadSize: 0, ackTimeoutMs: 30_000 });
+    cpuReading = shares.read();
     published = run.acked.tel ?? 0;
   } finally {
     await context.gen.close(group);
@@ -46,6 +53,8 @@ export async function deviceTelemetry(context: ScenarioContext, target: Target, 
     pointsPerS: stored.count / ((stored.atMs - started) / 1000),
     lost: published - stored.count,
     cpuPerPointUs: (cpuS * 1e6) / Math.max(1, stored.count),
+    cpu: cpuReading,
+    published,
   };
 }
 
@@ -79,6 +88,7 @@ export const scenario8: Scenario = {
         result,
         async (target) => {
           const telemetry = await deviceTelemetry(context, target, vm, durationMs);
+          result.notes.push(`Device telemetry: CPU while the devices published, as a share of one core: ${describeCpu(telemetry.cpu)}.`);
 
           // The app writes points in batches of 1000 (distinct timestamps, so none overwrite another).
           const cpu = new CpuMeter([target.brokerPid]);

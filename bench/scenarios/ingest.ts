@@ -1,10 +1,10 @@
 import type { AppStats } from '../lib/app-counter.js';
 import { sleep } from '../lib/net.js';
-import { CpuMeter, RssWatcher } from '../lib/proc.js';
+import { CpuMeter, RssWatcher, type CpuReading } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishArgs, PublishPlan, PublishResult } from '../loadgen/protocol.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, acrossTargetsInRounds, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, cpuSharesOf, acrossTargetsInRounds, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
 
 /** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
 export const DEVICES = 64;
@@ -28,6 +28,8 @@ export interface IngestRun {
   snapshot: AppStats | undefined;
   /** Devices the broker disconnected, warm-up included, and why (as the devices saw it). */
   disconnected: number;
+  /** With `timing.cpuSharesBeside`: who had the cores during the measured publishing. */
+  cpu: CpuReading | undefined;
 }
 
 export interface Timing {
@@ -42,6 +44,8 @@ export interface Timing {
   snapshotAtMs?: number;
   /** Devices connecting at once (default 16); 1 spreads them evenly over a workers-mode Nucleon (scenario 12). */
   connectConcurrency?: number;
+  /** Set: `cpuShares` describes who had the cores during the measured publishing, these processes included. */
+  cpuSharesBeside?: { label: string; pids: number[] }[];
 }
 
 /**
@@ -71,7 +75,9 @@ export async function runIngest(
     const appCpu = target.appPid === undefined ? undefined : new CpuMeter([target.appPid]);
     const genCpu = new CpuMeter(context.gen.pids);
     const snapshot = timing.snapshotAtMs === undefined ? undefined : captureLater(target, timing.snapshotAtMs);
+    const shares = timing.cpuSharesBeside ? cpuSharesOf(context, target, timing.cpuSharesBeside) : undefined;
     const publish = await context.gen.publish({ ...base, durationMs: timing.durationMs });
+    const cpu = shares?.read();
     const accepted = sumValues(publish.acked) + sumOf(publish.sent, plans, 0);
     if (process.env.BENCH_VERBOSE) context.log(`${target.name}: generator ${JSON.stringify(publish)}`);
     const qos1Targets = plans.filter((p) => p.qos === 1).map((p) => p.target);
@@ -96,6 +102,7 @@ export async function runIngest(
       peakRss: watcher.stop(),
       snapshot: snapped,
       disconnected: publish.closedAtStart + publish.disconnects,
+      cpu,
     };
     if (!target.alive()) throw new Error(`broker died: ${target.exitReason() ?? 'unknown'}`);
     return run;

@@ -122,6 +122,7 @@ async function runBenchWorker(): Promise<void> {
     {
       stats: (options: StatsOptions) => counter.stats(options.latency !== false),
       reset: () => counter.reset(),
+      metrics: () => nucleon?.metrics.metrics() ?? '',
       // The devices this worker holds, from presence (what admin devices.list shows as each device's instance).
       devices: () => {
         const presence = nucleon?.presence;
@@ -176,6 +177,8 @@ async function runBenchPrimary(): Promise<void> {
       reset: async () => {
         await ask('reset');
       },
+      /** Every worker's Prometheus text, one after the other, for a verbose run. */
+      metrics: async () => (await ask<string>('metrics')).map((text, i) => `# worker ${i + 1}\n${text}`).join('\n'),
       workers: async () => ({ workerPids, perWorker: await ask<{ pid: number; instance: string | undefined; devices: number }>('devices') }),
       gc: () => false,
     },
