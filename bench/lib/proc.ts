@@ -70,11 +70,7 @@ export class CpuMeter {
   }
 }
 
-/**
- * CPU of several labelled processes (or groups of them) over one interval,
- * each as a share of one core: who got the machine's cores while a scenario
- * ran.
- */
+/** What a CpuShares meter read over its interval. */
 export interface CpuReading {
   seconds: number;
   /** CPU seconds per labelled group over `seconds`. */
@@ -85,6 +81,11 @@ export interface CpuReading {
   machineStealCores: number;
 }
 
+/**
+ * CPU of several labelled processes (or groups of them) and of the whole
+ * machine over one interval: who got the machine's cores while a scenario
+ * ran.
+ */
 export class CpuShares {
   private readonly start: number[];
   private readonly machineStart = machineTicks();

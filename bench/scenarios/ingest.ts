@@ -4,7 +4,7 @@ import { CpuMeter, RssWatcher, type CpuReading } from '../lib/proc.js';
 import { metric, type ScenarioResult } from '../lib/report.js';
 import type { PublishArgs, PublishPlan, PublishResult } from '../loadgen/protocol.js';
 import type { Target } from '../targets/index.js';
-import { acrossTargets, cpuSharesOf, acrossTargetsInRounds, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, acrossTargetsInRounds, cpuSharesOf, deviceIds, gcNote, logIngestCommits, roundsNote, settle, US_PER_S, type Scenario, type ScenarioContext } from './context.js';
 
 /** Devices in every ingest scenario (the issue's 64), payload bytes, QoS 1 window per device. */
 export const DEVICES = 64;
@@ -44,7 +44,7 @@ export interface Timing {
   snapshotAtMs?: number;
   /** Devices connecting at once (default 16); 1 spreads them evenly over a workers-mode Nucleon (scenario 12). */
   connectConcurrency?: number;
-  /** Set: `cpuShares` describes who had the cores during the measured publishing, these processes included. */
+  /** Set: the run's `cpu` says who had the cores during the measured publishing, these processes included. */
   cpuSharesBeside?: { label: string; pids: number[] }[];
 }
 

@@ -88,7 +88,7 @@ async function telemetryInMode(context: ScenarioContext, result: ScenarioResult,
       result.notes.push(`telemetry, ${mode.label}: CPU while the devices published, as a share of one core: ${describeCpu(run.cpu)}.`);
       if (process.env.BENCH_VERBOSE) {
         const text = await target.command<string>('metrics', {});
-        context.log(text.split('\n').filter((line) => /^# worker|^nucleon_influx_write_seconds_(sum|count)|^nucleon_ingest_(batches|records|write_seconds|commit_seconds)|^nucleon_mqtt_publishes_held/.test(line)).join('\n'));
+        context.log(text.split('\n').filter((line) => /^# worker|^nucleon_influx_write_seconds_(sum|count)|^nucleon_ingest_(batches|records|write_seconds|commit_seconds)/.test(line)).join('\n'));
       }
       const others = run.cpu.groups.filter((g) => /^(load generator|victoria-metrics|redis-server)/.test(g.label)).reduce((sum, g) => sum + g.cpuS, 0);
       return [run.pointsPerS, run.lost, run.cpuPerPointUs, machineBusyPercent(run.cpu), (others * 1e6) / Math.max(1, run.published), await spread];
