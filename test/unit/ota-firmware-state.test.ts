@@ -1,4 +1,4 @@
-// FirmwareStates against a real LevelStore, with a counting wrapper around it:
+// FirmwareStates against a real LevelStore that counts its reads and writes:
 // telemetry repeats the device's version in every message, and a repeat must
 // cost no store access (issue 8, scenario 8), while every change is still saved.
 import assert from 'node:assert/strict';
@@ -6,61 +6,26 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { DeviceFirmwareState } from '../../src/events.js';
 import { FirmwareStates } from '../../src/ota/firmware-state.js';
-import { LevelStore, type KvOperation, type KvStore } from '../../src/store/index.js';
+import { HeldStore } from '../helpers/held-store.js';
 import { tempDir, waitFor } from '../helpers/index.js';
 
 const V1 = '1.2.3-4-g965b9df';
 const V2 = '1.3.0-0-gaaaaaaa';
 
-/** Counts the calls that reach the store; the data goes to the real LevelStore. */
-class CountingStore implements KvStore {
+/** Counts the reads too; writes are counted, held and failed on demand by HeldStore, and go to a real LevelStore. */
+class CountingStore extends HeldStore {
   gets = 0;
-  puts = 0;
-  failPuts = false;
-  /** While true, every put waits for `release()`. */
-  holding = false;
-  private readonly held: (() => void)[] = [];
-  constructor(private readonly inner: KvStore) {}
-  get waiting(): number {
-    return this.held.length;
-  }
-  release(): void {
-    this.holding = false;
-    for (const resume of this.held.splice(0)) resume();
-  }
-  open(): Promise<void> {
-    return this.inner.open();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  get<T>(key: string): Promise<T | undefined> {
+  override get<T>(key: string): Promise<T | undefined> {
     this.gets++;
-    return this.inner.get<T>(key);
-  }
-  async put(key: string, value: unknown): Promise<void> {
-    this.puts++;
-    if (this.holding) await new Promise<void>((resume) => this.held.push(resume));
-    if (this.failPuts) throw new Error('disk full (test)');
-    return this.inner.put(key, value);
-  }
-  del(key: string): Promise<void> {
-    return this.inner.del(key);
-  }
-  batch(operations: KvOperation[]): Promise<void> {
-    return this.inner.batch(operations);
-  }
-  entries<T>(prefix: string): AsyncIterable<[string, T]> {
-    return this.inner.entries<T>(prefix);
+    return super.get<T>(key);
   }
 }
 
 async function setup(t: TestContext, maxRememberedVersions?: number): Promise<{ store: CountingStore; states: FirmwareStates; changes: DeviceFirmwareState[]; behindErrors: [string, string][] }> {
   const dir = await tempDir(t, 'nucleon-fwstate-');
-  const level = new LevelStore(path.join(dir, 'kv'));
-  await level.open();
-  t.after(() => level.close());
-  const store = new CountingStore(level);
+  const store = new CountingStore(path.join(dir, 'kv'));
+  await store.open();
+  t.after(() => store.close());
   const changes: DeviceFirmwareState[] = [];
   const behindErrors: [string, string][] = [];
   const states = new FirmwareStates({
@@ -71,6 +36,19 @@ async function setup(t: TestContext, maxRememberedVersions?: number): Promise<{ 
     ...(maxRememberedVersions === undefined ? {} : { maxRememberedVersions }),
   });
   return { store, states, changes, behindErrors };
+}
+
+/**
+ * Holds the store's writes and starts dev1's first progress save (100 bytes
+ * of `image`), returned once it waits there: what is served to dev1 next joins
+ * the batch behind it.
+ */
+async function firstSaveHeld(store: CountingStore, states: FirmwareStates, image: { id: string; size: number }): Promise<{ first: Promise<DeviceFirmwareState | undefined> }> {
+  store.holding = true;
+  const first = states.served('dev1', image, 100);
+  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  // Wrapped: an async function returning the promise itself would wait for it, and the store holds it.
+  return { first };
 }
 
 test('a repeated telemetry version costs no store read or write; a change is saved and announced once', async (t) => {
@@ -109,9 +87,9 @@ test('after forgetReported (a device connects) the next report is checked agains
 
 test('a report that could not be saved is tried again with the next telemetry', async (t) => {
   const { store, states } = await setup(t);
-  store.failPuts = true;
+  store.failWith = new Error('disk full (test)');
   await assert.rejects(states.reported('dev1', V1), /disk full/);
-  store.failPuts = false;
+  store.failWith = undefined;
   assert.equal(await states.reported('dev1', V1), true);
   assert.equal((await states.get('dev1'))?.reportedVersion, V1);
 });
@@ -157,9 +135,7 @@ test('download progress is announced per step and once the whole image is served
 test('while a progress save waits for the store, bytes served to a device join one batch: one queued save per device, no byte lost', async (t) => {
   const { store, states, changes } = await setup(t);
   const image = { id: V2, size: 1000 };
-  store.holding = true;
-  const first = states.served('dev1', image, 100);
-  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  const { first } = await firstSaveHeld(store, states, image);
   // A chunk every few milliseconds while the disk is slow: none of these waits for the save above on its own.
   const dev1 = Array.from({ length: 9 }, () => states.served('dev1', image, 100));
   const dev2 = Array.from({ length: 5 }, () => states.served('dev2', image, 100));
@@ -176,9 +152,7 @@ test('while a progress save waits for the store, bytes served to a device join o
 
 test('bytes of another image waiting in a batch are replaced, as counting them in order would have reset them', async (t) => {
   const { store, states } = await setup(t);
-  store.holding = true;
-  const first = states.served('dev1', { id: V2, size: 1000 }, 100);
-  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  const { first } = await firstSaveHeld(store, states, { id: V2, size: 1000 });
   const old = states.served('dev1', { id: V2, size: 1000 }, 300);
   const rollback = states.served('dev1', { id: V1, size: 2000 }, 200);
   store.release();
@@ -190,11 +164,9 @@ test('bytes of another image waiting in a batch are replaced, as counting them i
 test('a batch saved behind the answers that fails is reported once, however many calls joined it; their promises resolve to nothing', async (t) => {
   const { store, states, behindErrors } = await setup(t);
   const image = { id: V2, size: 1000 };
-  store.holding = true;
-  const first = states.served('dev1', image, 100);
-  await waitFor(() => store.waiting === 1, 'the first progress save to reach the store');
+  const { first } = await firstSaveHeld(store, states, image);
   const joined = Array.from({ length: 5 }, () => states.served('dev1', image, 100));
-  store.failPuts = true;
+  store.failWith = new Error('disk full (test)');
   store.release();
   assert.equal(await first, undefined);
   assert.deepEqual(await Promise.all(joined), [undefined, undefined, undefined, undefined, undefined]);
