@@ -10,6 +10,7 @@ import { CampaignStore } from '../../src/campaigns/store.js';
 import { hasCode } from '../../src/errors.js';
 import { LevelStore } from '../../src/store/index.js';
 import { FleetSim, IMAGE_SIZE, MINUTE, NEW_IMAGE, OLD_IMAGE, type Behaviour } from '../helpers/campaign-sim.js';
+import { HeldStore } from '../helpers/held-store.js';
 import { tempDir } from '../helpers/index.js';
 
 const T0 = Date.UTC(2026, 11, 1, 12, 0, 0);
@@ -250,21 +251,14 @@ test('a spec is checked in one pass, and each problem names its field', () => {
 
 test('a save that fails gives its changes back: the next save writes them, with what changed since', async (t) => {
   const dir = await tempDir(t);
-  const kv = new LevelStore(path.join(dir, 'kv'));
+  const kv = new HeldStore(path.join(dir, 'kv'));
   await kv.open();
   t.after(() => kv.close());
-  let failNext = false;
-  const failing = Object.assign(Object.create(kv) as LevelStore, {
-    batch: (operations: Parameters<LevelStore['batch']>[0]) => {
-      if (!failNext) return kv.batch(operations);
-      failNext = false;
-      return Promise.reject(new Error('no space left on device (test)'));
-    },
-  });
-  const campaigns = new CampaignStore(failing);
+  const campaigns = new CampaignStore(kv);
   const { engine } = CampaignEngine.create(spec({ target: { devices: uids(10) } }), IMAGE_SIZE, uids(10).map((uid) => ({ uid, previousImageId: OLD_IMAGE })), T0);
-  failNext = true;
+  kv.failWith = new Error('no space left on device (test)');
   await assert.rejects(campaigns.save(engine), /no space left on device/);
+  kv.failWith = undefined;
   assert.equal((await new CampaignStore(kv).loadAll()).length, 0, 'nothing written');
   engine.observe('dev0000', { kind: 'progress', bytes: IMAGE_SIZE, at: T0 + 1000 });
   await campaigns.save(engine);
