@@ -165,7 +165,7 @@ export function renderMissedSection(results: readonly ScenarioResult[], profiles
   const out = [
     '## Missed targets: the profile, and what would close them',
     '',
-    'Every target this run missed, with a CPU profile of Nucleon on that scenario (stages: each sample goes to the innermost frame that is Nucleon\'s or a library\'s; a leaf in Node\'s socket and TLS code counts as "Node sockets and TLS") and what the analysis so far says would close it.',
+    'Every target this run missed, with a CPU profile of Nucleon on that scenario (stages: each sample goes to the innermost frame that is Nucleon\'s or a library\'s; a leaf in Node\'s socket and TLS code, or a native write that code called, counts as "Node sockets and TLS") and what the analysis so far says would close it.',
     '',
   ];
   for (const result of withMisses) {

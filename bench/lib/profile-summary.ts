@@ -46,7 +46,7 @@ export function shortUrl(url: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-const SOCKET_LEAVES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'onStreamRead', 'onread', 'close']);
+const SOCKET_LEAVES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String']);
 const SOCKET_URLS = ['node:net', 'node:tls', 'node:_tls_wrap', 'node:_tls_common', 'node:internal/stream_base_commons', 'node:internal/streams/', 'node:stream'];
 const AEDES_PACKAGES = ['aedes/', 'aedes-packet/', 'aedes-persistence', 'mqemitter', 'fastparallel/', 'fastseries/', 'fastfall/', 'reusify/', 'qlobber/', 'hyperid/', 'retimer/', 'end-of-stream/'];
 
@@ -62,7 +62,8 @@ export function stageOf(stack: readonly ProfileNode['callFrame'][]): string {
   if (!leaf) return 'unknown';
   if (leaf.functionName === '(garbage collector)') return 'V8 garbage collection';
   if (leaf.functionName === '(program)') return 'V8 and native code outside JavaScript ((program))';
-  if (SOCKET_LEAVES.has(leaf.functionName) && leaf.url === '') return 'Node sockets and TLS';
+  // A native write is the socket's when Node's stream code called it (the file system's has the same names).
+  if (SOCKET_LEAVES.has(leaf.functionName) && leaf.url === '' && SOCKET_URLS.some((prefix) => stack[1]?.url.startsWith(prefix))) return 'Node sockets and TLS';
   if (SOCKET_URLS.some((prefix) => leaf.url.startsWith(prefix))) return 'Node sockets and TLS';
   for (const frame of stack) {
     const url = shortUrl(frame.url);
