@@ -372,6 +372,17 @@ export class EventBroker {
     return true;
   }
 
+  /** Whether device messages go through an ingest log: then `ingest`'s `ack` never runs before `ingest` returns. */
+  get hasIngestLog(): boolean {
+    return this.options.log !== undefined;
+  }
+
+  /** Device messages in the ingest log that are not durable yet (0 without a log). */
+  get ingestWaitingForDisk(): number {
+    const log = this.options.log;
+    return log ? log.appendedSeq - log.headSeq : 0;
+  }
+
   /** A durable runner that takes this type is MAX_LAG_EVENTS or more behind the head of the log. */
   private lagFull(type: DeviceEvent['type']): boolean {
     const targets = this.routes.get(type);

@@ -6,23 +6,30 @@ import { test, type TestContext } from 'node:test';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import mqttPacket from 'mqtt-packet';
 import { DependencyMismatchError } from '../../src/errors.js';
-import { boundReads, READ_BATCH_BYTES } from '../../src/mqtt/aedes/bounded-reads.js';
+import { boundReads, MAX_READ_AHEAD, readAhead, READ_BATCH_BYTES } from '../../src/mqtt/aedes/bounded-reads.js';
 import { aedesOverTcp } from '../helpers/aedes-over-tcp.js';
 import { waitFor } from '../helpers/index.js';
 import { RawMqtt } from '../helpers/mqtt.js';
 
 interface Reading {
   conn: { readableLength: number };
+  _parsingBatch: number;
   _parser: { parse(chunk: Buffer): unknown };
 }
 
-/** A broker whose publishes wait for `release()`, recording each chunk its first client's parser is given. */
-async function heldBroker(t: TestContext) {
+/**
+ * A broker whose publishes wait for `release()`, recording each chunk its
+ * first client's parser is given; while `options.ahead` says so, each publish
+ * is let go with readAhead before it waits (as the publish path does for a
+ * message the ingest log took).
+ */
+async function heldBroker(t: TestContext, options: { ahead: boolean } = { ahead: false }) {
   const { aedes, port, clients } = await aedesOverTcp<Reading>(t);
   const published: string[] = [];
   let held: (() => void)[] | undefined = [];
-  aedes.authorizePublish = (_client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => {
+  aedes.authorizePublish = (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => {
     published.push(packet.payload.toString());
+    if (options.ahead && client) readAhead(client);
     if (held) held.push(() => callback(null));
     else callback(null);
   };
@@ -41,7 +48,14 @@ async function heldBroker(t: TestContext) {
     held = undefined;
     for (const callback of waiting) callback();
   };
-  return { device, client, published, chunks, release };
+  /** Calls back the first `count` held publishes; the rest stay held. */
+  const releaseFirst = (count: number) => {
+    for (const callback of held?.splice(0, count) ?? []) callback();
+  };
+  const holdAgain = () => {
+    held = [];
+  };
+  return { device, client, published, chunks, release, releaseFirst, holdAgain };
 }
 
 function publishes(count: number, payloadBytes: number): Buffer {
@@ -52,6 +66,16 @@ function publishes(count: number, payloadBytes: number): Buffer {
     packets.push(mqttPacket.generate({ cmd: 'publish', topic: 'dev-flood/app/p/data', qos: 0, retain: false, dup: false, payload }));
   }
   return Buffer.concat(packets);
+}
+
+/** Waits for `count` publishes and checks they came in order, none lost or doubled. */
+async function allInOrder(published: string[], count: number): Promise<void> {
+  await waitFor(() => published.length === count, 'every publish', 10_000);
+  assert.deepEqual(
+    published.map((payload) => payload.slice(0, 6)),
+    Array.from({ length: count }, (_, i) => String(i).padStart(6, '0')),
+    'in order, none lost or doubled',
+  );
 }
 
 test('a flood in one write is parsed at most READ_BATCH_BYTES at a time; the rest stays in the socket until the batch called back', async (t) => {
@@ -66,14 +90,47 @@ test('a flood in one write is parsed at most READ_BATCH_BYTES at a time; the res
   assert.ok(published.length * 80 <= READ_BATCH_BYTES, `one batch is at most ${READ_BATCH_BYTES} bytes of packets (got ${published.length} publishes)`);
   assert.ok(chunks.every((length) => length <= READ_BATCH_BYTES), `parsed chunks ${chunks.join(', ')}`);
   release();
-  await waitFor(() => published.length === count, 'every publish', 10_000);
-  assert.deepEqual(
-    published.map((payload) => payload.slice(0, 6)),
-    Array.from({ length: count }, (_, i) => String(i).padStart(6, '0')),
-    'in order, none lost or doubled',
-  );
+  await allInOrder(published, count);
   assert.ok(Math.max(...chunks) <= READ_BATCH_BYTES, `parsed chunks ${chunks.join(', ')}`);
   assert.ok(chunks.length >= Math.ceil(flood.length / READ_BATCH_BYTES));
+});
+
+test('publishes let go with readAhead are read past their batch while their callbacks wait, at most MAX_READ_AHEAD of them; their callbacks do not count twice', async (t) => {
+  const options = { ahead: true };
+  const { device, client, published, release, releaseFirst, holdAgain } = await heldBroker(t, options);
+  const count = 1000;
+  device.send(publishes(count, 64));
+  const perBatch = Math.ceil(READ_BATCH_BYTES / 80);
+  await waitFor(() => published.length > MAX_READ_AHEAD, 'more than the read-ahead limit parsed with every callback held');
+  await waitFor(() => client.conn.readableLength > 0, 'the rest of the flood buffered in the socket');
+  // Past the limit the connection waits for callbacks again: what is parsed is the limit plus the rest of the read that crossed it.
+  assert.ok(published.length <= MAX_READ_AHEAD + perBatch, `parsed ${published.length} publishes with their callbacks held (limit ${MAX_READ_AHEAD} + one read of ${perBatch})`);
+  // The callbacks of the publishes let go come (from the disk, in order) while the ones past the limit still wait:
+  // they do not count again, so the connection still waits for those (a callback counted twice would read on here).
+  const parsed = published.length;
+  const pastLimit = parsed - MAX_READ_AHEAD;
+  releaseFirst(MAX_READ_AHEAD);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(client._parsingBatch, pastLimit, 'the batch waits for the publishes past the limit');
+  assert.equal(published.length, parsed, 'nothing more parsed while they wait');
+  release();
+  await allInOrder(published, count);
+  // Every callback has come: the batch count is back where aedes keeps it, so without readAhead a held flood is
+  // parsed one bounded batch at a time again (a callback counted twice would have let the connection read on).
+  options.ahead = false;
+  holdAgain();
+  device.send(publishes(count, 64));
+  await waitFor(() => published.length > count, 'the next flood\'s first batch');
+  await waitFor(() => client.conn.readableLength > 0, 'the rest of the next flood buffered in the socket');
+  assert.ok(published.length - count <= perBatch, `one batch of the next flood parsed (got ${published.length - count} publishes)`);
+  release();
+  await waitFor(() => published.length === 2 * count, 'every publish of the next flood', 10_000);
+});
+
+test('readAhead leaves a client that does not read in bounded batches alone', () => {
+  const unbound = { _parsingBatch: 1, _paused: false };
+  assert.equal(readAhead(unbound), false);
+  assert.equal(unbound._parsingBatch, 1);
 });
 
 test('a packet longer than one read, and nothing after it, is read on to its end (no read is left waiting for a callback that cannot come)', async (t) => {

@@ -16,32 +16,45 @@ import type { EventBroker } from '../../src/broker/event-broker.js';
 import { AclRules } from '../../src/mqtt/acl-rules.js';
 import { MqttMetrics } from '../../src/mqtt/metrics.js';
 import type { NucleonAedes } from '../../src/mqtt/aedes/nucleon-aedes.js';
-import { PublishPath } from '../../src/mqtt/publish-path.js';
+import { PublishPath, READ_AHEAD_BELOW } from '../../src/mqtt/publish-path.js';
 import { Session } from '../../src/mqtt/sessions.js';
 
 /** A limit no test here reaches unless it asks for a short one (a busy machine can pause for seconds). */
 const NEVER_AHEAD = { minMs: 600_000, factor: 4, maxMs: 600_000, routeAtOnceBelow: 0 };
 
-function setup(diskWaits = NEVER_AHEAD) {
+function setup(diskWaits = NEVER_AHEAD, options: { log?: 'held' | 'none'; route?: boolean; room?: () => boolean; waiting?: () => number } = {}) {
   /** Acknowledgements the fake log holds: each runs when "the disk write completes". */
   const durable: (() => void)[] = [];
   const routed: string[] = [];
+  /** Topics of the messages whose connection was let read on (readAhead) when the log took them. */
+  const readAheadOf: string[] = [];
+  let handling = '';
+  const withLog = options.log !== 'none';
   const broker = {
     ingest: (_event: unknown, _message: unknown, ack: (() => void) | undefined) => {
-      if (ack) durable.push(ack);
+      if (options.room && !options.room()) return false;
+      // Without a log ("memory" durability) the message counts as durable when taken.
+      if (!withLog) ack?.();
+      else if (ack) durable.push(ack);
       return true;
     },
-    whenIngestRoom: () => Promise.resolve(),
+    hasIngestLog: withLog,
+    get ingestWaitingForDisk() {
+      return options.waiting?.() ?? durable.length;
+    },
+    // "Maybe room now" on the next turn (at once, a path that finds no room again would spin in microtasks).
+    whenIngestRoom: () => new Promise((resolve) => setImmediate(resolve)),
   } as unknown as EventBroker;
   const path = new PublishPath({
     broker,
     metrics: new MqttMetrics(new Registry(), () => ({ devices: 1, services: 0, anonymous: 0, paused: 0 })),
     logger: silentLogger(),
     maxAclViolations: 3,
-    routeDeviceMessages: () => true,
+    routeDeviceMessages: () => options.route ?? true,
     noteReason: () => undefined,
     rules: () => new AclRules([]),
     diskWaits,
+    readAhead: () => readAheadOf.push(handling),
   });
   path.attach({
     route: (packet: PublishPacket, _client: Client | null, done: (error?: Error) => void) => {
@@ -52,10 +65,12 @@ function setup(diskWaits = NEVER_AHEAD) {
   const client = { id: 'dev-1' } as Client;
   const session = new Session({ kind: 'device', uid: 'dev-1' }, 'certificate', '127.0.0.1', 'dev-1');
   const publish = (qos: 0 | 1, n: number) =>
-    new Promise<Error | null | undefined>((resolve) =>
-      path.handle(client, session, { cmd: 'publish', topic: `dev-1/app/p/m${n}`, payload: Buffer.from([0xa0]), qos, retain: false, dup: false, messageId: n }, resolve),
-    );
-  return { durable, routed, publish, path };
+    new Promise<Error | null | undefined>((resolve) => {
+      handling = `dev-1/app/p/m${n}`;
+      // The log calls aedes' callback itself when nothing routes (no error argument): undefined and null both mean success.
+      path.handle(client, session, { cmd: 'publish', topic: handling, payload: Buffer.from([0xa0]), qos, retain: false, dup: false, messageId: n }, (error) => resolve(error ?? null));
+    });
+  return { durable, routed, readAheadOf, publish, path };
 }
 
 test('a device message is routed to service accounts once it is on disk, and acknowledged after that', async () => {
@@ -130,4 +145,59 @@ test('under light load a device message is routed when the log takes it; its PUB
   assert.equal(await first, null);
   assert.deepEqual(routed, ['dev-1/app/p/m1'], 'not routed a second time once durable');
   path.stop();
+});
+
+test('while a message waits for the disk its connection reads on (readAhead); the PUBACK still waits for the disk', async () => {
+  for (const route of [true, false]) {
+    const { durable, readAheadOf, publish, path } = setup(NEVER_AHEAD, { route });
+    let acked = 0;
+    const acks = [publish(1, 1), publish(0, 2)].map((pending) => pending.then((error) => (acked++, error)));
+    assert.deepEqual(readAheadOf, ['dev-1/app/p/m1', 'dev-1/app/p/m2'], `each message let go when the log took it (routed: ${route})`);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(acked, 0, 'no acknowledgement before the disk write completes');
+    for (const ack of durable) ack();
+    assert.deepEqual(await Promise.all(acks), [null, null]);
+    path.stop();
+  }
+});
+
+test('without a log (durability "memory") a message is durable when taken: nothing to read ahead of', async () => {
+  for (const route of [true, false]) {
+    const { readAheadOf, publish, path } = setup(NEVER_AHEAD, { log: 'none', route });
+    assert.equal(await publish(1, 1), null);
+    assert.deepEqual(readAheadOf, [], `routed: ${route}`);
+    path.stop();
+  }
+});
+
+test('a message held back for room in the log is not read ahead of: its connection waits (back-pressure)', async () => {
+  let room = false;
+  const { durable, readAheadOf, publish, path } = setup(NEVER_AHEAD, { route: false, room: () => room });
+  const held = publish(1, 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(durable.length, 0, 'not taken while the log has no room');
+  room = true;
+  // The path tries again each time the broker says there may be room (every turn here).
+  const deadline = Date.now() + 10_000;
+  while (durable.length === 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(durable.length, 1, 'taken once there is room');
+  assert.deepEqual(readAheadOf, [], 'a held message is not let go ahead of its callback');
+  durable[0]?.();
+  assert.equal(await held, null);
+  path.stop();
+});
+
+test('under load (READ_AHEAD_BELOW or more messages waiting for the disk) a connection waits for the disk as before', async () => {
+  for (const route of [true, false]) {
+    let waiting = READ_AHEAD_BELOW - 2;
+    const { durable, readAheadOf, publish, path } = setup(NEVER_AHEAD, { route, waiting: () => waiting });
+    // The count includes the message just taken.
+    const light = publish(1, 1);
+    waiting = READ_AHEAD_BELOW;
+    const loaded = publish(1, 2);
+    assert.deepEqual(readAheadOf, ['dev-1/app/p/m1'], `only the message taken under light load let its connection read on (routed: ${route})`);
+    for (const ack of durable) ack();
+    assert.deepEqual(await Promise.all([light, loaded]), [null, null]);
+    path.stop();
+  }
 });

@@ -24,6 +24,7 @@ import { installedVersion } from './versions.js';
 import { checkWriteCoalescing, writeHotPacketsWhole } from './write-coalescing.js';
 
 export { NucleonAedes, markHandled, type NucleonAedesOptions } from './nucleon-aedes.js';
+export { readAhead } from './bounded-reads.js';
 export { filterMatches, grantHighestQos } from './deliveries.js';
 export { INVALID_UTF8, NULL_CHARACTER, ZERO_PACKET_ID } from './strict-packets.js';
 export { installedVersion } from './versions.js';
@@ -53,7 +54,7 @@ export const CONTACTS = [
   { file: 'write-coalescing.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client writes to the stream it was handed (client.conn)" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "aedes calls writeToStream on the module's exports at each write, without options; generate() encodes PUBLISH and the acknowledgements as packet-bytes.ts does" },
   { file: 'lean-client.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _eos (stream.finished), close, conn.client and _inboundInflight" },
-  { file: 'bounded-reads.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's nextBatch: read everything buffered, parse it, read again once the batch's packets called back" },
+  { file: 'bounded-reads.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's nextBatch: read everything buffered, parse it, read again once the batch's packets called back (counted in _parsingBatch, which readAhead lowers for a packet it lets go)" },
   { file: 'keepalive-wheel.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's _keepaliveTimer: refreshed per packet, cleared in close(), and the 'clientReady' event" },
   { file: 'probe.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'a client made by aedes.handle() on an in-memory stream' },
   { file: 'strict-packets.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseString, _parseMessageId, _emitError' },
