@@ -110,6 +110,15 @@ function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHt
   };
 }
 
+/** BENCH_NUCLEON_COMMIT_SPACING_MS: `[ingest] commit_spacing_ms` for an A/B of the spacing (unset: Nucleon's default). */
+function commitSpacing(): { commit_spacing_ms?: number } {
+  const text = process.env.BENCH_NUCLEON_COMMIT_SPACING_MS;
+  if (text === undefined || text === '') return {};
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < 0) throw new Error(`BENCH_NUCLEON_COMMIT_SPACING_MS must be a whole number of ms, got ${JSON.stringify(text)}`);
+  return { commit_spacing_ms: ms };
+}
+
 /** Extra Node flags for the Nucleon process only, for A/B measurements (e.g. GC settings): BENCH_NUCLEON_NODE_FLAGS="--a --b". */
 function extraNucleonFlags(): string[] {
   return (process.env.BENCH_NUCLEON_NODE_FLAGS ?? '').split(' ').filter(Boolean);
@@ -135,7 +144,7 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
     },
     ota: { http: { enabled: options.otaHttpPort !== undefined, host: '127.0.0.1', port: options.otaHttpPort ?? 0, tls: true, connections_per_address: 0 } },
     admin: { enabled: false },
-    ingest: { durability: options.durability ?? 'fsync' },
+    ingest: { durability: options.durability ?? 'fsync', ...commitSpacing() },
     ...(options.influx ? { influx: options.influx } : {}),
     ...(workers > 0 ? { cluster: { redis_url: options.redisUrl } } : {}),
   };
