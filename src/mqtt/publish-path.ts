@@ -17,14 +17,15 @@ import { HeldPublishes, principalOfStaleWill, type PublishCallback, type Session
 export const MAX_HELD_PER_CLIENT = 8192;
 /**
  * A connection reads on past a message waiting for the disk (readAhead) only
- * while fewer messages than this wait for the disk in all. Under light load a
+ * while fewer messages than this wait for the disk in all: the light load
+ * below which device messages also route at once (disk-waits.ts). Under light load a
  * write holds a few messages and the device's next ones need not wait for
  * it; under full load thousands wait, and reading further ahead only put
  * more messages in the heap: bench scenario 2 (QoS 0 floods into the app
  * runner), quick runs interleaved with the build before, 8.4–10.7 µs of
  * broker CPU per message against 6.8–7.7 with read-ahead at any load.
  */
-export const READ_AHEAD_BELOW = 128;
+export const READ_AHEAD_BELOW = DEFAULT_DISK_WAITS.routeAtOnceBelow;
 
 /** Client ids with QoS 2 publishes ingested and not yet in aedes' incoming store; the oldest is forgotten first. */
 const MAX_QOS2_CLIENTS = 100_000;
@@ -260,8 +261,7 @@ export class PublishPath {
       // Nothing of this device waits before it: straight into the log (or, in "memory" mode, the inboxes).
       // aedes' callback is the acknowledgement itself (the log calls it without an error): no closure per message.
       if (session.held === undefined && this.options.broker.ingest(event, message, callback)) {
-        // With a log the acknowledgement always waits for a write (never called yet here): read on meanwhile, under light load.
-        if (this.options.broker.hasIngestLog) this.readOnUnderLightLoad(client);
+        this.readOnUnderLightLoad(client);
         return;
       }
       this.hold(client, session, event, () => this.options.broker.ingest(event, message, callback), callback);
@@ -271,7 +271,7 @@ export class PublishPath {
     // much longer than usual, it routes before (disk-waits.ts); its acknowledgement still waits for the disk.
     const waiter = new RouteAfterDisk(this.routing, client, packet, message.receivedAt, callback);
     if (session.held === undefined && this.takeRouted(event, message, waiter)) {
-      if (!waiter.isDurable) this.readOnUnderLightLoad(client);
+      this.readOnUnderLightLoad(client);
       return;
     }
     this.hold(client, session, event, () => {
@@ -281,9 +281,13 @@ export class PublishPath {
     }, callback);
   }
 
-  /** A message the log took waits for the disk: its connection reads on while few messages wait (READ_AHEAD_BELOW). */
+  /**
+   * After the log took a message: with a log its acknowledgement always waits for a write (without one, "memory",
+   * it came already), so its connection reads on meanwhile while few messages wait (READ_AHEAD_BELOW).
+   */
   private readOnUnderLightLoad(client: Client): void {
-    if (this.options.broker.ingestWaitingForDisk < READ_AHEAD_BELOW) this.readAhead(client);
+    const broker = this.options.broker;
+    if (broker.hasIngestLog && broker.ingestWaitingForDisk < READ_AHEAD_BELOW) this.readAhead(client);
   }
 
   private takeRouted(event: DeviceEvent, message: DeviceMessage, waiter: RouteAfterDisk): boolean {
@@ -495,11 +499,6 @@ class RouteAfterDisk implements DiskWaiter {
     public since: number,
     private readonly callback: PublishCallback,
   ) {}
-
-  /** Whether the log has made it durable (at once in "memory" durability). */
-  get isDurable(): boolean {
-    return this.durable;
-  }
 
   /** The log's acknowledgement: the message is durable. */
   readonly onDurable = (): void => {
