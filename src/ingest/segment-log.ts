@@ -832,10 +832,10 @@ async function writeFully(handle: FileHandle, buffer: Buffer, length: number, po
 /*
  * A commit's write through fs.write's callback on the handle's descriptor
  * rather than FileHandle.write: the same system call in the same thread
- * pool, for about 12 µs less of the event loop's time per write (an O_DSYNC
- * write of 120 bytes on this VM: 40-41 µs of main-thread CPU against 52-55,
- * 10,000 writes twice, /proc/self/task/<pid>/schedstat). Under light load
- * every few messages are a commit of their own. The log closes a handle only
+ * pool, for 10-17 µs less of the event loop's CPU per write (an O_DSYNC
+ * write of 120 bytes on this VM: 40-45 µs against 52-58 in four rounds of
+ * scripts/log-write-cost.ts). Under light load every few messages are a
+ * commit of their own. The log closes a handle only
  * once no write to it is in flight (close, deleteThrough and a new segment
  * wait for the writes), so the descriptor is never reused under a write.
  */
