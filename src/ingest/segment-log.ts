@@ -835,9 +835,9 @@ async function writeFully(handle: FileHandle, buffer: Buffer, length: number, po
  * pool, for 10-17 µs less of the event loop's CPU per write (an O_DSYNC
  * write of 120 bytes on this VM: 40-45 µs against 52-58 in four rounds of
  * scripts/log-write-cost.ts). Under light load every few messages are a
- * commit of their own. The log closes a handle only
- * once no write to it is in flight (close, deleteThrough and a new segment
- * wait for the writes), so the descriptor is never reused under a write.
+ * commit of their own. The log closes a handle only once no write to it is
+ * in flight (close, deleteThrough and a new segment wait for the writes), so
+ * the descriptor is never reused under a write.
  */
 function writeAtFd(fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
