@@ -1,16 +1,17 @@
 // The event loop's CPU per ingest-log commit write, one way against the
 // other: FileHandle.write (a promise made in C++) against fs.write's callback
-// on the same descriptor wrapped in a promise (what writeFully in
-// src/ingest/segment-log.ts does). Each writes 120 bytes with O_DSYNC, one
+// on the same descriptor wrapped in a promise (writeFully in
+// src/ingest/segment-log.ts, called here). Each writes 120 bytes with O_DSYNC, one
 // after the other, as commits under light load do; the main thread's CPU is
 // read from /proc/self/task/<pid>/schedstat (Linux), the thread pool's is not
 // in it.
 //
 //   node --import tsx scripts/log-write-cost.ts [dir] [writes] [rounds]
-import { constants, readFileSync, write } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { writeFully } from '../src/ingest/segment-log.js';
 
 const RECORD = Buffer.alloc(120, 7);
 
@@ -19,17 +20,15 @@ function mainThreadUs(): number {
   return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
 }
 
-function writeAtFd(fd: number, buffer: Buffer, position: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    write(fd, buffer, 0, buffer.length, position, (error, bytes) => (error ? reject(error) : resolve(bytes)));
-  });
-}
-
 type Way = (handle: FileHandle, position: number) => Promise<number>;
 
 const WAYS: Record<string, Way> = {
   'FileHandle.write': async (handle, position) => (await handle.write(RECORD, 0, RECORD.length, position)).bytesWritten,
-  'fs.write callback': (handle, position) => writeAtFd(handle.fd, RECORD, position),
+  // The log's own write (fs.write's callback on the descriptor).
+  'fs.write callback': async (handle, position) => {
+    await writeFully(handle, RECORD, RECORD.length, position);
+    return RECORD.length;
+  },
 };
 
 async function measure(dir: string, way: Way, writes: number): Promise<{ mainUs: number; wallUs: number }> {

@@ -820,7 +820,8 @@ function resync(data: Buffer, from: number, end: number, minSeq: number): number
   return undefined;
 }
 
-async function writeFully(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+/** @internal A batch written whole at `position` (scripts/log-write-cost.ts measures it). */
+export async function writeFully(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
   let done = 0;
   while (done < length) {
     const bytesWritten = await writeAtFd(handle.fd, buffer, done, length - done, position + done);
