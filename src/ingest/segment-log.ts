@@ -20,16 +20,16 @@ import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, t
  *   kept the second write and not the first, recovery counts the first as
  *   damage and hands on the second's records: never acknowledged, so at
  *   most a device's resend doubles them.)
- * - Spacing (`commitSpacingMs`, off by default): while the log keeps up, two
- *   writes start at least this far apart. A write costs 100-200 us of CPU
- *   here (thread-pool trip, O_DSYNC write, the turn that completes it); at
- *   5,000 msg/s writes a few hundred microseconds apart cost more than the
- *   messages (bench scenario 11: 1 ms took the broker CPU per message from
- *   113-129 us to 69-77 with a timer alone). A timer fires a millisecond
- *   late or more, so an append that comes once the spacing has passed starts
- *   the write. Off by default: a device's connection is read on once its
- *   last messages are durable, so its next ones wait out the spacing too
- *   (scenario 11 p99 about doubled at 1 ms; README "Commit spacing").
+ * - Spacing (`commitSpacingMs`): under light load (the batch being filled
+ *   has fewer than SPACED_BELOW_RECORDS records) two writes start at least
+ *   this far apart. A write costs the event loop about 40 us and the thread
+ *   pool 100-200 us of CPU here (thread-pool trip, O_DSYNC write, the turn
+ *   that completes it), whatever it carries; at 5,000 msg/s a write came
+ *   every 3-6 messages. A timer fires a millisecond late or more, so an
+ *   append that comes once the spacing has passed starts the write. Only
+ *   PUBACKs wait for it: runners get a message when it is appended, and
+ *   under light load connections read on and messages route to subscribers
+ *   before it is durable (src/mqtt/publish-path.ts, README "Commit spacing").
  * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
  *   one has reached `segmentBytes`; whole segments are deleted once every
  *   reader has passed them (`deleteThrough`).
@@ -121,6 +121,14 @@ const MAX_IN_FLIGHT = 2;
  */
 const OVERLAP_AFTER_TIMES_USUAL = 3;
 const OVERLAP_AFTER_MIN_MS = 1;
+/**
+ * Spacing holds a batch back only while it has fewer records than this: it
+ * is for light load (a few messages per write), and a batch this large starts
+ * at once, so on a fast disk under load the spacing never lets messages pile
+ * up to where connections stop reading ahead and routing waits for the disk
+ * (128 waiting, READ_AHEAD_BELOW in src/mqtt/publish-path.ts).
+ */
+export const SPACED_BELOW_RECORDS = 64;
 
 class Batch {
   buffer: Buffer;
@@ -464,7 +472,7 @@ export class SegmentLog {
     if (this.flushScheduled || this.overlapTimer !== undefined || this.inFlight.length >= MAX_IN_FLIGHT) return;
     // Waiting for the spacing: its timer starts the batch, or an append that comes once it has passed
     // (a timer fires a millisecond late or more; an append at 5,000 msg/s comes every 0.2 ms).
-    if (this.spacingTimer !== undefined && performance.now() < this.lastWriteStarted + (this.options.commitSpacingMs ?? 0)) return;
+    if (this.spacingTimer !== undefined && this.filling.records < SPACED_BELOW_RECORDS && performance.now() < this.lastWriteStarted + (this.options.commitSpacingMs ?? 0)) return;
     this.flushScheduled = true;
     // After this turn's other socket reads: every device's message of this turn joins the batch.
     setImmediate(this.flush);
@@ -483,7 +491,7 @@ export class SegmentLog {
     const ahead = this.inFlight.at(-1);
     if (ahead === undefined) {
       const spacingMs = this.options.commitSpacingMs ?? 0;
-      const wait = spacingMs > 0 ? this.lastWriteStarted + spacingMs - performance.now() : 0;
+      const wait = spacingMs > 0 && this.filling.records < SPACED_BELOW_RECORDS ? this.lastWriteStarted + spacingMs - performance.now() : 0;
       if (wait > 0) {
         this.spacingTimer ??= setTimeout(this.afterSpacing, Math.ceil(wait));
         return;

@@ -11,6 +11,7 @@ import { EventBroker } from '../../src/broker/index.js';
 import type { DeviceEvent, Event } from '../../src/events.js';
 import { IngestLog, SegmentLog, deviceEvent, type DeviceMessage, type LogRecord } from '../../src/ingest/index.js';
 import { decodeRecord } from '../../src/ingest/record.js';
+import { SPACED_BELOW_RECORDS } from '../../src/ingest/segment-log.js';
 import { LEASE_SIZE } from '../../src/ingest/seq-lease.js';
 import { silentLogger } from '../../src/logger.js';
 import { tempDir, waitFor } from '../helpers/index.js';
@@ -581,6 +582,21 @@ test('commit spacing: while the spacing has not passed since the last write star
   await log.flushed();
   assert.equal(writes, 2);
   assert.equal(log.durableSeq, 2, 'flushed() does not wait for the spacing');
+  await log.close();
+});
+
+test('commit spacing holds back only a small batch: one of SPACED_BELOW_RECORDS records is written at once', async (t) => {
+  const dir = await tempDir(t, 'nucleon-spacing-');
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, commitSpacingMs: 60_000 });
+  await log.open();
+  log.append(message(1));
+  await waitFor(() => log.durableSeq === 1, 'the first write (nothing written before it)');
+  for (let n = 2; n < SPACED_BELOW_RECORDS + 1; n++) log.append(message(n));
+  for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(log.durableSeq, 1, `${SPACED_BELOW_RECORDS - 1} records wait for the spacing`);
+  log.append(message(SPACED_BELOW_RECORDS + 1));
+  // Far inside the 60 s spacing: the batch reached the bound, so it is not held back.
+  await waitFor(() => log.durableSeq === SPACED_BELOW_RECORDS + 1, 'the batch of SPACED_BELOW_RECORDS records, without waiting for the spacing');
   await log.close();
 });
 
