@@ -26,10 +26,11 @@ import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, t
  *   pool 100-200 us of CPU here (thread-pool trip, O_DSYNC write, the turn
  *   that completes it), whatever it carries; at 5,000 msg/s a write came
  *   every 3-6 messages. A timer fires a millisecond late or more, so an
- *   append that comes once the spacing has passed starts the write. Only
- *   PUBACKs wait for it: runners get a message when it is appended, and
- *   under light load connections read on and messages route to subscribers
- *   before it is durable (src/mqtt/publish-path.ts, README "Commit spacing").
+ *   append that comes once the spacing has passed starts the write. Off by
+ *   default: runners get a message when it is appended and connections read
+ *   on under light load, yet at 2 ms the p99 device -> app latency (bench
+ *   scenario 4, "fsync") rose from about 1 to 2-7 ms, for a reason not yet
+ *   found (README "Commit spacing").
  * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
  *   one has reached `segmentBytes`; whole segments are deleted once every
  *   reader has passed them (`deleteThrough`).
