@@ -473,7 +473,7 @@ export class SegmentLog {
     if (this.flushScheduled || this.overlapTimer !== undefined || this.inFlight.length >= MAX_IN_FLIGHT) return;
     // Waiting for the spacing: its timer starts the batch, or an append that comes once it has passed
     // (a timer fires a millisecond late or more; an append at 5,000 msg/s comes every 0.2 ms).
-    if (this.spacingTimer !== undefined && this.filling.records < SPACED_BELOW_RECORDS && performance.now() < this.lastWriteStarted + (this.options.commitSpacingMs ?? 0)) return;
+    if (this.spacingTimer !== undefined && this.spacingLeftMs() > 0) return;
     this.flushScheduled = true;
     // After this turn's other socket reads: every device's message of this turn joins the batch.
     setImmediate(this.flush);
@@ -491,8 +491,7 @@ export class SegmentLog {
     if (this.filling.records === 0 || this.closed || this.inFlight.length >= MAX_IN_FLIGHT) return;
     const ahead = this.inFlight.at(-1);
     if (ahead === undefined) {
-      const spacingMs = this.options.commitSpacingMs ?? 0;
-      const wait = spacingMs > 0 && this.filling.records < SPACED_BELOW_RECORDS ? this.lastWriteStarted + spacingMs - performance.now() : 0;
+      const wait = this.spacingLeftMs();
       if (wait > 0) {
         this.spacingTimer ??= setTimeout(this.afterSpacing, Math.ceil(wait));
         return;
@@ -512,6 +511,13 @@ export class SegmentLog {
     }
     this.startWrite();
   };
+
+  /** How long the batch being filled still waits for the spacing (0 or less: not at all; a batch of SPACED_BELOW_RECORDS never waits). */
+  private spacingLeftMs(): number {
+    const spacingMs = this.options.commitSpacingMs ?? 0;
+    if (spacingMs <= 0 || this.filling.records >= SPACED_BELOW_RECORDS) return 0;
+    return this.lastWriteStarted + spacingMs - performance.now();
+  }
 
   private readonly afterSpacing = (): void => {
     this.spacingTimer = undefined;
