@@ -58,9 +58,10 @@ async function heldBroker(t: TestContext, options: { ahead: boolean } = { ahead:
   return { device, client, published, chunks, release, releaseFirst, holdAgain };
 }
 
-function publishes(count: number, payloadBytes: number): Buffer {
+/** `count` QoS 0 publishes whose payloads start with their number, from `first` on. */
+function publishes(count: number, payloadBytes: number, first = 0): Buffer {
   const packets: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
+  for (let i = first; i < first + count; i++) {
     const payload = Buffer.alloc(payloadBytes, 'x');
     payload.write(String(i).padStart(6, '0'));
     packets.push(mqttPacket.generate({ cmd: 'publish', topic: 'dev-flood/app/p/data', qos: 0, retain: false, dup: false, payload }));
@@ -125,6 +126,39 @@ test('publishes let go with readAhead are read past their batch while their call
   assert.ok(published.length - count <= perBatch, `one batch of the next flood parsed (got ${published.length - count} publishes)`);
   release();
   await waitFor(() => published.length === 2 * count, 'every publish of the next flood', 10_000);
+});
+
+test("a publish sent while the one before, let go by readAhead, waits for its callback is read at once: new data is not that callback", async (t) => {
+  const { device, client, published, release, holdAgain } = await heldBroker(t, { ahead: true });
+  device.send(publishes(1, 64));
+  await waitFor(() => published.length === 1, 'the first publish, let go and held');
+  // A later write: its 'readable' event reads it. It used to count as the first publish's callback instead,
+  // so the second publish waited in the buffer until that callback came (a commit spacing's wait, in bench scenario 4).
+  device.send(publishes(1, 64, 1));
+  await waitFor(() => published.length === 2, 'the second publish read while the first still waits for its callback');
+  assert.equal(client._parsingBatch, 0, 'nothing pending in the batch: both were let go');
+  release();
+  await allInOrder(published, 2);
+  // Both callbacks came and counted once each: a held flood is parsed one bounded batch at a time again.
+  holdAgain();
+  const count = 1000;
+  device.send(publishes(count, 64, 2));
+  await waitFor(() => published.length > 2, 'the flood\'s first publishes');
+  await waitFor(() => client.conn.readableLength > 0, 'the rest of the flood buffered in the socket');
+  release();
+  await allInOrder(published, count + 2);
+});
+
+test('new data is not read past a publish whose callback has not come (back-pressure holds: no read one callback early)', async (t) => {
+  const { device, client, published, release } = await heldBroker(t);
+  device.send(publishes(1, 64));
+  await waitFor(() => published.length === 1, 'the first publish, held');
+  device.send(publishes(1, 64, 1));
+  // aedes counted the second write's 'readable' as the held publish's callback and read it.
+  await waitFor(() => client.conn.readableLength > 0, 'the second publish buffered, unread');
+  assert.equal(published.length, 1, 'nothing read past the held publish');
+  release();
+  await allInOrder(published, 2);
 });
 
 test('readAhead leaves a client that does not read in bounded batches alone', () => {
