@@ -67,7 +67,7 @@ const EXPECTED_NEXT_BATCH =
  */
 let parsing: BatchingClient | undefined;
 
-/** aedes' nextBatch with reads of at most READ_BATCH_BYTES (`this` is the client: it is bound per client). */
+/** aedes' nextBatch as every packet's callback (and aedes' resume), with reads of at most READ_BATCH_BYTES (`this` is the client: it is bound per client). */
 function nextBoundedBatch(this: BatchingClient, error?: Error): void {
   if (error) {
     this.emit('error', error);
