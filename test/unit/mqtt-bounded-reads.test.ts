@@ -139,7 +139,7 @@ test("a publish sent while the one before, let go by readAhead, waits for its ca
   assert.equal(client._parsingBatch, 0, 'nothing pending in the batch: both were let go');
   release();
   await allInOrder(published, 2);
-  // Both callbacks came and counted once each: a held flood is parsed one bounded batch at a time again.
+  // Both callbacks came and counted once each: a held flood stops again at the read-ahead limit, the rest in the socket.
   holdAgain();
   const count = 1000;
   device.send(publishes(count, 64, 2));
