@@ -4,15 +4,23 @@
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import type { TestContext } from 'node:test';
-import { installAedesContacts, NucleonAedes } from '../../src/mqtt/aedes/index.js';
+import { grantHighestQos, installAedesContacts, NucleonAedes } from '../../src/mqtt/aedes/index.js';
 
-/** The broker, its port, and every client aedes.handle made, in connection order (typed as the test reads them). */
-export async function aedesOverTcp<C>(t: TestContext): Promise<{ aedes: NucleonAedes; port: number; clients: C[] }> {
+/**
+ * The broker, its port, and every client aedes.handle made, in connection
+ * order (typed as the test reads them). With `deliveries`, each client's
+ * delivery functions are Nucleon's (grantHighestQos), as the MQTT runner sets them.
+ */
+export async function aedesOverTcp<C>(t: TestContext, options: { deliveries?: boolean } = {}): Promise<{ aedes: NucleonAedes; port: number; clients: C[] }> {
   const aedes = new NucleonAedes({ maxRouting: 10, maxRoutingWaiting: 10, onRoutingRefused: () => undefined });
   await aedes.listen();
   installAedesContacts(aedes, { maxSendBufferBytes: 1 << 20, maxPacketSize: 1 << 16 });
   const clients: C[] = [];
-  const server = createServer((socket) => clients.push(aedes.handle(socket) as unknown as C));
+  const server = createServer((socket) => {
+    const client = aedes.handle(socket);
+    if (options.deliveries === true) grantHighestQos(client);
+    clients.push(client as unknown as C);
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   t.after(async () => {

@@ -48,6 +48,8 @@ export interface ContactOptions {
  */
 export const CONTACTS = [
   { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'the three-argument publish, the clients map and unregisterClient' },
+  { file: 'nucleon-aedes.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "the publish step of a QoS 0 message not retained (Packet fields, storeRetained, emitPacket setting clientId, callPublished with the default published) that routeQos0Directly does in one step" },
+  { file: 'nucleon-aedes.ts', dependency: 'mqemitter', verifiedWith: '7.1.0', what: "the in-process emitter's `closed` and `_matcher`, whose subscription functions _do calls with (message, callback) on the emitter" },
   { file: 'slow-consumers.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: 'Client.waitForDrain and its drain timer' },
   { file: 'deliveries.ts', dependency: 'aedes', verifiedWith: '1.2.0', what: "a client's deliver0 / deliverQoS, subscriptions and duplicates; _nextId, _onError, clean, connecting, connected, errored, conn and broker.authorizeForward for direct deliveries" },
   { file: 'write-coalescing.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'writeToStream corks the stream it writes to' },

@@ -3,6 +3,7 @@ import './patches/index.js';
 import { Aedes, type AedesOptions, type Client, type PublishPacket } from 'aedes';
 import { DependencyMismatchError } from '../../errors.js';
 import { Gate } from '../../util/gate.js';
+import { WaitList } from '../../util/wait-list.js';
 import type { RoutingSettlements } from './routing-settlements.js';
 import { installedVersion } from './versions.js';
 
@@ -44,9 +45,21 @@ export class NucleonAedes extends Aedes {
   private readonly onRoutingRefused: () => void;
   private readonly onIncomingStored: NucleonAedesOptions['onIncomingStored'];
   private readonly settlements: RoutingSettlements | undefined;
+  /** aedes' own in-process mqemitter, for routeQos0Directly; undefined when another emitter or a `published` hook is in use. */
+  private readonly directEmitter: LocalEmitter | undefined;
+  /** QoS 0 messages routed by routeQos0Directly (the rest went through aedes' publish step). */
+  directRoutes = 0;
+  /** Direct routes whose copies are not all taken yet (one loop turn at most). */
+  private directInFlight = 0;
+  private readonly directIdle = new WaitList();
 
   constructor(options: NucleonAedesOptions) {
     super(options);
+    if (options.mq === undefined) {
+      const emitter = localEmitter(this);
+      if (emitter === undefined) throw new DependencyMismatchError('mqemitter', installedVersion('mqemitter'), "aedes' own emitter has no `closed` flag or `_matcher.match` (src/mqtt/aedes/nucleon-aedes.ts, routeQos0Directly)");
+      this.directEmitter = options.published === undefined ? emitter : undefined;
+    } else this.directEmitter = undefined;
     this.gate = new Gate(options.maxRouting, options.maxRoutingWaiting);
     this.onRoutingRefused = options.onRoutingRefused;
     this.onIncomingStored = options.onIncomingStored;
@@ -82,6 +95,7 @@ export class NucleonAedes extends Aedes {
    * or written.
    */
   route(packet: PublishPacket, client: Client | null, done: Done): void {
+    if (client !== null && packet.qos === 0 && this.routeQos0Directly(packet, client, done)) return;
     // Only QoS 1/2 messages are queued for sessions (aedes' enqueueOffline step).
     const settlements = packet.qos > 0 ? this.settlements : undefined;
     const start = () => {
@@ -104,6 +118,55 @@ export class NucleonAedes extends Aedes {
       this.onRoutingRefused();
       done(new Error('router overloaded: message refused'));
     }
+  }
+
+  /**
+   * A client's QoS 0 publish, not retained, on a `$`-free topic, in one
+   * process (aedes' own mqemitter): aedes' publish step for it is a Packet
+   * copy, storeRetained (nothing to store), emitPacket (the publisher's id on
+   * the copy, then mqemitter hands it to every subscription matching its
+   * topic, one after the other on the emitter, and calls back once all of
+   * them have) and callPublished (aedes' default `published`, which only calls
+   * back, and a 'publish' event). Done here in one step: the same message
+   * fields, the same broker counter (its duplicate check), the same
+   * subscription functions called the same way, and the callback once every
+   * copy was taken (README "Direct route for QoS 0").
+   *
+   * It takes no place in the router's gate, which bounds what waits inside
+   * mqemitter: a QoS 0 copy is written from the next immediate (deliveries.ts),
+   * so none is held here longer than one loop turn. Under load the gate is
+   * full most of the time (a group commit of the log routes thousands at
+   * once); a QoS 0 message that waited for a place there cost the wait list
+   * entry and its closure too.
+   *
+   * False when it does not apply: retained (the retained store), QoS 1/2 (the
+   * offline queues), cluster mode (mqemitter-redis shares the message), a
+   * 'publish' listener or `published` hook, a `$` topic, a closed emitter,
+   * or messages waiting for the gate (one of them may be this publisher's
+   * older one, and a topic's messages keep their order [MQTT-4.6.0-6]).
+   */
+  private routeQos0Directly(packet: PublishPacket, client: Client, done: Done): boolean {
+    const emitter = this.directEmitter;
+    if (emitter === undefined || emitter.closed || packet.retain || packet.topic.charCodeAt(0) === DOLLAR || this.gate.queued > 0 || hasOwn(packet, 'properties') || this.listenerCount('publish') > 0) return false;
+    const counters = this as unknown as { counter: number; id: string };
+    const message = new RoutedQos0(counters.id, ++counters.counter, packet.topic, packet.payload, client.id);
+    const subscriptions = emitter._matcher.match(packet.topic) as ReadonlyArray<SubscriptionFunction>;
+    this.directRoutes++;
+    const count = subscriptions.length;
+    if (count === 0) {
+      done();
+      return true;
+    }
+    this.directInFlight++;
+    const copies = new CopiesTaken(count, this, done);
+    for (let i = 0; i < count; i++) subscriptions[i]?.call(emitter, message, copies.taken);
+    return true;
+  }
+
+  /** A direct route's copies were all taken (CopiesTaken). */
+  directRouted(): void {
+    this.directInFlight--;
+    if (this.directInFlight === 0 && this.directIdle.size > 0) this.directIdle.wakeAll();
   }
 
   /**
@@ -154,16 +217,74 @@ export class NucleonAedes extends Aedes {
   }
 
   /** Waits (bounded) for messages still being routed, before the store closes. */
-  routingIdle(timeoutMs: number): Promise<boolean> {
-    return this.gate.idle(timeoutMs);
+  async routingIdle(timeoutMs: number): Promise<boolean> {
+    const started = Date.now();
+    if (!(await this.gate.idle(timeoutMs))) return false;
+    return this.directIdle.until(() => this.directInFlight === 0, Math.max(0, timeoutMs - (Date.now() - started)));
   }
 
   get routingActive(): number {
-    return this.gate.active + this.gate.queued;
+    return this.gate.active + this.gate.queued + this.directInFlight;
   }
 }
 
 function noop(): void {}
+
+const DOLLAR = 0x24;
+
+function hasOwn(object: object, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(object, key);
+}
+
+/** aedes' default mqemitter, as routeQos0Directly reads it (checked by checkNucleonAedes). */
+interface LocalEmitter {
+  closed: boolean;
+  /** The qlobber trie of subscription functions (its matches remembered per topic by emitter-matches.ts). */
+  _matcher: { match(topic: string): unknown[] };
+}
+
+/** A subscription's function as aedes gives it to mqemitter (handlePacketSubscription, or deliverSharp around it). */
+type SubscriptionFunction = (this: LocalEmitter, message: RoutedQos0, callback: () => void) => void;
+
+function localEmitter(aedes: Aedes): LocalEmitter | undefined {
+  const mq = (aedes as unknown as { mq?: Partial<LocalEmitter> }).mq;
+  return typeof mq?.closed === 'boolean' && typeof mq._matcher?.match === 'function' ? (mq as LocalEmitter) : undefined;
+}
+
+/**
+ * The message aedes' publish step hands mqemitter for a client's QoS 0
+ * publish: its Packet (aedes-packet: cmd, broker id and counter, topic,
+ * payload, qos, retain, dup; no messageId at QoS 0) with the publisher's
+ * client id that emitPacket sets. Each subscription copies it again.
+ */
+class RoutedQos0 {
+  readonly cmd = 'publish';
+  readonly qos = 0;
+  readonly retain = false;
+  readonly dup = false;
+  constructor(
+    readonly brokerId: string,
+    readonly brokerCounter: number,
+    readonly topic: string,
+    readonly payload: PublishPacket['payload'],
+    readonly clientId: string,
+  ) {}
+}
+
+/** Calls back once every subscription took its copy, as mqemitter's fastparallel does. */
+class CopiesTaken {
+  constructor(
+    private pending: number,
+    private readonly router: NucleonAedes,
+    private readonly done: Done,
+  ) {}
+
+  readonly taken = (): void => {
+    if (--this.pending !== 0) return;
+    this.router.directRouted();
+    this.done();
+  };
+}
 
 // The three-argument form aedes uses internally (its typings only declare the two-argument one).
 type InternalPublish = (this: Aedes, packet: PublishPacket, client: Client | null, done: Done) => void;
