@@ -92,7 +92,7 @@ export class NucleonAedes extends Aedes {
    * the server's own publishes (no client to slow down) are refused past the
    * bounded wait list. `done` waits, outside the gate, for copies the session
    * store deferred (routing-settlements.ts): acknowledged by their subscriber
-   * or written.
+   * or written. Most of a client's QoS 0 messages take routeQos0Directly instead.
    */
   route(packet: PublishPacket, client: Client | null, done: Done): void {
     if (client !== null && packet.qos === 0 && this.routeQos0Directly(packet, client, done)) return;
@@ -236,7 +236,7 @@ function hasOwn(object: object, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(object, key);
 }
 
-/** aedes' default mqemitter, as routeQos0Directly reads it (checked by checkNucleonAedes). */
+/** aedes' default mqemitter, as routeQos0Directly reads it (checked in NucleonAedes' constructor). */
 interface LocalEmitter {
   closed: boolean;
   /** The qlobber trie of subscription functions (its matches remembered per topic by emitter-matches.ts). */
