@@ -5,10 +5,12 @@
 // path). Retained, QoS 1, `$` topics and messages behind a full router stay
 // on aedes' path.
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { test, type TestContext } from 'node:test';
 import type { Client, PublishPacket } from 'aedes';
 import type mqttPacket from 'mqtt-packet';
-import type { NucleonAedes } from '../../src/mqtt/aedes/index.js';
+import { DependencyMismatchError } from '../../src/errors.js';
+import { NucleonAedes } from '../../src/mqtt/aedes/index.js';
 import { aedesOverTcp } from '../helpers/aedes-over-tcp.js';
 import { waitFor } from '../helpers/index.js';
 import { RawMqtt } from '../helpers/mqtt.js';
@@ -146,4 +148,22 @@ test("retained, QoS 1, `$` topics, the server's own publishes and messages behin
   await Promise.all([...slow, behind]);
   await waitFor(() => wildcard.got.length === 15, 'every copy', 10_000);
   assert.equal(aedes.routingActive, 0);
+});
+
+test("aedes' own emitter without `_matcher` (an mqemitter whose internals moved): the broker is refused at construction, naming the package", () => {
+  const require = createRequire(createRequire(import.meta.url).resolve('aedes'));
+  const MQEmitter = require('mqemitter') as { prototype: object };
+  // The constructor's `this._matcher = new Qlobber(…)` goes nowhere.
+  Object.defineProperty(MQEmitter.prototype, '_matcher', { configurable: true, get: () => undefined, set: () => undefined });
+  try {
+    assert.throws(
+      () => new NucleonAedes({ maxRouting: 10, maxRoutingWaiting: 10, onRoutingRefused: () => undefined }),
+      (error: unknown) => error instanceof DependencyMismatchError && /mqemitter@7\.1\.0/.test(error.message) && /_matcher/.test(error.message),
+    );
+  } finally {
+    delete (MQEmitter.prototype as { _matcher?: unknown })._matcher;
+  }
+  // Intact again: it constructs.
+  const aedes = new NucleonAedes({ maxRouting: 10, maxRoutingWaiting: 10, onRoutingRefused: () => undefined });
+  aedes.close();
 });
