@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32Range } from './record-crc.js';
 
 /**
  * One device message as the ingest log keeps it: what the device sent and
@@ -99,7 +99,7 @@ export function encodeRecord(buffer: Buffer, offset: number, seq: number, messag
   at += message.payload.byteLength;
   const bodyLength = at - bodyStart;
   buffer.writeUInt32LE(bodyLength, offset);
-  buffer.writeUInt32LE(crc32(buffer.subarray(bodyStart, at)), offset + 4);
+  buffer.writeUInt32LE(crc32Range(buffer, bodyStart, at), offset + 4);
   return at - offset;
 }
 
@@ -117,7 +117,7 @@ export function decodeRecord(buffer: Buffer, offset: number, end: number): Decod
   const bodyStart = offset + HEADER_BYTES;
   const bodyEnd = bodyStart + length;
   if (bodyEnd > end) return { kind: 'incomplete' };
-  if (crc32(buffer.subarray(bodyStart, bodyEnd)) !== buffer.readUInt32LE(offset + 4)) return { kind: 'damaged', reason: 'checksum mismatch' };
+  if (crc32Range(buffer, bodyStart, bodyEnd) !== buffer.readUInt32LE(offset + 4)) return { kind: 'damaged', reason: 'checksum mismatch' };
   let at = bodyStart;
   if (buffer[at++] !== FORMAT) return { kind: 'damaged', reason: 'unknown record format' };
   const seq = buffer.readUIntLE(at, 6);
