@@ -147,7 +147,7 @@ export class NucleonAedes extends Aedes {
    */
   private routeQos0Directly(packet: PublishPacket, client: Client, done: Done): boolean {
     const emitter = this.directEmitter;
-    if (emitter === undefined || emitter.closed || packet.retain || packet.topic.charCodeAt(0) === DOLLAR || this.gate.queued > 0 || hasOwn(packet, 'properties') || this.listenerCount('publish') > 0) return false;
+    if (emitter === undefined || emitter.closed || packet.retain || packet.topic.charCodeAt(0) === DOLLAR || this.gate.queued > 0 || Object.hasOwn(packet, 'properties') || this.listenerCount('publish') > 0) return false;
     const counters = this as unknown as { counter: number; id: string };
     const message = new RoutedQos0(counters.id, ++counters.counter, packet.topic, packet.payload, client.id);
     const subscriptions = emitter._matcher.match(packet.topic) as ReadonlyArray<SubscriptionFunction>;
@@ -231,10 +231,6 @@ export class NucleonAedes extends Aedes {
 function noop(): void {}
 
 const DOLLAR = 0x24;
-
-function hasOwn(object: object, key: string): boolean {
-  return Object.prototype.hasOwnProperty.call(object, key);
-}
 
 /** aedes' default mqemitter, as routeQos0Directly reads it (checked in NucleonAedes' constructor). */
 interface LocalEmitter {
