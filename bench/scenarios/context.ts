@@ -99,18 +99,22 @@ export async function acrossTargetsInRounds(
   result: ScenarioResult,
   rounds: number,
   measure: (target: Target, round: number) => Promise<Figures>,
-  options: { variants?: boolean; extra?: Partial<TargetOptions>; only?: TargetName[] } = {},
+  options: { variants?: boolean; extra?: Partial<TargetOptions>; only?: TargetName[]; laterRoundsOnly?: TargetName[] } = {},
 ): Promise<Partial<Record<TargetName, Figures[]>>> {
   const perRound: Partial<Record<TargetName, Figures[]>> = {};
   // The brokers acrossTargets measures (the others would show as rounds of blanks).
-  const names = context.targets
-    .map((t) => t.name)
-    .filter((name) => (!options.only || options.only.includes(name)) && (options.variants || !VARIANT_NAMES.includes(name)) && (!ON_REQUEST_NAMES.includes(name) || options.only?.includes(name)));
+  const measured = (only: TargetName[] | undefined) =>
+    context.targets
+      .map((t) => t.name)
+      .filter((name) => (!only || only.includes(name)) && (options.variants || !VARIANT_NAMES.includes(name)) && (!ON_REQUEST_NAMES.includes(name) || only?.includes(name)));
+  const names = measured(options.only);
   for (let round = 0; round < rounds; round++) {
+    // After the first round, only the brokers the verdict compares, where measuring every one again costs too long.
+    const only = round > 0 && options.laterRoundsOnly ? options.laterRoundsOnly.filter((name) => !options.only || options.only.includes(name)) : options.only;
     const scratch: ScenarioResult = { ...result, metrics: result.metrics.map((m) => ({ ...m, values: {} })), notes: [] };
-    await acrossTargets(context, scratch, (target) => measure(target, round), options);
+    await acrossTargets(context, scratch, (target) => measure(target, round), { ...options, only });
     for (const note of scratch.notes) result.notes.push(rounds > 1 ? `round ${String(round + 1)}: ${note}` : note);
-    for (const name of names) {
+    for (const name of measured(only)) {
       const figures = scratch.metrics.map((m) => m.values[name]);
       (perRound[name] ??= []).push(figures);
     }
@@ -135,11 +139,16 @@ export async function acrossTargetsInRounds(
  * (a p99, say: the metric at `index`) per round and broker, so the spread shows.
  */
 export function roundsNote(perRound: Partial<Record<TargetName, Figures[]>>, index: number, label: string): string {
-  const rounds = Math.max(0, ...Object.values(perRound).map((figures) => figures.length));
+  const counts = Object.values(perRound).map((figures) => figures.length);
+  const rounds = Math.max(0, ...counts);
+  const once = Object.entries(perRound)
+    .filter(([, figures]) => figures.length < rounds)
+    .map(([name]) => name);
   const perBroker = Object.entries(perRound)
     .map(([name, figures]) => `${name} ${figures.map((f) => (typeof f[index] === 'number' ? f[index].toFixed(3) : String(f[index]))).join(' / ')}`)
     .join('; ');
-  return `Each figure is the median of ${String(rounds)} rounds; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. ${label} per round: ${perBroker}.`;
+  const subset = once.length > 0 ? ` (${once.join(', ')} in the first round only, beside the brokers the target compares: its figures are of that one run)` : '';
+  return `Each figure is the median of ${String(rounds)} rounds${subset}; in each round every broker runs once, one after the other, so drifts of the shared machine hit them alike. ${label} per round: ${perBroker}.`;
 }
 
 /**
