@@ -1,36 +1,30 @@
 // CPU per PUBLISH parsed by aedes' copy of mqtt-packet (with Nucleon's parser
-// patches), with bl's own BufferList methods, with fast readers only
-// (readUInt8/16BE/32BE) and with every fast path of
-// src/mqtt/aedes/patches/fast-buffer-list.ts, in alternating rounds. Input is
-// what a device's bounded read hands the parser (bounded-reads.ts): 4 KB
-// chunks of 64-byte PUBLISH packets, QoS 0 and QoS 1.
+// patches), buffering its input in bl's BufferList (what mqtt-packet does
+// alone, less its stream) and in src/mqtt/aedes/patches/parser-input.ts (what
+// Nucleon installs), in alternating rounds. Input is what a device's bounded
+// read hands the parser (bounded-reads.ts): 4 KB chunks of 64-byte PUBLISH
+// packets, QoS 0 and QoS 1.
 //
 //   node --import tsx scripts/packet-parse-cost.ts [packets per round] [rounds]
 import { createRequire } from 'node:module';
-import { FAST_METHODS } from '../src/mqtt/aedes/patches/fast-buffer-list.js';
 import '../src/mqtt/aedes/patches/index.js';
+import { ParserInput } from '../src/mqtt/aedes/patches/parser-input.js';
 
 const require = createRequire(import.meta.url);
 const parserPath = createRequire(require.resolve('aedes')).resolve('mqtt-packet/parser.js');
 const fromParser = createRequire(parserPath);
-const mqttPacket = fromParser('./mqtt.js') as { parser(): { on(event: string, listener: (value: unknown) => void): void; parse(buffer: Buffer): number }; generate(packet: object): Buffer };
-const blPath = fromParser.resolve('bl/BufferList.js');
-const { BufferList } = fromParser('bl') as { BufferList: { prototype: Record<string, unknown> } };
-const patchedModule = require.cache[blPath];
-delete require.cache[blPath];
-const pristine = (fromParser('bl/BufferList.js') as { prototype: Record<string, unknown> }).prototype;
-if (patchedModule) require.cache[blPath] = patchedModule;
+interface Parser {
+  _list: unknown;
+  on(event: string, listener: (value: unknown) => void): void;
+  parse(buffer: Buffer): number;
+}
+const mqttPacket = fromParser('./mqtt.js') as { parser(): Parser; generate(packet: object): Buffer };
+const { BufferList } = fromParser('bl') as { BufferList: new () => unknown };
 
-const fast = Object.fromEntries(FAST_METHODS.map((method): [string, unknown] => [method, Reflect.get(BufferList.prototype, method)]));
-const readersOnly = { ...pristine, readUInt8: fast.readUInt8, readUInt16BE: fast.readUInt16BE, readUInt32BE: fast.readUInt32BE };
-const variants: [string, Record<string, unknown>][] = [
-  ["bl's own methods", pristine],
-  ['fast readers only', readersOnly],
-  ['every fast path', fast],
+const variants: [string, () => unknown][] = [
+  ["bl's BufferList", () => new BufferList()],
+  ['ParserInput', () => new ParserInput()],
 ];
-const use = (methods: Readonly<Record<string, unknown>>) => {
-  for (const method of FAST_METHODS) Reflect.set(BufferList.prototype, method, Reflect.get(methods, method));
-};
 
 const perRound = Number(process.argv[2] ?? 1_000_000);
 const rounds = Number(process.argv[3] ?? 5);
@@ -45,8 +39,9 @@ function chunks(qos: 0 | 1): Buffer[] {
   return out;
 }
 
-function run(input: Buffer[]): number {
+function run(input: Buffer[], list: () => unknown): number {
   const parser = mqttPacket.parser();
+  parser._list = list();
   let parsed = 0;
   parser.on('packet', () => parsed++);
   parser.on('error', (error) => {
@@ -61,13 +56,9 @@ function run(input: Buffer[]): number {
 for (const qos of [0, 1] as const) {
   const input = chunks(qos);
   const results = new Map<string, number[]>(variants.map(([name]) => [name, []]));
-  use(pristine);
-  run(input);
+  for (const [, list] of variants) run(input, list);
   for (let round = 0; round < rounds; round++) {
-    for (const [name, methods] of variants) {
-      use(methods);
-      results.get(name)?.push(run(input));
-    }
+    for (const [name, list] of variants) results.get(name)?.push(run(input, list));
   }
-  for (const [name, values] of results) console.log(`QoS ${qos}, ${name.padEnd(17)} ns CPU per PUBLISH: ${values.map((v) => v.toFixed(0)).join(', ')}`);
+  for (const [name, values] of results) console.log(`QoS ${qos}, ${name.padEnd(15)} ns CPU per PUBLISH: ${values.map((v) => v.toFixed(0)).join(', ')}`);
 }

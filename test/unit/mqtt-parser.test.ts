@@ -22,10 +22,10 @@ function aedesParser(): ParserLike {
   return Parser.parser();
 }
 
-test("aedes' MQTT parser buffers in a plain BufferList (no stream per connection) and still parses packets split anywhere", () => {
+test("aedes' MQTT parser buffers in a ParserInput (no stream per connection) and still parses packets split anywhere", () => {
   assert.equal(leanParserState, 'installed');
   const parser = aedesParser();
-  assert.equal(parser._list.constructor.name, 'BufferList');
+  assert.equal(parser._list.constructor.name, 'ParserInput');
   assert.equal(parser._list.pipe, undefined);
   const seen: string[] = [];
   parser.on('packet', (packet) => seen.push(packet.cmd === 'publish' ? `publish ${packet.topic} ${packet.payload.length}` : packet.cmd));

@@ -63,7 +63,7 @@ export const CONTACTS = [
   { file: 'packet-limit.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._parseLength and the parser-to-client link aedes sets' },
   { file: 'patches/quiet-debug.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "its debug loggers, created when it loads" },
   { file: 'patches/lean-parser.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: 'Parser._resetState, _parseConnect and the settings fields it reads, _newPacket, _parseHeader and parse()' },
-  { file: 'patches/fast-buffer-list.ts', dependency: 'bl', verifiedWith: '6.1.6', what: 'BufferList readUInt8/16BE/32BE and _bufs' },
+  { file: 'patches/parser-input.ts', dependency: 'mqtt-packet', verifiedWith: '9.0.2', what: "the members of its `_list` the Parser uses: append, length, readUInt8/16BE/32BE, slice, toString, consume (bl's BufferList semantics)" },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the outgoing queue key layout' },
   { file: 'persistence-db.ts', dependency: 'aedes-persistence-level', verifiedWith: '9.2.0', what: 'the database methods it calls (get, put, del, batch, clear, values, close) with Buffer values' },
   { file: 'queue-layout.ts', dependency: 'aedes-persistence-redis', verifiedWith: '11.2.2', what: 'the outgoing queue list key' },
@@ -99,13 +99,12 @@ export function installAedesContacts(aedes: NucleonAedes, options: ContactOption
 }
 
 function checkPerformancePatches(): string[] {
-  const { quietDebug, fastBufferList, leanParser, leanConnect, idlePacket } = dependencyPatches;
+  const { quietDebug, leanParser, leanConnect, idlePacket } = dependencyPatches;
   const warnings: string[] = [];
   if (quietDebug === 'mqtt-packet-already-loaded') warnings.push('mqtt-packet was loaded before Nucleon: its disabled debug loggers still cost CPU (import Nucleon first)');
   else if (quietDebug !== 'installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `quiet-debug: ${quietDebug}`);
   if (leanParser !== 'installed' && leanParser !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser: ${leanParser}`);
   if (leanConnect !== 'installed' && leanConnect !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser (CONNECT settings): ${leanConnect}`);
   if (idlePacket !== 'installed' && idlePacket !== 'already-installed') throw new DependencyMismatchError('mqtt-packet', installedVersion('mqtt-packet'), `lean-parser (idle packet): ${idlePacket}`);
-  if (fastBufferList !== 'installed') throw new DependencyMismatchError('bl', installedVersion('bl'), `fast-buffer-list: ${fastBufferList}`);
   return warnings;
 }

@@ -3,22 +3,19 @@
  * bench and each guarded: when the dependency no longer looks like the
  * version a patch was written for, the patch does nothing and its state says
  * why (logged at start-up by the MQTT runner). They change cost, never
- * behaviour; the tests in test/quiet-debug, fast-buffer-list and mqtt-parser
+ * behaviour; the tests in test/quiet-debug, parser-input and mqtt-parser
  * check both the effect and the equivalence.
  *
  * Order matters: quiet-debug must run before mqtt-packet is first loaded, and
  * lean-parser loads it.
  */
 import { quietDebugState } from './quiet-debug.js';
-import { FAST_METHODS, fastBufferListMethods } from './fast-buffer-list.js';
 import { idlePacketState, leanConnectState, leanParserState } from './lean-parser.js';
 
 export interface DependencyPatchStates {
   /** mqtt-packet's disabled `debug` loggers are no-ops. */
   quietDebug: string;
-  /** BufferList readers that read the first buffer directly. */
-  fastBufferList: string;
-  /** aedes' parsers buffer in a plain BufferList rather than a stream. */
+  /** aedes' parsers buffer in a ParserInput rather than a bl stream. */
   leanParser: string;
   /** aedes' parsers keep shared settings rather than their CONNECT packet. */
   leanConnect: string;
@@ -28,7 +25,6 @@ export interface DependencyPatchStates {
 
 export const dependencyPatches: DependencyPatchStates = {
   quietDebug: quietDebugState,
-  fastBufferList: fastBufferListMethods.length === FAST_METHODS.length ? 'installed' : `partly: ${fastBufferListMethods.join(', ') || 'none'}`,
   leanParser: leanParserState,
   leanConnect: leanConnectState,
   idlePacket: idlePacketState,

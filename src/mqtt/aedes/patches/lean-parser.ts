@@ -2,12 +2,12 @@
  * Every aedes client owns an mqtt-packet Parser, and the parser buffers input
  * in `bl()`: a BufferListStream, which is a whole readable-stream Duplex
  * (ReadableState, WritableState, bound callbacks) around a BufferList. The
- * parser only appends, reads, slices and consumes, never streams, so a plain
- * BufferList does the same job: about 985 B of heap per parser for `bl()`
- * against 85 B, measured with 50,000 of each; that is 0.9 KB per idle device
- * (bench scenario 5). A plain BufferList also gets the fast readers of
- * fast-buffer-list.ts, which patches BufferList.prototype; BufferListStream
- * copied those methods when bl loaded and never sees the patch.
+ * parser only appends, reads, slices and consumes, never streams: here it
+ * buffers in a ParserInput (parser-input.ts), which answers those calls as
+ * bl's BufferList does without a Buffer view per read or consume. A plain
+ * BufferList already took the heap per parser from about 985 B for `bl()`
+ * to 85 B, measured with 50,000 of each: 0.9 KB per idle device (bench
+ * scenario 5); a ParserInput is no larger.
  *
  * Only the parser's `_resetState` changes, and only when its source is the
  * one this replaces (mqtt-packet 9); anything else is left alone and
@@ -32,6 +32,7 @@
 import './quiet-debug.js';
 import { createRequire } from 'node:module';
 import { bodyOf } from '../method-body.js';
+import { ParserInput } from './parser-input.js';
 
 interface ParserPrototype {
   _resetState: (this: ParserInternals) => void;
@@ -43,13 +44,12 @@ interface ParserInternals {
   _stateCounter: number;
 }
 
-export type LeanParserState = 'installed' | 'already-installed' | 'parser-changed' | 'no-buffer-list';
+export type LeanParserState = 'installed' | 'already-installed' | 'parser-changed';
 
-/** The copy of mqtt-packet that aedes loads: its Parser prototype, its Packet, and the bl BufferList it uses. */
+/** The copy of mqtt-packet that aedes loads: its Parser prototype and its Packet. */
 interface ParserModules {
   prototype: ParserPrototype & IdleParser & ConnectParser & Record<string, unknown>;
   Packet: new () => { length: number };
-  BufferList: (new () => { _bufs?: unknown }) | undefined;
 }
 
 let modules: ParserModules | undefined;
@@ -62,7 +62,6 @@ function parserModules(): ParserModules {
   modules = {
     prototype: (fromParser(parserPath) as { prototype: ParserModules['prototype'] }).prototype,
     Packet: fromParser('./packet.js') as ParserModules['Packet'],
-    BufferList: (fromParser('bl') as { BufferList?: ParserModules['BufferList'] }).BufferList,
   };
   return modules;
 }
@@ -71,15 +70,14 @@ function parserModules(): ParserModules {
 const EXPECTED = 'this.packet=newPacket()this.error=nullthis._list=bl()this._stateCounter=0';
 
 function install(): LeanParserState {
-  const { prototype, Packet, BufferList } = parserModules();
+  const { prototype, Packet } = parserModules();
   const original = prototype._resetState;
   if ((original as { lean?: boolean }).lean) return 'already-installed';
-  if (typeof BufferList !== 'function') return 'no-buffer-list';
   if (bodyOf(original) !== EXPECTED) return 'parser-changed';
   const lean = function leanResetState(this: ParserInternals): void {
     this.packet = idlePacket ?? new Packet();
     this.error = null;
-    this._list = new BufferList();
+    this._list = new ParserInput();
     this._stateCounter = 0;
   };
   (lean as { lean?: boolean }).lean = true;
@@ -105,13 +103,12 @@ let idlePacket: object | undefined;
 const EXPECTED_NEW_PACKET = "if(this.packet){this._list.consume(this.packet.length)this.emit('packet',this.packet)}this.packet=newPacket()this._pos=0returntrue";
 
 function installIdlePacket(): IdlePacketState {
-  const { prototype, Packet, BufferList } = parserModules();
+  const { prototype, Packet } = parserModules();
   if ((prototype._parseHeader as { lean?: boolean }).lean) return 'already-installed';
   // parse() reads only `packet.length` (-1: no packet begun) before a state runs; _parseHeader is the state that begins one.
   const parseReadsLength = /this\.packet\.length !== -1/.test(String(prototype.parse));
   const empty = new Packet();
-  const listHoldsArray = typeof BufferList === 'function' && Array.isArray(new BufferList()._bufs);
-  if (bodyOf(prototype._newPacket) !== EXPECTED_NEW_PACKET || !parseReadsLength || empty.length !== -1 || !listHoldsArray) return 'parser-changed';
+  if (bodyOf(prototype._newPacket) !== EXPECTED_NEW_PACKET || !parseReadsLength || empty.length !== -1) return 'parser-changed';
   const idle = Object.freeze(empty);
   const parseHeader = prototype._parseHeader;
   const leanParseHeader = function leanParseHeader(this: IdleParser): boolean {
@@ -141,7 +138,7 @@ function installIdlePacket(): IdlePacketState {
 /** Whether aedes' idle parsers share one empty Packet ('installed') or why not. Installed before the lean reset, which uses it. */
 export const idlePacketState: IdlePacketState = installIdlePacket();
 
-/** Whether aedes' parsers buffer in a plain BufferList ('installed') or why not. */
+/** Whether aedes' parsers buffer in a ParserInput ('installed') or why not. */
 export const leanParserState: LeanParserState = install();
 
 interface ConnectSettings {
