@@ -140,6 +140,18 @@ test('consuming allocates nothing: the first chunk stays, read from past what wa
   assert.equal(input.toString(), 'abc');
 });
 
+test('consuming the last byte leaves a fresh chunk array, not the grown one (an idle connection keeps no backing store)', () => {
+  const input = new ParserInput();
+  input.append(Buffer.from('01234')).append(Buffer.from('56789'));
+  const grown = input._bufs;
+  input.consume(4);
+  assert.equal(input._bufs, grown, 'a partly consumed list keeps its array');
+  input.consume(6);
+  assert.equal(input.length, 0);
+  assert.equal(input._bufs.length, 0);
+  assert.notEqual(input._bufs, grown);
+});
+
 test('a slice inside the first chunk is a view of it, not a copy; one across chunks joins only the chunks it needs', () => {
   const first = Buffer.from('0123456789');
   const input = new ParserInput();

@@ -23,9 +23,8 @@
  * Between packets a parser holds a fresh empty Packet for the next one (made
  * as soon as the last was emitted): 120 B on every idle connection. Here an
  * idle parser points at one shared, frozen empty Packet instead, and makes
- * its own when the first byte of the next packet is parsed; and a buffer
- * list emptied by the packet gets a fresh array, since the emptied one keeps
- * its grown backing store (152 B) for as long as the connection is idle.
+ * its own when the first byte of the next packet is parsed (the input a
+ * packet empties drops its chunk array too: parser-input.ts).
  * `idlePacketState` says whether that is installed.
  */
 // First: mqtt-packet creates its debug loggers when it loads, and parserModules() below loads it.
@@ -89,7 +88,7 @@ export type IdlePacketState = 'installed' | 'already-installed' | 'parser-change
 
 interface IdleParser {
   packet: unknown;
-  _list: { consume(bytes: number): void; length: number; _bufs: unknown[] };
+  _list: { consume(bytes: number): void };
   _pos: number;
   emit(event: 'packet', packet: unknown): boolean;
   _parseHeader: (this: IdleParser) => boolean;
@@ -118,10 +117,7 @@ function installIdlePacket(): IdlePacketState {
   const leanNewPacket = function leanNewPacket(this: IdleParser): boolean {
     const packet = this.packet as { length: number } | undefined;
     if (packet) {
-      const list = this._list;
-      list.consume(packet.length);
-      // An emptied list keeps its array's grown backing store (152 B) while idle; a fresh array has none.
-      if (list.length === 0 && list._bufs.length === 0) list._bufs = [];
+      this._list.consume(packet.length);
       this.emit('packet', packet);
     }
     this.packet = idle;
