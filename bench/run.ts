@@ -41,6 +41,7 @@ Environment (A/B measurements of Nucleon only):
   BENCH_NUCLEON_NODE_FLAGS="--flag ..."  extra Node flags for the Nucleon process (e.g. GC settings)
   BENCH_NUCLEON_DIST=/abs/dir            run another build of Nucleon (tsc -p tsconfig.build.json --incremental false --outDir <dir inside the repo>)
   BENCH_NUCLEON_COMMIT_SPACING_MS=1      Nucleon's [ingest] commit_spacing_ms (default: Nucleon's own, 0)
+  BENCH_NUCLEON_QOS0_COMMIT_DELAY_MS=0  Nucleon's [ingest] qos0_commit_delay_ms (default: Nucleon's own)
 Environment (development):
   BENCH_SCENARIO10_CASES=q0c,q1p         only these cases of scenario 10 (q<QoS><p: persistent | c: clean>)
   BENCH_SCENARIO12_PARTS=telemetry       only this half of scenario 12 (telemetry or app)

@@ -31,8 +31,8 @@ export function documentedKeys(toml: string): DocumentedKey[] {
       section = header[1] ?? '';
       continue;
     }
-    const entry = /^([a-z_]+)\s*=\s*((?:"[^"]*"|\[[^\]]*\]|[^#\s]+))\s*(?:#\s*(.*))?$/.exec(line);
-    if (!entry || (commented && !/^#\s*[a-z_]+\s*=/.test(raw))) continue;
+    const entry = /^([a-z0-9_]+)\s*=\s*((?:"[^"]*"|\[[^\]]*\]|[^#\s]+))\s*(?:#\s*(.*))?$/.exec(line);
+    if (!entry || (commented && !/^#\s*[a-z0-9_]+\s*=/.test(raw))) continue;
     keys.push({ section, key: entry[1] ?? '', value: entry[2] ?? '', comment: (entry[3] ?? '').trim(), commented });
   }
   return keys;

@@ -116,6 +116,7 @@ export class Nucleon implements AsyncDisposable {
             maxBytes: ingest.max_bytes,
             segmentBytes: ingest.segment_bytes,
             commitSpacingMs: ingest.commit_spacing_ms,
+            qos0CommitDelayMs: ingest.qos0_commit_delay_ms,
             logger: this.logger.child({ component: 'ingest' }),
             metrics: this.metrics,
           });

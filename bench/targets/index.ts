@@ -110,13 +110,18 @@ function inProcessTarget(name: TargetName, server: RpcChild, port: number, otaHt
   };
 }
 
-/** BENCH_NUCLEON_COMMIT_SPACING_MS: `[ingest] commit_spacing_ms` for an A/B of the spacing (unset: Nucleon's default). */
-function commitSpacing(): { commit_spacing_ms?: number } {
-  const text = process.env.BENCH_NUCLEON_COMMIT_SPACING_MS;
+/** A whole number of ms from the environment variable `name`, for an A/B of an ingest setting (unset: Nucleon's default). */
+function ingestMsFromEnv<K extends string>(name: string, key: K): Partial<Record<K, number>> {
+  const text = process.env[name];
   if (text === undefined || text === '') return {};
   const ms = Number(text);
-  if (!Number.isInteger(ms) || ms < 0) throw new Error(`BENCH_NUCLEON_COMMIT_SPACING_MS must be a whole number of ms, got ${JSON.stringify(text)}`);
-  return { commit_spacing_ms: ms };
+  if (!Number.isInteger(ms) || ms < 0) throw new Error(`${name} must be a whole number of ms, got ${JSON.stringify(text)}`);
+  return { [key]: ms } as Partial<Record<K, number>>;
+}
+
+/** BENCH_NUCLEON_COMMIT_SPACING_MS and BENCH_NUCLEON_QOS0_COMMIT_DELAY_MS: `[ingest]` settings for A/B runs. */
+function ingestTuning(): { commit_spacing_ms?: number; qos0_commit_delay_ms?: number } {
+  return { ...ingestMsFromEnv('BENCH_NUCLEON_COMMIT_SPACING_MS', 'commit_spacing_ms'), ...ingestMsFromEnv('BENCH_NUCLEON_QOS0_COMMIT_DELAY_MS', 'qos0_commit_delay_ms') };
 }
 
 /** Extra Node flags for the Nucleon process only, for A/B measurements (e.g. GC settings): BENCH_NUCLEON_NODE_FLAGS="--a --b". */
@@ -144,7 +149,7 @@ export async function startNucleon(options: TargetOptions): Promise<Target> {
     },
     ota: { http: { enabled: options.otaHttpPort !== undefined, host: '127.0.0.1', port: options.otaHttpPort ?? 0, tls: true, connections_per_address: 0 } },
     admin: { enabled: false },
-    ingest: { durability: options.durability ?? 'fsync', ...commitSpacing() },
+    ingest: { durability: options.durability ?? 'fsync', ...ingestTuning() },
     ...(options.influx ? { influx: options.influx } : {}),
     ...(workers > 0 ? { cluster: { redis_url: options.redisUrl } } : {}),
   };

@@ -7,7 +7,7 @@ import { WaitList } from '../util/wait-list.js';
 import { readCursors, writeCursors, type Cursors } from './cursors.js';
 import { loadLogId } from './log-id.js';
 import type { DeviceMessage } from './record.js';
-import { SegmentLog, type BatchStats, type Durability, type LogReader, type SegmentLogOptions } from './segment-log.js';
+import { SegmentLog, SPACED_BELOW_RECORDS, type BatchStats, type Durability, type LogReader, type SegmentLogOptions } from './segment-log.js';
 import { LEASE_SIZE, readLease, writeLease } from './seq-lease.js';
 
 export type Acknowledge = () => void;
@@ -20,6 +20,8 @@ export interface IngestLogOptions {
   segmentBytes: number;
   /** The shortest time between the starts of two disk writes (ms): SegmentLogOptions.commitSpacingMs. */
   commitSpacingMs?: number;
+  /** How long a batch of QoS 0 messages only may wait for its write at light load (ms): SegmentLogOptions.unawaitedDelayMs. */
+  qos0CommitDelayMs?: number;
   /** How often committed cursors are saved and finished segments deleted. */
   cursorSaveMs?: number;
   logger: Logger;
@@ -126,6 +128,7 @@ export class IngestLog {
       durability: options.durability,
       segmentBytes: options.segmentBytes,
       commitSpacingMs: options.commitSpacingMs,
+      unawaitedDelayMs: options.qos0CommitDelayMs,
       onDamage: (report) => {
         this.metrics.damaged.inc({ what: report.reason === 'torn or damaged tail cut' ? 'torn_tail' : 'record' });
         this.metrics.damagedBytes.inc(report.bytes);
@@ -241,7 +244,11 @@ export class IngestLog {
    * durable. The caller hands the event on. Check `hasRoom` first.
    */
   append(event: DeviceEvent, message: DeviceMessage, ack: Acknowledge | undefined): void {
-    const seq = this.segments.append(message);
+    // A QoS 0 message has no acknowledgement waiting for the disk: at light load (fewer than a batch's worth
+    // not durable yet) its batch may wait for more (qos0CommitDelayMs). Beyond that every message counts as
+    // awaited, since connections then wait for the disk before they read on, and routing waits for it too.
+    const awaited = message.qos !== 0 || this.appendedSeq - this.headSeq >= SPACED_BELOW_RECORDS;
+    const seq = this.segments.append(message, awaited);
     event.log = new Position(this.id, seq, false);
     this.pendingAcks.push(ack);
     if (seq > this.leaseEnd - this.leaseSize / 2) this.extendLease();

@@ -31,6 +31,15 @@ import { decodeRecord, encodeRecord, HEADER_BYTES, MAX_BODY_BYTES, recordSize, t
  *   on under light load, yet at 2 ms the p99 device -> app latency (bench
  *   scenario 4, "fsync") rose from about 1 to 2-7 ms, for a reason not yet
  *   found (README "Commit spacing").
+ * - Unawaited batches (`unawaitedDelayMs`): a record appended with
+ *   `awaited` false has nothing waiting for it to be durable (a QoS 0
+ *   message: no acknowledgement, and at light load it reaches runners and
+ *   subscribers on append). A batch of only such records, fewer than
+ *   SPACED_BELOW_RECORDS, is written this long after its first record
+ *   instead of at once, so at light load many QoS 0 messages share one
+ *   write instead of one write each (the write's thread-pool trip and
+ *   completion cost the same whatever it carries). A record someone waits
+ *   for, or a full batch, starts the write at once as before.
  * - Segments: `<first seq, 16 digits>.seg`. A new one starts when the current
  *   one has reached `segmentBytes`; whole segments are deleted once every
  *   reader has passed them (`deleteThrough`).
@@ -71,6 +80,8 @@ export interface SegmentLogOptions {
    * "Spacing" in the comment above SegmentLog.
    */
   commitSpacingMs?: number;
+  /** How long a batch that no one waits for may wait before its write starts (ms; 0: at once). See "Unawaited batches" above. */
+  unawaitedDelayMs?: number;
   /** Writes a batch at a position (tests put slow or failing writes here); by default the whole buffer, in as many writes as it takes. */
   writeAt?: (handle: FileHandle, buffer: Buffer, length: number, position: number) => Promise<void>;
 }
@@ -138,6 +149,8 @@ class Batch {
   firstSeq = 0;
   lastSeq = 0;
   startedAt = 0;
+  /** Whether any record in it was appended with `awaited` (then it is written at once). */
+  awaited = false;
   /** `[seq, offset in batch]` at index points. */
   index: number[] = [];
   /** Where the batch goes, once placed; a retry writes the same bytes to the same place. */
@@ -157,6 +170,7 @@ class Batch {
   reset(): void {
     this.length = 0;
     this.records = 0;
+    this.awaited = false;
     this.index = [];
     this.target = undefined;
     this.offset = 0;
@@ -176,8 +190,8 @@ export class SegmentLog {
   private placedEnd = 0;
   private flushScheduled = false;
   private overlapTimer: NodeJS.Timeout | undefined;
-  /** Set while the filling batch waits for `commitSpacingMs` to pass since the last write started. */
-  private spacingTimer: NodeJS.Timeout | undefined;
+  /** Set while the filling batch is held back: by the spacing since the last write started, or as an unawaited batch. */
+  private holdTimer: NodeJS.Timeout | undefined;
   private lastWriteStarted = Number.NEGATIVE_INFINITY;
   /** Running average of a write's duration (ms). */
   private usualWriteMs = 0;
@@ -289,8 +303,10 @@ export class SegmentLog {
   /**
    * Adds a record to the batch being filled and returns its sequence number.
    * It is durable once `onDurable` reports a sequence number at or past it.
+   * `awaited` false: nothing waits for it to be durable, so its batch may be
+   * held back (`unawaitedDelayMs`).
    */
-  append(message: DeviceMessage): number {
+  append(message: DeviceMessage, awaited = true): number {
     if (this.closed) throw new Error('the ingest log is closed');
     const batch = this.filling;
     const size = recordSize(message);
@@ -308,6 +324,7 @@ export class SegmentLog {
     }
     batch.length += encodeRecord(batch.buffer, batch.length, seq, message);
     batch.records++;
+    if (awaited) batch.awaited = true;
     this.scheduleFlush();
     return seq;
   }
@@ -375,7 +392,7 @@ export class SegmentLog {
     clearTimeout(timer);
     this.closed = true;
     clearTimeout(this.overlapTimer);
-    clearTimeout(this.spacingTimer);
+    clearTimeout(this.holdTimer);
     for (const wake of this.wakeRetries) wake();
     await Promise.all(this.inFlight.map((batch) => batch.writing));
     await this.spareWriting;
@@ -471,9 +488,9 @@ export class SegmentLog {
 
   private scheduleFlush(): void {
     if (this.flushScheduled || this.overlapTimer !== undefined || this.inFlight.length >= MAX_IN_FLIGHT) return;
-    // Waiting for the spacing: its timer starts the batch, or an append that comes once it has passed
+    // Held back: its timer starts the batch, or an append that comes once the hold has passed or ends it
     // (a timer fires a millisecond late or more; an append at 5,000 msg/s comes every 0.2 ms).
-    if (this.spacingTimer !== undefined && this.spacingLeftMs() > 0) return;
+    if (this.holdTimer !== undefined && this.holdLeftMs() > 0) return;
     this.flushScheduled = true;
     // After this turn's other socket reads: every device's message of this turn joins the batch.
     setImmediate(this.flush);
@@ -491,12 +508,14 @@ export class SegmentLog {
     if (this.filling.records === 0 || this.closed || this.inFlight.length >= MAX_IN_FLIGHT) return;
     const ahead = this.inFlight.at(-1);
     if (ahead === undefined) {
-      const wait = this.spacingLeftMs();
+      const wait = this.holdLeftMs();
       if (wait > 0) {
-        this.spacingTimer ??= setTimeout(this.afterSpacing, Math.ceil(wait));
+        this.holdTimer ??= setTimeout(this.afterHold, Math.ceil(wait));
         return;
       }
     } else {
+      // An unawaited batch is in no hurry: it goes once the write ahead has ended.
+      if (this.unawaitedLeftMs() > 0) return;
       const active = this.active;
       // The batch ahead must be placed in the active segment, with room after it, and not failing.
       if (ahead.target === undefined || ahead.target !== active || ahead.failures > 0 || this.placedEnd >= this.options.segmentBytes) return;
@@ -512,15 +531,24 @@ export class SegmentLog {
     this.startWrite();
   };
 
-  /** How long the batch being filled still waits for the spacing (0 or less: not at all; a batch of SPACED_BELOW_RECORDS never waits). */
-  private spacingLeftMs(): number {
+  /** How long the batch being filled is still held back (0 or less: not at all; a batch of SPACED_BELOW_RECORDS never is). */
+  private holdLeftMs(): number {
+    if (this.filling.records >= SPACED_BELOW_RECORDS) return 0;
     const spacingMs = this.options.commitSpacingMs ?? 0;
-    if (spacingMs <= 0 || this.filling.records >= SPACED_BELOW_RECORDS) return 0;
-    return this.lastWriteStarted + spacingMs - performance.now();
+    const spacingLeft = spacingMs > 0 ? this.lastWriteStarted + spacingMs - performance.now() : 0;
+    return Math.max(spacingLeft, this.unawaitedLeftMs());
   }
 
-  private readonly afterSpacing = (): void => {
-    this.spacingTimer = undefined;
+  /** How long the batch being filled may still wait as one no one waits for (0 or less: it may not). */
+  private unawaitedLeftMs(): number {
+    const delayMs = this.options.unawaitedDelayMs ?? 0;
+    const batch = this.filling;
+    if (delayMs <= 0 || batch.awaited || batch.records >= SPACED_BELOW_RECORDS) return 0;
+    return batch.startedAt + delayMs - performance.now();
+  }
+
+  private readonly afterHold = (): void => {
+    this.holdTimer = undefined;
     this.flush();
   };
 
@@ -536,8 +564,8 @@ export class SegmentLog {
   private startWrite(): void {
     clearTimeout(this.overlapTimer);
     this.overlapTimer = undefined;
-    clearTimeout(this.spacingTimer);
-    this.spacingTimer = undefined;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     if ((this.options.commitSpacingMs ?? 0) > 0) this.lastWriteStarted = performance.now();
     const batch = this.filling;
     this.filling = this.freeBatches.pop() ?? new Batch(INITIAL_BATCH_BYTES);

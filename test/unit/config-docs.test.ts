@@ -31,7 +31,7 @@ test('config.toml with its example sections switched on is valid', () => {
   // Uncomment `# key = value` and `# [section]` lines: the examples must parse and validate.
   const uncommented = toml
     .split('\n')
-    .map((line) => (/^#\s*(\[[a-z_.]+\]|[a-z_]+\s*=)/.test(line) ? line.replace(/^#\s*/, '') : line))
+    .map((line) => (/^#\s*(\[[a-z_.]+\]|[a-z0-9_]+\s*=)/.test(line) ? line.replace(/^#\s*/, '') : line))
     .join('\n');
   const config = validateConfig(parseToml(uncommented), { label: 'config.toml' });
   assert.ok(config.influx);

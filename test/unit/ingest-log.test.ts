@@ -302,6 +302,7 @@ interface SetupOptions {
   segmentBytes?: number;
   writeAt?: ReturnType<typeof scriptedWrites>['writeAt'];
   leaseSize?: number;
+  qos0CommitDelayMs?: number;
 }
 
 async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
@@ -316,6 +317,7 @@ async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
     metrics,
     ...(options.writeAt ? { writeAt: options.writeAt } : {}),
     ...(options.leaseSize ? { leaseSize: options.leaseSize } : {}),
+    ...(options.qos0CommitDelayMs !== undefined ? { qos0CommitDelayMs: options.qos0CommitDelayMs } : {}),
   });
   await log.open();
   const broker = new EventBroker({ inboxSize: options.inbox ?? 64, maxWaiters: 10, logger: silentLogger(), metrics, log });
@@ -336,8 +338,8 @@ async function setup(dir: string, options: SetupOptions = {}): Promise<Setup> {
   return { log, broker, handled };
 }
 
-function ingest(broker: EventBroker, n: number, acks: number[]): void {
-  const msg = message(n);
+function ingest(broker: EventBroker, n: number, acks: number[], qos: DeviceMessage['qos'] = 1): void {
+  const msg = { ...message(n), qos };
   const decoded = deviceEvent(msg);
   assert.ok(decoded.ok);
   assert.equal(
@@ -609,4 +611,105 @@ test('commit spacing: the waiting batch is written once the spacing has passed',
   log.append(message(2));
   await waitFor(() => log.durableSeq === 2, 'the second write, after the spacing');
   await log.close();
+});
+
+/** Lets `turns` event-loop turns and a short timer pass (a batch that was not held back is written within them). */
+async function someTurns(turns = 5): Promise<void> {
+  for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+test('an unawaited batch waits for unawaitedDelayMs; a record someone waits for starts its write at once, all in one write', async (t) => {
+  const dir = await tempDir(t, 'nucleon-unawaited-');
+  const writes = scriptedWrites(new Map());
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, unawaitedDelayMs: 60_000, writeAt: writes.writeAt });
+  await log.open();
+  for (let n = 1; n <= 3; n++) log.append(message(n), false);
+  await someTurns();
+  assert.equal(writes.calls.length, 0, 'three unawaited records wait');
+  assert.equal(log.durableSeq, 0);
+  log.append(message(4));
+  await waitFor(() => log.durableSeq === 4, 'the awaited record and the three before it, far inside the 60 s delay');
+  assert.equal(writes.calls.length, 1, 'one write for all four');
+  // The next batch starts over: unawaited again, so it waits again.
+  log.append(message(5), false);
+  await someTurns();
+  assert.equal(log.durableSeq, 4, 'the next unawaited batch waits');
+  await log.flushed();
+  assert.equal(log.durableSeq, 5, 'flushed() does not wait for the delay');
+  assert.deepEqual((await readAll(log)).map((record) => record.seq), [1, 2, 3, 4, 5]);
+  await log.close();
+});
+
+test('an unawaited batch of SPACED_BELOW_RECORDS records is written at once; a short delay passes and the batch is written', async (t) => {
+  const dir = await tempDir(t, 'nucleon-unawaited-');
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, unawaitedDelayMs: 60_000 });
+  await log.open();
+  for (let n = 1; n < SPACED_BELOW_RECORDS; n++) log.append(message(n), false);
+  await someTurns();
+  assert.equal(log.durableSeq, 0, `${SPACED_BELOW_RECORDS - 1} unawaited records wait`);
+  log.append(message(SPACED_BELOW_RECORDS), false);
+  await waitFor(() => log.durableSeq === SPACED_BELOW_RECORDS, 'the full batch, without waiting for the delay');
+  await log.close();
+
+  const shortDir = await tempDir(t, 'nucleon-unawaited-');
+  const short = new SegmentLog({ dir: shortDir, durability: 'write', segmentBytes: 1 << 20, unawaitedDelayMs: 30 });
+  await short.open();
+  short.append(message(1), false);
+  await waitFor(() => short.durableSeq === 1, 'the unawaited record once the delay has passed');
+  await short.close();
+});
+
+test('an unawaited record behind a write in flight waits for the delay after it, not beside it', async (t) => {
+  const dir = await tempDir(t, 'nucleon-unawaited-');
+  const writes = scriptedWrites(new Map([[1, { fail: false }]]));
+  const log = new SegmentLog({ dir, durability: 'write', segmentBytes: 1 << 20, unawaitedDelayMs: 60_000, writeAt: writes.writeAt });
+  await log.open();
+  log.append(message(1));
+  await waitFor(() => writes.calls.length === 1, 'the first (awaited) write starts and is held');
+  log.append(message(2), false);
+  await someTurns();
+  writes.release();
+  await waitFor(() => log.durableSeq === 1, 'the first write done');
+  await someTurns();
+  assert.equal(writes.calls.length, 1, 'the unawaited record did not follow the write ahead at once');
+  await log.flushed();
+  assert.equal(log.durableSeq, 2);
+  await log.close();
+});
+
+test('QoS 0 messages are unawaited in the ingest log at light load: runners get them at once, their write waits; a QoS 1 message writes them with it', async (t) => {
+  const dir = await tempDir(t);
+  const writes = scriptedWrites(new Map());
+  const { log, broker, handled } = await setup(dir, { qos0CommitDelayMs: 60_000, writeAt: writes.writeAt });
+  const acks: number[] = [];
+  for (let n = 0; n < 3; n++) ingest(broker, n, acks, 0);
+  await waitFor(() => handled.length === 3, 'the runner has the QoS 0 messages at once');
+  await someTurns();
+  assert.equal(writes.calls.length, 0, 'no write for QoS 0 messages yet');
+  assert.deepEqual(acks, []);
+  ingest(broker, 3, acks, 1);
+  await waitFor(() => acks.length === 4, 'all four durable with the QoS 1 message');
+  assert.deepEqual(acks, [0, 1, 2, 3]);
+  assert.equal(writes.calls.length, 1, 'in one write');
+  assert.equal(log.headSeq, 4);
+  await broker.stop(1000);
+  await log.close(1000);
+});
+
+test('QoS 0 messages count as awaited once SPACED_BELOW_RECORDS messages are not durable yet (under load nothing waits for the delay)', async (t) => {
+  const dir = await tempDir(t);
+  const writes = scriptedWrites(new Map([[1, { fail: false }]]));
+  const { log, broker } = await setup(dir, { qos0CommitDelayMs: 60_000, writeAt: writes.writeAt, inbox: 1024 });
+  const acks: number[] = [];
+  // A write of SPACED_BELOW_RECORDS QoS 1 messages, held in flight.
+  for (let n = 0; n < SPACED_BELOW_RECORDS; n++) ingest(broker, n, acks, 1);
+  await waitFor(() => writes.calls.length === 1, 'the first write is in flight');
+  // One QoS 0 message behind it: the log is not at light load, so its batch follows the write at once.
+  ingest(broker, SPACED_BELOW_RECORDS, acks, 0);
+  writes.release();
+  await waitFor(() => log.headSeq === SPACED_BELOW_RECORDS + 1, 'the QoS 0 message written right after the write ahead, not 60 s later');
+  assert.equal(acks.length, SPACED_BELOW_RECORDS + 1);
+  await broker.stop(1000);
+  await log.close(1000);
 });
