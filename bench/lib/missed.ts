@@ -134,6 +134,8 @@ const CLOSING: Record<number, Closing> = {
     const oneCost = value('app QoS 1, 1 worker: broker CPU per message (primary + workers)');
     const twoCost = value('app QoS 1, 2 workers: broker CPU per message (primary + workers)');
     const twoBusy = value('app QoS 1, 2 workers: the machine busy while the devices published');
+    const oneOthers = value('app QoS 1, 1 worker: load generator + Redis CPU per message');
+    const twoOthers = value('app QoS 1, 2 workers: load generator + Redis CPU per message');
     if (missed('app QoS 1: 2 workers / 1 worker delivered') && oneRate !== undefined && twoRate !== undefined && oneCost !== undefined && twoCost !== undefined && twoBusy !== undefined) {
       // Delivered = broker cores / CPU per message, so the ratio splits into the two.
       const oneCores = (oneRate * oneCost) / 1e6;
@@ -141,6 +143,14 @@ const CLOSING: Record<number, Closing> = {
       lines.push(
         `App: the ratio is (broker cores used) / (CPU per message), each of two workers against one: ${twoCores.toFixed(2)} / ${oneCores.toFixed(2)} cores = ${(twoCores / oneCores).toFixed(2)}×, divided by ${twoCost.toFixed(2)} / ${oneCost.toFixed(2)} µs = ${(twoCost / oneCost).toFixed(2)}×. With two workers the machine was busy ${twoBusy.toFixed(0)} % (the load generator's share is in the notes), so more cores were not there to take; and one worker already used more than one core (the thread pool writing its ingest log, V8's GC threads). What would close it: cores to spare (the generator on another machine), and less CPU per message in each worker; why a message costs more in each of two workers on a full machine (half the load per process, so fewer messages per loop turn and per write; more processes than cores) is not measured here.`,
       );
+      if (oneOthers !== undefined && twoOthers !== undefined) {
+        // Every core busy, each message costing the workers and the generator what it cost in this run: the most two workers could deliver here.
+        const ceilingAtTwo = (cores * 1e6) / (twoCost + twoOthers) / oneRate;
+        const ceilingAtOne = (cores * 1e6) / (oneCost + oneOthers) / oneRate;
+        lines.push(
+          `The ceiling on this machine: with all ${cores} cores busy, a message costing the workers ${twoCost.toFixed(2)} µs and the load generator and Redis ${twoOthers.toFixed(2)} µs (this run, 2 workers), two workers could deliver at most ${ceilingAtTwo.toFixed(2)}× one worker; even at one worker's ${oneCost.toFixed(2)} + ${oneOthers.toFixed(2)} µs, ${ceilingAtOne.toFixed(2)}×. The target (${goalText(find(r, 'app QoS 1: 2 workers / 1 worker delivered')?.goal)}) is above that: only a load generator that costs less, or runs on cores the workers do not share, raises this ceiling (a worker that costs less per message speeds up one worker as much as two).`,
+        );
+      }
     }
     return lines.length > 0 ? lines : ['The figures this analysis needs were not measured in this run.'];
   },

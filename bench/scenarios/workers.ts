@@ -7,7 +7,7 @@ import { RedisServer } from '../lib/redis.js';
 import { metric, type Metric, type ScenarioResult } from '../lib/report.js';
 import { VictoriaMetrics } from '../lib/victoria.js';
 import type { Target, TargetOptions } from '../targets/index.js';
-import { acrossTargets, type Figures, type Scenario, type ScenarioContext } from './context.js';
+import { acrossTargets, US_PER_S, type Figures, type Scenario, type ScenarioContext } from './context.js';
 import { deviceTelemetry, POINTS_GOAL, TELEMETRY_DEVICES } from './influx.js';
 import { DEVICES, perMessage, runIngest, WINDOW } from './ingest.js';
 
@@ -111,7 +111,9 @@ async function appInMode(context: ScenarioContext, result: ScenarioResult, mode:
     const run = await runIngest(context, target, [{ qos: 1, target: 'q1', window: WINDOW }], { mode: 'unthrottled', durationMs, warmupMs, connectConcurrency: CONNECT_CONCURRENCY, cpuSharesBeside: beside });
     result.notes.push(`app QoS 1, ${mode.label}: CPU while the devices published (after the warm-up), as a share of one core: ${run.cpu ? describeCpu(run.cpu) : 'not measured'}.`);
     if (run.disconnected > 0) result.notes.push(`${mode.label}: ${run.disconnected} devices were disconnected by the broker (${run.publish.reasons.join('; ')}).`);
-    return [run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.cpu ? machineBusyPercent(run.cpu) : undefined, await spread];
+    const others = run.cpu?.groups.filter((g) => /^(load generator|redis-server)/.test(g.label)).reduce((sum, g) => sum + g.cpuS, 0);
+    const othersPerMessage = others === undefined ? undefined : (others * US_PER_S) / Math.max(1, run.delivered);
+    return [run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.cpu ? machineBusyPercent(run.cpu) : undefined, othersPerMessage, await spread];
   });
 }
 
@@ -140,12 +142,13 @@ export const scenario12: Scenario = {
       metric(`app QoS 1, ${mode.label}: broker CPU per message (primary + workers)`, 'µs', 2),
       metric(`app QoS 1, ${mode.label}: lost (acknowledged, not delivered)`, '', 0, { kind: 'max', limit: 0 }),
       metric(`app QoS 1, ${mode.label}: the machine busy while the devices published`, '% of all cores', 0),
+      metric(`app QoS 1, ${mode.label}: load generator + Redis CPU per message`, 'µs', 2),
       metric(`app QoS 1, ${mode.label}: devices per worker`, '', 0),
     ];
     const telSingle = tel(SINGLE).slice(0, 5);
     const telTwo = tel(TWO_WORKERS);
-    const appSingle = app(SINGLE).slice(0, 4);
-    const appOne = app(ONE_WORKER).slice(0, 4);
+    const appSingle = app(SINGLE).slice(0, 5);
+    const appOne = app(ONE_WORKER).slice(0, 5);
     const appTwo = app(TWO_WORKERS);
     const speedup = metric('app QoS 1: 2 workers / 1 worker delivered', '×', 2, { kind: 'min', limit: SPEEDUP_GOAL });
     const result: ScenarioResult = {
