@@ -134,7 +134,7 @@ export const configSchema = z.strictObject({
       max_bytes: int(1024 * 1024, 2 ** 50).default(1024 * 1024 * 1024),
       segment_bytes: int(64 * 1024, 1024 * 1024 * 1024).default(64 * 1024 * 1024),
       commit_spacing_ms: int(0, 100).default(0),
-      qos0_commit_delay_ms: int(0, 1000).default(5),
+      qos0_commit_delay_ms: int(0, 1000).default(0),
     })
     .prefault({}),
 
