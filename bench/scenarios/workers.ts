@@ -90,8 +90,7 @@ async function telemetryInMode(context: ScenarioContext, result: ScenarioResult,
         const text = await target.command<string>('metrics', {});
         context.log(text.split('\n').filter((line) => /^# worker|^nucleon_influx_write_seconds_(sum|count)|^nucleon_ingest_(batches|records|write_seconds|commit_seconds)/.test(line)).join('\n'));
       }
-      const others = run.cpu.groups.filter((g) => /^(load generator|victoria-metrics|redis-server)/.test(g.label)).reduce((sum, g) => sum + g.cpuS, 0);
-      return [run.pointsPerS, run.lost, run.cpuPerPointUs, machineBusyPercent(run.cpu), (others * 1e6) / Math.max(1, run.published), await spread];
+      return [run.pointsPerS, run.lost, run.cpuPerPointUs, machineBusyPercent(run.cpu), besideCpuPerMessageUs(run.cpu, run.published), await spread];
     });
   } finally {
     await vm.stop();
@@ -100,6 +99,10 @@ async function telemetryInMode(context: ScenarioContext, result: ScenarioResult,
 }
 
 const machineBusyPercent = (cpu: CpuReading) => (cpu.machineBusyCores / cpu.cores) * 100;
+
+/** CPU of what runs beside the broker (the load generator, victoria-metrics, Redis) per message or point (µs). */
+const besideCpuPerMessageUs = (cpu: CpuReading, messages: number) =>
+  (cpu.groups.filter((g) => /^(load generator|victoria-metrics|redis-server)/.test(g.label)).reduce((sum, g) => sum + g.cpuS, 0) * US_PER_S) / Math.max(1, messages);
 
 /** Device → app runner, QoS 1, as scenario 1 (the counting runner in every worker). */
 async function appInMode(context: ScenarioContext, result: ScenarioResult, mode: Mode, rows: Metric[]): Promise<void> {
@@ -111,9 +114,7 @@ async function appInMode(context: ScenarioContext, result: ScenarioResult, mode:
     const run = await runIngest(context, target, [{ qos: 1, target: 'q1', window: WINDOW }], { mode: 'unthrottled', durationMs, warmupMs, connectConcurrency: CONNECT_CONCURRENCY, cpuSharesBeside: beside });
     result.notes.push(`app QoS 1, ${mode.label}: CPU while the devices published (after the warm-up), as a share of one core: ${run.cpu ? describeCpu(run.cpu) : 'not measured'}.`);
     if (run.disconnected > 0) result.notes.push(`${mode.label}: ${run.disconnected} devices were disconnected by the broker (${run.publish.reasons.join('; ')}).`);
-    const others = run.cpu?.groups.filter((g) => /^(load generator|redis-server)/.test(g.label)).reduce((sum, g) => sum + g.cpuS, 0);
-    const othersPerMessage = others === undefined ? undefined : (others * US_PER_S) / Math.max(1, run.delivered);
-    return [run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.cpu ? machineBusyPercent(run.cpu) : undefined, othersPerMessage, await spread];
+    return [run.delivered / run.seconds, perMessage(run.brokerCpuS, run.delivered), run.accepted - run.delivered, run.cpu ? machineBusyPercent(run.cpu) : undefined, run.cpu ? besideCpuPerMessageUs(run.cpu, run.delivered) : undefined, await spread];
   });
 }
 

@@ -559,6 +559,12 @@ test('when the sequence lease cannot be written, appends stop at its end (device
   await log.close(1000);
 });
 
+/** Lets `turns` event-loop turns and a short timer pass (a batch that was not held back is written within them). */
+async function someTurns(turns = 5): Promise<void> {
+  for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 test('commit spacing: while the spacing has not passed since the last write started, the next batch waits; flushed() writes it at once', async (t) => {
   const dir = await tempDir(t, 'nucleon-spacing-');
   let writes = 0;
@@ -577,8 +583,7 @@ test('commit spacing: while the spacing has not passed since the last write star
   await waitFor(() => log.durableSeq === 1, 'the first write (nothing written before it)');
   log.append(message(2));
   // Several turns and a timer later, the second batch has still not been written.
-  for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await someTurns();
   assert.equal(writes, 1, 'the second batch waits for the spacing');
   assert.equal(log.durableSeq, 1);
   await log.flushed();
@@ -594,7 +599,7 @@ test('commit spacing holds back only a small batch: one of SPACED_BELOW_RECORDS 
   log.append(message(1));
   await waitFor(() => log.durableSeq === 1, 'the first write (nothing written before it)');
   for (let n = 2; n < SPACED_BELOW_RECORDS + 1; n++) log.append(message(n));
-  for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+  await someTurns();
   assert.equal(log.durableSeq, 1, `${SPACED_BELOW_RECORDS - 1} records wait for the spacing`);
   log.append(message(SPACED_BELOW_RECORDS + 1));
   // Far inside the 60 s spacing: the batch reached the bound, so it is not held back.
@@ -612,12 +617,6 @@ test('commit spacing: the waiting batch is written once the spacing has passed',
   await waitFor(() => log.durableSeq === 2, 'the second write, after the spacing');
   await log.close();
 });
-
-/** Lets `turns` event-loop turns and a short timer pass (a batch that was not held back is written within them). */
-async function someTurns(turns = 5): Promise<void> {
-  for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
-  await new Promise((resolve) => setTimeout(resolve, 20));
-}
 
 test('an unawaited batch waits for unawaitedDelayMs; a record someone waits for starts its write at once, all in one write', async (t) => {
   const dir = await tempDir(t, 'nucleon-unawaited-');
