@@ -292,6 +292,7 @@ export const configSchema = z.strictObject({
       bucket: text().min(1),
       token: text().default(''),
       timeout_ms: int(100, 600_000).default(10_000),
+      gzip: z.enum(['auto', 'always', 'never']).default('auto'),
       precision: z.enum(['ns', 'us', 'ms', 's']).default('ms'),
       batch_size: int(1, 1_000_000).default(5000),
       flush_interval_ms: int(10, 600_000).default(1000),

@@ -42,7 +42,7 @@ export class InfluxRunner extends EventRunner<Accepted> {
       },
     });
     const writer: InfluxWriter = new InfluxWriter({
-      sink: new InfluxHttpSink({ url: config.url, org: config.org, bucket: config.bucket, token: config.token, timeoutMs: config.timeout_ms }),
+      sink: new InfluxHttpSink({ url: config.url, org: config.org, bucket: config.bucket, token: config.token, timeoutMs: config.timeout_ms, gzip: config.gzip }),
       spool,
       precision: config.precision,
       batchSize: config.batch_size,

@@ -245,28 +245,48 @@ test('during an outage, new points reach the spool at each flush, also while the
   assert.equal(server.requests.length, requests, 'no write attempt before the back-off ends');
 });
 
-test('a batch of 64 KiB or more goes gzipped and arrives line for line; a smaller one goes as plain text', async (t) => {
+/**
+ * Publishes 1,500 points of about 50 bytes each (over 64 KiB of line protocol, one batch) and waits for them:
+ * the one request they came in, the lines they must have arrived as, and the batch's size as text.
+ */
+async function writeBatchOver64KiB(runner: Awaited<ReturnType<typeof startInfluxRunner>>, server: Awaited<ReturnType<typeof startLineServer>>) {
+  const note = 'x'.repeat(60);
+  const points = Array.from({ length: 1500 }, (_, i) => ({ measurement: 'env', tags: { room: `r${i % 7}` }, fields: { n: i, note }, timestampMs: T0 + i }));
+  await runner.broker.publish({ type: 'InfluxDataSave', points });
+  await waitFor(() => server.accepted.length === points.length, 'the 1,500 points written');
+  const big = server.requests[0];
+  assert.ok(big);
+  assert.equal(server.requests.length, 1, 'one request for the batch');
+  const plainBytes = Buffer.byteLength(big.lines.join('\n'));
+  assert.ok(plainBytes >= 64 * 1024, `the batch is ${plainBytes} bytes`);
+  return { big, plainBytes, lines: points.map((p) => `env,room=${p.tags.room} n=${p.fields.n},note="${note}" ${p.timestampMs}`) };
+}
+
+test('gzip = "always": a batch of 64 KiB or more goes gzipped and arrives line for line; a smaller one goes as plain text', async (t) => {
   // The batches leave as the bytes they are kept in, not decoded to a string for the client to encode again.
   assert.equal(new InfluxHttpSink({ url: 'http://127.0.0.1:9', org: '', bucket: 'b', token: '', timeoutMs: 1000 }).buffers, true);
   const env = await testEnv(t);
   const server = await startLineServer(env);
-  const runner = await startInfluxRunner(env, fastInflux(server.url, path.join(env.dir, 'spool'), { batch_size: 2000, flush_interval_ms: 200 }));
-  const note = 'x'.repeat(60);
-  const points = Array.from({ length: 1500 }, (_, i) => ({ measurement: 'env', tags: { room: `r${i % 7}` }, fields: { n: i, note }, timestampMs: T0 + i }));
-  await runner.broker.publish({ type: 'InfluxDataSave', points });
-  await waitFor(() => server.accepted.length === 1500, 'the 1,500 points written');
-  const big = server.requests[0];
-  assert.ok(big);
-  assert.equal(server.requests.length, 1, 'one request for the batch');
+  const runner = await startInfluxRunner(env, fastInflux(server.url, path.join(env.dir, 'spool'), { batch_size: 2000, flush_interval_ms: 200, gzip: 'always' }));
+  const { big, lines, plainBytes } = await writeBatchOver64KiB(runner, server);
   assert.equal(big.contentEncoding, 'gzip');
   assert.equal(big.contentType, 'text/plain; charset=utf-8');
-  const plainBytes = Buffer.byteLength(big.lines.join('\n'));
-  assert.ok(plainBytes >= 64 * 1024, `the batch is ${plainBytes} bytes`);
   assert.ok(big.wireBytes * 4 < plainBytes, `gzipped to ${big.wireBytes} of ${plainBytes} bytes`);
-  assert.deepEqual(server.accepted, points.map((p) => `env,room=${p.tags.room} n=${p.fields.n},note="${note}" ${p.timestampMs}`));
+  assert.deepEqual(server.accepted, lines);
 
   await runner.broker.publish({ type: 'InfluxDataSave', points: [{ measurement: 'env', tags: {}, fields: { n: 1 }, timestampMs: T0 }] });
   await waitFor(() => server.requests.length === 2, 'the small batch');
   assert.equal(server.requests[1]?.contentEncoding, undefined);
   assert.deepEqual(server.requests[1]?.lines, [`env n=1 ${T0}`]);
+});
+
+test('gzip by default ("auto") to a server on this host: a batch of 64 KiB or more goes as plain text, line for line', async (t) => {
+  const env = await testEnv(t);
+  const server = await startLineServer(env);
+  assert.match(server.url, /^http:\/\/127\./, 'the line server listens on loopback');
+  const runner = await startInfluxRunner(env, fastInflux(server.url, path.join(env.dir, 'spool'), { batch_size: 2000, flush_interval_ms: 200 }));
+  const { big, lines, plainBytes } = await writeBatchOver64KiB(runner, server);
+  assert.equal(big.contentEncoding, undefined, 'not gzipped to a server on this host');
+  assert.ok(big.wireBytes >= plainBytes, `${big.wireBytes} bytes on the wire for ${plainBytes} of lines`);
+  assert.deepEqual(server.accepted, lines);
 });
