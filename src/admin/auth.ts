@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { NucleonError } from '../errors.js';
 import { randomSecret } from '../util/secret.js';
-import { addressBlock } from './address-block.js';
+import { addressBlock } from '../util/address-block.js';
 
 /** Where a generated API key lives when `admin.api_key` is unset. */
 export function apiKeyFile(storePath: string): string {

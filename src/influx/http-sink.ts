@@ -1,7 +1,8 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { HttpError, InfluxDB, type Transport } from '@influxdata/influxdb-client';
+import { addressBlock, LOOPBACK_BLOCK } from '../util/address-block.js';
 import type { LineBatch } from './line-buffer.js';
 import type { Precision } from './points.js';
 
@@ -50,16 +51,11 @@ export function gzipFromBytes(url: string, mode: GzipMode = 'auto'): number {
   return GZIP_FROM_BYTES;
 }
 
-/** A URL hostname that names this host: localhost, 127.0.0.0/8, ::1, or IPv4-mapped 127.x (which URL writes in hex). */
+/** A URL hostname that names this host: localhost, or a loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x). */
 export function onThisHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (isIPv4(host)) return host.startsWith('127.');
-  if (!isIPv6(host)) return false;
-  if (host === '::1') return true;
-  const mapped = /^::ffff:(?:(\d+)\.\d+\.\d+\.\d+|([0-9a-f]{1,4}):[0-9a-f]{1,4})$/.exec(host);
-  if (!mapped) return false;
-  return mapped[1] !== undefined ? mapped[1] === '127' : Number.parseInt(mapped[2] ?? '0', 16) >> 8 === 127;
+  return isIP(host) !== 0 && addressBlock(host) === LOOPBACK_BLOCK;
 }
 
 /**

@@ -3,7 +3,7 @@
 // Retry-After it reports and the bound on what it tracks.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { addressBlock, LOOPBACK_BLOCK } from '../../src/admin/address-block.js';
+import { addressBlock, LOOPBACK_BLOCK } from '../../src/util/address-block.js';
 import { AuthLimiter } from '../../src/admin/auth.js';
 
 test('addressBlock: IPv4 /24, IPv6 /64, IPv4-mapped IPv6 as IPv4, all of loopback as one block', () => {
